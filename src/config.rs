@@ -1,0 +1,527 @@
+//! Configuration: an optional TOML file, then environment variables, then
+//! command-line flags (flags win). Everything has a default, so a node runs
+//! with no file at all.
+//!
+//! Every error names the field it is about, as a dotted path
+//! (`tasks.iperf.cron`, `healthcheck.backoff_total`), so an operator can find
+//! the line to fix. See `zos-perf.example.toml` for every field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::grid::Network;
+use crate::schedule::Schedule;
+use crate::task::TaskDefaults;
+
+/// Where the kernel command line is read from on a node.
+pub const KERNEL_CMDLINE: &str = "/proc/cmdline";
+
+/// Values given on the command line or in the environment; `None` = not given.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub redis: Option<String>,
+    pub network: Option<Network>,
+    pub farm_id: Option<u32>,
+    pub node_id: Option<u32>,
+}
+
+/// The daemon's whole configuration, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Redis URL; `None` when nothing named one (the daemon may then start
+    /// its own private redis-server, see `embedded`).
+    pub redis: Option<String>,
+    pub network: Network,
+    pub farm_id: Option<u32>,
+    pub node_id: Option<u32>,
+    /// Per-task overrides, by task name.
+    pub tasks: BTreeMap<String, TaskOverride>,
+    pub grid: GridConfig,
+    pub cpu_benchmark: CpuBenchmarkConfig,
+    pub healthcheck: HealthcheckConfig,
+    pub iperf: IperfConfig,
+    pub public_ip: PublicIpConfig,
+    pub bus: BusConfig,
+}
+
+/// The file's shape. Unknown fields are refused, so a typo is an error that
+/// names it rather than a setting silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    redis: Option<String>,
+    network: Option<String>,
+    farm_id: Option<u32>,
+    node_id: Option<u32>,
+    #[serde(default)]
+    tasks: BTreeMap<String, TaskOverride>,
+    #[serde(default)]
+    grid: GridConfig,
+    #[serde(default)]
+    cpu_benchmark: CpuBenchmarkConfig,
+    #[serde(default)]
+    healthcheck: HealthcheckConfig,
+    #[serde(default)]
+    iperf: IperfConfig,
+    #[serde(default)]
+    public_ip: PublicIpConfig,
+    #[serde(default)]
+    bus: BusConfig,
+}
+
+/// `[tasks.<name>]`: what configuration may change of a task's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskOverride {
+    pub enabled: Option<bool>,
+    pub cron: Option<String>,
+    /// Seconds.
+    pub jitter: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub exclusive: Option<bool>,
+}
+
+/// A task's settings once its defaults and overrides are merged.
+#[derive(Debug, Clone)]
+pub struct TaskSettings {
+    pub enabled: bool,
+    pub schedule: Schedule,
+    pub jitter: Duration,
+    pub timeout: Duration,
+    pub exclusive: bool,
+}
+
+/// `[grid]`: how the grid's GraphQL is reached.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GridConfig {
+    /// Replaces the network's GraphQL URLs (tried in order).
+    pub graphql_urls: Option<Vec<String>>,
+    /// Per-request timeout.
+    #[serde(with = "humantime_serde")]
+    pub graphql_timeout: Duration,
+}
+
+impl Default for GridConfig {
+    fn default() -> Self {
+        Self {
+            graphql_urls: None,
+            graphql_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[cpu_benchmark]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CpuBenchmarkConfig {
+    /// A command (program and arguments, no shell) that prints the number of
+    /// workloads on the node; none means 0.
+    pub workloads_command: Option<Vec<String>>,
+}
+
+/// `[healthcheck]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthcheckConfig {
+    pub cache_dir: PathBuf,
+    pub flags_dir: PathBuf,
+    /// Timeout of each TCP connection of the network check.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// First wait before retrying a failing check; doubles each time.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Give up retrying after this much time in total.
+    #[serde(with = "humantime_serde")]
+    pub backoff_total: Duration,
+    /// Replaces the network's service list.
+    pub services: Option<Vec<String>>,
+}
+
+impl Default for HealthcheckConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: PathBuf::from("/var/cache"),
+            flags_dir: PathBuf::from("/tmp/flags"),
+            connect_timeout: Duration::from_secs(5),
+            backoff_initial: Duration::from_secs(3 * 60),
+            backoff_total: Duration::from_secs(10 * 60),
+            services: None,
+        }
+    }
+}
+
+/// `[iperf]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IperfConfig {
+    /// Port the grid's iperf3 servers listen on.
+    pub port: u16,
+    /// Length of each iperf3 run (`--time`); none = iperf3's own default.
+    #[serde(with = "humantime_serde")]
+    pub duration: Option<Duration>,
+    /// Kill an iperf3 run that takes longer than this.
+    #[serde(with = "humantime_serde")]
+    pub run_timeout: Duration,
+    /// Nodes of other farms tested besides the free farm's.
+    pub other_farm_nodes: u32,
+    /// The free farm whose public nodes are all tested.
+    pub free_farm_id: u32,
+    /// Backoff when a server answers that it is busy.
+    #[serde(with = "humantime_serde")]
+    pub busy_backoff_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub busy_backoff_max: Duration,
+    pub busy_retries: u32,
+    /// The iperf3 program.
+    pub iperf3: PathBuf,
+}
+
+impl Default for IperfConfig {
+    fn default() -> Self {
+        Self {
+            port: 300,
+            duration: None,
+            run_timeout: Duration::from_secs(60),
+            other_farm_nodes: 12,
+            free_farm_id: 1,
+            busy_backoff_initial: Duration::from_secs(5 * 60),
+            busy_backoff_max: Duration::from_secs(20 * 60),
+            busy_retries: 3,
+            iperf3: PathBuf::from("iperf3"),
+        }
+    }
+}
+
+/// `[public_ip]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublicIpConfig {
+    /// The test network namespace.
+    pub namespace: String,
+    /// The macvlan link inside it.
+    pub link: String,
+    /// A service that answers an HTTP GET with the caller's address as text.
+    pub lookup_url: String,
+    #[serde(with = "humantime_serde")]
+    pub lookup_timeout: Duration,
+    /// When set and the namespace or macvlan is missing, create them with a
+    /// macvlan over this interface. When unset, a missing one is an error.
+    pub parent_interface: Option<String>,
+    /// Echo requests sent to each lower-id node during the election.
+    pub ping_count: u32,
+}
+
+impl Default for PublicIpConfig {
+    fn default() -> Self {
+        Self {
+            namespace: "pubtestns".into(),
+            link: "pub".into(),
+            lookup_url: "https://api.ipify.org".into(),
+            lookup_timeout: Duration::from_secs(30),
+            parent_interface: None,
+            ping_count: 3,
+        }
+    }
+}
+
+/// `[bus]`: the RMB local protocol handler.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    pub enabled: bool,
+    /// Requests handled at the same time, at most.
+    pub max_in_flight: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_in_flight: 64,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file named in `overrides` (if any), applies the overrides,
+    /// fills what is still unset from the kernel command line at `cmdline`,
+    /// and checks every value.
+    pub fn load(overrides: &Overrides, cmdline: &Path) -> anyhow::Result<Config> {
+        let file = match &overrides.config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("config file {}: cannot read", path.display()))?;
+                Self::parse_file(&text)
+                    .with_context(|| format!("config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let kernel = std::fs::read_to_string(cmdline).unwrap_or_default();
+        let config = Self::resolve(file, overrides, &kernel)?;
+        Ok(config)
+    }
+
+    /// Parses a configuration text alone, with no overrides and no kernel
+    /// command line: what `load` does with a file.
+    pub fn from_toml(text: &str) -> anyhow::Result<Config> {
+        let file = Self::parse_file(text)?;
+        Self::resolve(file, &Overrides::default(), "")
+    }
+
+    fn parse_file(text: &str) -> anyhow::Result<FileConfig> {
+        toml::from_str::<FileConfig>(text).map_err(|e| {
+            // toml's message names the key and shows the line; keep it whole.
+            anyhow::anyhow!("{}", e.to_string().trim_end())
+        })
+    }
+
+    fn resolve(file: FileConfig, o: &Overrides, kernel: &str) -> anyhow::Result<Config> {
+        let network = match (o.network, &file.network) {
+            (Some(n), _) => n,
+            (None, Some(name)) => name
+                .parse::<Network>()
+                .map_err(|e| anyhow::anyhow!("network: {e}"))?,
+            (None, None) => Network::from_kernel_cmdline(kernel).unwrap_or(Network::Main),
+        };
+        let farm_id = o.farm_id.or(file.farm_id).or_else(|| kernel_arg(kernel, "farmer_id"));
+        let config = Config {
+            redis: o.redis.clone().or(file.redis),
+            network,
+            farm_id,
+            node_id: o.node_id.or(file.node_id),
+            tasks: file.tasks,
+            grid: file.grid,
+            cpu_benchmark: file.cpu_benchmark,
+            healthcheck: file.healthcheck,
+            iperf: file.iperf,
+            public_ip: file.public_ip,
+            bus: file.bus,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot: known task names, cron expressions,
+    /// non-empty lists, sane limits.
+    fn validate(&self) -> anyhow::Result<()> {
+        for name in self.tasks.keys() {
+            if !crate::tasks::NAMES.contains(&name.as_str()) {
+                bail!(
+                    "tasks.{name}: unknown task (known: {})",
+                    crate::tasks::NAMES.join(", ")
+                );
+            }
+        }
+        for (name, o) in &self.tasks {
+            if let Some(cron) = &o.cron {
+                Schedule::parse(cron).with_context(|| format!("tasks.{name}.cron"))?;
+            }
+            if o.timeout == Some(Duration::ZERO) {
+                bail!("tasks.{name}.timeout: must be more than zero");
+            }
+        }
+        if let Some(url) = &self.redis {
+            check_redis_url(url).context("redis")?;
+        }
+        if let Some(urls) = &self.grid.graphql_urls {
+            if urls.is_empty() {
+                bail!("grid.graphql_urls: must name at least one URL");
+            }
+        }
+        if self.grid.graphql_timeout.is_zero() {
+            bail!("grid.graphql_timeout: must be more than zero");
+        }
+        if let Some(cmd) = &self.cpu_benchmark.workloads_command {
+            if cmd.is_empty() || cmd[0].is_empty() {
+                bail!("cpu_benchmark.workloads_command: must name a program");
+            }
+        }
+        let hc = &self.healthcheck;
+        if hc.connect_timeout.is_zero() {
+            bail!("healthcheck.connect_timeout: must be more than zero");
+        }
+        if hc.backoff_initial.is_zero() && !hc.backoff_total.is_zero() {
+            bail!("healthcheck.backoff_initial: must be more than zero");
+        }
+        if self.iperf.port == 0 {
+            bail!("iperf.port: must be a port number from 1 to 65535");
+        }
+        if self.iperf.run_timeout.is_zero() {
+            bail!("iperf.run_timeout: must be more than zero");
+        }
+        if self.public_ip.namespace.is_empty() {
+            bail!("public_ip.namespace: must not be empty");
+        }
+        if self.public_ip.link.is_empty() || self.public_ip.link.len() > 15 {
+            bail!("public_ip.link: must be an interface name of 1 to 15 characters");
+        }
+        if self.public_ip.ping_count == 0 {
+            bail!("public_ip.ping_count: must be at least 1");
+        }
+        if self.bus.max_in_flight == 0 {
+            bail!("bus.max_in_flight: must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Merges a task's defaults with its `[tasks.<name>]` override.
+    pub fn task_settings(&self, name: &str, defaults: &TaskDefaults) -> anyhow::Result<TaskSettings> {
+        let o = self.tasks.get(name).cloned().unwrap_or_default();
+        let cron = o.cron.as_deref().unwrap_or(defaults.cron);
+        let schedule = Schedule::parse(cron).with_context(|| format!("tasks.{name}.cron"))?;
+        Ok(TaskSettings {
+            enabled: o.enabled.unwrap_or(true),
+            schedule,
+            jitter: o.jitter.map(Duration::from_secs).unwrap_or(defaults.jitter),
+            timeout: o.timeout.unwrap_or(defaults.timeout),
+            exclusive: o.exclusive.unwrap_or(defaults.exclusive),
+        })
+    }
+
+    /// The GraphQL URLs to try, in order.
+    pub fn graphql_urls(&self) -> Vec<String> {
+        match &self.grid.graphql_urls {
+            Some(urls) => urls.clone(),
+            None => self.network.graphql_urls().iter().map(|u| u.to_string()).collect(),
+        }
+    }
+
+    /// The services the healthcheck probes.
+    pub fn health_services(&self) -> Vec<String> {
+        match &self.healthcheck.services {
+            Some(s) => s.clone(),
+            None => self.network.services(),
+        }
+    }
+}
+
+/// `key=<u32>` from a kernel command line.
+fn kernel_arg(cmdline: &str, key: &str) -> Option<u32> {
+    cmdline.split_whitespace().find_map(|arg| {
+        let (k, v) = arg.split_once('=')?;
+        (k == key).then(|| v.parse().ok()).flatten()
+    })
+}
+
+/// Accepts the two URL forms of SPEC §3: `redis://host:port` and `unix:///path`.
+pub fn check_redis_url(url: &str) -> anyhow::Result<()> {
+    if let Some(path) = url.strip_prefix("unix://") {
+        if !path.starts_with('/') {
+            bail!("{url:?}: a unix socket URL needs an absolute path, e.g. unix:///var/run/redis.sock");
+        }
+        return Ok(());
+    }
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        redis::Client::open(url).map_err(|e| anyhow::anyhow!("{url:?}: {e}"))?;
+        return Ok(());
+    }
+    bail!("{url:?}: expected redis://host:port or unix:///path/to/socket")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_spec_defaults() {
+        let c = Config::from_toml("").expect("empty config");
+        assert_eq!(c.network, Network::Main);
+        assert_eq!(c.redis, None);
+        assert_eq!(c.healthcheck.cache_dir, PathBuf::from("/var/cache"));
+        assert_eq!(c.healthcheck.flags_dir, PathBuf::from("/tmp/flags"));
+        assert_eq!(c.iperf.port, 300);
+        assert_eq!(c.public_ip.namespace, "pubtestns");
+        assert_eq!(c.public_ip.link, "pub");
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = Config::from_toml("[healthcheck]\ncache_dri = \"/x\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("cache_dri"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_cron_names_the_task_field() {
+        let err = Config::from_toml("[tasks.iperf]\ncron = \"every day\"\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("tasks.iperf.cron"), "{msg}");
+        assert!(msg.contains("every day"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_task_is_named() {
+        let err = Config::from_toml("[tasks.gpu-benchmark]\nenabled = false\n").unwrap_err();
+        assert!(format!("{err:#}").contains("tasks.gpu-benchmark"), "{err:#}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = Config::from_toml("[iperf]\nport = \"three hundred\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("port"), "{err:#}");
+        let err = Config::from_toml("[healthcheck]\nbackoff_initial = \"soon\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("backoff_initial"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_redis_url_and_network_are_named() {
+        let err = Config::from_toml("redis = \"http://x\"\n").unwrap_err();
+        assert!(format!("{err:#}").starts_with("redis:"), "{err:#}");
+        let err = Config::from_toml("network = \"moon\"\n").unwrap_err();
+        assert!(format!("{err:#}").starts_with("network:"), "{err:#}");
+    }
+
+    #[test]
+    fn flags_win_over_file_and_kernel_fills_the_rest() {
+        let file = Config::parse_file("network = \"test\"\nfarm_id = 5\nnode_id = 9\n").expect("parse");
+        let o = Overrides {
+            network: Some(Network::Dev),
+            node_id: Some(11),
+            ..Default::default()
+        };
+        let c = Config::resolve(file, &o, "runmode=qa farmer_id=7").expect("resolve");
+        assert_eq!(c.network, Network::Dev);
+        assert_eq!(c.farm_id, Some(5));
+        assert_eq!(c.node_id, Some(11));
+
+        let c = Config::resolve(FileConfig::default(), &Overrides::default(), "runmode=prod farmer_id=7")
+            .expect("resolve");
+        assert_eq!(c.network, Network::Main);
+        assert_eq!(c.farm_id, Some(7));
+        let c = Config::resolve(FileConfig::default(), &Overrides::default(), "runmode=qa")
+            .expect("resolve");
+        assert_eq!(c.network, Network::Qa);
+    }
+
+    #[test]
+    fn task_override_merges_with_defaults() {
+        let c = Config::from_toml("[tasks.healthcheck]\njitter = 7\ntimeout = \"90s\"\nenabled = false\n")
+            .expect("parse");
+        let d = TaskDefaults {
+            cron: "0 */15 * * * *",
+            jitter: Duration::ZERO,
+            timeout: Duration::from_secs(900),
+            exclusive: false,
+        };
+        let s = c.task_settings("healthcheck", &d).expect("settings");
+        assert!(!s.enabled);
+        assert_eq!(s.jitter, Duration::from_secs(7));
+        assert_eq!(s.timeout, Duration::from_secs(90));
+        let s = c.task_settings("iperf", &d).expect("settings");
+        assert!(s.enabled);
+        assert_eq!(s.timeout, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn the_shipped_example_config_is_valid() {
+        let text = include_str!("../zos-perf.example.toml");
+        Config::from_toml(text).expect("example config parses");
+    }
+}

@@ -1,0 +1,6 @@
+//! The grid around the node: which network it belongs to and that network's
+//! services (SPEC §6).
+
+pub mod network;
+
+pub use network::Network;

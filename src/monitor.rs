@@ -1,0 +1,508 @@
+//! The monitor: runs every registered task on its schedule and stores what
+//! each run produces.
+//!
+//! One loop reads the wall clock, fires the tasks that are due, and sleeps
+//! until the next due time, never longer than [`SLICE`] at once, so a step
+//! of the wall clock or a suspend is noticed within a slice. A task that is
+//! due again while its run still goes on is skipped (and logged), a jump of
+//! the clock fires a task at most once, and exclusive tasks (the
+//! measurements) take turns through one lock.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use serde_json::Value;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, TaskSettings};
+use crate::schedule::{jitter_delay, Clock, Schedule};
+use crate::status::{Outcome, State};
+use crate::store::ResultStore;
+use crate::task::{RunContext, Task, TaskResult};
+
+/// The longest the loop sleeps before it reads the clock again.
+pub const SLICE: Duration = Duration::from_secs(1);
+
+/// A task with its merged settings.
+pub struct Registered {
+    pub task: Arc<dyn Task>,
+    pub settings: TaskSettings,
+    running: Arc<AtomicBool>,
+}
+
+impl Registered {
+    pub fn new(task: Arc<dyn Task>, settings: TaskSettings) -> Self {
+        Self {
+            task,
+            settings,
+            running: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// Builds each task's settings from the configuration; an invalid override
+/// is an error naming the task and field.
+pub fn register(config: &Config, tasks: Vec<Arc<dyn Task>>) -> anyhow::Result<Vec<Registered>> {
+    tasks
+        .into_iter()
+        .map(|task| {
+            let settings = config.task_settings(task.name(), &task.defaults())?;
+            Ok(Registered::new(task, settings))
+        })
+        .collect()
+}
+
+/// The turn-taking of exclusive tasks, with the name of the holder for logs.
+#[derive(Default)]
+struct Exclusive {
+    lock: tokio::sync::Mutex<()>,
+    holder: Mutex<Option<&'static str>>,
+}
+
+pub struct Monitor {
+    tasks: Vec<Arc<Registered>>,
+    store: Arc<ResultStore>,
+    clock: Arc<dyn Clock>,
+    exclusive: Arc<Exclusive>,
+}
+
+/// Why a fire happened, for the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Startup,
+    Schedule,
+    Manual,
+}
+
+impl Monitor {
+    pub fn new(tasks: Vec<Registered>, store: Arc<ResultStore>, clock: Arc<dyn Clock>) -> Monitor {
+        Monitor {
+            tasks: tasks.into_iter().map(Arc::new).collect(),
+            store,
+            clock,
+            exclusive: Arc::new(Exclusive::default()),
+        }
+    }
+
+    /// Runs until `shutdown` fires, then cancels running runs and returns
+    /// once they have stopped.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut runs = JoinSet::new();
+        let now = self.clock.now();
+
+        for r in &self.tasks {
+            let name = r.task.name();
+            if !r.settings.enabled {
+                tracing::info!(task = name, "disabled by configuration; its stored result is removed");
+                self.store.remove(name);
+                continue;
+            }
+            let next = r.settings.schedule.next_after(now);
+            self.store.update_status(name, |s| {
+                s.cron = r.settings.schedule.as_str().to_string();
+                s.jitter = r.settings.jitter.as_secs();
+                s.exclusive = r.settings.exclusive;
+                s.state = State::Idle;
+                s.next_fire = next.map(|t| t.timestamp());
+            });
+            match startup_reason(&self.store.latest(name), &r.settings.schedule, now) {
+                Some(reason) => {
+                    tracing::info!(task = name, reason, "start-up check: running now");
+                    self.fire(r, Trigger::Startup, &shutdown, &mut runs);
+                }
+                None => tracing::debug!(task = name, "start-up check: stored result is fresh"),
+            }
+        }
+
+        let enabled: Vec<Arc<Registered>> =
+            self.tasks.iter().filter(|r| r.settings.enabled).cloned().collect();
+        let mut plan = Plan::new(enabled.iter().map(|r| r.settings.schedule.clone()).collect(), now);
+        loop {
+            let now = self.clock.now();
+            for (i, due) in plan.due(now) {
+                let r = &enabled[i];
+                tracing::debug!(task = r.task.name(), due = %due, "due");
+                self.fire(r, Trigger::Schedule, &shutdown, &mut runs);
+            }
+            for (i, r) in enabled.iter().enumerate() {
+                if plan.changed(i) {
+                    let next = plan.next(i).map(|t| t.timestamp());
+                    self.store.update_status(r.task.name(), |s| s.next_fire = next);
+                }
+            }
+            // Reap finished runs so the set does not grow.
+            while runs.try_join_next().is_some() {}
+            let wait = plan.wait(now).min(SLICE);
+            tokio::select! {
+                _ = self.clock.sleep(wait) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+
+        tracing::info!(running = runs.len(), "shutting down: cancelling running tasks");
+        while runs.join_next().await.is_some() {}
+    }
+
+    /// Runs one task now, outside the schedule, and returns its result.
+    pub async fn run_now(&self, name: &str, shutdown: CancellationToken) -> anyhow::Result<TaskResult> {
+        let r = self
+            .tasks
+            .iter()
+            .find(|r| r.task.name() == name)
+            .ok_or_else(|| anyhow::anyhow!("unknown task {name:?}"))?;
+        let ctx = Ctx {
+            reg: r.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            exclusive: self.exclusive.clone(),
+            shutdown,
+        };
+        let value = ctx.execute(Trigger::Manual).await?;
+        Ok(value)
+    }
+
+    /// Starts a run unless one is already going.
+    fn fire(&self, r: &Arc<Registered>, trigger: Trigger, shutdown: &CancellationToken, runs: &mut JoinSet<()>) {
+        let name = r.task.name();
+        if r.running.swap(true, Ordering::SeqCst) {
+            tracing::warn!(task = name, "previous run still going: skipping this fire time");
+            self.store.update_status(name, |s| s.skipped += 1);
+            return;
+        }
+        let ctx = Ctx {
+            reg: r.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            exclusive: self.exclusive.clone(),
+            shutdown: shutdown.clone(),
+        };
+        runs.spawn(async move {
+            let _ = ctx.execute(trigger).await;
+            ctx.reg.running.store(false, Ordering::SeqCst);
+        });
+    }
+}
+
+/// Everything one run needs, owned, so it can live in a spawned task.
+struct Ctx {
+    reg: Arc<Registered>,
+    store: Arc<ResultStore>,
+    clock: Arc<dyn Clock>,
+    exclusive: Arc<Exclusive>,
+    shutdown: CancellationToken,
+}
+
+impl Ctx {
+    async fn execute(&self, trigger: Trigger) -> anyhow::Result<TaskResult> {
+        let task = &self.reg.task;
+        let name = task.name();
+        let settings = &self.reg.settings;
+
+        if trigger == Trigger::Schedule && !settings.jitter.is_zero() {
+            let delay = jitter_delay(settings.jitter);
+            tracing::debug!(task = name, ?delay, "jitter");
+            self.store.update_status(name, |s| s.state = State::Waiting);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.cancelled() => {
+                    self.store.update_status(name, |s| s.state = State::Idle);
+                    anyhow::bail!("{name}: shut down before the run started");
+                }
+            }
+        }
+
+        let _turn = if settings.exclusive {
+            let guard = match self.exclusive.lock.try_lock() {
+                Ok(g) => g,
+                Err(_) => {
+                    let holder = *self.exclusive.holder.lock().unwrap_or_else(|p| p.into_inner());
+                    tracing::info!(task = name, running = holder.unwrap_or("another task"),
+                        "waiting for the running measurement to finish");
+                    self.store.update_status(name, |s| s.state = State::Waiting);
+                    tokio::select! {
+                        g = self.exclusive.lock.lock() => g,
+                        _ = self.shutdown.cancelled() => {
+                            self.store.update_status(name, |s| s.state = State::Idle);
+                            anyhow::bail!("{name}: shut down while waiting for its turn");
+                        }
+                    }
+                }
+            };
+            *self.exclusive.holder.lock().unwrap_or_else(|p| p.into_inner()) = Some(name);
+            Some(guard)
+        } else {
+            None
+        };
+
+        let started_at = self.clock.now();
+        let started = Instant::now();
+        self.store.update_status(name, |s| {
+            s.state = State::Running;
+            s.last_attempt = Some(started_at.timestamp());
+        });
+        tracing::info!(task = name, trigger = ?trigger, "run started");
+
+        let cancel = self.shutdown.child_token();
+        let ctx = RunContext::new(cancel.clone());
+        let outcome = {
+            let run = AssertUnwindSafe(task.run(&ctx)).catch_unwind();
+            tokio::select! {
+                r = tokio::time::timeout(settings.timeout, run) => match r {
+                    Ok(Ok(Ok(value))) => Ok(value),
+                    Ok(Ok(Err(e))) => Err((Outcome::Failed, format!("{e:#}"))),
+                    Ok(Err(panic)) => Err((Outcome::Panicked, panic_message(&panic))),
+                    Err(_) => Err((Outcome::Timeout, format!("timed out after {}", humantime::format_duration(settings.timeout)))),
+                },
+                _ = self.shutdown.cancelled() => Err((Outcome::Cancelled, "cancelled by shutdown".to_string())),
+            }
+        };
+        // Whatever ended the run, tell work on other threads to stop.
+        cancel.cancel();
+        if settings.exclusive {
+            *self.exclusive.holder.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        drop(_turn);
+        let duration = started.elapsed();
+
+        let result = match outcome {
+            Ok(value) => self.store_result(value),
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(_) => tracing::info!(task = name, duration = ?duration, outcome = "ok", "run finished"),
+            Err((outcome, reason)) => tracing::warn!(task = name, duration = ?duration,
+                outcome = outcome.as_str(), reason = %reason, "run failed; previous result kept"),
+        }
+        self.store.update_status(name, |s| {
+            s.state = State::Idle;
+            s.last_duration = Some((duration.as_secs_f64() * 1000.0).round() / 1000.0);
+            s.runs += 1;
+            match &result {
+                Ok(_) => {
+                    s.last_outcome = Some(Outcome::Ok);
+                    s.last_error = None;
+                }
+                Err((outcome, reason)) => {
+                    s.failures += 1;
+                    s.last_outcome = Some(*outcome);
+                    s.last_error = Some(reason.clone());
+                }
+            }
+        });
+        result.map_err(|(outcome, reason)| anyhow::anyhow!("{name}: {}: {reason}", outcome.as_str()))
+    }
+
+    fn store_result(&self, value: Value) -> Result<TaskResult, (Outcome, String)> {
+        let task = &self.reg.task;
+        let result = TaskResult {
+            name: task.name().to_string(),
+            description: task.description().to_string(),
+            timestamp: self.clock.now().timestamp(),
+            result: value,
+        };
+        self.store
+            .put(result.clone())
+            .map_err(|e| (Outcome::Failed, format!("{e:#}")))?;
+        Ok(result)
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    format!("panicked: {msg}")
+}
+
+/// Why a task must run at start-up, if it must: no stored result, or one
+/// older than two periods of its schedule.
+pub fn startup_reason(stored: &Option<TaskResult>, schedule: &Schedule, now: DateTime<Utc>) -> Option<&'static str> {
+    let Some(stored) = stored else {
+        return Some("no stored result");
+    };
+    let period = schedule.period_near(now)?;
+    let age = now.timestamp() - stored.timestamp;
+    let limit = i64::try_from(period.as_secs().saturating_mul(2)).unwrap_or(i64::MAX);
+    (age > limit).then_some("stored result is older than two periods")
+}
+
+/// The due times of every task, and how they move with the clock.
+///
+/// Pure: it is given `now` and says what is due, so it can be tested with
+/// any sequence of clock readings.
+pub struct Plan {
+    schedules: Vec<Schedule>,
+    next: Vec<Option<DateTime<Utc>>>,
+    last_fired: Vec<Option<DateTime<Utc>>>,
+    changed: Vec<bool>,
+    last_now: DateTime<Utc>,
+}
+
+impl Plan {
+    pub fn new(schedules: Vec<Schedule>, now: DateTime<Utc>) -> Plan {
+        let next = schedules.iter().map(|s| s.next_after(now)).collect();
+        let n = schedules.len();
+        Plan {
+            schedules,
+            next,
+            last_fired: vec![None; n],
+            changed: vec![false; n],
+            last_now: now,
+        }
+    }
+
+    /// The tasks due at `now`, each at most once, with the due time they
+    /// fire for. After a forward jump a task fires once and its next due
+    /// time is taken from `now`, so missed fire times never pile up. After a
+    /// backward jump no fire time that already fired fires again, unless the
+    /// clock went back more than a whole period (then the schedule starts
+    /// over from the new time rather than waiting that long).
+    pub fn due(&mut self, now: DateTime<Utc>) -> Vec<(usize, DateTime<Utc>)> {
+        let went_back = now < self.last_now;
+        self.last_now = now;
+        let mut fired = Vec::new();
+        for i in 0..self.schedules.len() {
+            if went_back {
+                self.rewind(i, now);
+            }
+            let Some(due) = self.next[i] else { continue };
+            if now >= due {
+                fired.push((i, due));
+                self.last_fired[i] = Some(due);
+                self.next[i] = self.schedules[i].next_after(now);
+                self.changed[i] = true;
+            }
+        }
+        fired
+    }
+
+    fn rewind(&mut self, i: usize, now: DateTime<Utc>) {
+        let schedule = &self.schedules[i];
+        let from = match self.last_fired[i] {
+            Some(last) if last > now => {
+                let period = schedule
+                    .period_near(now)
+                    .and_then(|p| chrono::Duration::from_std(p).ok())
+                    .unwrap_or_else(chrono::Duration::zero);
+                if last - now <= period {
+                    last
+                } else {
+                    now
+                }
+            }
+            _ => now,
+        };
+        let next = schedule.next_after(from);
+        if next != self.next[i] {
+            self.next[i] = next;
+            self.changed[i] = true;
+        }
+    }
+
+    /// Whether task `i`'s next due time moved since this was last asked.
+    pub fn changed(&mut self, i: usize) -> bool {
+        std::mem::take(&mut self.changed[i])
+    }
+
+    pub fn next(&self, i: usize) -> Option<DateTime<Utc>> {
+        self.next[i]
+    }
+
+    /// How long until the earliest due time (zero if one is past).
+    pub fn wait(&self, now: DateTime<Utc>) -> Duration {
+        self.next
+            .iter()
+            .flatten()
+            .map(|t| (*t - now).to_std().unwrap_or(Duration::ZERO))
+            .min()
+            .unwrap_or(SLICE)
+    }
+}
+
+/// The settings of every registered task, by name, for the CLI.
+pub fn describe(tasks: &[Registered]) -> BTreeMap<&'static str, &TaskSettings> {
+    tasks.iter().map(|r| (r.task.name(), &r.settings)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 5, 10, h, m, s).single().expect("valid time")
+    }
+
+    fn plan(expr: &str, now: DateTime<Utc>) -> Plan {
+        Plan::new(vec![Schedule::parse(expr).expect("cron")], now)
+    }
+
+    #[test]
+    fn a_forward_jump_of_a_day_fires_once_then_follows_the_new_time() {
+        let mut p = plan("0 */15 * * * *", at(6, 0, 1));
+        assert!(p.due(at(6, 10, 0)).is_empty());
+        let jumped = at(6, 10, 0) + chrono::Duration::days(1);
+        assert_eq!(p.due(jumped).len(), 1, "one catch-up run");
+        // Nothing more until the next quarter hour of the new time.
+        assert!(p.due(jumped + chrono::Duration::seconds(1)).is_empty());
+        assert_eq!(p.next(0), Some(at(6, 15, 0) + chrono::Duration::days(1)));
+    }
+
+    #[test]
+    fn a_small_backward_jump_does_not_fire_the_same_time_again() {
+        let mut p = plan("0 * * * * *", at(11, 59, 50));
+        assert_eq!(p.due(at(12, 0, 0)).len(), 1);
+        // NTP steps back 30 s: 12:00:00 must not fire a second time.
+        assert!(p.due(at(11, 59, 30)).is_empty());
+        assert!(p.due(at(12, 0, 0)).is_empty());
+        assert!(p.due(at(12, 0, 59)).is_empty());
+        assert_eq!(p.due(at(12, 1, 0)).len(), 1);
+    }
+
+    #[test]
+    fn a_long_backward_jump_restarts_the_schedule_from_the_new_time() {
+        let mut p = plan("0 */15 * * * *", at(12, 14, 0));
+        assert_eq!(p.due(at(12, 15, 0)).len(), 1);
+        let back = at(12, 15, 0) - chrono::Duration::days(1);
+        assert!(p.due(back).is_empty());
+        assert_eq!(p.next(0), Some(at(12, 30, 0) - chrono::Duration::days(1)));
+    }
+
+    #[test]
+    fn wait_is_the_time_to_the_earliest_due() {
+        let p = Plan::new(
+            vec![
+                Schedule::parse("0 0 * * * *").expect("cron"),
+                Schedule::parse("30 * * * * *").expect("cron"),
+            ],
+            at(6, 0, 0),
+        );
+        assert_eq!(p.wait(at(6, 0, 10)), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn startup_runs_missing_and_stale_results_only() {
+        let s = Schedule::parse("0 0 */6 * * *").expect("cron");
+        let now = at(13, 0, 0);
+        let result = |age_h: i64| {
+            Some(TaskResult {
+                name: "t".into(),
+                description: "d".into(),
+                timestamp: (now - chrono::Duration::hours(age_h)).timestamp(),
+                result: Value::Null,
+            })
+        };
+        assert_eq!(startup_reason(&None, &s, now), Some("no stored result"));
+        assert_eq!(startup_reason(&result(5), &s, now), None);
+        assert_eq!(startup_reason(&result(11), &s, now), None);
+        assert!(startup_reason(&result(13), &s, now).is_some());
+    }
+}

@@ -1,0 +1,127 @@
+//! The daemon's line to Redis, which may not be there.
+//!
+//! On a node, Redis can start after us, restart, or vanish for a while. The
+//! link never makes a caller wait for it: [`RedisLink::get`] answers at once
+//! with a connection or `None`, while a background task keeps (re)connecting
+//! with capped exponential backoff. Once made, the redis crate's
+//! `ConnectionManager` reconnects by itself after a failure.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// How long one command may take before it counts as failed. Our commands
+/// are small; a Redis that does not answer in this time is as good as gone.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A Redis URL of SPEC §3 made into a client (`unix:///path` or `redis://`).
+pub fn client(url: &str) -> anyhow::Result<redis::Client> {
+    crate::config::check_redis_url(url)?;
+    redis::Client::open(url).with_context(|| format!("redis URL {url:?}"))
+}
+
+/// One connection attempt, for commands that need Redis now (the CLI).
+pub async fn connect_once(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client = client(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(RESPONSE_TIMEOUT)
+        .set_number_of_retries(1);
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .with_context(|| format!("cannot connect to redis at {url}"))
+}
+
+/// A shared, self-healing connection.
+#[derive(Clone)]
+pub struct RedisLink {
+    url: String,
+    client: redis::Client,
+    conn: watch::Receiver<Option<ConnectionManager>>,
+}
+
+impl RedisLink {
+    /// Starts connecting in the background and returns at once.
+    pub fn start(url: &str, shutdown: CancellationToken) -> anyhow::Result<RedisLink> {
+        let client = client(url)?;
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(connect_loop(url.to_string(), client.clone(), tx, shutdown));
+        Ok(RedisLink {
+            url: url.to_string(),
+            client,
+            conn: rx,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A client for callers that need connections of their own (blocking
+    /// commands such as BRPOP must not share the multiplexed one).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// The connection, if one has been made.
+    pub fn get(&self) -> Option<ConnectionManager> {
+        self.conn.borrow().clone()
+    }
+
+    /// Waits until a connection has been made (or `cancel` fires).
+    pub async fn ready(&self, cancel: &CancellationToken) -> Option<ConnectionManager> {
+        let mut rx = self.conn.clone();
+        tokio::select! {
+            r = rx.wait_for(|c| c.is_some()) => r.ok().and_then(|c| c.clone()),
+            _ = cancel.cancelled() => None,
+        }
+    }
+}
+
+async fn connect_loop(
+    url: String,
+    client: redis::Client,
+    tx: watch::Sender<Option<ConnectionManager>>,
+    shutdown: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(100);
+    let max = Duration::from_secs(5);
+    let mut attempts: u64 = 0;
+    loop {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_response_timeout(RESPONSE_TIMEOUT)
+            // Reconnection after a drop is retried by our sync loop's
+            // next command; keep each reconnect attempt short.
+            .set_number_of_retries(2)
+            .set_max_delay(1000);
+        match ConnectionManager::new_with_config(client.clone(), config).await {
+            Ok(conn) => {
+                if attempts > 0 {
+                    tracing::info!(redis = %url, attempts, "connected to redis");
+                } else {
+                    tracing::debug!(redis = %url, "connected to redis");
+                }
+                let _ = tx.send(Some(conn));
+                return;
+            }
+            Err(e) => {
+                attempts += 1;
+                // Say it loudly once, then about every minute.
+                if attempts == 1 || attempts % 12 == 0 {
+                    tracing::warn!(redis = %url, error = %e, retry_in = ?delay, attempts,
+                        "redis unreachable; tasks keep running and results are published once it answers");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        delay = (delay * 2).min(max);
+    }
+}

@@ -1,0 +1,358 @@
+//! The result store (SPEC §3): `perf.<name>` = the task's latest
+//! `TaskResult` as JSON, plus the operators' `perf:status` hash.
+//!
+//! The daemon keeps every result it holds in memory and mirrors it to Redis
+//! from one sync loop. Memory is the truth, because on a node Redis keeps
+//! nothing on disk: if it restarts empty, the loop notices the missing keys
+//! within a second and writes them back. If Redis is away, tasks still run
+//! and their results wait in memory until it answers.
+//!
+//! Readers (the bus, the CLI) use the free functions at the bottom, which
+//! read exactly the keys of the known task names: their cost never grows
+//! with the rest of the keyspace.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use redis::aio::ConnectionLike;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::redis_link::RedisLink;
+use crate::status::{TaskStatus, STATUS_KEY};
+use crate::task::TaskResult;
+use crate::tasks::NAMES;
+
+/// How often the sync loop checks that Redis still holds what we hold.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+struct Entry<T> {
+    value: T,
+    json: String,
+    synced: bool,
+}
+
+#[derive(Default)]
+struct State {
+    /// Whether the results already in Redis have been read in.
+    loaded: bool,
+    results: BTreeMap<String, Entry<TaskResult>>,
+    status: BTreeMap<String, Entry<TaskStatus>>,
+    /// Keys of disabled tasks still to be deleted from Redis.
+    deletes: BTreeSet<String>,
+}
+
+/// What one sync pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    pub written: usize,
+    pub restored: usize,
+    pub deleted: usize,
+    pub adopted: usize,
+}
+
+/// The daemon's store: memory first, mirrored to Redis.
+pub struct ResultStore {
+    link: RedisLink,
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+impl ResultStore {
+    pub fn new(link: RedisLink) -> Arc<ResultStore> {
+        Arc::new(ResultStore {
+            link,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn link(&self) -> &RedisLink {
+        &self.link
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves plain data behind;
+        // keep serving it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the results already in Redis, waiting at most `wait` for it to
+    /// answer. Returns false if Redis did not answer; the results are then
+    /// read in by the sync loop as soon as it does.
+    pub async fn load(&self, wait: Duration) -> bool {
+        let cancel = CancellationToken::new();
+        let conn = tokio::time::timeout(wait, self.link.ready(&cancel)).await.ok().flatten();
+        let Some(mut conn) = conn else { return false };
+        match self.adopt(&mut conn).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "reading stored results failed");
+                false
+            }
+        }
+    }
+
+    /// Takes into memory the stored results we do not hold yet.
+    async fn adopt(&self, conn: &mut impl ConnectionLike) -> anyhow::Result<usize> {
+        let stored = read_all(conn).await?;
+        let mut st = self.state();
+        let mut adopted = 0;
+        for r in stored {
+            if st.results.contains_key(&r.name) || st.deletes.contains(&TaskResult::key_of(&r.name)) {
+                continue;
+            }
+            let json = serde_json::to_string(&r)?;
+            st.results.insert(r.name.clone(), Entry { value: r, json, synced: true });
+            adopted += 1;
+        }
+        st.loaded = true;
+        Ok(adopted)
+    }
+
+    /// Records a new result; it reaches Redis at once if Redis is there.
+    pub fn put(&self, result: TaskResult) -> anyhow::Result<()> {
+        let json = serde_json::to_string(&result)
+            .with_context(|| format!("encoding result of {}", result.name))?;
+        self.state().results.insert(
+            result.name.clone(),
+            Entry { value: result, json, synced: false },
+        );
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The latest result held for a task.
+    pub fn latest(&self, name: &str) -> Option<TaskResult> {
+        self.state().results.get(name).map(|e| e.value.clone())
+    }
+
+    /// Forgets a task's result here and in Redis (a disabled task).
+    pub fn remove(&self, name: &str) {
+        let mut st = self.state();
+        st.results.remove(name);
+        st.status.remove(name);
+        st.deletes.insert(TaskResult::key_of(name));
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// The status held for a task.
+    pub fn status(&self, name: &str) -> Option<TaskStatus> {
+        self.state().status.get(name).map(|e| e.value.clone())
+    }
+
+    /// Changes a task's status and publishes it.
+    pub fn update_status(&self, name: &str, change: impl FnOnce(&mut TaskStatus)) {
+        let mut st = self.state();
+        let entry = st.status.entry(name.to_string()).or_insert_with(|| Entry {
+            value: TaskStatus::default(),
+            json: String::new(),
+            synced: false,
+        });
+        change(&mut entry.value);
+        match serde_json::to_string(&entry.value) {
+            Ok(json) => {
+                entry.json = json;
+                entry.synced = false;
+            }
+            Err(e) => tracing::error!(task = name, error = %e, "cannot encode task status"),
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Mirrors memory to Redis until `shutdown`, then makes a last pass.
+    pub async fn sync_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut failing = false;
+        loop {
+            match self.sync_once().await {
+                Ok(Some(report)) => {
+                    if failing {
+                        tracing::info!("redis answers again; results are in sync");
+                        failing = false;
+                    }
+                    if report.restored > 0 {
+                        tracing::warn!(restored = report.restored,
+                            "redis had lost results (restarted empty?); wrote them back");
+                        // Look again at once: the write-back is confirmed by
+                        // the next pass rather than assumed.
+                        continue;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot sync results to redis; will retry");
+                        failing = true;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(SYNC_INTERVAL) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        if let Err(e) = tokio::time::timeout(Duration::from_secs(1), self.sync_once()).await {
+            tracing::debug!(error = %e, "last sync before exit did not finish");
+        }
+    }
+
+    /// One pass: deletes, writes what changed, checks that what was written
+    /// is still there. `Ok(None)` when Redis is not connected.
+    pub async fn sync_once(&self) -> anyhow::Result<Option<SyncReport>> {
+        let Some(mut conn) = self.link.get() else { return Ok(None) };
+        let mut report = SyncReport::default();
+        if !self.state().loaded {
+            report.adopted = self.adopt(&mut conn).await?;
+        }
+
+        // Snapshot under the lock; talk to Redis without it.
+        let (deletes, writes, present, status_writes, status_held) = {
+            let st = self.state();
+            let deletes: Vec<String> = st.deletes.iter().cloned().collect();
+            let writes: Vec<(String, String)> = st
+                .results
+                .iter()
+                .filter(|(_, e)| !e.synced)
+                .map(|(n, e)| (n.clone(), e.json.clone()))
+                .collect();
+            let present: Vec<String> =
+                st.results.iter().filter(|(_, e)| e.synced).map(|(n, _)| n.clone()).collect();
+            let status_writes: Vec<(String, String)> = st
+                .status
+                .iter()
+                .filter(|(_, e)| !e.synced)
+                .map(|(n, e)| (n.clone(), e.json.clone()))
+                .collect();
+            (deletes, writes, present, status_writes, !st.status.is_empty())
+        };
+
+        let mut pipe = redis::pipe();
+        for key in &deletes {
+            pipe.del(key).ignore();
+            if let Some(name) = key.strip_prefix("perf.") {
+                pipe.hdel(STATUS_KEY, name).ignore();
+            }
+        }
+        for (name, json) in &writes {
+            pipe.set(TaskResult::key_of(name), json).ignore();
+        }
+        for (name, json) in &status_writes {
+            pipe.hset(STATUS_KEY, name, json).ignore();
+        }
+        for name in &present {
+            pipe.exists(TaskResult::key_of(name));
+        }
+        pipe.exists(STATUS_KEY);
+        let found: Vec<bool> = pipe
+            .query_async(&mut conn)
+            .await
+            .with_context(|| format!("syncing results to redis at {}", self.link.url()))?;
+
+        let mut st = self.state();
+        for key in &deletes {
+            st.deletes.remove(key);
+        }
+        report.deleted = deletes.len();
+        for (name, json) in &writes {
+            if let Some(e) = st.results.get_mut(name) {
+                // Only if no newer result came in meanwhile.
+                if &e.json == json {
+                    e.synced = true;
+                }
+            }
+        }
+        report.written = writes.len();
+        for (name, json) in &status_writes {
+            if let Some(e) = st.status.get_mut(name) {
+                if &e.json == json {
+                    e.synced = true;
+                }
+            }
+        }
+        for (name, there) in present.iter().zip(&found) {
+            if !there {
+                if let Some(e) = st.results.get_mut(name) {
+                    e.synced = false;
+                    report.restored += 1;
+                }
+            }
+        }
+        let status_there = found.last().copied().unwrap_or(true);
+        if status_held && !status_there {
+            for e in st.status.values_mut() {
+                e.synced = false;
+            }
+            report.restored += 1;
+        }
+        Ok(Some(report))
+    }
+}
+
+/// The stored JSON of one task's result, as written.
+pub async fn read_raw(conn: &mut impl ConnectionLike, name: &str) -> anyhow::Result<Option<String>> {
+    let key = TaskResult::key_of(name);
+    redis::cmd("GET")
+        .arg(&key)
+        .query_async(conn)
+        .await
+        .with_context(|| format!("reading {key}"))
+}
+
+/// The stored JSON of every known task's result, in task order, absent ones
+/// left out. One MGET of the known keys: no keyspace walk.
+pub async fn read_all_raw(conn: &mut impl ConnectionLike) -> anyhow::Result<Vec<String>> {
+    let keys: Vec<String> = NAMES.iter().map(|n| TaskResult::key_of(n)).collect();
+    let values: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(&keys)
+        .query_async(conn)
+        .await
+        .context("reading perf.* results")?;
+    Ok(values.into_iter().flatten().collect())
+}
+
+/// One task's stored result, decoded.
+pub async fn read(conn: &mut impl ConnectionLike, name: &str) -> anyhow::Result<Option<TaskResult>> {
+    match read_raw(conn, name).await? {
+        Some(json) => Ok(Some(decode(name, &json)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every stored result, decoded. A value that does not decode is skipped
+/// and logged: one bad key must not hide the others.
+pub async fn read_all(conn: &mut impl ConnectionLike) -> anyhow::Result<Vec<TaskResult>> {
+    let raw = read_all_raw(conn).await?;
+    Ok(raw
+        .iter()
+        .filter_map(|json| match serde_json::from_str::<TaskResult>(json) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping a stored result that does not decode");
+                None
+            }
+        })
+        .collect())
+}
+
+/// Every task's status from `perf:status`.
+pub async fn read_status(conn: &mut impl ConnectionLike) -> anyhow::Result<BTreeMap<String, TaskStatus>> {
+    let raw: BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(STATUS_KEY)
+        .query_async(conn)
+        .await
+        .with_context(|| format!("reading {STATUS_KEY}"))?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|(k, v)| serde_json::from_str(&v).ok().map(|s| (k, s)))
+        .collect())
+}
+
+fn decode(name: &str, json: &str) -> anyhow::Result<TaskResult> {
+    serde_json::from_str(json)
+        .with_context(|| format!("stored value of {} is not a task result", TaskResult::key_of(name)))
+}
