@@ -291,7 +291,10 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("network: {e}"))?,
             (None, None) => Network::from_kernel_cmdline(kernel).unwrap_or(Network::Main),
         };
-        let farm_id = o.farm_id.or(file.farm_id).or_else(|| kernel_arg(kernel, "farmer_id"));
+        let farm_id = o
+            .farm_id
+            .or(file.farm_id)
+            .or_else(|| kernel_arg(kernel, "farmer_id"));
         let config = Config {
             redis: o.redis.clone().or(file.redis),
             network,
@@ -373,7 +376,11 @@ impl Config {
     }
 
     /// Merges a task's defaults with its `[tasks.<name>]` override.
-    pub fn task_settings(&self, name: &str, defaults: &TaskDefaults) -> anyhow::Result<TaskSettings> {
+    pub fn task_settings(
+        &self,
+        name: &str,
+        defaults: &TaskDefaults,
+    ) -> anyhow::Result<TaskSettings> {
         let o = self.tasks.get(name).cloned().unwrap_or_default();
         let cron = o.cron.as_deref().unwrap_or(defaults.cron);
         let schedule = Schedule::parse(cron).with_context(|| format!("tasks.{name}.cron"))?;
@@ -390,7 +397,12 @@ impl Config {
     pub fn graphql_urls(&self) -> Vec<String> {
         match &self.grid.graphql_urls {
             Some(urls) => urls.clone(),
-            None => self.network.graphql_urls().iter().map(|u| u.to_string()).collect(),
+            None => self
+                .network
+                .graphql_urls()
+                .iter()
+                .map(|u| u.to_string())
+                .collect(),
         }
     }
 
@@ -459,7 +471,10 @@ mod tests {
     #[test]
     fn unknown_task_is_named() {
         let err = Config::from_toml("[tasks.gpu-benchmark]\nenabled = false\n").unwrap_err();
-        assert!(format!("{err:#}").contains("tasks.gpu-benchmark"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("tasks.gpu-benchmark"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -480,7 +495,8 @@ mod tests {
 
     #[test]
     fn flags_win_over_file_and_kernel_fills_the_rest() {
-        let file = Config::parse_file("network = \"test\"\nfarm_id = 5\nnode_id = 9\n").expect("parse");
+        let file =
+            Config::parse_file("network = \"test\"\nfarm_id = 5\nnode_id = 9\n").expect("parse");
         let o = Overrides {
             network: Some(Network::Dev),
             node_id: Some(11),
@@ -491,8 +507,12 @@ mod tests {
         assert_eq!(c.farm_id, Some(5));
         assert_eq!(c.node_id, Some(11));
 
-        let c = Config::resolve(FileConfig::default(), &Overrides::default(), "runmode=prod farmer_id=7")
-            .expect("resolve");
+        let c = Config::resolve(
+            FileConfig::default(),
+            &Overrides::default(),
+            "runmode=prod farmer_id=7",
+        )
+        .expect("resolve");
         assert_eq!(c.network, Network::Main);
         assert_eq!(c.farm_id, Some(7));
         let c = Config::resolve(FileConfig::default(), &Overrides::default(), "runmode=qa")
@@ -502,8 +522,10 @@ mod tests {
 
     #[test]
     fn task_override_merges_with_defaults() {
-        let c = Config::from_toml("[tasks.healthcheck]\njitter = 7\ntimeout = \"90s\"\nenabled = false\n")
-            .expect("parse");
+        let c = Config::from_toml(
+            "[tasks.healthcheck]\njitter = 7\ntimeout = \"90s\"\nenabled = false\n",
+        )
+        .expect("parse");
         let d = TaskDefaults {
             cron: "0 */15 * * * *",
             jitter: Duration::ZERO,

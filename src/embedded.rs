@@ -39,12 +39,17 @@ pub fn socket_url() -> String {
 
 /// Whether a Redis answers PING at `url` within a second.
 pub async fn answers(url: &str) -> bool {
-    let Ok(client) = crate::redis_link::client(url) else { return false };
+    let Ok(client) = crate::redis_link::client(url) else {
+        return false;
+    };
     let ping = async {
         let mut conn = client.get_multiplexed_async_connection().await?;
         redis::cmd("PING").query_async::<String>(&mut conn).await
     };
-    matches!(tokio::time::timeout(Duration::from_secs(1), ping).await, Ok(Ok(_)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), ping).await,
+        Ok(Ok(_))
+    )
 }
 
 /// A redis-server child process; killed when dropped.
@@ -64,7 +69,15 @@ impl EmbeddedRedis {
         let child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
             .arg(socket)
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir"])
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+            ])
             .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -83,7 +96,10 @@ impl EmbeddedRedis {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        anyhow::bail!("redis-server on {} did not answer within 5 s", socket.display())
+        anyhow::bail!(
+            "redis-server on {} did not answer within 5 s",
+            socket.display()
+        )
     }
 
     pub fn url(&self) -> String {

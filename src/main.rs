@@ -22,7 +22,11 @@ use zos_perf::tasks;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
 #[derive(Parser, Debug)]
-#[command(name = "zos-perf", version, about = "Performance monitor of a ThreeFold zos node")]
+#[command(
+    name = "zos-perf",
+    version,
+    about = "Performance monitor of a ThreeFold zos node"
+)]
 struct Cli {
     /// TOML configuration file (see zos-perf.example.toml).
     #[arg(long, global = true, env = "ZOS_PERF_CONFIG", value_name = "FILE")]
@@ -40,7 +44,13 @@ struct Cli {
     #[arg(long, global = true, env = "ZOS_PERF_NODE_ID", value_name = "ID")]
     node_id: Option<u32>,
     /// Log filter, e.g. info, debug, zos_perf=debug.
-    #[arg(long, global = true, env = "ZOS_PERF_LOG", default_value = "info", value_name = "FILTER")]
+    #[arg(
+        long,
+        global = true,
+        env = "ZOS_PERF_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
     log: String,
     /// Kernel command line to read runmode= and farmer_id= from.
     #[arg(long, global = true, default_value = KERNEL_CMDLINE, hide = true)]
@@ -72,7 +82,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("zos-perf: cannot start the async runtime: {e}");
@@ -133,8 +146,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn task_name(name: &str) -> anyhow::Result<&'static str> {
-    tasks::canonical(name)
-        .ok_or_else(|| anyhow::anyhow!("unknown task {name:?} (known: {})", tasks::NAMES.join(", ")))
+    tasks::canonical(name).ok_or_else(|| {
+        anyhow::anyhow!("unknown task {name:?} (known: {})", tasks::NAMES.join(", "))
+    })
 }
 
 fn print_json(raw: &str) -> anyhow::Result<()> {
@@ -179,7 +193,9 @@ async fn run_daemon(config: Config) -> anyhow::Result<()> {
     let registered = monitor::register(&config, tasks::registry(&config))?;
     let (url, private) = match &config.redis {
         Some(url) => (url.clone(), None),
-        None if embedded::answers(embedded::DEFAULT_REDIS).await => (embedded::DEFAULT_REDIS.to_string(), None),
+        None if embedded::answers(embedded::DEFAULT_REDIS).await => {
+            (embedded::DEFAULT_REDIS.to_string(), None)
+        }
         None => {
             let server = EmbeddedRedis::start(&embedded::socket_path()).await?;
             tracing::info!(redis = %server.url(), "no redis configured and none on the default address: started a private redis-server");
@@ -228,7 +244,9 @@ async fn run_task(config: Config, name: &'static str) -> anyhow::Result<()> {
     let result = monitor.run_now(name, shutdown).await?;
     match store.sync_once().await? {
         Some(_) => {}
-        None => anyhow::bail!("{name}: ran, but redis at {url} is not connected: result not stored"),
+        None => {
+            anyhow::bail!("{name}: ran, but redis at {url} is not connected: result not stored")
+        }
     }
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
@@ -238,7 +256,10 @@ async fn show_tasks(config: Config) -> anyhow::Result<()> {
     let registered = monitor::register(&config, tasks::registry(&config))?;
     let url = reader_url(&config).await;
     let (status, results) = match redis_link::connect_once(&url).await {
-        Ok(mut conn) => (store::read_status(&mut conn).await?, store::read_all(&mut conn).await?),
+        Ok(mut conn) => (
+            store::read_status(&mut conn).await?,
+            store::read_all(&mut conn).await?,
+        ),
         Err(e) => {
             eprintln!("zos-perf: {e:#} (showing the configuration only)");
             Default::default()
@@ -246,8 +267,8 @@ async fn show_tasks(config: Config) -> anyhow::Result<()> {
     };
     let now = chrono::Utc::now();
     println!(
-        "{:<22} {:<8} {:<16} {:>6}  {:<20} {:<20} {}",
-        "TASK", "ENABLED", "CRON", "JITTER", "NEXT FIRE (UTC)", "LAST RESULT (UTC)", "LAST OUTCOME"
+        "{:<22} {:<8} {:<16} {:>6}  {:<20} {:<20} LAST OUTCOME",
+        "TASK", "ENABLED", "CRON", "JITTER", "NEXT FIRE (UTC)", "LAST RESULT (UTC)"
     );
     for (name, s) in monitor::describe(&registered) {
         let st = status.get(name);
@@ -255,7 +276,10 @@ async fn show_tasks(config: Config) -> anyhow::Result<()> {
             .and_then(|s| s.next_fire)
             .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
             .or_else(|| s.schedule.next_after(now));
-        let last = results.iter().find(|r| r.name == name).and_then(|r| chrono::DateTime::from_timestamp(r.timestamp, 0));
+        let last = results
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| chrono::DateTime::from_timestamp(r.timestamp, 0));
         let outcome = match st.and_then(|s| s.last_outcome) {
             Some(o) => match st.and_then(|s| s.last_error.as_deref()) {
                 Some(err) => format!("{}: {err}", o.as_str()),
@@ -264,7 +288,8 @@ async fn show_tasks(config: Config) -> anyhow::Result<()> {
             None => "-".into(),
         };
         let fmt = |t: Option<chrono::DateTime<chrono::Utc>>| {
-            t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
+            t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_else(|| "-".into())
         };
         println!(
             "{:<22} {:<8} {:<16} {:>5}s  {:<20} {:<20} {}",

@@ -99,7 +99,10 @@ impl Monitor {
         for r in &self.tasks {
             let name = r.task.name();
             if !r.settings.enabled {
-                tracing::info!(task = name, "disabled by configuration; its stored result is removed");
+                tracing::info!(
+                    task = name,
+                    "disabled by configuration; its stored result is removed"
+                );
                 self.store.remove(name);
                 continue;
             }
@@ -120,9 +123,19 @@ impl Monitor {
             }
         }
 
-        let enabled: Vec<Arc<Registered>> =
-            self.tasks.iter().filter(|r| r.settings.enabled).cloned().collect();
-        let mut plan = Plan::new(enabled.iter().map(|r| r.settings.schedule.clone()).collect(), now);
+        let enabled: Vec<Arc<Registered>> = self
+            .tasks
+            .iter()
+            .filter(|r| r.settings.enabled)
+            .cloned()
+            .collect();
+        let mut plan = Plan::new(
+            enabled
+                .iter()
+                .map(|r| r.settings.schedule.clone())
+                .collect(),
+            now,
+        );
         loop {
             let now = self.clock.now();
             for (i, due) in plan.due(now) {
@@ -133,7 +146,8 @@ impl Monitor {
             for (i, r) in enabled.iter().enumerate() {
                 if plan.changed(i) {
                     let next = plan.next(i).map(|t| t.timestamp());
-                    self.store.update_status(r.task.name(), |s| s.next_fire = next);
+                    self.store
+                        .update_status(r.task.name(), |s| s.next_fire = next);
                 }
             }
             // Reap finished runs so the set does not grow.
@@ -145,12 +159,19 @@ impl Monitor {
             }
         }
 
-        tracing::info!(running = runs.len(), "shutting down: cancelling running tasks");
+        tracing::info!(
+            running = runs.len(),
+            "shutting down: cancelling running tasks"
+        );
         while runs.join_next().await.is_some() {}
     }
 
     /// Runs one task now, outside the schedule, and returns its result.
-    pub async fn run_now(&self, name: &str, shutdown: CancellationToken) -> anyhow::Result<TaskResult> {
+    pub async fn run_now(
+        &self,
+        name: &str,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<TaskResult> {
         let r = self
             .tasks
             .iter()
@@ -168,10 +189,19 @@ impl Monitor {
     }
 
     /// Starts a run unless one is already going.
-    fn fire(&self, r: &Arc<Registered>, trigger: Trigger, shutdown: &CancellationToken, runs: &mut JoinSet<()>) {
+    fn fire(
+        &self,
+        r: &Arc<Registered>,
+        trigger: Trigger,
+        shutdown: &CancellationToken,
+        runs: &mut JoinSet<()>,
+    ) {
         let name = r.task.name();
         if r.running.swap(true, Ordering::SeqCst) {
-            tracing::warn!(task = name, "previous run still going: skipping this fire time");
+            tracing::warn!(
+                task = name,
+                "previous run still going: skipping this fire time"
+            );
             self.store.update_status(name, |s| s.skipped += 1);
             return;
         }
@@ -221,9 +251,16 @@ impl Ctx {
             let guard = match self.exclusive.lock.try_lock() {
                 Ok(g) => g,
                 Err(_) => {
-                    let holder = *self.exclusive.holder.lock().unwrap_or_else(|p| p.into_inner());
-                    tracing::info!(task = name, running = holder.unwrap_or("another task"),
-                        "waiting for the running measurement to finish");
+                    let holder = *self
+                        .exclusive
+                        .holder
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    tracing::info!(
+                        task = name,
+                        running = holder.unwrap_or("another task"),
+                        "waiting for the running measurement to finish"
+                    );
                     self.store.update_status(name, |s| s.state = State::Waiting);
                     tokio::select! {
                         g = self.exclusive.lock.lock() => g,
@@ -234,7 +271,11 @@ impl Ctx {
                     }
                 }
             };
-            *self.exclusive.holder.lock().unwrap_or_else(|p| p.into_inner()) = Some(name);
+            *self
+                .exclusive
+                .holder
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(name);
             Some(guard)
         } else {
             None
@@ -265,7 +306,11 @@ impl Ctx {
         // Whatever ended the run, tell work on other threads to stop.
         cancel.cancel();
         if settings.exclusive {
-            *self.exclusive.holder.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *self
+                .exclusive
+                .holder
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
         }
         drop(_turn);
         let duration = started.elapsed();
@@ -275,7 +320,9 @@ impl Ctx {
             Err(e) => Err(e),
         };
         match &result {
-            Ok(_) => tracing::info!(task = name, duration = ?duration, outcome = "ok", "run finished"),
+            Ok(_) => {
+                tracing::info!(task = name, duration = ?duration, outcome = "ok", "run finished")
+            }
             Err((outcome, reason)) => tracing::warn!(task = name, duration = ?duration,
                 outcome = outcome.as_str(), reason = %reason, "run failed; previous result kept"),
         }
@@ -295,7 +342,8 @@ impl Ctx {
                 }
             }
         });
-        result.map_err(|(outcome, reason)| anyhow::anyhow!("{name}: {}: {reason}", outcome.as_str()))
+        result
+            .map_err(|(outcome, reason)| anyhow::anyhow!("{name}: {}: {reason}", outcome.as_str()))
     }
 
     fn store_result(&self, value: Value) -> Result<TaskResult, (Outcome, String)> {
@@ -324,7 +372,11 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 /// Why a task must run at start-up, if it must: no stored result, or one
 /// older than two periods of its schedule.
-pub fn startup_reason(stored: &Option<TaskResult>, schedule: &Schedule, now: DateTime<Utc>) -> Option<&'static str> {
+pub fn startup_reason(
+    stored: &Option<TaskResult>,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+) -> Option<&'static str> {
     let Some(stored) = stored else {
         return Some("no stored result");
     };
@@ -438,7 +490,9 @@ mod tests {
     use chrono::TimeZone;
 
     fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 5, 10, h, m, s).single().expect("valid time")
+        Utc.with_ymd_and_hms(2026, 5, 10, h, m, s)
+            .single()
+            .expect("valid time")
     }
 
     fn plan(expr: &str, now: DateTime<Utc>) -> Plan {

@@ -139,27 +139,44 @@ mod tests {
     use chrono::TimeZone;
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).single().expect("valid date")
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
+            .single()
+            .expect("valid date")
     }
 
     fn next(expr: &str, t: DateTime<Utc>) -> DateTime<Utc> {
-        Schedule::parse(expr).expect("parse").next_after(t).expect("fires")
+        Schedule::parse(expr)
+            .expect("parse")
+            .next_after(t)
+            .expect("fires")
     }
 
     #[test]
     fn spec_defaults_fire_where_expected() {
         let t = at(2026, 1, 1, 5, 59, 59);
         assert_eq!(next("0 0 */6 * * *", t), at(2026, 1, 1, 6, 0, 0));
-        assert_eq!(next("0 0 */6 * * *", at(2026, 1, 1, 6, 0, 0)), at(2026, 1, 1, 12, 0, 0));
-        assert_eq!(next("0 */15 * * * *", at(2026, 1, 1, 6, 0, 0)), at(2026, 1, 1, 6, 15, 0));
+        assert_eq!(
+            next("0 0 */6 * * *", at(2026, 1, 1, 6, 0, 0)),
+            at(2026, 1, 1, 12, 0, 0)
+        );
+        assert_eq!(
+            next("0 */15 * * * *", at(2026, 1, 1, 6, 0, 0)),
+            at(2026, 1, 1, 6, 15, 0)
+        );
     }
 
     #[test]
     fn second_steps_lists_and_ranges() {
         let t = at(2026, 3, 1, 0, 0, 0);
         assert_eq!(next("*/10 * * * * *", t), at(2026, 3, 1, 0, 0, 10));
-        assert_eq!(next("5,20,40 * * * * *", at(2026, 3, 1, 0, 0, 20)), at(2026, 3, 1, 0, 0, 40));
-        assert_eq!(next("0 10-12 * * * *", at(2026, 3, 1, 0, 12, 0)), at(2026, 3, 1, 1, 10, 0));
+        assert_eq!(
+            next("5,20,40 * * * * *", at(2026, 3, 1, 0, 0, 20)),
+            at(2026, 3, 1, 0, 0, 40)
+        );
+        assert_eq!(
+            next("0 10-12 * * * *", at(2026, 3, 1, 0, 12, 0)),
+            at(2026, 3, 1, 1, 10, 0)
+        );
     }
 
     #[test]
@@ -167,14 +184,23 @@ mod tests {
         // 2026-03-01 is a Sunday.
         let t = at(2026, 3, 1, 0, 0, 0);
         assert_eq!(next("0 0 9 * * MON", t), at(2026, 3, 2, 9, 0, 0));
-        assert_eq!(next("0 0 9 * * 1-5", at(2026, 3, 6, 9, 0, 0)), at(2026, 3, 9, 9, 0, 0));
+        assert_eq!(
+            next("0 0 9 * * 1-5", at(2026, 3, 6, 9, 0, 0)),
+            at(2026, 3, 9, 9, 0, 0)
+        );
         assert_eq!(next("0 0 0 1 JUN *", t), at(2026, 6, 1, 0, 0, 0));
         assert_eq!(next("0 30 1 15 1,7 *", t), at(2026, 7, 15, 1, 30, 0));
     }
 
     #[test]
     fn invalid_expressions_are_refused_with_the_expression() {
-        for bad in ["* * * * *", "61 * * * * *", "0 0 */6 * * * *", "a b c d e f", ""] {
+        for bad in [
+            "* * * * *",
+            "61 * * * * *",
+            "0 0 */6 * * * *",
+            "a b c d e f",
+            "",
+        ] {
             let err = Schedule::parse(bad).expect_err(bad);
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
@@ -183,7 +209,12 @@ mod tests {
     #[test]
     fn period_of_the_defaults() {
         let t = at(2026, 1, 1, 1, 0, 0);
-        let p = |e: &str| Schedule::parse(e).expect("parse").period_near(t).expect("period");
+        let p = |e: &str| {
+            Schedule::parse(e)
+                .expect("parse")
+                .period_near(t)
+                .expect("period")
+        };
         assert_eq!(p("0 0 */6 * * *"), Duration::from_secs(6 * 3600));
         assert_eq!(p("0 */15 * * * *"), Duration::from_secs(900));
         assert_eq!(p("* * * * * *"), Duration::from_secs(1));
@@ -196,8 +227,14 @@ mod tests {
         let draws: Vec<_> = (0..2000).map(|_| jitter_delay(max)).collect();
         assert!(draws.iter().all(|d| *d <= max));
         // Uniform over [0, 50] ms: both halves are well used.
-        let low = draws.iter().filter(|d| **d < Duration::from_millis(25)).count();
-        assert!((700..1300).contains(&low), "low half drawn {low} times of 2000");
+        let low = draws
+            .iter()
+            .filter(|d| **d < Duration::from_millis(25))
+            .count();
+        assert!(
+            (700..1300).contains(&low),
+            "low half drawn {low} times of 2000"
+        );
     }
 
     #[test]

@@ -84,7 +84,10 @@ impl ResultStore {
     /// read in by the sync loop as soon as it does.
     pub async fn load(&self, wait: Duration) -> bool {
         let cancel = CancellationToken::new();
-        let conn = tokio::time::timeout(wait, self.link.ready(&cancel)).await.ok().flatten();
+        let conn = tokio::time::timeout(wait, self.link.ready(&cancel))
+            .await
+            .ok()
+            .flatten();
         let Some(mut conn) = conn else { return false };
         match self.adopt(&mut conn).await {
             Ok(_) => true,
@@ -101,11 +104,19 @@ impl ResultStore {
         let mut st = self.state();
         let mut adopted = 0;
         for r in stored {
-            if st.results.contains_key(&r.name) || st.deletes.contains(&TaskResult::key_of(&r.name)) {
+            if st.results.contains_key(&r.name) || st.deletes.contains(&TaskResult::key_of(&r.name))
+            {
                 continue;
             }
             let json = serde_json::to_string(&r)?;
-            st.results.insert(r.name.clone(), Entry { value: r, json, synced: true });
+            st.results.insert(
+                r.name.clone(),
+                Entry {
+                    value: r,
+                    json,
+                    synced: true,
+                },
+            );
             adopted += 1;
         }
         st.loaded = true;
@@ -118,7 +129,11 @@ impl ResultStore {
             .with_context(|| format!("encoding result of {}", result.name))?;
         self.state().results.insert(
             result.name.clone(),
-            Entry { value: result, json, synced: false },
+            Entry {
+                value: result,
+                json,
+                synced: false,
+            },
         );
         self.wake.notify_one();
         Ok(())
@@ -175,8 +190,10 @@ impl ResultStore {
                         failing = false;
                     }
                     if report.restored > 0 {
-                        tracing::warn!(restored = report.restored,
-                            "redis had lost results (restarted empty?); wrote them back");
+                        tracing::warn!(
+                            restored = report.restored,
+                            "redis had lost results (restarted empty?); wrote them back"
+                        );
                         // Look again at once: the write-back is confirmed by
                         // the next pass rather than assumed.
                         continue;
@@ -204,7 +221,9 @@ impl ResultStore {
     /// One pass: deletes, writes what changed, checks that what was written
     /// is still there. `Ok(None)` when Redis is not connected.
     pub async fn sync_once(&self) -> anyhow::Result<Option<SyncReport>> {
-        let Some(mut conn) = self.link.get() else { return Ok(None) };
+        let Some(mut conn) = self.link.get() else {
+            return Ok(None);
+        };
         let mut report = SyncReport::default();
         if !self.state().loaded {
             report.adopted = self.adopt(&mut conn).await?;
@@ -220,15 +239,25 @@ impl ResultStore {
                 .filter(|(_, e)| !e.synced)
                 .map(|(n, e)| (n.clone(), e.json.clone()))
                 .collect();
-            let present: Vec<String> =
-                st.results.iter().filter(|(_, e)| e.synced).map(|(n, _)| n.clone()).collect();
+            let present: Vec<String> = st
+                .results
+                .iter()
+                .filter(|(_, e)| e.synced)
+                .map(|(n, _)| n.clone())
+                .collect();
             let status_writes: Vec<(String, String)> = st
                 .status
                 .iter()
                 .filter(|(_, e)| !e.synced)
                 .map(|(n, e)| (n.clone(), e.json.clone()))
                 .collect();
-            (deletes, writes, present, status_writes, !st.status.is_empty())
+            (
+                deletes,
+                writes,
+                present,
+                status_writes,
+                !st.status.is_empty(),
+            )
         };
 
         let mut pipe = redis::pipe();
@@ -294,7 +323,10 @@ impl ResultStore {
 }
 
 /// The stored JSON of one task's result, as written.
-pub async fn read_raw(conn: &mut impl ConnectionLike, name: &str) -> anyhow::Result<Option<String>> {
+pub async fn read_raw(
+    conn: &mut impl ConnectionLike,
+    name: &str,
+) -> anyhow::Result<Option<String>> {
     let key = TaskResult::key_of(name);
     redis::cmd("GET")
         .arg(&key)
@@ -316,7 +348,10 @@ pub async fn read_all_raw(conn: &mut impl ConnectionLike) -> anyhow::Result<Vec<
 }
 
 /// One task's stored result, decoded.
-pub async fn read(conn: &mut impl ConnectionLike, name: &str) -> anyhow::Result<Option<TaskResult>> {
+pub async fn read(
+    conn: &mut impl ConnectionLike,
+    name: &str,
+) -> anyhow::Result<Option<TaskResult>> {
     match read_raw(conn, name).await? {
         Some(json) => Ok(Some(decode(name, &json)?)),
         None => Ok(None),
@@ -340,7 +375,9 @@ pub async fn read_all(conn: &mut impl ConnectionLike) -> anyhow::Result<Vec<Task
 }
 
 /// Every task's status from `perf:status`.
-pub async fn read_status(conn: &mut impl ConnectionLike) -> anyhow::Result<BTreeMap<String, TaskStatus>> {
+pub async fn read_status(
+    conn: &mut impl ConnectionLike,
+) -> anyhow::Result<BTreeMap<String, TaskStatus>> {
     let raw: BTreeMap<String, String> = redis::cmd("HGETALL")
         .arg(STATUS_KEY)
         .query_async(conn)
@@ -353,6 +390,10 @@ pub async fn read_status(conn: &mut impl ConnectionLike) -> anyhow::Result<BTree
 }
 
 fn decode(name: &str, json: &str) -> anyhow::Result<TaskResult> {
-    serde_json::from_str(json)
-        .with_context(|| format!("stored value of {} is not a task result", TaskResult::key_of(name)))
+    serde_json::from_str(json).with_context(|| {
+        format!(
+            "stored value of {} is not a task result",
+            TaskResult::key_of(name)
+        )
+    })
 }

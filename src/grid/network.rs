@@ -131,7 +131,10 @@ mod tests {
     fn runmode_prod_is_main_and_others_map_by_name() {
         let cmdline = "BOOT_IMAGE=/vmlinuz farmer_id=1 runmode=prod quiet";
         assert_eq!(Network::from_kernel_cmdline(cmdline), Some(Network::Main));
-        assert_eq!(Network::from_kernel_cmdline("runmode=qa"), Some(Network::Qa));
+        assert_eq!(
+            Network::from_kernel_cmdline("runmode=qa"),
+            Some(Network::Qa)
+        );
         assert_eq!(Network::from_kernel_cmdline("quiet"), None);
         assert_eq!(Network::from_kernel_cmdline("runmode=moon"), None);
     }
