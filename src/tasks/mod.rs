@@ -6,6 +6,8 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::task::Task;
 
+pub mod public_ip;
+
 pub const PUBLIC_IP_VALIDATION: &str = "public-ip-validation";
 pub const CPU_BENCHMARK: &str = "cpu-benchmark";
 pub const HEALTHCHECK: &str = "healthcheck";
