@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod graphql;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,7 +26,11 @@ impl RedisServer {
             .tempdir()
             .expect("temp dir for redis");
         let socket = dir.path().join("redis.sock");
-        let mut me = RedisServer { child: None, dir, socket };
+        let mut me = RedisServer {
+            child: None,
+            dir,
+            socket,
+        };
         me.spawn();
         me
     }
@@ -172,7 +178,9 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
