@@ -35,10 +35,10 @@
 //! ```
 //!
 //! **Needs:** write access to the cache and flags directories, outgoing TCP
-//! to the grid services and a resolver for their names. A full run takes
-//! about one connect timeout when everything answers quickly or times out
-//! (see BENCHMARKS.md), and up to `backoff_total` plus one timeout when a
-//! check keeps failing.
+//! to the grid services and a resolver for their names. A run takes the
+//! slowest service's answer when all answer (well under a millisecond on
+//! loopback), one connect timeout when some stay silent (see BENCHMARKS.md),
+//! and about `backoff_total` plus one timeout when a check keeps failing.
 
 pub mod backoff;
 pub mod cache;
