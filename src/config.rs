@@ -354,6 +354,15 @@ impl Config {
         if hc.backoff_initial.is_zero() && !hc.backoff_total.is_zero() {
             bail!("healthcheck.backoff_initial: must be more than zero");
         }
+        if let Some(services) = &hc.services {
+            if services.is_empty() {
+                bail!("healthcheck.services: must name at least one URL");
+            }
+            for (i, url) in services.iter().enumerate() {
+                crate::tasks::healthcheck::network::Target::parse(url)
+                    .map_err(|e| anyhow::anyhow!("healthcheck.services[{i}]: {url:?}: {e}"))?;
+            }
+        }
         if self.iperf.port == 0 {
             bail!("iperf.port: must be a port number from 1 to 65535");
         }

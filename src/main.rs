@@ -52,6 +52,9 @@ struct Cli {
         value_name = "FILTER"
     )]
     log: String,
+    /// The address tried when nothing names a Redis (tests point it elsewhere).
+    #[arg(long, global = true, env = "ZOS_PERF_DEFAULT_REDIS", default_value = embedded::DEFAULT_REDIS, hide = true)]
+    default_redis: String,
     /// Kernel command line to read runmode= and farmer_id= from.
     #[arg(long, global = true, default_value = KERNEL_CMDLINE, hide = true)]
     kernel_cmdline: PathBuf,
@@ -125,23 +128,26 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         node_id: cli.node_id,
     };
     let config = Config::load(&overrides, &cli.kernel_cmdline)?;
+    let default_redis = cli.default_redis.as_str();
     match cli.command {
-        Command::Run => run_daemon(config).await,
-        Command::Tasks => show_tasks(config).await,
+        Command::Run => run_daemon(config, default_redis).await,
+        Command::Tasks => show_tasks(config, default_redis).await,
         Command::Get { name } => {
             let name = task_name(&name)?;
-            let mut conn = redis_link::connect_once(&reader_url(&config).await).await?;
+            let mut conn =
+                redis_link::connect_once(&reader_url(&config, default_redis).await).await?;
             match store::read_raw(&mut conn, name).await? {
                 Some(json) => print_json(&json),
                 None => anyhow::bail!("{name}: result not found"),
             }
         }
         Command::GetAll => {
-            let mut conn = redis_link::connect_once(&reader_url(&config).await).await?;
+            let mut conn =
+                redis_link::connect_once(&reader_url(&config, default_redis).await).await?;
             let all = store::read_all_raw(&mut conn).await?;
             print_json(&format!("[{}]", all.join(",")))
         }
-        Command::RunTask { name } => run_task(config, task_name(&name)?).await,
+        Command::RunTask { name } => run_task(config, default_redis, task_name(&name)?).await,
     }
 }
 
@@ -159,7 +165,7 @@ fn print_json(raw: &str) -> anyhow::Result<()> {
 
 /// The Redis the read-only commands talk to: the configured one, else the
 /// daemon's private one if it runs, else the default address.
-async fn reader_url(config: &Config) -> String {
+async fn reader_url(config: &Config, default_redis: &str) -> String {
     if let Some(url) = &config.redis {
         return url.clone();
     }
@@ -167,7 +173,7 @@ async fn reader_url(config: &Config) -> String {
     if embedded::socket_path().exists() && embedded::answers(&private).await {
         return private;
     }
-    embedded::DEFAULT_REDIS.to_string()
+    default_redis.to_string()
 }
 
 /// Stops on SIGINT or SIGTERM.
@@ -186,16 +192,14 @@ fn on_signal(shutdown: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_daemon(config: Config) -> anyhow::Result<()> {
+async fn run_daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone())?;
 
     let registered = monitor::register(&config, tasks::registry(&config))?;
     let (url, private) = match &config.redis {
         Some(url) => (url.clone(), None),
-        None if embedded::answers(embedded::DEFAULT_REDIS).await => {
-            (embedded::DEFAULT_REDIS.to_string(), None)
-        }
+        None if embedded::answers(default_redis).await => (default_redis.to_string(), None),
         None => {
             let server = EmbeddedRedis::start(&embedded::socket_path()).await?;
             tracing::info!(redis = %server.url(), "no redis configured and none on the default address: started a private redis-server");
@@ -230,11 +234,11 @@ async fn run_daemon(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_task(config: Config, name: &'static str) -> anyhow::Result<()> {
+async fn run_task(config: Config, default_redis: &str, name: &'static str) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone())?;
     let registered = monitor::register(&config, tasks::registry(&config))?;
-    let url = reader_url(&config).await;
+    let url = reader_url(&config, default_redis).await;
     // Fail before a long run if there is nowhere to store its result.
     redis_link::connect_once(&url).await?;
     let link = RedisLink::start(&url, shutdown.clone())?;
@@ -252,9 +256,9 @@ async fn run_task(config: Config, name: &'static str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn show_tasks(config: Config) -> anyhow::Result<()> {
+async fn show_tasks(config: Config, default_redis: &str) -> anyhow::Result<()> {
     let registered = monitor::register(&config, tasks::registry(&config))?;
-    let url = reader_url(&config).await;
+    let url = reader_url(&config, default_redis).await;
     let (status, results) = match redis_link::connect_once(&url).await {
         Ok(mut conn) => (
             store::read_status(&mut conn).await?,

@@ -230,7 +230,7 @@ impl ResultStore {
         }
 
         // Snapshot under the lock; talk to Redis without it.
-        let (deletes, writes, present, status_writes, status_held) = {
+        let (deletes, writes, present, status_writes, status_present) = {
             let st = self.state();
             let deletes: Vec<String> = st.deletes.iter().cloned().collect();
             let writes: Vec<(String, String)> = st
@@ -251,13 +251,13 @@ impl ResultStore {
                 .filter(|(_, e)| !e.synced)
                 .map(|(n, e)| (n.clone(), e.json.clone()))
                 .collect();
-            (
-                deletes,
-                writes,
-                present,
-                status_writes,
-                !st.status.is_empty(),
-            )
+            let status_present: Vec<String> = st
+                .status
+                .iter()
+                .filter(|(_, e)| e.synced)
+                .map(|(n, _)| n.clone())
+                .collect();
+            (deletes, writes, present, status_writes, status_present)
         };
 
         let mut pipe = redis::pipe();
@@ -276,7 +276,14 @@ impl ResultStore {
         for name in &present {
             pipe.exists(TaskResult::key_of(name));
         }
-        pipe.exists(STATUS_KEY);
+        for name in &status_present {
+            pipe.hexists(STATUS_KEY, name);
+        }
+        if present.is_empty() && status_present.is_empty() {
+            // Nothing to check: still make one round trip so that a dead
+            // connection is noticed (and re-made) now.
+            pipe.cmd("PING").ignore();
+        }
         let found: Vec<bool> = pipe
             .query_async(&mut conn)
             .await
@@ -311,12 +318,13 @@ impl ResultStore {
                 }
             }
         }
-        let status_there = found.last().copied().unwrap_or(true);
-        if status_held && !status_there {
-            for e in st.status.values_mut() {
-                e.synced = false;
+        for (name, there) in status_present.iter().zip(&found[present.len()..]) {
+            if !there {
+                if let Some(e) = st.status.get_mut(name) {
+                    e.synced = false;
+                    report.restored += 1;
+                }
             }
-            report.restored += 1;
         }
         Ok(Some(report))
     }

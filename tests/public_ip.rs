@@ -23,10 +23,11 @@ use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use zos_perf::config::Config;
+use zos_perf::grid::graphql::{Interface, Node, PublicIp};
 use zos_perf::task::{RunContext, Task};
 use zos_perf::tasks::public_ip::{
-    FarmIp, FarmNode, FarmSource, PublicIpValidation, FETCH_REAL_IP_FAILED, IPS_NOT_MATCHING,
-    IP_IS_USED, PUBLIC_IP_DATA_INVALID, SKIPPED_FOR_LOWER_NODE,
+    FarmSource, PublicIpValidation, FETCH_REAL_IP_FAILED, IPS_NOT_MATCHING, IP_IS_USED,
+    PUBLIC_IP_DATA_INVALID, SKIPPED_FOR_LOWER_NODE,
 };
 
 const GATEWAY: &str = "203.0.113.1";
@@ -130,12 +131,15 @@ impl Net {
 
     /// A config pointing at this network: its test namespace and link.
     fn config(&self, lookup_path: &str) -> Config {
-        Config::from_toml(&format!(
+        Config::from_toml(&self.config_text(lookup_path)).expect("test config")
+    }
+
+    fn config_text(&self, lookup_path: &str) -> String {
+        format!(
             "farm_id = {FARM}\nnode_id = {ME}\n[public_ip]\nnamespace = \"{}\"\nlink = \"{}\"\n\
              lookup_url = \"{LOOKUP}{lookup_path}\"\nlookup_timeout = \"10s\"\nping_count = 3\n",
             self.test.name, self.link
-        ))
-        .expect("test config")
+        )
     }
 
     /// Addresses, routes and the UP flag of the test link, as `ip` sees them.
@@ -187,35 +191,40 @@ impl Net {
 
 /// The farm as the grid would list it.
 struct StaticFarm {
-    nodes: Vec<FarmNode>,
-    ips: Vec<FarmIp>,
+    nodes: Vec<Node>,
+    ips: Vec<PublicIp>,
 }
 
 impl FarmSource for StaticFarm {
-    fn up_nodes(&self, _farm: u32) -> BoxFuture<'_, anyhow::Result<Vec<FarmNode>>> {
+    fn up_nodes(&self, _farm: u32) -> BoxFuture<'_, anyhow::Result<Vec<Node>>> {
         Box::pin(async move { Ok(self.nodes.clone()) })
     }
-    fn public_ips(&self, _farm: u32) -> BoxFuture<'_, anyhow::Result<Vec<FarmIp>>> {
+    fn public_ips(&self, _farm: u32) -> BoxFuture<'_, anyhow::Result<Vec<PublicIp>>> {
         Box::pin(async move { Ok(self.ips.clone()) })
     }
 }
 
-fn ip(ip: &str, gateway: &str, contract_id: u64) -> FarmIp {
-    FarmIp {
+fn ip(ip: &str, gateway: &str, contract_id: u64) -> PublicIp {
+    PublicIp {
         ip: ip.into(),
         gateway: gateway.into(),
         contract_id,
     }
 }
 
-fn node(node_id: u32, zos: &str) -> FarmNode {
-    FarmNode {
+fn node(node_id: u32, zos_ips: &str) -> Node {
+    Node {
         node_id,
-        zos_ip: Some(zos.parse().expect("zos address")),
+        farm_id: FARM,
+        public_config: None,
+        interfaces: vec![Interface {
+            name: "zos".into(),
+            ips: zos_ips.into(),
+        }],
     }
 }
 
-fn farm(nodes: Vec<FarmNode>, ips: Vec<FarmIp>) -> Arc<dyn FarmSource> {
+fn farm(nodes: Vec<Node>, ips: Vec<PublicIp>) -> Arc<dyn FarmSource> {
     Arc::new(StaticFarm { nodes, ips })
 }
 
@@ -290,6 +299,60 @@ fn a_working_ip_is_valid_and_broken_data_is_invalid() {
 }
 
 #[test]
+fn the_registered_task_takes_the_farm_from_graphql() {
+    use common::graphql::{node as gql_node, public_ip as gql_ip, GraphQlServer, Grid};
+    let net = Net::new();
+    let text = net.config_text("/");
+    let result = in_netns(&net.node.name, move || {
+        Box::pin(async move {
+            // Started (and dropped) in the node namespace, where the daemon
+            // thread asks it.
+            let grid = Grid {
+                nodes: vec![
+                    gql_node(3, FARM, None, None, ELDER_SILENT),
+                    gql_node(ME, FARM, None, None, "192.0.2.1"),
+                    gql_node(1, FARM + 1, None, None, ELDER_UP),
+                ],
+                public_ips: [
+                    (
+                        FARM,
+                        vec![
+                            gql_ip("203.0.113.10/24", GATEWAY, 0),
+                            gql_ip("203.0.113.12/24", GATEWAY, 9),
+                        ],
+                    ),
+                    (FARM + 1, vec![gql_ip("203.0.113.20/24", GATEWAY, 0)]),
+                ]
+                .into(),
+            };
+            let server = GraphQlServer::grid(grid);
+            let config = Config::from_toml(&format!(
+                "{text}[grid]\ngraphql_urls = [\"{}\"]\n",
+                server.url()
+            ))
+            .expect("config");
+            let task = zos_perf::tasks::registry(&config)
+                .into_iter()
+                .find(|t| t.name() == "public-ip-validation")
+                .expect("registered");
+            let result = task.run(&RunContext::new(CancellationToken::new())).await;
+            drop(server);
+            result
+        })
+    })
+    .expect("run");
+    // Node 1 answers ping but is of another farm: this node validates.
+    assert_eq!(
+        result,
+        json!({
+            "203.0.113.10/24": entry("valid", ""),
+            "203.0.113.12/24": entry("skipped", IP_IS_USED),
+        })
+    );
+    net.assert_link_clean();
+}
+
+#[test]
 fn a_lookup_that_sees_another_address_is_a_mismatch() {
     let net = Net::new();
     let source = farm(vec![], vec![ip("203.0.113.10/24", GATEWAY, 0)]);
@@ -332,7 +395,8 @@ fn a_lower_node_that_answers_ping_makes_this_node_stand_down() {
     let source = farm(
         vec![
             node(3, ELDER_SILENT),
-            node(5, ELDER_UP),
+            // The first address that parses is the one pinged.
+            node(5, &format!("zos?,{ELDER_UP},{ELDER_SILENT}")),
             node(ME, "192.0.2.1"),
             node(30, "192.0.2.30"),
         ],
@@ -363,10 +427,8 @@ fn lower_nodes_that_do_not_answer_leave_the_validation_to_this_node() {
     let source = farm(
         vec![
             node(3, ELDER_SILENT),
-            FarmNode {
-                node_id: 4,
-                zos_ip: None,
-            },
+            // No address that parses: cannot be asked.
+            node(4, "not-an-address"),
             node(ME, "192.0.2.1"),
             // Higher ids are not asked, even when they answer.
             node(30, ELDER_UP),

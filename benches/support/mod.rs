@@ -30,7 +30,9 @@ pub fn machine() -> String {
         .and_then(|l| l.split_once(':'))
         .map(|(_, m)| format!(" @ {} MHz", m.trim()))
         .unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let mem_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -79,4 +81,66 @@ pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> T {
     assert!(!sorted.is_empty(), "no samples");
     let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
+}
+
+/// A redis-server on a unix socket in a temporary directory, killed on drop.
+pub struct RedisProc {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    pub socket: PathBuf,
+}
+
+impl RedisProc {
+    /// Starts redis-server with extra arguments and waits until it answers.
+    pub fn start(extra: &[&str]) -> RedisProc {
+        let dir = tempfile::Builder::new()
+            .prefix("zos-perf-bench-")
+            .tempdir()
+            .expect("temp dir");
+        let socket = dir.path().join("redis.sock");
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/setup installs it)");
+        let me = RedisProc {
+            child,
+            _dir: dir,
+            socket,
+        };
+        for _ in 0..500 {
+            if me.conn_opt().is_some() {
+                return me;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("redis-server did not answer");
+    }
+
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    fn conn_opt(&self) -> Option<redis::Connection> {
+        let mut c = redis::Client::open(self.url())
+            .ok()?
+            .get_connection()
+            .ok()?;
+        redis::cmd("PING").query::<String>(&mut c).ok()?;
+        Some(c)
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        self.conn_opt().expect("connect to bench redis")
+    }
+}
+
+impl Drop for RedisProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::task::Task;
 
+pub mod healthcheck;
 pub mod public_ip;
 
 pub const PUBLIC_IP_VALIDATION: &str = "public-ip-validation";
@@ -20,8 +21,10 @@ pub const NAMES: [&str; 4] = [PUBLIC_IP_VALIDATION, CPU_BENCHMARK, HEALTHCHECK, 
 
 /// Builds every task from the configuration, in registration order.
 pub fn registry(config: &Config) -> Vec<Arc<dyn Task>> {
-    let _ = config;
-    let tasks: Vec<Arc<dyn Task>> = Vec::new();
+    let tasks: Vec<Arc<dyn Task>> = vec![
+        Arc::new(public_ip::PublicIpValidation::from_config(config)),
+        Arc::new(healthcheck::Healthcheck::from_config(config)),
+    ];
     tasks
 }
 

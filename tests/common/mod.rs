@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod graphql;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use anyhow::Context;
 use futures::StreamExt;
 
-use super::FarmNode;
+use crate::grid::graphql::Node;
 
 /// Pings running at the same time: a farm can have many lower-id nodes, and
 /// each silent one costs `count` seconds.
@@ -29,13 +29,13 @@ pub struct Elder {
 /// requests, or `None` when none does and this node should validate.
 /// Nodes without a usable `zos` address cannot be asked and are passed over.
 pub async fn lower_node_answering(
-    nodes: &[FarmNode],
+    nodes: &[Node],
     me: u32,
     count: u32,
 ) -> anyhow::Result<Option<Elder>> {
     let mut lower: Vec<Elder> = Vec::new();
     for node in nodes.iter().filter(|n| n.node_id < me) {
-        match node.zos_ip {
+        match node.zos_ip() {
             Some(address) => lower.push(Elder {
                 node_id: node.node_id,
                 address,

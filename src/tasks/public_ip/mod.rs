@@ -64,6 +64,7 @@ use rtnetlink::Handle;
 use serde::Serialize;
 
 use crate::config::{Config, PublicIpConfig};
+use crate::grid::graphql::{GraphQl, Node, PublicIp};
 use crate::task::{RunContext, RunFuture, Task, TaskDefaults};
 use lookup::Lookup;
 
@@ -105,28 +106,37 @@ impl IpReport {
 /// The task's result: farm IP (as written on the farm) to its outcome.
 pub type Report = BTreeMap<String, IpReport>;
 
-/// One public IP of the farm, as the grid lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FarmIp {
-    /// CIDR form, e.g. `185.206.122.29/24`.
-    pub ip: String,
-    pub gateway: String,
-    /// 0 when no contract uses it.
-    pub contract_id: u64,
-}
-
-/// An up node of the farm and the first parseable address of its `zos`
-/// interface, if it has one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FarmNode {
-    pub node_id: u32,
-    pub zos_ip: Option<IpAddr>,
-}
-
-/// Where the farm's nodes and IPs come from (the grid's GraphQL on a node).
+/// Where the farm's nodes and IPs come from: the grid's GraphQL on a node,
+/// anything else in tests.
 pub trait FarmSource: Send + Sync + 'static {
-    fn up_nodes(&self, farm: u32) -> BoxFuture<'_, anyhow::Result<Vec<FarmNode>>>;
-    fn public_ips(&self, farm: u32) -> BoxFuture<'_, anyhow::Result<Vec<FarmIp>>>;
+    /// The up nodes of `farm`, with their interfaces.
+    fn up_nodes(&self, farm: u32) -> BoxFuture<'_, anyhow::Result<Vec<Node>>>;
+    /// The public IPs of `farm`.
+    fn public_ips(&self, farm: u32) -> BoxFuture<'_, anyhow::Result<Vec<PublicIp>>>;
+}
+
+impl FarmSource for GraphQl {
+    fn up_nodes(&self, farm: u32) -> BoxFuture<'_, anyhow::Result<Vec<Node>>> {
+        Box::pin(self.farm_up_nodes(farm))
+    }
+
+    fn public_ips(&self, farm: u32) -> BoxFuture<'_, anyhow::Result<Vec<PublicIp>>> {
+        Box::pin(self.farm_public_ips(farm))
+    }
+}
+
+/// Stands in for a GraphQL client that could not be built, so that the
+/// failure shows in every run of this task and no other task is affected.
+struct Unavailable(String);
+
+impl FarmSource for Unavailable {
+    fn up_nodes(&self, _farm: u32) -> BoxFuture<'_, anyhow::Result<Vec<Node>>> {
+        Box::pin(async move { Err(anyhow::anyhow!("{}", self.0)) })
+    }
+
+    fn public_ips(&self, _farm: u32) -> BoxFuture<'_, anyhow::Result<Vec<PublicIp>>> {
+        Box::pin(async move { Err(anyhow::anyhow!("{}", self.0)) })
+    }
 }
 
 /// The task.
@@ -138,6 +148,16 @@ pub struct PublicIpValidation {
 }
 
 impl PublicIpValidation {
+    /// The task as the daemon registers it: farm data from the grid's GraphQL.
+    pub fn from_config(config: &Config) -> Self {
+        let source: Arc<dyn FarmSource> = match GraphQl::from_config(config) {
+            Ok(client) => Arc::new(client),
+            Err(e) => Arc::new(Unavailable(format!("{e:#}"))),
+        };
+        Self::new(config, source)
+    }
+
+    /// The task with its farm data from `source`.
     pub fn new(config: &Config, source: Arc<dyn FarmSource>) -> Self {
         PublicIpValidation {
             settings: config.public_ip.clone(),
@@ -268,7 +288,7 @@ pub fn parse_farm_ip(ip: &str, gateway: &str) -> Result<Parsed, String> {
 async fn check_all(
     handle: &Handle,
     index: u32,
-    ips: &[FarmIp],
+    ips: &[PublicIp],
     settings: &PublicIpConfig,
 ) -> anyhow::Result<Report> {
     link::flush(handle, index)
@@ -302,7 +322,7 @@ async fn check_all(
 async fn check_one(
     handle: &Handle,
     index: u32,
-    farm_ip: &FarmIp,
+    farm_ip: &PublicIp,
     settings: &PublicIpConfig,
 ) -> anyhow::Result<IpReport> {
     let invalid_data = |why: String| {

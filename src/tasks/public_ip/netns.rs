@@ -28,8 +28,9 @@ use rtnetlink::Handle;
 use tokio_util::sync::CancellationToken;
 
 use super::link;
-use super::{check_all, FarmIp, Report};
+use super::{check_all, Report};
 use crate::config::PublicIpConfig;
+use crate::grid::graphql::PublicIp;
 
 /// Where named network namespaces are bind-mounted (as by `ip netns`).
 pub const NETNS_DIR: &str = "/var/run/netns";
@@ -84,7 +85,7 @@ pub fn effective_caps(status: &str) -> Option<u64> {
 /// Resolves when the thread has finished, including its cleanup.
 pub async fn validate_in_namespace(
     settings: PublicIpConfig,
-    ips: Vec<FarmIp>,
+    ips: Vec<PublicIp>,
     cancel: CancellationToken,
 ) -> anyhow::Result<Report> {
     let (result_tx, result_rx) = tokio::sync::oneshot::channel();
@@ -141,7 +142,7 @@ impl Drop for JoinOnDrop {
 /// What the namespace thread is given.
 struct Job {
     settings: PublicIpConfig,
-    ips: Vec<FarmIp>,
+    ips: Vec<PublicIp>,
     cancel: CancellationToken,
 }
 

@@ -1,0 +1,210 @@
+//! How long one healthcheck run takes, with the default 5 s connect timeout
+//! and the six services of a network (2 GraphQL, relay, substrate,
+//! activation, flist hub), when all of them answer and when none does.
+//!
+//! Everything happens inside network namespaces made here (root needed):
+//! "answering" services are listeners on loopback addresses, "silent" ones
+//! are addresses routed to a gateway whose MAC nobody has, so packets are
+//! dropped without an answer and never leave the namespace. Retries are off
+//! (backoff_total 0): this measures one attempt, which is what every run
+//! costs when the checks pass.
+//!
+//! Run: `cargo bench --bench healthcheck`.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::fs::File;
+use std::future::Future;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sched::CloneFlags;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use zos_perf::task::{RunContext, Task};
+use zos_perf::tasks::healthcheck::{Backoff, Flags, Healthcheck, Settings};
+
+struct Ns(String);
+
+impl Ns {
+    fn new(tag: &str) -> Ns {
+        let name = format!("hcb{tag}{}", std::process::id() % 100_000);
+        run(&["ip", "netns", "add", &name]);
+        let ns = Ns(name);
+        ns.exec("ip link set lo up");
+        ns
+    }
+
+    fn exec(&self, cmd: &str) {
+        let mut args = vec!["ip", "netns", "exec", &self.0];
+        args.extend(cmd.split(' '));
+        run(&args);
+    }
+
+    /// Runs `f` on a thread inside the namespace with its own runtime.
+    fn within<T: Send + 'static, Fut: Future<Output = T>>(
+        &self,
+        f: impl FnOnce() -> Fut + Send + 'static,
+    ) -> T {
+        let path = format!("/run/netns/{}", self.0);
+        std::thread::spawn(move || {
+            let fd = File::open(&path).expect("namespace file");
+            nix::sched::setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns");
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(f())
+        })
+        .join()
+        .expect("bench thread")
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn run(args: &[&str]) {
+    let ok = Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "{args:?} failed (the benchmark needs root and iproute2)"
+    );
+}
+
+/// The six services of a network, with `a`..`f` standing for their hosts.
+fn services(hosts: [&str; 6]) -> Vec<String> {
+    vec![
+        format!("https://{}/graphql", hosts[0]),
+        format!("https://{}/graphql", hosts[1]),
+        format!("wss://{}", hosts[2]),
+        format!("wss://{}/", hosts[3]),
+        format!("https://{}/activation/activate", hosts[4]),
+        format!("redis://{}:9900", hosts[5]),
+    ]
+}
+
+fn task(dir: &std::path::Path, services: Vec<String>) -> Healthcheck {
+    std::fs::create_dir_all(dir.join("cache")).expect("cache dir");
+    Healthcheck::new(Settings {
+        cache_dir: dir.join("cache"),
+        flags: Flags::new(dir.join("flags")),
+        connect_timeout: Duration::from_secs(5),
+        backoff: Backoff {
+            initial: Duration::from_secs(180),
+            total: Duration::ZERO,
+        },
+        services,
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+
+    // All answer: listeners on 127.0.0.1-6, ports 443 and 9900.
+    let up = Ns::new("up");
+    let d = dir.join("up");
+    let answering: Vec<f64> = up.within(move || async move {
+        // Accept and drop, as a real server would: a listener that never
+        // accepts fills its backlog, and then SYNs go unanswered.
+        for port in [443, 9900] {
+            let l = TcpListener::bind(("0.0.0.0", port)).await.expect("bind");
+            tokio::spawn(async move {
+                while let Ok((conn, _)) = l.accept().await {
+                    drop(conn);
+                }
+            });
+        }
+        let hosts = [
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.0.0.3",
+            "127.0.0.4",
+            "127.0.0.5",
+            "127.0.0.6",
+        ];
+        let t = task(&d, services(hosts));
+        let ctx = RunContext::default();
+        let mut samples = Vec::new();
+        for _ in 0..200 {
+            let start = Instant::now();
+            let v = t.run(&ctx).await.expect("run");
+            samples.push(ms(start.elapsed()));
+            assert_eq!(v, serde_json::json!({"cache": [], "network": []}));
+        }
+        samples
+    });
+
+    // None answers: six addresses whose packets are dropped.
+    let down = Ns::new("down");
+    for cmd in [
+        "ip link add v0 type veth peer name v1",
+        "ip link set v0 up",
+        "ip link set v1 up",
+        "ip addr add 192.0.2.1/24 dev v0",
+        "ip neigh replace 192.0.2.254 lladdr 02:00:00:00:02:54 dev v0 nud permanent",
+        "ip route add 203.0.113.0/24 via 192.0.2.254 dev v0",
+    ] {
+        down.exec(cmd);
+    }
+    let d = dir.join("down");
+    let silent: Vec<f64> = down.within(move || async move {
+        let hosts = [
+            "203.0.113.1",
+            "203.0.113.2",
+            "203.0.113.3",
+            "203.0.113.4",
+            "203.0.113.5",
+            "203.0.113.6",
+        ];
+        let t = task(&d, services(hosts));
+        let ctx = RunContext::default();
+        let mut samples = Vec::new();
+        for _ in 0..3 {
+            let start = Instant::now();
+            let v = t.run(&ctx).await.expect("run");
+            samples.push(ms(start.elapsed()));
+            let errors = v["network"].as_array().map(Vec::len);
+            assert_eq!(errors, Some(6), "{v}");
+            assert_eq!(v["cache"], Value::Array(vec![]));
+        }
+        samples
+    });
+
+    let mut a = answering;
+    a.sort_by(f64::total_cmp);
+    let mut s = silent;
+    s.sort_by(f64::total_cmp);
+    let body = format!(
+        "One healthcheck run (cache check + network check of the 6 services of a network, \
+connect timeout 5 s, no retry), inside test network namespaces.\n\n\
+| case | runs | p50 | p99 | max |\n|---|---|---|---|---|\n\
+| all 6 services answer (loopback listeners) | {} | {:.2} ms | {:.2} ms | {:.2} ms |\n\
+| no service answers (packets dropped) | {} | {:.0} ms | {:.0} ms | {:.0} ms |\n\n\
+With the default backoff (3 min, doubling, 10 min in total) a network that stays silent \
+is tried at 0, 3 min 5 s, 9 min 10 s and 10 min, so such a run ends after about \
+10 min 5 s; a passing run costs one attempt.\n",
+        a.len(),
+        support::percentile(&a, 50.0),
+        support::percentile(&a, 99.0),
+        a[a.len() - 1],
+        s.len(),
+        support::percentile(&s, 50.0),
+        support::percentile(&s, 99.0),
+        s[s.len() - 1],
+    );
+    support::write_section("healthcheck", "healthcheck: one run", &body);
+}

@@ -1,0 +1,615 @@
+//! The grid's GraphQL (SPEC §6): which nodes are up, their public
+//! addresses, and a farm's public IPs.
+//!
+//! Every question is one HTTP POST of `{"query": ...}`. The network has more
+//! than one GraphQL endpoint, so each question is asked of the URLs in turn
+//! until one gives a usable answer: an HTTP error, a transport error, a
+//! GraphQL `errors` answer or a body that does not decode all move on to the
+//! next URL. Only when every URL failed is the question an error, and that
+//! error lists what each URL did.
+//!
+//! The grid's GraphQL is the tfchain indexer: filters are `where` objects
+//! with `<field>_eq`-style operators, and `OR` inside a `where` object means
+//! "this object's conditions, or those". Numbers are written into the query
+//! text (never strings from outside), so no escaping is needed.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context};
+use rand::Rng;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::config::Config;
+
+/// A node reports its uptime every 40 minutes; one that has not updated for
+/// two such periods is taken to be down (SPEC §6).
+pub const UP_WINDOW: Duration = Duration::from_secs(2 * 40 * 60);
+
+/// The "up" condition: `power` is null, or its state and target are both
+/// `Up`. A node that never reported power management is up by definition.
+pub const UP_POWER_FILTER: &str =
+    "AND: {power_isNull: true, OR: {power: {state_eq: Up, target_eq: Up}}}";
+
+/// The "public" condition: both a non-empty IPv4 and a non-empty IPv6.
+pub const PUBLIC_CONFIG_FILTER: &str =
+    r#"publicConfig: {ipv4_isNull: false, ipv4_not_eq: "", ipv6_isNull: false, ipv6_not_eq: ""}"#;
+
+/// The fields asked of every node.
+const NODE_FIELDS: &str = "nodeID farmID publicConfig { ipv4 ipv6 } interfaces { name ips }";
+
+/// Which up nodes a question is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeFilter {
+    pub farm: FarmFilter,
+    /// Only nodes with a public IPv4 and IPv6 (their `publicConfig`).
+    pub public: bool,
+}
+
+/// Restriction on the farm of the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FarmFilter {
+    Any,
+    Only(u32),
+    Except(u32),
+}
+
+impl NodeFilter {
+    /// Up nodes with public addresses in farm `farm` (iperf's free farm).
+    pub fn public_in_farm(farm: u32) -> Self {
+        Self {
+            farm: FarmFilter::Only(farm),
+            public: true,
+        }
+    }
+
+    /// Up nodes with public addresses outside farm `farm`.
+    pub fn public_outside_farm(farm: u32) -> Self {
+        Self {
+            farm: FarmFilter::Except(farm),
+            public: true,
+        }
+    }
+
+    /// Every up node of farm `farm`, public or not.
+    pub fn farm(farm: u32) -> Self {
+        Self {
+            farm: FarmFilter::Only(farm),
+            public: false,
+        }
+    }
+
+    /// The `where` object of the nodes queries, for nodes updated at or
+    /// after `updated_since` (unix seconds).
+    pub fn where_clause(&self, updated_since: i64) -> String {
+        let mut w = format!("{{updatedAt_gte: {updated_since}, {UP_POWER_FILTER}");
+        if self.public {
+            let _ = write!(w, ", {PUBLIC_CONFIG_FILTER}");
+        }
+        match self.farm {
+            FarmFilter::Any => {}
+            FarmFilter::Only(f) => {
+                let _ = write!(w, ", farmID_eq: {f}");
+            }
+            FarmFilter::Except(f) => {
+                let _ = write!(w, ", farmID_not_eq: {f}");
+            }
+        }
+        w.push('}');
+        w
+    }
+}
+
+/// A node as GraphQL describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Node {
+    #[serde(rename = "nodeID")]
+    pub node_id: u32,
+    #[serde(rename = "farmID")]
+    pub farm_id: u32,
+    #[serde(rename = "publicConfig", default)]
+    pub public_config: Option<PublicConfig>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub interfaces: Vec<Interface>,
+}
+
+/// A node's public addresses, in CIDR form (`185.206.122.29/24`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct PublicConfig {
+    #[serde(default)]
+    pub ipv4: Option<String>,
+    #[serde(default)]
+    pub ipv6: Option<String>,
+}
+
+/// One network interface of a node; `ips` holds comma-separated addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Interface {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub ips: String,
+}
+
+impl Node {
+    /// The first address of the `zos` interface that parses, if any.
+    pub fn zos_ip(&self) -> Option<IpAddr> {
+        self.interfaces
+            .iter()
+            .filter(|i| i.name == "zos")
+            .flat_map(|i| i.ips.split(','))
+            .find_map(|s| parse_address(s).ok())
+    }
+
+    /// The public IPv4 address, or why there is none usable.
+    pub fn public_ipv4(&self) -> Result<Ipv4Addr, String> {
+        let raw = self.public_config.as_ref().and_then(|p| p.ipv4.as_deref());
+        match parse_address(raw.unwrap_or_default())? {
+            IpAddr::V4(ip) => Ok(ip),
+            IpAddr::V6(ip) => Err(format!("public ipv4 {ip} is an IPv6 address")),
+        }
+    }
+
+    /// The public IPv6 address, or why there is none usable.
+    pub fn public_ipv6(&self) -> Result<Ipv6Addr, String> {
+        let raw = self.public_config.as_ref().and_then(|p| p.ipv6.as_deref());
+        match parse_address(raw.unwrap_or_default())? {
+            IpAddr::V6(ip) => Ok(ip),
+            IpAddr::V4(ip) => Err(format!("public ipv6 {ip} is an IPv4 address")),
+        }
+    }
+}
+
+/// Parses an address written alone or in CIDR form (`addr/prefix`); the
+/// prefix, when present, must be valid for the address family.
+pub fn parse_address(text: &str) -> Result<IpAddr, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("no address".to_string());
+    }
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IP address"))?;
+    if let Some(p) = prefix {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        match p.parse::<u8>() {
+            Ok(n) if n <= max => {}
+            _ => return Err(format!("{text:?} has an invalid prefix length")),
+        }
+    }
+    Ok(ip)
+}
+
+/// One public IP of a farm.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PublicIp {
+    /// CIDR form, as written on the farm (`185.206.122.29/24`).
+    #[serde(deserialize_with = "null_as_default")]
+    pub ip: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub gateway: String,
+    /// The contract holding the IP; 0 when it is free.
+    #[serde(rename = "contractId", default, deserialize_with = "number_or_string")]
+    pub contract_id: u64,
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The indexer writes 64-bit integers (`BigInt`) as JSON strings.
+fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    use serde::de::Error;
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| D::Error::custom(format!("contractId {n} is not a count"))),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| D::Error::custom(format!("contractId {s:?} is not a number"))),
+        Some(other) => Err(D::Error::custom(format!(
+            "contractId {other} is not a number"
+        ))),
+    }
+}
+
+/// A GraphQL answer: `data`, or `errors`, or both.
+#[derive(Deserialize)]
+struct Answer<T> {
+    data: Option<T>,
+    #[serde(default)]
+    errors: Option<Vec<Value>>,
+}
+
+/// A client of the grid's GraphQL, with failover across its URLs.
+#[derive(Debug, Clone)]
+pub struct GraphQl {
+    client: reqwest::Client,
+    urls: Vec<String>,
+}
+
+impl GraphQl {
+    /// A client of `urls` (tried in this order), each request limited to
+    /// `timeout`.
+    pub fn new(urls: Vec<String>, timeout: Duration) -> anyhow::Result<Self> {
+        anyhow::ensure!(!urls.is_empty(), "graphql: no URL to ask");
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("zos-perf/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("graphql: building the HTTP client")?;
+        Ok(Self { client, urls })
+    }
+
+    /// The client of the configured network (or `grid.graphql_urls`).
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        Self::new(config.graphql_urls(), config.grid.graphql_timeout)
+    }
+
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// Asks `query` of each URL in turn and returns the first usable `data`.
+    pub async fn query<T: DeserializeOwned>(&self, query: &str) -> anyhow::Result<T> {
+        let mut failures = Vec::with_capacity(self.urls.len());
+        for url in &self.urls {
+            match self.ask(url, query).await {
+                Ok(data) => {
+                    if !failures.is_empty() {
+                        tracing::info!(url = %url, "graphql: answered after earlier URLs failed");
+                    }
+                    return Ok(data);
+                }
+                Err(e) => {
+                    tracing::warn!(url = %url, error = %e, "graphql: URL failed, trying the next");
+                    failures.push(format!("{url}: {e}"));
+                }
+            }
+        }
+        Err(anyhow!(
+            "graphql: every URL failed: {}",
+            failures.join("; ")
+        ))
+    }
+
+    async fn ask<T: DeserializeOwned>(&self, url: &str, query: &str) -> Result<T, String> {
+        let body = serde_json::json!({ "query": query });
+        let response = self
+            .client
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
+        if !status.is_success() {
+            return Err(format!("HTTP {status}: {}", snippet(&bytes)));
+        }
+        let answer: Answer<T> = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("undecodable answer ({e}): {}", snippet(&bytes)))?;
+        if let Some(errors) = answer.errors.filter(|e| !e.is_empty()) {
+            let messages: Vec<String> = errors
+                .iter()
+                .map(|e| {
+                    e.get("message")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| e.to_string())
+                })
+                .collect();
+            return Err(format!("graphql errors: {}", messages.join(" | ")));
+        }
+        answer.data.ok_or_else(|| "answer without data".to_string())
+    }
+
+    /// Up nodes matching `filter`; `window` = `(limit, offset)` for a page.
+    pub async fn up_nodes(
+        &self,
+        filter: &NodeFilter,
+        window: Option<(u64, u64)>,
+    ) -> anyhow::Result<Vec<Node>> {
+        let query = nodes_query(filter, up_since(), window);
+        #[derive(Deserialize)]
+        struct Data {
+            nodes: Vec<Node>,
+        }
+        let data: Data = self
+            .query(&query)
+            .await
+            .with_context(|| format!("listing up nodes ({})", filter.describe()))?;
+        Ok(data.nodes)
+    }
+
+    /// How many up nodes match `filter`.
+    pub async fn count_up_nodes(&self, filter: &NodeFilter) -> anyhow::Result<u64> {
+        let query = count_query(filter, up_since());
+        #[derive(Deserialize)]
+        struct Connection {
+            #[serde(rename = "totalCount")]
+            total_count: u64,
+        }
+        #[derive(Deserialize)]
+        struct Data {
+            #[serde(rename = "nodesConnection")]
+            nodes_connection: Connection,
+        }
+        let data: Data = self
+            .query(&query)
+            .await
+            .with_context(|| format!("counting up nodes ({})", filter.describe()))?;
+        Ok(data.nodes_connection.total_count)
+    }
+
+    /// `n` up nodes matching `filter`, a random window of consecutive ones:
+    /// the offset is drawn from `[0, total - n]`, so every window of `n`
+    /// nodes can be chosen. All of them when there are no more than `n`.
+    pub async fn random_up_nodes(&self, filter: &NodeFilter, n: u64) -> anyhow::Result<Vec<Node>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let total = self.count_up_nodes(filter).await?;
+        if total <= n {
+            return self.up_nodes(filter, None).await;
+        }
+        let offset = random_offset(total, n, &mut rand::thread_rng());
+        self.up_nodes(filter, Some((n, offset))).await
+    }
+
+    /// Every up node of `farm`, with its `zos` interface (public or not).
+    pub async fn farm_up_nodes(&self, farm: u32) -> anyhow::Result<Vec<Node>> {
+        self.up_nodes(&NodeFilter::farm(farm), None).await
+    }
+
+    /// The public IPs of `farm`.
+    pub async fn farm_public_ips(&self, farm: u32) -> anyhow::Result<Vec<PublicIp>> {
+        #[derive(Deserialize)]
+        struct Data {
+            #[serde(rename = "publicIps")]
+            public_ips: Vec<PublicIp>,
+        }
+        let data: Data = self
+            .query(&public_ips_query(farm))
+            .await
+            .with_context(|| format!("listing the public IPs of farm {farm}"))?;
+        Ok(data.public_ips)
+    }
+}
+
+impl NodeFilter {
+    fn describe(&self) -> String {
+        let farm = match self.farm {
+            FarmFilter::Any => "any farm".to_string(),
+            FarmFilter::Only(f) => format!("farm {f}"),
+            FarmFilter::Except(f) => format!("farms other than {f}"),
+        };
+        if self.public {
+            format!("public, {farm}")
+        } else {
+            farm
+        }
+    }
+}
+
+/// Unix seconds from which a node's last update makes it up.
+fn up_since() -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    now - UP_WINDOW.as_secs() as i64
+}
+
+/// A uniformly random offset in `[0, total - n]` (0 when `total <= n`).
+pub fn random_offset(total: u64, n: u64, rng: &mut impl Rng) -> u64 {
+    if total <= n {
+        0
+    } else {
+        rng.gen_range(0..=total - n)
+    }
+}
+
+/// The nodes query. Ordered by id, so that a window (limit, offset) and the
+/// count agree on which nodes are where.
+pub fn nodes_query(filter: &NodeFilter, updated_since: i64, window: Option<(u64, u64)>) -> String {
+    let mut args = format!(
+        "where: {}, orderBy: id_ASC",
+        filter.where_clause(updated_since)
+    );
+    if let Some((limit, offset)) = window {
+        let _ = write!(args, ", limit: {limit}, offset: {offset}");
+    }
+    format!("query {{ nodes({args}) {{ {NODE_FIELDS} }} }}")
+}
+
+/// The count query for the same filter.
+pub fn count_query(filter: &NodeFilter, updated_since: i64) -> String {
+    format!(
+        "query {{ nodesConnection(where: {}, orderBy: id_ASC) {{ totalCount }} }}",
+        filter.where_clause(updated_since)
+    )
+}
+
+/// The public IPs of a farm.
+pub fn public_ips_query(farm: u32) -> String {
+    format!(
+        "query {{ publicIps(where: {{farm: {{farmID_eq: {farm}}}}}) {{ ip gateway contractId }} }}"
+    )
+}
+
+fn transport_error(e: &reqwest::Error) -> String {
+    // reqwest's Display is terse ("error sending request"); the source chain
+    // says what happened (refused, timed out, TLS).
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let _ = write!(msg, ": {s}");
+        source = s.source();
+    }
+    msg
+}
+
+/// The start of a body, for error messages.
+fn snippet(bytes: &[u8]) -> String {
+    const MAX: usize = 200;
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty body)".to_string();
+    }
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn node(json: &str) -> Node {
+        serde_json::from_str(json).expect("node json")
+    }
+
+    #[test]
+    fn public_addresses_parse_from_cidr_and_check_the_family() {
+        let n = node(
+            r#"{"nodeID": 7, "farmID": 1, "publicConfig": {"ipv4": "185.206.122.29/24", "ipv6": "2a02:1802:5e::223/64"},
+                "interfaces": [{"name": "zos", "ips": "10.20.2.2"}]}"#,
+        );
+        assert_eq!(n.public_ipv4(), Ok("185.206.122.29".parse().expect("ip")));
+        assert_eq!(
+            n.public_ipv6(),
+            Ok("2a02:1802:5e::223".parse().expect("ip"))
+        );
+
+        let swapped = node(
+            r#"{"nodeID": 7, "farmID": 1, "publicConfig": {"ipv4": "2001:db8::1/64", "ipv6": "192.0.2.1"}}"#,
+        );
+        assert!(swapped.public_ipv4().is_err());
+        assert!(swapped.public_ipv6().is_err());
+
+        let none = node(r#"{"nodeID": 7, "farmID": 1, "publicConfig": null, "interfaces": null}"#);
+        assert!(none.public_ipv4().is_err());
+        assert_eq!(none.zos_ip(), None);
+    }
+
+    #[test]
+    fn address_parsing_refuses_junk_and_bad_prefixes() {
+        assert!(parse_address("").is_err());
+        assert!(parse_address("not-an-ip").is_err());
+        assert!(parse_address("192.0.2.1/33").is_err());
+        assert!(parse_address("192.0.2.1/x").is_err());
+        assert!(parse_address("2001:db8::1/129").is_err());
+        assert!(parse_address("192.0.2.1; rm -rf /").is_err());
+        assert_eq!(
+            parse_address(" 192.0.2.1/32 "),
+            Ok("192.0.2.1".parse().expect("ip"))
+        );
+        assert_eq!(
+            parse_address("2001:db8::1"),
+            Ok("2001:db8::1".parse().expect("ip"))
+        );
+    }
+
+    #[test]
+    fn zos_ip_is_the_first_address_that_parses_on_the_zos_interface() {
+        let n = node(
+            r#"{"nodeID": 3, "farmID": 9, "interfaces": [
+                {"name": "ygg0", "ips": "300:1::1"},
+                {"name": "zos", "ips": "garbage, 10.10.0.5/16,10.10.0.6"}]}"#,
+        );
+        assert_eq!(n.zos_ip(), Some("10.10.0.5".parse().expect("ip")));
+    }
+
+    #[test]
+    fn contract_id_reads_numbers_strings_and_null() {
+        let ips: Vec<PublicIp> = serde_json::from_str(
+            r#"[{"ip": "192.0.2.5/24", "gateway": "192.0.2.1", "contractId": "0"},
+                {"ip": "192.0.2.6/24", "gateway": "192.0.2.1", "contractId": 42},
+                {"ip": "192.0.2.7/24", "gateway": null, "contractId": null}]"#,
+        )
+        .expect("public ips");
+        assert_eq!(
+            ips.iter().map(|p| p.contract_id).collect::<Vec<_>>(),
+            [0, 42, 0]
+        );
+        assert_eq!(ips[2].gateway, "");
+    }
+
+    #[test]
+    fn queries_carry_the_up_public_and_farm_filters() {
+        let q = nodes_query(&NodeFilter::public_in_farm(1), 1000, None);
+        assert!(q.contains("updatedAt_gte: 1000"), "{q}");
+        assert!(q.contains(UP_POWER_FILTER), "{q}");
+        assert!(q.contains(PUBLIC_CONFIG_FILTER), "{q}");
+        assert!(q.contains("farmID_eq: 1"), "{q}");
+        assert!(!q.contains("limit"), "{q}");
+        assert!(q.contains("nodeID farmID publicConfig { ipv4 ipv6 } interfaces { name ips }"));
+
+        let q = nodes_query(&NodeFilter::public_outside_farm(1), 5, Some((12, 30)));
+        assert!(q.contains("farmID_not_eq: 1"), "{q}");
+        assert!(q.contains("limit: 12, offset: 30"), "{q}");
+
+        let q = nodes_query(&NodeFilter::farm(77), 5, None);
+        assert!(!q.contains("publicConfig:"), "{q}");
+        assert!(q.contains("farmID_eq: 77"), "{q}");
+
+        let c = count_query(&NodeFilter::public_outside_farm(1), 5);
+        assert!(
+            c.starts_with("query { nodesConnection(where: {updatedAt_gte: 5, "),
+            "{c}"
+        );
+        assert!(c.contains("orderBy: id_ASC) { totalCount }"), "{c}");
+
+        assert_eq!(
+            public_ips_query(12),
+            "query { publicIps(where: {farm: {farmID_eq: 12}}) { ip gateway contractId } }"
+        );
+    }
+
+    #[test]
+    fn random_offset_reaches_every_window_and_never_past_the_end() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (total, n) = (20, 12);
+        let mut seen = [false; 9];
+        for _ in 0..2000 {
+            let o = random_offset(total, n, &mut rng);
+            assert!(o + n <= total, "offset {o}");
+            seen[o as usize] = true;
+        }
+        assert!(seen.iter().all(|s| *s), "{seen:?}");
+        assert_eq!(random_offset(5, 12, &mut rng), 0);
+        assert_eq!(random_offset(12, 12, &mut rng), 0);
+    }
+
+    #[test]
+    fn up_since_is_eighty_minutes_ago() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64;
+        let since = up_since();
+        assert!((now - since - 4800).abs() <= 2, "{}", now - since);
+    }
+}

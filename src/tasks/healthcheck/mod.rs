@@ -1,0 +1,267 @@
+//! `healthcheck`: is this node in a usable state? The power daemon stops
+//! reporting uptime while it is not.
+//!
+//! **Schedule:** `0 */15 * * * *` (every 15 minutes), no jitter, timeout
+//! 15 min, not exclusive (it measures nothing another task could distort).
+//!
+//! **What it checks**, both at once:
+//! - `cache`: creates, writes and removes the file `healthcheck` in the cache
+//!   directory (default `/var/cache`). Failure: `failed to write to cache:
+//!   <reason>` and the flag `readonly-cache`.
+//! - `network`: a TCP connection to every grid service of the node's network
+//!   (both GraphQL URLs, relay, substrate, activation, the flist hub; SPEC §6)
+//!   or to `healthcheck.services` when configured, all in parallel with one
+//!   timeout (default 5 s) covering name resolution and connection. Port: the
+//!   URL's own, else 443 for `https`/`wss`, else 80. Failure: one
+//!   `<url> is not reachable: <reason>` per service and the flag
+//!   `not-reachable`.
+//!
+//! **Flags** are empty files in the flags directory (default `/tmp/flags`,
+//! created when missing), set after every failing attempt and cleared after
+//! a passing one, so the power daemon learns of a failure at once and of a
+//! recovery as soon as it is seen. No other name is ever written there.
+//!
+//! **Retries:** each check retries on its own (see [`backoff`]): a failing
+//! check is tried again after 3 min, then 6 min, ... until it passes or
+//! 10 min have gone by. So a passing check is not tried again, and its flag
+//! is not held back by the other check's retries. The stored result holds
+//! each check's last attempt. Shutdown (or the task timeout) interrupts the
+//! waits at once; the run then fails and the previous result stays.
+//!
+//! **Result sample** (an empty list is a passing check):
+//! ```json
+//! {"cache": [],
+//!  "network": ["wss://relay.grid.tf is not reachable: timed out after 5s connecting to 203.0.113.10:443"]}
+//! ```
+//!
+//! **Needs:** write access to the cache and flags directories, outgoing TCP
+//! to the grid services and a resolver for their names. A run takes the
+//! slowest service's answer when all answer (well under a millisecond on
+//! loopback), one connect timeout when some stay silent (see BENCHMARKS.md),
+//! and about `backoff_total` plus one timeout when a check keeps failing.
+
+pub mod backoff;
+pub mod cache;
+pub mod flags;
+pub mod network;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+use crate::task::{RunContext, RunFuture, Task, TaskDefaults};
+use crate::tasks::HEALTHCHECK;
+
+pub use backoff::{Backoff, Cancelled, Retried};
+pub use flags::{Flag, Flags};
+
+/// The description stored with every result (SPEC §2, exact).
+pub const DESCRIPTION: &str = "health check task runs multiple checks to ensure the node is in a usable state and set flags for the power daemon to stop reporting uptime if it is not usable";
+
+/// What the healthcheck looks at and how hard it tries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub cache_dir: PathBuf,
+    pub flags: Flags,
+    /// Per service: name resolution plus TCP connection.
+    pub connect_timeout: Duration,
+    pub backoff: Backoff,
+    /// Service URLs probed by the network check.
+    pub services: Vec<String>,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Settings {
+        let hc = &config.healthcheck;
+        Settings {
+            cache_dir: hc.cache_dir.clone(),
+            flags: Flags::new(hc.flags_dir.clone()),
+            connect_timeout: hc.connect_timeout,
+            backoff: Backoff {
+                initial: hc.backoff_initial,
+                total: hc.backoff_total,
+            },
+            services: config.health_services(),
+        }
+    }
+}
+
+/// One of the healthcheck's checks. Its label is the key in the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Check {
+    Cache,
+    Network,
+}
+
+impl Check {
+    pub const ALL: [Check; 2] = [Check::Cache, Check::Network];
+
+    /// The key in the result object (a wire fact).
+    pub fn label(self) -> &'static str {
+        match self {
+            Check::Cache => "cache",
+            Check::Network => "network",
+        }
+    }
+
+    /// The flag set while this check fails.
+    pub fn flag(self) -> Flag {
+        match self {
+            Check::Cache => Flag::ReadonlyCache,
+            Check::Network => Flag::NotReachable,
+        }
+    }
+
+    /// One attempt: runs the check, then sets or clears its flag.
+    pub async fn attempt(self, settings: &Settings) -> Vec<String> {
+        let errors = match self {
+            Check::Cache => cache::check(&settings.cache_dir).await,
+            Check::Network => network::check(&settings.services, settings.connect_timeout).await,
+        };
+        settings.flags.update(self.flag(), !errors.is_empty()).await;
+        errors
+    }
+
+    /// Attempts the check, retrying with backoff while it fails.
+    pub async fn run(
+        self,
+        settings: &Settings,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<Retried, Cancelled> {
+        backoff::retry(settings.backoff, cancel, self.label(), |_| {
+            self.attempt(settings)
+        })
+        .await
+    }
+}
+
+/// The `healthcheck` task.
+pub struct Healthcheck {
+    settings: Settings,
+}
+
+impl Healthcheck {
+    pub fn new(settings: Settings) -> Healthcheck {
+        Healthcheck { settings }
+    }
+
+    pub fn from_config(config: &Config) -> Healthcheck {
+        Healthcheck::new(Settings::from_config(config))
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Both checks at once, each with its own retries; the result maps each
+    /// check's label to its last attempt's errors.
+    pub async fn check(&self, ctx: &RunContext) -> anyhow::Result<Value> {
+        let (cache, network) = tokio::join!(
+            Check::Cache.run(&self.settings, &ctx.cancel),
+            Check::Network.run(&self.settings, &ctx.cancel),
+        );
+        let mut result = Map::new();
+        for (check, outcome) in [(Check::Cache, cache), (Check::Network, network)] {
+            let retried = outcome.map_err(|Cancelled| {
+                anyhow::anyhow!(
+                    "{HEALTHCHECK}: cancelled before the {} check ended",
+                    check.label()
+                )
+            })?;
+            result.insert(check.label().to_string(), Value::from(retried.errors));
+        }
+        Ok(Value::Object(result))
+    }
+}
+
+impl Task for Healthcheck {
+    fn name(&self) -> &'static str {
+        HEALTHCHECK
+    }
+
+    fn description(&self) -> &'static str {
+        DESCRIPTION
+    }
+
+    fn defaults(&self) -> TaskDefaults {
+        TaskDefaults {
+            cron: "0 */15 * * * *",
+            jitter: Duration::ZERO,
+            timeout: Duration::from_secs(15 * 60),
+            exclusive: false,
+        }
+    }
+
+    fn run<'a>(&'a self, ctx: &'a RunContext) -> RunFuture<'a> {
+        Box::pin(self.check(ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_description_are_the_spec_ones() {
+        let t = Healthcheck::from_config(&Config::from_toml("").expect("config"));
+        assert_eq!(t.name(), "healthcheck");
+        assert_eq!(t.description(), "health check task runs multiple checks to ensure the node is in a usable state and set flags for the power daemon to stop reporting uptime if it is not usable");
+        let d = t.defaults();
+        assert_eq!(d.cron, "0 */15 * * * *");
+        assert_eq!(d.jitter, Duration::ZERO);
+        assert_eq!(d.timeout, Duration::from_secs(900));
+        assert!(!d.exclusive);
+    }
+
+    #[test]
+    fn settings_come_from_the_config_and_the_network_table() {
+        let c = Config::from_toml("network = \"test\"\n").expect("config");
+        let s = Settings::from_config(&c);
+        assert_eq!(s.cache_dir, PathBuf::from("/var/cache"));
+        assert_eq!(s.flags.dir(), std::path::Path::new("/tmp/flags"));
+        assert_eq!(s.connect_timeout, Duration::from_secs(5));
+        assert_eq!(
+            s.backoff,
+            Backoff {
+                initial: Duration::from_secs(180),
+                total: Duration::from_secs(600)
+            }
+        );
+        assert_eq!(s.services, crate::grid::Network::Test.services());
+        let c = Config::from_toml(
+            "[healthcheck]\nservices = [\"http://192.0.2.1:8080/\"]\nconnect_timeout = \"250ms\"\n",
+        )
+        .expect("config");
+        let s = Settings::from_config(&c);
+        assert_eq!(s.services, ["http://192.0.2.1:8080/"]);
+        assert_eq!(s.connect_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn check_labels_and_flags_pair_up() {
+        assert_eq!(Check::Cache.label(), "cache");
+        assert_eq!(Check::Cache.flag(), Flag::ReadonlyCache);
+        assert_eq!(Check::Network.label(), "network");
+        assert_eq!(Check::Network.flag(), Flag::NotReachable);
+    }
+
+    #[test]
+    fn configured_services_must_be_urls_with_a_host() {
+        let err = Config::from_toml(
+            "[healthcheck]\nservices = [\"https://ok.example/\", \"relay.grid.tf\"]\n",
+        )
+        .expect_err("a bare host name is not a URL");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.starts_with("healthcheck.services[1]: \"relay.grid.tf\": invalid URL"),
+            "{msg}"
+        );
+        let err = Config::from_toml("[healthcheck]\nservices = []\n").expect_err("empty list");
+        assert!(
+            format!("{err:#}").starts_with("healthcheck.services"),
+            "{err:#}"
+        );
+    }
+}

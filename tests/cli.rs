@@ -1,0 +1,192 @@
+//! The `zos-perf` binary as an operator uses it.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{wait_for, RedisServer};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_zos-perf");
+
+/// Every real task disabled: the daemon tests are about the daemon.
+const ALL_DISABLED: &str =
+    "[tasks.cpu-benchmark]\nenabled = false\n[tasks.healthcheck]\nenabled = false\n\
+[tasks.iperf]\nenabled = false\n[tasks.public-ip-validation]\nenabled = false\n";
+
+fn zos_perf(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("ZOS_PERF_REDIS")
+        .env_remove("ZOS_PERF_CONFIG")
+        .output()
+        .expect("run zos-perf")
+}
+
+fn write_config(dir: &Path, text: &str) -> String {
+    let path = dir.join("zos-perf.toml");
+    std::fs::write(&path, text).expect("write config");
+    path.display().to_string()
+}
+
+fn stop(mut child: Child) -> (bool, Duration) {
+    let t = Instant::now();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let status = wait_for(Duration::from_secs(10), "daemon exit", || {
+        child.try_wait().expect("wait")
+    });
+    (status.success(), t.elapsed())
+}
+
+#[test]
+fn a_broken_config_exits_non_zero_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (text, field) in [
+        ("[tasks.iperf]\ncron = \"every day\"\n", "tasks.iperf.cron"),
+        (
+            "[healthcheck]\nconnect_timeout = \"soon\"\n",
+            "connect_timeout",
+        ),
+        ("[iperf]\nport = 0\n", "iperf.port"),
+        ("nework = \"main\"\n", "nework"),
+    ] {
+        let cfg = write_config(dir.path(), text);
+        let out = zos_perf(&["--config", &cfg, "tasks"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            err.contains(field),
+            "error for {text:?} does not name {field}: {err}"
+        );
+    }
+    let out = zos_perf(&["--config", "/nonexistent/zos-perf.toml", "tasks"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/zos-perf.toml"));
+    let out = zos_perf(&["--redis", "http://localhost", "get-all"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("redis"));
+}
+
+#[test]
+fn get_and_get_all_read_the_store() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let value = r#"{"name":"cpu-benchmark","description":"d","timestamp":1700000000,"result":{"single":1.15}}"#;
+    let _: () = redis::cmd("SET")
+        .arg("perf.cpu-benchmark")
+        .arg(value)
+        .query(&mut redis.conn())
+        .expect("SET");
+    let _: () = redis::cmd("SET")
+        .arg("perf.unrelated")
+        .arg("x")
+        .query(&mut redis.conn())
+        .expect("SET");
+
+    let out = zos_perf(&["--redis", &url, "get", "cpu-benchmark"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        got,
+        serde_json::from_str::<serde_json::Value>(value).expect("JSON")
+    );
+
+    let out = zos_perf(&["--redis", &url, "get", "healthcheck"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("result not found"));
+
+    let out = zos_perf(&["--redis", &url, "get", "gpu-benchmark"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown task \"gpu-benchmark\""));
+
+    let out = zos_perf(&["--redis", &url, "get-all"]);
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON array");
+    assert_eq!(all.len(), 1, "only the known task keys are read");
+    assert_eq!(all[0]["name"], "cpu-benchmark");
+}
+
+#[test]
+fn with_no_redis_anywhere_the_daemon_runs_a_private_one_and_stops_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path(), ALL_DISABLED);
+    let child = Command::new(BIN)
+        .args(["--config", &cfg, "run"])
+        .env_remove("ZOS_PERF_REDIS")
+        .env("XDG_RUNTIME_DIR", dir.path())
+        // Nothing listens on port 1: the default address does not answer.
+        .env("ZOS_PERF_DEFAULT_REDIS", "redis://127.0.0.1:1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start daemon");
+    let socket = dir.path().join("zos-perf/redis.sock");
+    let url = format!("unix://{}", socket.display());
+    wait_for(Duration::from_secs(10), "private redis answers", || {
+        let client = redis::Client::open(url.as_str()).ok()?;
+        let mut conn = client.get_connection().ok()?;
+        redis::cmd("PING").query::<String>(&mut conn).ok()
+    });
+    // The read-only commands find it too.
+    let out = Command::new(BIN)
+        .arg("get-all")
+        .env_remove("ZOS_PERF_REDIS")
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .env("ZOS_PERF_DEFAULT_REDIS", "redis://127.0.0.1:1")
+        .output()
+        .expect("get-all");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, took) = stop(child);
+    assert!(ok, "exit status 0");
+    assert!(took < Duration::from_secs(5), "stopped in {took:?}");
+    assert!(!socket.exists(), "private redis socket removed");
+    assert!(redis::Client::open(url.as_str())
+        .expect("client")
+        .get_connection()
+        .is_err());
+}
+
+#[test]
+fn disabled_tasks_lose_their_stale_keys_and_nothing_else() {
+    let redis = RedisServer::start();
+    let mut conn = redis.conn();
+    for key in ["perf.iperf", "perf.cpu-benchmark", "other"] {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg("{}")
+            .query(&mut conn)
+            .expect("SET");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path(), ALL_DISABLED);
+    let child = Command::new(BIN)
+        .args(["--config", &cfg, "--redis", &redis.url(), "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start daemon");
+    wait_for(Duration::from_secs(10), "stale keys removed", || {
+        let n: u32 = redis::cmd("EXISTS")
+            .arg("perf.iperf")
+            .arg("perf.cpu-benchmark")
+            .query(&mut conn)
+            .ok()?;
+        (n == 0).then_some(())
+    });
+    let other: Option<String> = redis::cmd("GET")
+        .arg("other")
+        .query(&mut conn)
+        .expect("GET");
+    assert_eq!(other.as_deref(), Some("{}"));
+    let (ok, _) = stop(child);
+    assert!(ok);
+}

@@ -1,0 +1,629 @@
+//! The monitor against a real redis-server, with small test-only tasks.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use common::{wait_for, RedisServer};
+use zos_perf::config::TaskSettings;
+use zos_perf::monitor::{Monitor, Registered};
+use zos_perf::redis_link::RedisLink;
+use zos_perf::schedule::{Clock, ManualClock, Schedule, SystemClock};
+use zos_perf::status::{Outcome, TaskStatus, STATUS_KEY};
+use zos_perf::store::ResultStore;
+use zos_perf::task::{RunContext, RunFuture, Task, TaskDefaults, TaskResult};
+
+/// What a test task does when run.
+#[derive(Clone)]
+enum Behaviour {
+    /// Returns the run count after sleeping this long.
+    Count(Duration),
+    Fail,
+    Panic,
+    /// Starts `sleep 1000` and waits for it (to be killed by the timeout).
+    SpawnSleep(Arc<AtomicU32>),
+}
+
+struct TestTask {
+    name: &'static str,
+    behaviour: Behaviour,
+    runs: AtomicUsize,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    intervals: Mutex<Vec<(Instant, Instant)>>,
+}
+
+impl TestTask {
+    fn new(name: &'static str, behaviour: Behaviour) -> Arc<TestTask> {
+        Arc::new(TestTask {
+            name,
+            behaviour,
+            runs: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            max_running: AtomicUsize::new(0),
+            intervals: Mutex::new(Vec::new()),
+        })
+    }
+    fn runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+}
+
+impl Task for TestTask {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn description(&self) -> &'static str {
+        "a test task"
+    }
+    fn defaults(&self) -> TaskDefaults {
+        TaskDefaults {
+            cron: "0 0 0 1 1 *",
+            jitter: Duration::ZERO,
+            timeout: Duration::from_secs(30),
+            exclusive: false,
+        }
+    }
+    fn run<'a>(&'a self, _ctx: &'a RunContext) -> RunFuture<'a> {
+        Box::pin(async move {
+            let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_running.fetch_max(now, Ordering::SeqCst);
+            let start = Instant::now();
+            let out = match &self.behaviour {
+                Behaviour::Count(d) => {
+                    tokio::time::sleep(*d).await;
+                    Ok(json!({ "run": n }))
+                }
+                Behaviour::Fail => Err(anyhow::anyhow!("the test task fails on purpose")),
+                Behaviour::Panic => panic!("the test task panics on purpose"),
+                Behaviour::SpawnSleep(pid) => {
+                    let mut child = tokio::process::Command::new("sleep")
+                        .arg("1000")
+                        .kill_on_drop(true)
+                        .spawn()?;
+                    pid.store(child.id().unwrap_or(0), Ordering::SeqCst);
+                    child.wait().await?;
+                    Ok(Value::Null)
+                }
+            };
+            self.intervals
+                .lock()
+                .expect("intervals")
+                .push((start, Instant::now()));
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            out
+        })
+    }
+}
+
+fn settings(cron: &str, timeout: Duration, exclusive: bool) -> TaskSettings {
+    TaskSettings {
+        enabled: true,
+        schedule: Schedule::parse(cron).expect("cron"),
+        jitter: Duration::ZERO,
+        timeout,
+        exclusive,
+    }
+}
+
+struct Daemon {
+    store: Arc<ResultStore>,
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    async fn start(
+        redis: &RedisServer,
+        tasks: Vec<(Arc<TestTask>, TaskSettings)>,
+        clock: Arc<dyn Clock>,
+    ) -> Daemon {
+        let shutdown = CancellationToken::new();
+        let link = RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
+        let store = ResultStore::new(link);
+        assert!(store.load(Duration::from_secs(5)).await, "redis answers");
+        tokio::spawn(store.clone().sync_loop(shutdown.clone()));
+        let names: Vec<(&'static str, bool)> =
+            tasks.iter().map(|(t, s)| (t.name, s.enabled)).collect();
+        let regs = tasks
+            .into_iter()
+            .map(|(t, s)| Registered::new(t as Arc<dyn Task>, s))
+            .collect();
+        let monitor = Monitor::new(regs, store.clone(), clock);
+        let handle = tokio::spawn(monitor.run(shutdown.clone()));
+        // The monitor has read the clock once it publishes next fire times:
+        // only then may a test move the clock.
+        for (name, _) in names.into_iter().filter(|(_, enabled)| *enabled) {
+            wait_for(Duration::from_secs(5), "monitor started", || {
+                store.status(name).and_then(|s| s.next_fire)
+            });
+        }
+        Daemon {
+            store,
+            shutdown,
+            handle,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.handle)
+            .await
+            .expect("monitor stops within 5 s")
+            .expect("monitor task");
+    }
+}
+
+fn stored(redis: &RedisServer, name: &str) -> Option<String> {
+    redis::cmd("GET")
+        .arg(TaskResult::key_of(name))
+        .query(&mut redis.conn())
+        .expect("GET")
+}
+
+fn status(redis: &RedisServer, name: &str) -> Option<TaskStatus> {
+    let raw: Option<String> = redis::cmd("HGET")
+        .arg(STATUS_KEY)
+        .arg(name)
+        .query(&mut redis.conn())
+        .expect("HGET");
+    raw.map(|s| serde_json::from_str(&s).expect("status JSON"))
+}
+
+fn put_result(redis: &RedisServer, name: &str, timestamp: i64) -> String {
+    let value = format!(
+        r#"{{"name": "{name}", "description": "old",  "timestamp": {timestamp}, "result": {{"kept": true}}}}"#
+    );
+    let _: () = redis::cmd("SET")
+        .arg(TaskResult::key_of(name))
+        .arg(&value)
+        .query(&mut redis.conn())
+        .expect("SET");
+    value
+}
+
+/// A manual clock that a background task moves forward by `step` every
+/// `every` of real time.
+fn ticking(
+    start: chrono::DateTime<Utc>,
+    step: chrono::Duration,
+    every: Duration,
+) -> (ManualClock, CancellationToken) {
+    let clock = ManualClock::new(start);
+    let stop = CancellationToken::new();
+    let (c, s) = (clock.clone(), stop.clone());
+    tokio::spawn(async move {
+        while !s.is_cancelled() {
+            tokio::time::sleep(every).await;
+            c.advance(step);
+        }
+    });
+    (clock, stop)
+}
+
+fn t0() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, 10, 12, 0, 0)
+        .single()
+        .expect("time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_check_runs_exactly_the_missing_and_stale_once() {
+    let redis = RedisServer::start();
+    let now = t0();
+    put_result(&redis, "cpu-benchmark", now.timestamp() - 3600); // fresh for a 6 h schedule
+    put_result(&redis, "iperf", now.timestamp() - 13 * 3600); // older than two periods
+    let fresh = TestTask::new("cpu-benchmark", Behaviour::Count(Duration::ZERO));
+    let stale = TestTask::new("iperf", Behaviour::Count(Duration::ZERO));
+    let missing = TestTask::new("healthcheck", Behaviour::Count(Duration::ZERO));
+    let six_h = || settings("0 0 */6 * * *", Duration::from_secs(30), false);
+    let clock = Arc::new(ManualClock::new(now));
+    let d = Daemon::start(
+        &redis,
+        vec![
+            (fresh.clone(), six_h()),
+            (stale.clone(), six_h()),
+            (missing.clone(), six_h()),
+        ],
+        clock,
+    )
+    .await;
+    wait_for(Duration::from_secs(5), "both runs stored", || {
+        (stored(&redis, "iperf").is_some_and(|v| v.contains("\"run\":1"))
+            && stored(&redis, "healthcheck").is_some())
+        .then_some(())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!((fresh.runs(), stale.runs(), missing.runs()), (0, 1, 1));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_slower_than_its_schedule_never_runs_twice_at_once() {
+    let redis = RedisServer::start();
+    // Simulated seconds pass every 10 ms; a run takes 150 ms of real time.
+    let (clock, stop) = ticking(
+        t0(),
+        chrono::Duration::seconds(1),
+        Duration::from_millis(10),
+    );
+    let slow = TestTask::new("healthcheck", Behaviour::Count(Duration::from_millis(150)));
+    let d = Daemon::start(
+        &redis,
+        vec![(
+            slow.clone(),
+            settings("* * * * * *", Duration::from_secs(30), false),
+        )],
+        Arc::new(clock),
+    )
+    .await;
+    wait_for(Duration::from_secs(10), "three runs", || {
+        (slow.runs() >= 3).then_some(())
+    });
+    stop.cancel();
+    assert_eq!(
+        slow.max_running.load(Ordering::SeqCst),
+        1,
+        "never two runs at once"
+    );
+    let st = wait_for(Duration::from_secs(5), "skips in status", || {
+        status(&redis, "healthcheck").filter(|s| s.skipped > 0)
+    });
+    assert!(
+        st.skipped >= 2,
+        "fire times during a run were skipped: {st:?}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusive_tasks_due_together_run_one_after_the_other() {
+    let redis = RedisServer::start();
+    let now = t0();
+    // All four have fresh results; all are due at 12:00:10.
+    for n in [
+        "cpu-benchmark",
+        "iperf",
+        "healthcheck",
+        "public-ip-validation",
+    ] {
+        put_result(&redis, n, now.timestamp());
+    }
+    let clock = ManualClock::new(now);
+    let work = || Behaviour::Count(Duration::from_millis(300));
+    let (a, b) = (
+        TestTask::new("cpu-benchmark", work()),
+        TestTask::new("iperf", work()),
+    );
+    let (c, e) = (
+        TestTask::new("healthcheck", work()),
+        TestTask::new("public-ip-validation", work()),
+    );
+    let cron = "10 0 12 * * *";
+    let d = Daemon::start(
+        &redis,
+        vec![
+            (a.clone(), settings(cron, Duration::from_secs(30), true)),
+            (b.clone(), settings(cron, Duration::from_secs(30), true)),
+            (c.clone(), settings(cron, Duration::from_secs(30), false)),
+            (e.clone(), settings(cron, Duration::from_secs(30), false)),
+        ],
+        Arc::new(clock.clone()),
+    )
+    .await;
+    clock.advance(chrono::Duration::seconds(10));
+    wait_for(Duration::from_secs(5), "all four ran", || {
+        [&a, &b, &c, &e]
+            .iter()
+            .all(|t| t.intervals.lock().expect("lock").len() == 1)
+            .then_some(())
+    });
+    let span = |t: &TestTask| t.intervals.lock().expect("lock")[0];
+    let (sa, sb) = (span(&a), span(&b));
+    assert!(
+        sa.1 <= sb.0 || sb.1 <= sa.0,
+        "exclusive runs overlapped: {sa:?} {sb:?}"
+    );
+    // The non-exclusive pair is free to overlap, and does: the lock is what
+    // kept the exclusive pair apart.
+    let (sc, se) = (span(&c), span(&e));
+    assert!(
+        sc.0 < se.1 && se.0 < sc.1,
+        "non-exclusive runs did not overlap"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_jumps_cause_one_catch_up_run_and_no_duplicate() {
+    let redis = RedisServer::start();
+    let now = t0() + chrono::Duration::minutes(1); // 12:01:00
+    put_result(&redis, "healthcheck", now.timestamp());
+    let clock = ManualClock::new(now);
+    let task = TestTask::new("healthcheck", Behaviour::Count(Duration::ZERO));
+    let d = Daemon::start(
+        &redis,
+        vec![(
+            task.clone(),
+            settings("0 */15 * * * *", Duration::from_secs(30), false),
+        )],
+        Arc::new(clock.clone()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(task.runs(), 0, "fresh result: nothing at start");
+
+    // The machine slept for a day: one catch-up run, not 96.
+    clock.advance(chrono::Duration::days(1));
+    wait_for(Duration::from_secs(5), "catch-up run", || {
+        (task.runs() >= 1).then_some(())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(task.runs(), 1);
+
+    // Normal time to the next quarter hour (12:15 next day): one run.
+    clock.set(t0() + chrono::Duration::days(1) + chrono::Duration::minutes(15));
+    wait_for(Duration::from_secs(5), "scheduled run", || {
+        (task.runs() >= 2).then_some(())
+    });
+    // NTP steps back 40 s, then time passes 12:15:00 again: no second run.
+    clock.set(
+        t0() + chrono::Duration::days(1)
+            + chrono::Duration::minutes(14)
+            + chrono::Duration::seconds(20),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    clock.set(
+        t0() + chrono::Duration::days(1)
+            + chrono::Duration::minutes(15)
+            + chrono::Duration::seconds(5),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(task.runs(), 2, "12:15 fired once only");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_run_keeps_the_old_value_byte_for_byte() {
+    let redis = RedisServer::start();
+    let now = t0();
+    let old = put_result(&redis, "healthcheck", now.timestamp());
+    let clock = ManualClock::new(now);
+    let task = TestTask::new("healthcheck", Behaviour::Fail);
+    let d = Daemon::start(
+        &redis,
+        vec![(
+            task.clone(),
+            settings("30 * * * * *", Duration::from_secs(30), false),
+        )],
+        Arc::new(clock.clone()),
+    )
+    .await;
+    clock.advance(chrono::Duration::seconds(30));
+    let st = wait_for(Duration::from_secs(5), "failed status", || {
+        status(&redis, "healthcheck").filter(|s| s.last_outcome == Some(Outcome::Failed))
+    });
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("fails on purpose")),
+        "{st:?}"
+    );
+    assert_eq!(stored(&redis, "healthcheck").as_deref(), Some(old.as_str()));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_task_and_a_hanging_one_leave_the_others_running() {
+    let redis = RedisServer::start();
+    let pid = Arc::new(AtomicU32::new(0));
+    let (clock, stop) = ticking(
+        t0(),
+        chrono::Duration::seconds(1),
+        Duration::from_millis(20),
+    );
+    let panics = TestTask::new("iperf", Behaviour::Panic);
+    let hangs = TestTask::new("public-ip-validation", Behaviour::SpawnSleep(pid.clone()));
+    let healthy = TestTask::new("healthcheck", Behaviour::Count(Duration::ZERO));
+    let d = Daemon::start(
+        &redis,
+        vec![
+            (
+                panics.clone(),
+                settings("* * * * * *", Duration::from_secs(30), false),
+            ),
+            (
+                hangs.clone(),
+                settings("0 0 0 1 1 *", Duration::from_millis(300), false),
+            ),
+            (
+                healthy.clone(),
+                settings("* * * * * *", Duration::from_secs(30), false),
+            ),
+        ],
+        Arc::new(clock),
+    )
+    .await;
+    let st = wait_for(Duration::from_secs(5), "timeout status", || {
+        status(&redis, "public-ip-validation").filter(|s| s.last_outcome == Some(Outcome::Timeout))
+    });
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("timed out")),
+        "{st:?}"
+    );
+    let child = pid.load(Ordering::SeqCst);
+    assert!(child > 0);
+    wait_for(Duration::from_secs(5), "child killed", || {
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting to be reaped: either way not running.
+        (stat.is_empty() || stat.contains(") Z ")).then_some(())
+    });
+    let st = wait_for(Duration::from_secs(5), "panic status", || {
+        status(&redis, "iperf").filter(|s| s.last_outcome == Some(Outcome::Panicked) && s.runs >= 2)
+    });
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("panics on purpose")),
+        "{st:?}"
+    );
+    let before = healthy.runs();
+    wait_for(Duration::from_secs(5), "healthy task goes on", || {
+        (healthy.runs() > before + 2).then_some(())
+    });
+    stop.cancel();
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_gets_every_result_back_within_5_s() {
+    let mut redis = RedisServer::start();
+    let fresh = TestTask::new("cpu-benchmark", Behaviour::Count(Duration::ZERO));
+    let every_second = TestTask::new("healthcheck", Behaviour::Count(Duration::ZERO));
+    let d = Daemon::start(
+        &redis,
+        vec![
+            (
+                fresh.clone(),
+                settings("0 0 0 1 1 *", Duration::from_secs(30), false),
+            ),
+            (
+                every_second.clone(),
+                settings("* * * * * *", Duration::from_secs(30), false),
+            ),
+        ],
+        Arc::new(SystemClock),
+    )
+    .await;
+    wait_for(Duration::from_secs(5), "first results", || {
+        (stored(&redis, "cpu-benchmark").is_some() && stored(&redis, "healthcheck").is_some())
+            .then_some(())
+    });
+    redis.kill();
+    let runs_at_kill = every_second.runs();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        every_second.runs() >= runs_at_kill + 2,
+        "scheduling went on while redis was away"
+    );
+    redis.restart_empty();
+    let restarted = Instant::now();
+    let (cpu, hc) = wait_for(Duration::from_secs(5), "results written back", || {
+        Some((
+            stored(&redis, "cpu-benchmark")?,
+            stored(&redis, "healthcheck")?,
+        ))
+    });
+    assert!(restarted.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        serde_json::from_str::<TaskResult>(&cpu)
+            .expect("decode")
+            .result,
+        json!({"run": 1})
+    );
+    let hc: TaskResult = serde_json::from_str(&hc).expect("decode");
+    assert!(
+        hc.result["run"].as_u64().unwrap_or(0) as usize > runs_at_kill,
+        "the newest result came back"
+    );
+    wait_for(Duration::from_secs(5), "status back", || {
+        status(&redis, "cpu-benchmark")
+    });
+    assert_eq!(
+        d.store.latest("cpu-benchmark").map(|r| r.result),
+        Some(json!({"run": 1}))
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_absent_at_start_gets_the_results_once_it_appears() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let shutdown = CancellationToken::new();
+    let link = RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
+    let store = ResultStore::new(link);
+    assert!(
+        !store.load(Duration::from_millis(300)).await,
+        "nothing answers yet"
+    );
+    tokio::spawn(store.clone().sync_loop(shutdown.clone()));
+    let task = TestTask::new("healthcheck", Behaviour::Count(Duration::ZERO));
+    let regs = vec![Registered::new(
+        task.clone() as Arc<dyn Task>,
+        settings("0 0 0 1 1 *", Duration::from_secs(30), false),
+    )];
+    let handle = tokio::spawn(
+        Monitor::new(regs, store.clone(), Arc::new(SystemClock)).run(shutdown.clone()),
+    );
+    wait_for(Duration::from_secs(5), "the start-up run", || {
+        (task.runs() == 1).then_some(())
+    });
+    redis.restart_empty();
+    wait_for(Duration::from_secs(10), "result published", || {
+        stored(&redis, "healthcheck")
+    });
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_task_has_its_stale_key_removed() {
+    let redis = RedisServer::start();
+    put_result(&redis, "iperf", t0().timestamp());
+    put_result(&redis, "cpu-benchmark", t0().timestamp());
+    let task = TestTask::new("iperf", Behaviour::Count(Duration::ZERO));
+    let mut s = settings("0 0 */6 * * *", Duration::from_secs(30), true);
+    s.enabled = false;
+    let d = Daemon::start(
+        &redis,
+        vec![(task.clone(), s)],
+        Arc::new(ManualClock::new(t0())),
+    )
+    .await;
+    wait_for(Duration::from_secs(5), "key removed", || {
+        stored(&redis, "iperf").is_none().then_some(())
+    });
+    assert!(
+        stored(&redis, "cpu-benchmark").is_some(),
+        "other keys untouched"
+    );
+    assert_eq!(task.runs(), 0);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_a_long_run_promptly() {
+    let redis = RedisServer::start();
+    let task = TestTask::new("iperf", Behaviour::Count(Duration::from_secs(600)));
+    let d = Daemon::start(
+        &redis,
+        vec![(
+            task.clone(),
+            settings("0 0 0 1 1 *", Duration::from_secs(900), true),
+        )],
+        Arc::new(SystemClock),
+    )
+    .await;
+    wait_for(Duration::from_secs(5), "run started", || {
+        (task.running.load(Ordering::SeqCst) == 1).then_some(())
+    });
+    let t = Instant::now();
+    d.stop().await;
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "stopped in {:?}",
+        t.elapsed()
+    );
+}
