@@ -240,7 +240,8 @@ fn a_farm_without_ips_still_leaves_a_clean_link() {
 }
 
 /// Starts a run whose lookup never answers, waits until the IP is on the
-/// link, then ends it with `end`; returns the run's outcome (None if dropped).
+/// link, then drops the run's future (`drop_it`) or cancels its context;
+/// returns the run's outcome (None if dropped).
 fn interrupted_run(net: &Net, drop_it: bool) -> Option<anyhow::Result<Value>> {
     let mut config = net.config("/hang");
     config.public_ip.lookup_timeout = Duration::from_secs(60);

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{anyhow, Context};
 use futures::TryStreamExt;
@@ -64,7 +65,9 @@ pub async fn create_macvlan(
     let parent_index = find(root, parent)
         .await?
         .ok_or_else(|| anyhow!("parent interface {parent} not found"))?;
-    let temporary = format!("zpv{}", std::process::id() % 1_000_000_000);
+    static MADE: AtomicU32 = AtomicU32::new(0);
+    let n = MADE.fetch_add(1, Ordering::Relaxed) % 1000;
+    let temporary = format!("zpv{}x{n}", std::process::id() % 100_000);
     let message = LinkMacVlan::new(&temporary, parent_index, MacVlanMode::Bridge)
         .setns_by_fd(netns.as_raw_fd())
         .build();

@@ -8,10 +8,10 @@
 //! Sockets created there (and threads it spawns, like the resolver's) belong
 //! to the namespace.
 //!
-//! Cleanup is a guard on that thread ([`LinkGuard`]): whatever ends the
+//! Cleanup is a guard on that thread (`LinkGuard`): whatever ends the
 //! work (success, error, cancellation, panic), its drop removes every address
 //! and route of the link and sets it down. The daemon side holds a
-//! [`JoinOnDrop`]: dropping the run's future (timeout, shutdown) cancels the
+//! `JoinOnDrop`: dropping the run's future (timeout, shutdown) cancels the
 //! thread and waits, bounded, until that cleanup is done, so the daemon does
 //! not exit with a farm IP still on the link.
 
@@ -28,7 +28,8 @@ use rtnetlink::Handle;
 use tokio_util::sync::CancellationToken;
 
 use super::link;
-use super::{check_all, Report};
+use super::validate::check_all;
+use super::Report;
 use crate::config::PublicIpConfig;
 use crate::grid::graphql::PublicIp;
 
