@@ -190,3 +190,119 @@ fn disabled_tasks_lose_their_stale_keys_and_nothing_else() {
     let (ok, _) = stop(child);
     assert!(ok);
 }
+
+/// A config where only the healthcheck runs, against `services`, with its
+/// directories in `dir` and retries an hour apart.
+fn healthcheck_only(dir: &Path, services: &[String]) -> String {
+    let list = services
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    write_config(
+        dir,
+        &format!(
+            "[tasks.cpu-benchmark]\nenabled = false\n[tasks.iperf]\nenabled = false\n\
+[tasks.public-ip-validation]\nenabled = false\n\
+[healthcheck]\ncache_dir = {:?}\nflags_dir = {:?}\nconnect_timeout = \"1s\"\n\
+backoff_initial = \"1h\"\nbackoff_total = \"2h\"\nservices = [{list}]\n",
+            dir.display().to_string(),
+            dir.join("flags").display().to_string()
+        ),
+    )
+}
+
+#[test]
+fn sigterm_during_a_long_run_exits_0_within_5_s() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Port 1 refuses: the check fails and the run waits an hour to retry.
+    let cfg = healthcheck_only(dir.path(), &["http://127.0.0.1:1".to_string()]);
+    let child = Command::new(BIN)
+        .args(["--config", &cfg, "--redis", &redis.url(), "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start daemon");
+    let mut conn = redis.conn();
+    wait_for(Duration::from_secs(10), "healthcheck running", || {
+        let s: Option<String> = redis::cmd("HGET")
+            .arg("perf:status")
+            .arg("healthcheck")
+            .query(&mut conn)
+            .ok()?;
+        s.filter(|s| s.contains("\"state\":\"running\""))
+    });
+    // Let the first attempt fail, so the run sits in its backoff wait.
+    wait_for(Duration::from_secs(10), "not-reachable flag", || {
+        dir.path()
+            .join("flags/not-reachable")
+            .exists()
+            .then_some(())
+    });
+    let (ok, took) = stop(child);
+    assert!(ok, "exit status 0");
+    assert!(took < Duration::from_secs(5), "stopped in {took:?}");
+    let stored: Option<String> = redis::cmd("GET")
+        .arg("perf.healthcheck")
+        .query(&mut conn)
+        .expect("GET");
+    assert_eq!(stored, None, "a cancelled run stores nothing");
+}
+
+#[test]
+fn run_task_stores_and_prints_and_tasks_shows_it() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let service = format!("http://{}", listener.local_addr().expect("addr"));
+    let cfg = healthcheck_only(dir.path(), &[service]);
+    let out = zos_perf(&[
+        "--config",
+        &cfg,
+        "--redis",
+        &redis.url(),
+        "run-task",
+        "healthcheck",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(printed["name"], "healthcheck");
+    assert_eq!(
+        printed["result"],
+        serde_json::json!({"cache": [], "network": []})
+    );
+    let stored: String = redis::cmd("GET")
+        .arg("perf.healthcheck")
+        .query(&mut redis.conn())
+        .expect("GET");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stored).expect("JSON"),
+        printed
+    );
+
+    let out = zos_perf(&["--config", &cfg, "--redis", &redis.url(), "tasks"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("healthcheck"))
+        .expect("healthcheck line");
+    assert!(
+        line.contains("0 */15 * * * *") && line.contains(" yes ") && line.ends_with("ok"),
+        "{line}"
+    );
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("iperf"))
+        .expect("iperf line");
+    assert!(line.contains(" no "), "{line}");
+}
