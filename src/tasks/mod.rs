@@ -6,6 +6,8 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::task::Task;
 
+pub mod iperf;
+
 pub const PUBLIC_IP_VALIDATION: &str = "public-ip-validation";
 pub const CPU_BENCHMARK: &str = "cpu-benchmark";
 pub const HEALTHCHECK: &str = "healthcheck";
@@ -18,8 +20,7 @@ pub const NAMES: [&str; 4] = [PUBLIC_IP_VALIDATION, CPU_BENCHMARK, HEALTHCHECK, 
 
 /// Builds every task from the configuration, in registration order.
 pub fn registry(config: &Config) -> Vec<Arc<dyn Task>> {
-    let _ = config;
-    let tasks: Vec<Arc<dyn Task>> = Vec::new();
+    let tasks: Vec<Arc<dyn Task>> = vec![iperf::Iperf::arc(config)];
     tasks
 }
 
