@@ -132,7 +132,7 @@ fn in_netns<T: Send>(ns: &NetNs, f: impl FnOnce() -> T + Send) -> T {
             f()
         })
         .join()
-        .expect("namespace thread")
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }
 
