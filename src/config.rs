@@ -369,6 +369,15 @@ impl Config {
         if self.iperf.run_timeout.is_zero() {
             bail!("iperf.run_timeout: must be more than zero");
         }
+        if let Some(d) = self.iperf.duration {
+            // iperf3 reads `--time 0` as "run forever".
+            if d.is_zero() {
+                bail!("iperf.duration: must be more than zero (leave it unset for iperf3's own)");
+            }
+            if self.iperf.run_timeout <= d {
+                bail!("iperf.run_timeout: must be longer than iperf.duration");
+            }
+        }
         if self.public_ip.namespace.is_empty() {
             bail!("public_ip.namespace: must not be empty");
         }

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::task::Task;
 
 pub mod healthcheck;
+pub mod iperf;
 pub mod public_ip;
 
 pub const PUBLIC_IP_VALIDATION: &str = "public-ip-validation";
@@ -21,11 +22,11 @@ pub const NAMES: [&str; 4] = [PUBLIC_IP_VALIDATION, CPU_BENCHMARK, HEALTHCHECK, 
 
 /// Builds every task from the configuration, in registration order.
 pub fn registry(config: &Config) -> Vec<Arc<dyn Task>> {
-    let tasks: Vec<Arc<dyn Task>> = vec![
+    vec![
         Arc::new(public_ip::PublicIpValidation::from_config(config)),
         Arc::new(healthcheck::Healthcheck::from_config(config)),
-    ];
-    tasks
+        Arc::new(iperf::Iperf::new(config)),
+    ]
 }
 
 /// The canonical spelling of a task name, if it is one.

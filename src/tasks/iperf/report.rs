@@ -1,0 +1,257 @@
+//! What one iperf3 run leaves in the result: its JSON report read into an
+//! [`Entry`] (SPEC §5).
+//!
+//! iperf3 3.12 with `-R --json` prints one JSON object. The figures used:
+//! - `end.sum_sent.bits_per_second`: the sending side's rate. With `-R` the
+//!   remote server sends, so this is the rate the server put on the wire
+//!   towards us. Stored as `upload_speed`, as the grid always has.
+//! - `end.sum_received.bits_per_second`: what we received. Stored as
+//!   `download_speed` for TCP.
+//! - UDP: `end.streams[0].udp.bits_per_second` is stored as `download_speed`
+//!   (SPEC §5). In 3.12 that stream figure is computed from the bytes the
+//!   server sent over our elapsed time (the stream's `bytes` equal
+//!   `sum_sent.bytes`), with our receiver-side `lost_packets`/`jitter_ms`
+//!   beside it; `sum_received` holds the bytes that actually arrived. So
+//!   with 3.12 a UDP entry's download equals its upload (both the server's
+//!   send rate); the loss is not in the entry.
+//! - `end.cpu_utilization_percent`: `host_*` is this node, `remote_*` the
+//!   server, in percent.
+//! - `error`: iperf3's own error text (`unable to connect to server: ...`,
+//!   `the server is busy running a test. try again later`), with `end`
+//!   empty.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// iperf3's answer when its server is already running a test.
+pub const BUSY: &str = "the server is busy running a test. try again later";
+
+/// TCP or UDP, as written in `test_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// CPU use during a run, in percent, as iperf3 measures it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CpuReport {
+    pub host_total: f64,
+    pub host_user: f64,
+    pub host_system: f64,
+    pub remote_total: f64,
+    pub remote_user: f64,
+    pub remote_system: f64,
+}
+
+/// One element of the iperf result array (SPEC §5); the field names are
+/// wire facts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Bits per second.
+    pub upload_speed: f64,
+    /// Bits per second.
+    pub download_speed: f64,
+    pub node_id: u32,
+    /// The address tested.
+    pub node_ip: String,
+    /// `tcp` or `udp`.
+    pub test_type: String,
+    /// Empty when the run succeeded.
+    pub error: String,
+    pub cpu_report: CpuReport,
+}
+
+/// The figures of one run, before the node and address are attached.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measure {
+    pub upload: f64,
+    pub download: f64,
+    pub cpu: CpuReport,
+    /// Empty when the run succeeded.
+    pub error: String,
+}
+
+impl Measure {
+    /// A run that produced no figures.
+    pub fn failed(error: impl Into<String>) -> Measure {
+        Measure {
+            error: error.into(),
+            ..Measure::default()
+        }
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.error.trim() == BUSY
+    }
+
+    pub fn into_entry(self, node_id: u32, node_ip: String, protocol: Protocol) -> Entry {
+        Entry {
+            upload_speed: self.upload,
+            download_speed: self.download,
+            node_id,
+            node_ip,
+            test_type: protocol.as_str().to_string(),
+            error: self.error,
+            cpu_report: self.cpu,
+        }
+    }
+}
+
+/// Reads iperf3's `--json` output. A report carrying an `error` keeps the
+/// error and zero speeds, whatever partial figures it may hold.
+pub fn parse(stdout: &[u8], protocol: Protocol) -> Result<Measure, String> {
+    let v: Value = serde_json::from_slice(stdout).map_err(|e| {
+        let text = String::from_utf8_lossy(stdout);
+        let text = text.trim();
+        let shown: String = text.chars().take(200).collect();
+        format!("iperf3 output is not a JSON report ({e}): {shown:?}")
+    })?;
+    let Some(report) = v.as_object() else {
+        return Err("iperf3 output is not a JSON object".into());
+    };
+    let error = report
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let end = report.get("end").cloned().unwrap_or(Value::Null);
+    let cpu = end
+        .get("cpu_utilization_percent")
+        .and_then(|c| serde_json::from_value::<CpuReport>(c.clone()).ok())
+        .unwrap_or_default();
+    if !error.is_empty() {
+        return Ok(Measure {
+            cpu,
+            ..Measure::failed(error)
+        });
+    }
+    let rate = |pointer: &str| end.pointer(pointer).and_then(Value::as_f64);
+    let upload = rate("/sum_sent/bits_per_second");
+    let download = match protocol {
+        Protocol::Tcp => rate("/sum_received/bits_per_second"),
+        Protocol::Udp => rate("/streams/0/udp/bits_per_second"),
+    };
+    match (upload, download) {
+        (Some(upload), Some(download)) => Ok(Measure {
+            upload,
+            download,
+            cpu,
+            error: String::new(),
+        }),
+        _ => Err(format!(
+            "iperf3 report has no {} figures in \"end\"",
+            protocol.as_str()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Trimmed from a real iperf3 3.12 `-R --json --udp --length 16B` run.
+    const UDP: &str = r#"{"start": {"version": "iperf 3.12"}, "intervals": [],
+      "end": {
+        "streams": [{"udp": {"socket": 5, "bytes": 11351200, "bits_per_second": 90493957.07,
+                             "jitter_ms": 0.0039, "lost_packets": 10752, "packets": 709450, "sender": false}}],
+        "sum": {"bits_per_second": 90493957.07, "sender": false},
+        "sum_sent": {"bytes": 11351200, "bits_per_second": 90493957.07, "sender": true},
+        "sum_received": {"bytes": 11178064, "bits_per_second": 89423617.76, "sender": false},
+        "cpu_utilization_percent": {"host_total": 93.8, "host_user": 18.7, "host_system": 75.1,
+                                    "remote_total": 98.85, "remote_user": 8.83, "remote_system": 90.03}}}"#;
+
+    #[test]
+    fn udp_download_is_the_stream_figure_and_cpu_is_mapped() {
+        let m = parse(UDP.as_bytes(), Protocol::Udp).expect("udp report");
+        assert_eq!(m.upload, 90493957.07);
+        assert_eq!(m.download, 90493957.07, "streams[0].udp, not sum_received");
+        assert_eq!(m.cpu.host_total, 93.8);
+        assert_eq!(m.cpu.remote_system, 90.03);
+        assert_eq!(m.error, "");
+    }
+
+    #[test]
+    fn tcp_download_is_sum_received() {
+        let m = parse(UDP.as_bytes(), Protocol::Tcp).expect("report");
+        assert_eq!(m.download, 89423617.76);
+    }
+
+    #[test]
+    fn an_error_report_keeps_the_error_with_zero_speeds() {
+        let busy = r#"{"start": {"connected": []}, "intervals": [], "end": {},
+                       "error": "the server is busy running a test. try again later"}"#;
+        let m = parse(busy.as_bytes(), Protocol::Tcp).expect("busy report");
+        assert!(m.is_busy());
+        assert_eq!((m.upload, m.download), (0.0, 0.0));
+        let refused = r#"{"end": {}, "error": "unable to connect to server: Connection refused"}"#;
+        let m = parse(refused.as_bytes(), Protocol::Udp).expect("report");
+        assert!(!m.is_busy());
+        assert_eq!(m.error, "unable to connect to server: Connection refused");
+    }
+
+    #[test]
+    fn bad_output_is_an_error_that_shows_it() {
+        let err = parse(b"iperf3: parameter error", Protocol::Tcp).expect_err("not json");
+        assert!(err.contains("parameter error"), "{err}");
+        let err = parse(b"{\"end\": {}}", Protocol::Tcp).expect_err("no figures");
+        assert!(err.contains("no tcp figures"), "{err}");
+        assert!(parse(b"[1]", Protocol::Tcp).is_err());
+    }
+
+    #[test]
+    fn entry_has_exactly_the_wire_fields() {
+        let e = Measure::failed("x").into_entry(7, "198.51.100.2".into(), Protocol::Udp);
+        let v = serde_json::to_value(&e).expect("entry json");
+        let mut keys: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "cpu_report",
+                "download_speed",
+                "error",
+                "node_id",
+                "node_ip",
+                "test_type",
+                "upload_speed"
+            ]
+        );
+        let mut cpu: Vec<&str> = v["cpu_report"]
+            .as_object()
+            .expect("cpu")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        cpu.sort();
+        assert_eq!(
+            cpu,
+            [
+                "host_system",
+                "host_total",
+                "host_user",
+                "remote_system",
+                "remote_total",
+                "remote_user"
+            ]
+        );
+        assert_eq!(v["test_type"], "udp");
+        assert_eq!(v["node_id"], 7);
+    }
+}
