@@ -1,0 +1,252 @@
+//! The two bus commands of SPEC §4, answered from the result store.
+//!
+//! - `zos.perf.get`, payload `{"Name": "<task name>"}` (the key in any
+//!   case): the stored result object of that task, or `result not found`.
+//! - `zos.perf.get_all`, payload ignored: the array of every stored result
+//!   object, `[]` when there is none.
+//!
+//! The handler reads the store once per batch of requests ([`Snapshot`]:
+//! one MGET of the four known keys) and answers every request of the batch
+//! from it, base64-encoding each distinct answer once.
+
+use serde::de::IgnoredAny;
+use serde_json::Value;
+
+use super::error::{BusError, ErrorCode};
+use super::message::BASE64;
+use crate::tasks;
+use base64::Engine;
+
+/// A command this service answers, and the list its requests arrive on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Command {
+    Get,
+    GetAll,
+}
+
+impl Command {
+    pub const ALL: [Command; 2] = [Command::Get, Command::GetAll];
+
+    /// The command's wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Get => "zos.perf.get",
+            Command::GetAll => "zos.perf.get_all",
+        }
+    }
+
+    /// The list the peer pushes its requests onto: `msgbus.<command>`.
+    pub fn list(self) -> &'static str {
+        match self {
+            Command::Get => "msgbus.zos.perf.get",
+            Command::GetAll => "msgbus.zos.perf.get_all",
+        }
+    }
+
+    pub fn from_list(list: &str) -> Option<Command> {
+        Self::ALL.into_iter().find(|c| c.list() == list)
+    }
+
+    /// What a request asks for, from its decoded payload.
+    pub fn query(self, payload: &[u8]) -> Result<Query, BusError> {
+        match self {
+            Command::Get => parse_get(payload).map(Query::One),
+            Command::GetAll => Ok(Query::All),
+        }
+    }
+
+    /// Whether the payload matters (and so must be decoded) at all.
+    pub fn reads_payload(self) -> bool {
+        self == Command::Get
+    }
+}
+
+/// What one request asks of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Query {
+    One(&'static str),
+    All,
+}
+
+const EXPECTED_GET: &str = r#"payload is not the expected JSON {"Name": "<task name>"}"#;
+
+/// `{"Name": "<task name>"}`, the key matched case-insensitively.
+fn parse_get(payload: &[u8]) -> Result<&'static str, BusError> {
+    let invalid = |what: String| BusError::new(ErrorCode::InvalidPayload, what);
+    let value: Value = serde_json::from_slice(payload)
+        .map_err(|e| invalid(format!("payload is not JSON: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err(invalid(format!("{EXPECTED_GET}: not an object")));
+    };
+    let mut keys = map.iter().filter(|(k, _)| k.eq_ignore_ascii_case("name"));
+    let Some((key, name)) = keys.next() else {
+        return Err(invalid(format!("{EXPECTED_GET}: no \"Name\" key")));
+    };
+    if let Some((other, _)) = keys.next() {
+        return Err(invalid(format!(
+            "{EXPECTED_GET}: both {key:?} and {other:?} given"
+        )));
+    }
+    let Some(name) = name.as_str() else {
+        return Err(invalid(format!("{EXPECTED_GET}: {key:?} is not a string")));
+    };
+    let known = tasks::NAMES.join(", ");
+    if name.is_empty() {
+        return Err(BusError::new(
+            ErrorCode::UnknownTask,
+            format!("task name \"\" is empty (known: {known})"),
+        ));
+    }
+    tasks::canonical(name).ok_or_else(|| {
+        BusError::new(
+            ErrorCode::UnknownTask,
+            format!("unknown task name {:?} (known: {known})", clip(name, 100)),
+        )
+    })
+}
+
+/// At most `max` characters of `s`, marked when cut: a caller's junk must
+/// not blow up our replies and logs.
+pub fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
+    }
+}
+
+/// The store as read for one batch, with each answer encoded at most once.
+pub struct Snapshot {
+    results: Vec<Stored>,
+    all: Option<String>,
+}
+
+enum Stored {
+    Absent,
+    /// Base64 of the stored JSON, made on first use.
+    Json {
+        json: String,
+        b64: Option<String>,
+    },
+    /// The key holds something that is not JSON.
+    Corrupt,
+}
+
+impl Snapshot {
+    /// From `(name, stored JSON)` pairs of every known task, as
+    /// `store::read_known_raw` returns them.
+    pub fn new(raw: Vec<(&'static str, Option<String>)>) -> Snapshot {
+        let results = tasks::NAMES
+            .iter()
+            .map(|name| {
+                let json = raw.iter().find(|(n, _)| n == name).and_then(|(_, j)| j.clone());
+                match json {
+                    None => Stored::Absent,
+                    Some(json) if serde_json::from_str::<IgnoredAny>(&json).is_ok() => {
+                        Stored::Json { json, b64: None }
+                    }
+                    Some(_) => {
+                        tracing::warn!(key = %format!("perf.{name}"), "stored result is not JSON; not serving it");
+                        Stored::Corrupt
+                    }
+                }
+            })
+            .collect();
+        Snapshot { results, all: None }
+    }
+
+    /// The base64 answer to `query`, or the error to reply with.
+    pub fn answer(&mut self, query: Query) -> Result<&str, BusError> {
+        match query {
+            Query::One(name) => {
+                let Some(i) = tasks::NAMES.iter().position(|n| *n == name) else {
+                    return Err(BusError::new(
+                        ErrorCode::UnknownTask,
+                        format!("unknown task name {name:?}"),
+                    ));
+                };
+                match &mut self.results[i] {
+                    Stored::Absent => Err(BusError::result_not_found()),
+                    Stored::Corrupt => Err(BusError::new(
+                        ErrorCode::StoreUnavailable,
+                        format!("stored value of perf.{name} is not JSON"),
+                    )),
+                    Stored::Json { json, b64 } => {
+                        Ok(b64.get_or_insert_with(|| BASE64.encode(json.as_bytes())))
+                    }
+                }
+            }
+            Query::All => {
+                if self.all.is_none() {
+                    let parts: Vec<&str> = self
+                        .results
+                        .iter()
+                        .filter_map(|s| match s {
+                            Stored::Json { json, .. } => Some(json.as_str()),
+                            _ => None,
+                        })
+                        .collect();
+                    self.all = Some(BASE64.encode(format!("[{}]", parts.join(","))));
+                }
+                Ok(self.all.as_deref().unwrap_or_default())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(r: Result<&'static str, BusError>) -> u32 {
+        r.expect_err("should fail").code
+    }
+
+    #[test]
+    fn name_key_is_case_insensitive() {
+        for p in [
+            r#"{"Name":"iperf"}"#,
+            r#"{"name":"iperf"}"#,
+            r#"{"NAME":"iperf","other":1}"#,
+        ] {
+            assert_eq!(parse_get(p.as_bytes()).expect(p), "iperf");
+        }
+    }
+
+    #[test]
+    fn bad_payloads_say_what_is_wrong() {
+        assert_eq!(code(parse_get(b"nope")), 5);
+        assert_eq!(code(parse_get(b"[]")), 5);
+        assert_eq!(code(parse_get(b"{}")), 5);
+        assert_eq!(code(parse_get(br#"{"Name":1}"#)), 5);
+        assert_eq!(code(parse_get(br#"{"Name":"iperf","name":"iperf"}"#)), 5);
+        let e = parse_get(br#"{"Name":"bogus"}"#).expect_err("unknown");
+        assert_eq!(e.code, 6);
+        assert!(e.message.contains("\"bogus\""), "{}", e.message);
+        let e = parse_get(br#"{"Name":""}"#).expect_err("empty");
+        assert_eq!(e.code, 6);
+        assert!(e.message.contains("\"\" is empty"), "{}", e.message);
+    }
+
+    #[test]
+    fn snapshot_answers_from_what_is_stored() {
+        let mut s = Snapshot::new(vec![
+            ("public-ip-validation", None),
+            ("cpu-benchmark", Some(r#"{"a":1}"#.into())),
+            ("healthcheck", Some("not json".into())),
+            ("iperf", Some("[]".into())),
+        ]);
+        let decode = |b: &str| String::from_utf8(BASE64.decode(b).expect("b64")).expect("utf8");
+        let one = s.answer(Query::One("cpu-benchmark")).expect("stored");
+        assert_eq!(decode(one), r#"{"a":1}"#);
+        assert_eq!(s.answer(Query::One("public-ip-validation")).expect_err("absent").message, "result not found");
+        assert_eq!(s.answer(Query::One("healthcheck")).expect_err("corrupt").code, 8);
+        let all = s.answer(Query::All).expect("all");
+        assert_eq!(decode(all), r#"[{"a":1},[]]"#);
+    }
+
+    #[test]
+    fn clip_cuts_long_names() {
+        assert_eq!(clip("abc", 5), "abc");
+        assert_eq!(clip("abcdef", 3), "abc…");
+    }
+}

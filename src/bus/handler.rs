@@ -1,0 +1,525 @@
+//! The serve loop: pop requests, answer each from the store, push replies.
+//!
+//! ```text
+//!  popper (own connection)                      batch tasks (shared ConnectionManager)
+//!  BRPOP get get_all 1s ─┐                      triage each request
+//!  RPOP get n, RPOP all m ┼─ batch + permits ──> one MGET of the 4 result keys
+//!  (while there is more) ─┘                      one LPUSH per ret list, pipelined
+//! ```
+//!
+//! - **Bounded work**: every popped request holds a permit of a semaphore of
+//!   `max_in_flight` until its reply is pushed; the popper never pops more
+//!   than it holds permits for.
+//! - **Batching**: after a BRPOP wakes it, the popper drains with
+//!   `RPOP <list> <count>` (Redis ≥ 6.2; older ones get one request per
+//!   BRPOP) until both lists are empty, then blocks again. Each batch is
+//!   served by its own task while the popper fetches the next.
+//! - **At most once**: a popped request is answered once or not at all.
+//!   A reply push that failed to connect (nothing was sent) is retried with
+//!   backoff until the request expires; a push whose fate is unknown (the
+//!   connection broke under it) is not retried but counted as lost. The
+//!   BRPOP itself is never abandoned half-way: shutdown waits for it (≤ 1 s)
+//!   rather than drop a request Redis may already have handed over.
+//! - **Redis going away**: the popper reconnects with capped backoff and
+//!   carries on; the reply connection heals itself.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::AsyncConnectionConfig;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::commands::{clip, Command, Snapshot};
+use super::error::{BusError, ErrorCode};
+use super::message::{unix_now, Reply};
+use super::triage::{triage, Answer, Incoming};
+use crate::config::BusConfig;
+use crate::redis_link::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::store;
+
+/// How long one BRPOP blocks: also how long shutdown may wait for it.
+const BRPOP_TIMEOUT: Duration = Duration::from_secs(1);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What the bus has done since it started; for logs, tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct BusStats {
+    received: AtomicU64,
+    replied: AtomicU64,
+    errors: AtomicU64,
+    expired: AtomicU64,
+    dropped: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Requests popped.
+    pub received: u64,
+    /// Replies pushed (errors included).
+    pub replied: u64,
+    /// Of those, error replies.
+    pub errors: u64,
+    /// Dropped unanswered because `now + exp` had passed.
+    pub expired: u64,
+    /// Dropped unanswered because there was nobody to answer.
+    pub dropped: u64,
+    /// Replies that may not have arrived (Redis failed under the push).
+    pub lost: u64,
+}
+
+impl BusStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            received: get(&self.received),
+            replied: get(&self.replied),
+            errors: get(&self.errors),
+            expired: get(&self.expired),
+            dropped: get(&self.dropped),
+            lost: get(&self.lost),
+        }
+    }
+
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Serves `zos.perf.get` and `zos.perf.get_all` from the Redis of `client`
+/// until `shutdown`, then waits for the replies in flight.
+pub async fn serve(client: redis::Client, config: BusConfig, shutdown: CancellationToken) {
+    Bus::new(client, config).serve(shutdown).await
+}
+
+/// The handler, for callers that want its counters.
+pub struct Bus {
+    client: redis::Client,
+    config: BusConfig,
+    stats: Arc<BusStats>,
+}
+
+impl Bus {
+    pub fn new(client: redis::Client, config: BusConfig) -> Bus {
+        Bus {
+            client,
+            config,
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<BusStats> {
+        self.stats.clone()
+    }
+
+    pub async fn serve(self, shutdown: CancellationToken) {
+        let max = self.config.max_in_flight.clamp(1, u32::MAX as usize >> 3);
+        let permits = Arc::new(Semaphore::new(max));
+        let mut work: Option<ConnectionManager> = None;
+        let mut delay = BACKOFF_MIN;
+        let mut failures: u64 = 0;
+        tracing::info!(
+            lists = ?Command::ALL.map(Command::list),
+            max_in_flight = max,
+            "bus handler starting"
+        );
+        while !shutdown.is_cancelled() {
+            match self.connect(&mut work).await {
+                Ok((pop, conn)) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "bus handler reconnected to redis; serving again");
+                    }
+                    delay = BACKOFF_MIN;
+                    let server = Arc::new(Server {
+                        conn,
+                        stats: self.stats.clone(),
+                        shutdown: shutdown.clone(),
+                    });
+                    let popper = Popper {
+                        conn: pop,
+                        server,
+                        permits: permits.clone(),
+                        batch_max: batch_size(max),
+                        shutdown: shutdown.clone(),
+                    };
+                    match popper.run().await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "bus handler lost redis; reconnecting");
+                            failures = 1;
+                            // Try again at once: a restarted Redis is often back already.
+                            continue;
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures % 12 == 0 {
+                        tracing::warn!(error = %e, retry_in = ?delay, failures,
+                            "bus handler cannot reach redis; requests wait in redis until it can");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            delay = (delay * 2).min(BACKOFF_MAX);
+        }
+        // Every permit back means every batch has pushed its replies (or
+        // given up on them).
+        let _ = permits.acquire_many(max as u32).await;
+        let s = self.stats.snapshot();
+        tracing::info!(received = s.received, replied = s.replied, errors = s.errors,
+            expired = s.expired, dropped = s.dropped, lost = s.lost, "bus handler stopped");
+    }
+
+    /// A dedicated connection for the popper (a blocking BRPOP must not
+    /// hold up a shared one) and the shared, self-healing one for replies.
+    async fn connect(
+        &self,
+        work: &mut Option<ConnectionManager>,
+    ) -> redis::RedisResult<(MultiplexedConnection, ConnectionManager)> {
+        let pop_config = AsyncConnectionConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_response_timeout(BRPOP_TIMEOUT + RESPONSE_TIMEOUT);
+        let pop = self
+            .client
+            .get_multiplexed_async_connection_with_config(&pop_config)
+            .await?;
+        let conn = match work {
+            Some(conn) => conn.clone(),
+            None => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(CONNECT_TIMEOUT)
+                    .set_response_timeout(RESPONSE_TIMEOUT)
+                    .set_number_of_retries(1)
+                    .set_max_delay(500);
+                let conn = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+                work.insert(conn).clone()
+            }
+        };
+        Ok((pop, conn))
+    }
+}
+
+/// Half the permits per batch, so one batch is being answered while the
+/// next is popped.
+fn batch_size(max_in_flight: usize) -> usize {
+    (max_in_flight / 2).max(1)
+}
+
+struct Popper {
+    conn: MultiplexedConnection,
+    server: Arc<Server>,
+    permits: Arc<Semaphore>,
+    batch_max: usize,
+    shutdown: CancellationToken,
+}
+
+impl Popper {
+    /// Pops and hands out batches until shutdown (`Ok`) or a connection
+    /// error (`Err`: the caller reconnects).
+    async fn run(mut self) -> redis::RedisResult<()> {
+        let mut draining = false;
+        let mut can_drain = true;
+        // Whether each list gave requests when last drained.
+        let mut busy = [true, true];
+        let mut turn = 0usize;
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let mut held = tokio::select! {
+                p = self.permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return Ok(()),
+                },
+                _ = self.shutdown.cancelled() => return Ok(()),
+            };
+            let extra = self
+                .permits
+                .available_permits()
+                .min(self.batch_max.saturating_sub(1));
+            if extra > 0 {
+                if let Ok(more) = self.permits.clone().try_acquire_many_owned(extra as u32) {
+                    held.merge(more);
+                }
+            }
+            let room = held.num_permits();
+            turn = turn.wrapping_add(1);
+            let popped = if draining && can_drain {
+                match self.drain(room, &mut busy, turn).await {
+                    Ok(popped) => popped,
+                    Err(e) if e.kind() == redis::ErrorKind::ResponseError => {
+                        tracing::info!(error = %e,
+                            "redis refuses RPOP with a count (it needs 6.2); serving one request per BRPOP");
+                        can_drain = false;
+                        Vec::new()
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                self.block(turn).await?
+            };
+            if popped.is_empty() {
+                draining = false;
+                continue;
+            }
+            draining = true;
+            if popped.len() < room {
+                drop(held.split(room - popped.len()));
+            }
+            BusStats::add(&self.server.stats.received, popped.len());
+            tokio::spawn(self.server.clone().serve_batch(popped, held));
+        }
+    }
+
+    /// One BRPOP on both lists, alternating which is looked at first.
+    async fn block(&mut self, turn: usize) -> redis::RedisResult<Vec<(Command, Vec<u8>)>> {
+        let [a, b] = Command::ALL;
+        let (first, second) = if turn % 2 == 0 { (a, b) } else { (b, a) };
+        let popped: Option<(String, Vec<u8>)> = redis::cmd("BRPOP")
+            .arg(first.list())
+            .arg(second.list())
+            .arg(BRPOP_TIMEOUT.as_secs())
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(popped
+            .and_then(|(list, raw)| Command::from_list(&list).map(|c| vec![(c, raw)]))
+            .unwrap_or_default())
+    }
+
+    /// Up to `room` requests from both lists in one round trip.
+    async fn drain(
+        &mut self,
+        room: usize,
+        busy: &mut [bool; 2],
+        turn: usize,
+    ) -> redis::RedisResult<Vec<(Command, Vec<u8>)>> {
+        let counts = split_room(room, *busy, turn);
+        let mut pipe = redis::pipe();
+        for (cmd, n) in Command::ALL.iter().zip(counts) {
+            if n > 0 {
+                pipe.cmd("RPOP").arg(cmd.list()).arg(n);
+            }
+        }
+        let results: Vec<Option<Vec<Vec<u8>>>> = pipe.query_async(&mut self.conn).await?;
+        let mut results = results.into_iter();
+        let mut popped = Vec::new();
+        for (i, (cmd, n)) in Command::ALL.iter().zip(counts).enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let got = results.next().flatten().unwrap_or_default();
+            busy[i] = !got.is_empty();
+            popped.extend(got.into_iter().map(|raw| (*cmd, raw)));
+        }
+        Ok(popped)
+    }
+}
+
+/// How many of `room` requests to ask of each list: a list that was empty
+/// last time is still asked for one, so it is never starved.
+fn split_room(room: usize, busy: [bool; 2], turn: usize) -> [usize; 2] {
+    if room <= 1 {
+        return if turn % 2 == 0 { [room, 0] } else { [0, room] };
+    }
+    match busy {
+        [true, false] => [room - 1, 1],
+        [false, true] => [1, room - 1],
+        _ => {
+            let big = room.div_ceil(2);
+            if turn % 2 == 0 {
+                [big, room - big]
+            } else {
+                [room - big, big]
+            }
+        }
+    }
+}
+
+/// Answers batches; shared by the batch tasks.
+struct Server {
+    conn: ConnectionManager,
+    stats: Arc<BusStats>,
+    shutdown: CancellationToken,
+}
+
+/// A failed attempt to answer a batch.
+struct Failure {
+    error: String,
+    /// Whether Redis certainly received none of the replies.
+    nothing_sent: bool,
+}
+
+impl Server {
+    async fn serve_batch(
+        self: Arc<Self>,
+        popped: Vec<(Command, Vec<u8>)>,
+        permits: OwnedSemaphorePermit,
+    ) {
+        let now = unix_now();
+        let mut answers = Vec::with_capacity(popped.len());
+        for (cmd, raw) in &popped {
+            match triage(*cmd, raw, now) {
+                Incoming::Answer(a) => answers.push(a),
+                Incoming::Expired => {
+                    BusStats::add(&self.stats.expired, 1);
+                    tracing::debug!(list = cmd.list(), "dropping an expired request");
+                }
+                Incoming::Dropped(reason) => {
+                    BusStats::add(&self.stats.dropped, 1);
+                    let head = String::from_utf8_lossy(&raw[..raw.len().min(400)]);
+                    tracing::warn!(list = cmd.list(), reason = %reason, message = %clip(&head, 200),
+                        "dropping a message with nobody to answer");
+                }
+            }
+        }
+        if !answers.is_empty() {
+            self.answer_all(&answers).await;
+        }
+        drop(permits);
+    }
+
+    /// Pushes one reply per answer, retrying only what certainly did not
+    /// reach Redis, and only while someone may still wait for it.
+    async fn answer_all(&self, answers: &[Answer<'_>]) {
+        let mut delay = BACKOFF_MIN;
+        loop {
+            let failure = match self.try_answer(answers).await {
+                Ok(errors) => {
+                    BusStats::add(&self.stats.replied, answers.len());
+                    BusStats::add(&self.stats.errors, errors);
+                    return;
+                }
+                Err(f) => f,
+            };
+            let now = unix_now();
+            let awaited = answers.iter().any(|a| a.deadline >= now);
+            if failure.nothing_sent && awaited && !self.shutdown.is_cancelled() {
+                tracing::debug!(error = %failure.error, retry_in = ?delay, replies = answers.len(),
+                    "redis unreachable; replies wait");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = self.shutdown.cancelled() => {}
+                }
+                delay = (delay * 2).min(BACKOFF_MAX);
+                continue;
+            }
+            BusStats::add(&self.stats.lost, answers.len());
+            tracing::warn!(error = %failure.error, replies = answers.len(), certainly_unsent = failure.nothing_sent,
+                "bus replies may not have been delivered; not retrying, so none is answered twice");
+            return;
+        }
+    }
+
+    /// One attempt: read the store once, push every reply in one pipeline.
+    /// Returns how many replies were errors.
+    async fn try_answer(&self, answers: &[Answer<'_>]) -> Result<usize, Failure> {
+        let mut conn = self.conn.clone();
+        let mut snapshot = if answers.iter().any(|a| a.outcome.is_ok()) {
+            match store::read_known_raw(&mut conn).await {
+                Ok(raw) => Ok(Snapshot::new(raw)),
+                // Nothing pushed yet: safe to try again.
+                Err(e) if is_connection_error(&e) => {
+                    return Err(Failure {
+                        error: format!("{e:#}"),
+                        nothing_sent: true,
+                    })
+                }
+                Err(e) => Err(BusError::new(
+                    ErrorCode::StoreUnavailable,
+                    format!("cannot read the result store: {e:#}"),
+                )),
+            }
+        } else {
+            Err(BusError::new(ErrorCode::StoreUnavailable, "store not read"))
+        };
+
+        let now = unix_now();
+        let mut errors = 0;
+        let mut lists: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for a in answers {
+            let reference = a.reference.as_deref();
+            let result = match (&a.outcome, &mut snapshot) {
+                (Err(e), _) => Err(e.clone()),
+                (Ok(query), Ok(snap)) => snap.answer(*query).map(|b64| {
+                    serde_json::to_vec(&Reply::ok(reference, &a.dst, b64, now))
+                }),
+                (Ok(_), Err(e)) => Err(e.clone()),
+            };
+            let encoded = match result {
+                Ok(encoded) => encoded,
+                Err(e) => {
+                    errors += 1;
+                    serde_json::to_vec(&Reply::error(reference, &a.dst, e, now))
+                }
+            };
+            let encoded = encoded.map_err(|e| Failure {
+                error: format!("encoding a reply: {e}"),
+                nothing_sent: false,
+            })?;
+            let i = *index.entry(a.ret.as_ref()).or_insert_with(|| {
+                lists.push((a.ret.as_ref(), Vec::new()));
+                lists.len() - 1
+            });
+            lists[i].1.push(encoded);
+        }
+
+        // LPUSH of several values keeps their order for a BRPOP reader.
+        let mut pipe = redis::pipe();
+        for (ret, replies) in &lists {
+            pipe.cmd("LPUSH").arg(*ret).arg(replies).ignore();
+        }
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| Failure {
+                nothing_sent: e.is_connection_refusal(),
+                error: format!("pushing {} replies: {e}", answers.len()),
+            })?;
+        Ok(errors)
+    }
+}
+
+/// Whether a store read failed for want of Redis (worth retrying) rather
+/// than because of what Redis holds.
+fn is_connection_error(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<redis::RedisError>().is_some_and(|r| {
+        r.is_io_error() || r.is_connection_refusal() || r.is_connection_dropped() || r.is_timeout()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_is_shared_between_the_lists() {
+        assert_eq!(split_room(1, [true, true], 0), [1, 0]);
+        assert_eq!(split_room(1, [true, true], 1), [0, 1]);
+        assert_eq!(split_room(32, [true, false], 0), [31, 1]);
+        assert_eq!(split_room(32, [false, true], 0), [1, 31]);
+        assert_eq!(split_room(5, [true, true], 0), [3, 2]);
+        assert_eq!(split_room(5, [false, false], 1), [2, 3]);
+        for room in 1..70 {
+            for turn in 0..2 {
+                let [a, b] = split_room(room, [true, false], turn);
+                assert_eq!(a + b, room);
+            }
+        }
+    }
+
+    #[test]
+    fn batches_leave_room_for_the_next() {
+        assert_eq!(batch_size(1), 1);
+        assert_eq!(batch_size(64), 32);
+    }
+}
