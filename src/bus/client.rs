@@ -47,7 +47,12 @@ pub async fn call(
     let mut conn = client
         .get_multiplexed_async_connection_with_config(&config)
         .await
-        .with_context(|| format!("cannot connect to redis at {}", client.get_connection_info().addr))?;
+        .with_context(|| {
+            format!(
+                "cannot connect to redis at {}",
+                client.get_connection_info().addr
+            )
+        })?;
     let list = format!("msgbus.{cmd}");
     redis::cmd("LPUSH")
         .arg(&list)
@@ -65,7 +70,10 @@ pub async fn call(
         .with_context(|| format!("waiting for the reply on {ret}"))?;
     let Some((_, raw)) = popped else {
         // Nobody answered; a late reply would only litter the list.
-        let _ = redis::cmd("DEL").arg(&ret).query_async::<()>(&mut conn).await;
+        let _ = redis::cmd("DEL")
+            .arg(&ret)
+            .query_async::<()>(&mut conn)
+            .await;
         anyhow::bail!(
             "no reply to {cmd} within {}: is `zos-perf run` serving the bus on this redis?",
             humantime::format_duration(timeout)

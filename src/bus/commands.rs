@@ -238,8 +238,18 @@ mod tests {
         let decode = |b: &str| String::from_utf8(BASE64.decode(b).expect("b64")).expect("utf8");
         let one = s.answer(Query::One("cpu-benchmark")).expect("stored");
         assert_eq!(decode(one), r#"{"a":1}"#);
-        assert_eq!(s.answer(Query::One("public-ip-validation")).expect_err("absent").message, "result not found");
-        assert_eq!(s.answer(Query::One("healthcheck")).expect_err("corrupt").code, 8);
+        assert_eq!(
+            s.answer(Query::One("public-ip-validation"))
+                .expect_err("absent")
+                .message,
+            "result not found"
+        );
+        assert_eq!(
+            s.answer(Query::One("healthcheck"))
+                .expect_err("corrupt")
+                .code,
+            8
+        );
         let all = s.answer(Query::All).expect("all");
         assert_eq!(decode(all), r#"[{"a":1},[]]"#);
     }

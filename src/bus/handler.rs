@@ -176,8 +176,15 @@ impl Bus {
         // given up on them).
         let _ = permits.acquire_many(max as u32).await;
         let s = self.stats.snapshot();
-        tracing::info!(received = s.received, replied = s.replied, errors = s.errors,
-            expired = s.expired, dropped = s.dropped, lost = s.lost, "bus handler stopped");
+        tracing::info!(
+            received = s.received,
+            replied = s.replied,
+            errors = s.errors,
+            expired = s.expired,
+            dropped = s.dropped,
+            lost = s.lost,
+            "bus handler stopped"
+        );
     }
 
     /// A dedicated connection for the popper (a blocking BRPOP must not
@@ -451,9 +458,9 @@ impl Server {
             let reference = a.reference.as_deref();
             let result = match (&a.outcome, &mut snapshot) {
                 (Err(e), _) => Err(e.clone()),
-                (Ok(query), Ok(snap)) => snap.answer(*query).map(|b64| {
-                    serde_json::to_vec(&Reply::ok(reference, &a.dst, b64, now))
-                }),
+                (Ok(query), Ok(snap)) => snap
+                    .answer(*query)
+                    .map(|b64| serde_json::to_vec(&Reply::ok(reference, &a.dst, b64, now))),
                 (Ok(_), Err(e)) => Err(e.clone()),
             };
             let encoded = match result {

@@ -83,12 +83,7 @@ pub struct Reply<'a> {
 
 impl<'a> Reply<'a> {
     /// A successful reply carrying `dat` (already base64).
-    pub fn ok(
-        reference: Option<&'a str>,
-        dst: &'a str,
-        dat: &'a str,
-        now: u64,
-    ) -> Reply<'a> {
+    pub fn ok(reference: Option<&'a str>, dst: &'a str, dat: &'a str, now: u64) -> Reply<'a> {
         Reply {
             ver: VERSION,
             reference: reference.map(Cow::Borrowed),

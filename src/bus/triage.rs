@@ -208,7 +208,10 @@ mod tests {
         match triage(Command::Get, &req(json!({})), 1000) {
             Incoming::Answer(a) => {
                 assert_eq!(a.outcome, Ok(Query::One("iperf")));
-                assert_eq!((a.ret.as_ref(), a.dst.as_ref()), ("msgbus.test.x", "42:abc"));
+                assert_eq!(
+                    (a.ret.as_ref(), a.dst.as_ref()),
+                    ("msgbus.test.x", "42:abc")
+                );
                 assert_eq!(a.reference.as_deref(), Some("r1"));
                 assert_eq!(a.deadline, 1060);
             }
@@ -237,7 +240,11 @@ mod tests {
             Incoming::Expired
         ));
         assert!(matches!(
-            triage(Command::Get, &req(json!({"now": 900, "exp": 10, "tag": 5})), 1000),
+            triage(
+                Command::Get,
+                &req(json!({"now": 900, "exp": 10, "tag": 5})),
+                1000
+            ),
             Incoming::Expired
         ));
     }

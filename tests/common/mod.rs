@@ -24,7 +24,11 @@ impl RedisServer {
             .tempdir()
             .expect("temp dir for redis");
         let socket = dir.path().join("redis.sock");
-        let mut me = RedisServer { child: None, dir, socket };
+        let mut me = RedisServer {
+            child: None,
+            dir,
+            socket,
+        };
         me.spawn();
         me
     }
@@ -172,7 +176,9 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
