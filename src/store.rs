@@ -338,26 +338,13 @@ pub async fn read_raw(
 /// The stored JSON of every known task's result, in task order, absent ones
 /// left out. One MGET of the known keys: no keyspace walk.
 pub async fn read_all_raw(conn: &mut impl ConnectionLike) -> anyhow::Result<Vec<String>> {
-    Ok(read_known_raw(conn)
-        .await?
-        .into_iter()
-        .filter_map(|(_, json)| json)
-        .collect())
-}
-
-/// The stored JSON of every known task's result, by name, in task order
-/// (`None` where absent). One MGET of the known keys: the bus answers a
-/// whole batch of requests from one such read.
-pub async fn read_known_raw(
-    conn: &mut impl ConnectionLike,
-) -> anyhow::Result<Vec<(&'static str, Option<String>)>> {
     let keys: Vec<String> = NAMES.iter().map(|n| TaskResult::key_of(n)).collect();
     let values: Vec<Option<String>> = redis::cmd("MGET")
         .arg(&keys)
         .query_async(conn)
         .await
         .context("reading perf.* results")?;
-    Ok(NAMES.into_iter().zip(values).collect())
+    Ok(values.into_iter().flatten().collect())
 }
 
 /// One task's stored result, decoded.

@@ -132,8 +132,8 @@ enum Stored {
 }
 
 impl Snapshot {
-    /// From `(name, stored JSON)` pairs of every known task, as
-    /// `store::read_known_raw` returns them.
+    /// From `(name, stored JSON)` pairs of the known tasks, as read with
+    /// one MGET of their keys.
     pub fn new(raw: Vec<(&'static str, Option<String>)>) -> Snapshot {
         let results = tasks::NAMES
             .iter()

@@ -1,10 +1,10 @@
 //! The serve loop: pop requests, answer each from the store, push replies.
 //!
 //! ```text
-//!  popper (own connection)                      batch tasks (shared ConnectionManager)
-//!  BRPOP get get_all 1s ─┐                      triage each request
-//!  RPOP get n, RPOP all m ┼─ batch + permits ──> one MGET of the 4 result keys
-//!  (while there is more) ─┘                      one LPUSH per ret list, pipelined
+//!  popper (own connection), one round trip each:     batch tasks (shared ConnectionManager)
+//!  BRPOP get get_all 1s + MGET perf.<4 names>  ─┐    triage each request, answer it
+//!  RPOP get n + RPOP get_all m + MGET ...       ┼──> from the batch's snapshot,
+//!  (again while there is more)                 ─┘    one LPUSH per ret list, pipelined
 //! ```
 //!
 //! - **Bounded work**: every popped request holds a permit of a semaphore of
@@ -12,8 +12,12 @@
 //!   than it holds permits for.
 //! - **Batching**: after a BRPOP wakes it, the popper drains with
 //!   `RPOP <list> <count>` (Redis ≥ 6.2; older ones get one request per
-//!   BRPOP) until both lists are empty, then blocks again. Each batch is
-//!   served by its own task while the popper fetches the next.
+//!   BRPOP) until both lists are empty, then blocks again. Each pop carries
+//!   an MGET of the four result keys in the same pipeline (it runs right
+//!   after the pop, even after a BRPOP that blocked), so a batch is answered
+//!   from the store as it was when its requests were taken, at no extra
+//!   round trip. Each batch is served by its own task while the popper
+//!   fetches the next.
 //! - **At most once**: a popped request is answered once or not at all.
 //!   A reply push that failed to connect (nothing was sent) is retried with
 //!   backoff until the request expires; a push whose fate is unknown (the
@@ -34,15 +38,17 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::commands::{clip, Command, Snapshot};
-use super::error::{BusError, ErrorCode};
 use super::message::{unix_now, Reply};
 use super::triage::{triage, Answer, Incoming};
 use crate::config::BusConfig;
 use crate::redis_link::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
-use crate::store;
+use crate::task::TaskResult;
+use crate::tasks::NAMES;
 
 /// How long one BRPOP blocks: also how long shutdown may wait for it.
 const BRPOP_TIMEOUT: Duration = Duration::from_secs(1);
+/// A sane ceiling for `max_in_flight`, whatever the configuration says.
+const MAX_IN_FLIGHT: usize = 1 << 16;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -119,7 +125,7 @@ impl Bus {
     }
 
     pub async fn serve(self, shutdown: CancellationToken) {
-        let max = self.config.max_in_flight.clamp(1, u32::MAX as usize >> 3);
+        let max = self.config.max_in_flight.clamp(1, MAX_IN_FLIGHT);
         let permits = Arc::new(Semaphore::new(max));
         let mut work: Option<ConnectionManager> = None;
         let mut delay = BACKOFF_MIN;
@@ -143,6 +149,7 @@ impl Bus {
                     });
                     let popper = Popper {
                         conn: pop,
+                        result_keys: NAMES.iter().map(|n| TaskResult::key_of(n)).collect(),
                         server,
                         permits: permits.clone(),
                         batch_max: batch_size(max),
@@ -222,8 +229,13 @@ fn batch_size(max_in_flight: usize) -> usize {
     (max_in_flight / 2).max(1)
 }
 
+/// What one pop brings: the requests and the store as it was then.
+type Popped = (Vec<(Command, Vec<u8>)>, Vec<Option<String>>);
+
 struct Popper {
     conn: MultiplexedConnection,
+    /// `perf.<name>` of every known task: the store, read with each pop.
+    result_keys: Vec<String>,
     server: Arc<Server>,
     permits: Arc<Semaphore>,
     batch_max: usize,
@@ -261,14 +273,16 @@ impl Popper {
             }
             let room = held.num_permits();
             turn = turn.wrapping_add(1);
-            let popped = if draining && can_drain {
+            let (popped, stored) = if draining && can_drain {
                 match self.drain(room, &mut busy, turn).await {
                     Ok(popped) => popped,
-                    Err(e) if e.kind() == redis::ErrorKind::ResponseError => {
+                    // An answer rather than a broken line: Redis before 6.2
+                    // refuses RPOP with a count.
+                    Err(e) if !e.is_io_error() => {
                         tracing::info!(error = %e,
                             "redis refuses RPOP with a count (it needs 6.2); serving one request per BRPOP");
                         can_drain = false;
-                        Vec::new()
+                        Default::default()
                     }
                     Err(e) => return Err(e),
                 }
@@ -284,23 +298,27 @@ impl Popper {
                 drop(held.split(room - popped.len()));
             }
             BusStats::add(&self.server.stats.received, popped.len());
-            tokio::spawn(self.server.clone().serve_batch(popped, held));
+            let snapshot = Snapshot::new(NAMES.into_iter().zip(stored).collect());
+            tokio::spawn(self.server.clone().serve_batch(popped, snapshot, held));
         }
     }
 
     /// One BRPOP on both lists, alternating which is looked at first.
-    async fn block(&mut self, turn: usize) -> redis::RedisResult<Vec<(Command, Vec<u8>)>> {
+    async fn block(&mut self, turn: usize) -> redis::RedisResult<Popped> {
         let [a, b] = Command::ALL;
         let (first, second) = if turn % 2 == 0 { (a, b) } else { (b, a) };
-        let popped: Option<(String, Vec<u8>)> = redis::cmd("BRPOP")
+        let mut pipe = redis::pipe();
+        pipe.cmd("BRPOP")
             .arg(first.list())
             .arg(second.list())
-            .arg(BRPOP_TIMEOUT.as_secs())
-            .query_async(&mut self.conn)
-            .await?;
-        Ok(popped
+            .arg(BRPOP_TIMEOUT.as_secs());
+        pipe.cmd("MGET").arg(&self.result_keys);
+        type Blocked = (Option<(String, Vec<u8>)>, Vec<Option<String>>);
+        let (popped, stored): Blocked = pipe.query_async(&mut self.conn).await?;
+        let popped = popped
             .and_then(|(list, raw)| Command::from_list(&list).map(|c| vec![(c, raw)]))
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok((popped, stored))
     }
 
     /// Up to `room` requests from both lists in one round trip.
@@ -309,7 +327,7 @@ impl Popper {
         room: usize,
         busy: &mut [bool; 2],
         turn: usize,
-    ) -> redis::RedisResult<Vec<(Command, Vec<u8>)>> {
+    ) -> redis::RedisResult<Popped> {
         let counts = split_room(room, *busy, turn);
         let mut pipe = redis::pipe();
         for (cmd, n) in Command::ALL.iter().zip(counts) {
@@ -317,7 +335,12 @@ impl Popper {
                 pipe.cmd("RPOP").arg(cmd.list()).arg(n);
             }
         }
-        let results: Vec<Option<Vec<Vec<u8>>>> = pipe.query_async(&mut self.conn).await?;
+        pipe.cmd("MGET").arg(&self.result_keys);
+        let mut values: Vec<redis::Value> = pipe.query_async(&mut self.conn).await?;
+        let stored: Vec<Option<String>> =
+            redis::from_owned_redis_value(values.pop().unwrap_or(redis::Value::Nil))?;
+        let results: Vec<Option<Vec<Vec<u8>>>> =
+            redis::from_owned_redis_value(redis::Value::Array(values))?;
         let mut results = results.into_iter();
         let mut popped = Vec::new();
         for (i, (cmd, n)) in Command::ALL.iter().zip(counts).enumerate() {
@@ -328,7 +351,7 @@ impl Popper {
             busy[i] = !got.is_empty();
             popped.extend(got.into_iter().map(|raw| (*cmd, raw)));
         }
-        Ok(popped)
+        Ok((popped, stored))
     }
 }
 
@@ -370,6 +393,7 @@ impl Server {
     async fn serve_batch(
         self: Arc<Self>,
         popped: Vec<(Command, Vec<u8>)>,
+        mut snapshot: Snapshot,
         permits: OwnedSemaphorePermit,
     ) {
         let now = unix_now();
@@ -390,17 +414,17 @@ impl Server {
             }
         }
         if !answers.is_empty() {
-            self.answer_all(&answers).await;
+            self.answer_all(&answers, &mut snapshot).await;
         }
         drop(permits);
     }
 
     /// Pushes one reply per answer, retrying only what certainly did not
     /// reach Redis, and only while someone may still wait for it.
-    async fn answer_all(&self, answers: &[Answer<'_>]) {
+    async fn answer_all(&self, answers: &[Answer<'_>], snapshot: &mut Snapshot) {
         let mut delay = BACKOFF_MIN;
         loop {
-            let failure = match self.try_answer(answers).await {
+            let failure = match self.try_answer(answers, snapshot).await {
                 Ok(errors) => {
                     BusStats::add(&self.stats.replied, answers.len());
                     BusStats::add(&self.stats.errors, errors);
@@ -427,41 +451,24 @@ impl Server {
         }
     }
 
-    /// One attempt: read the store once, push every reply in one pipeline.
-    /// Returns how many replies were errors.
-    async fn try_answer(&self, answers: &[Answer<'_>]) -> Result<usize, Failure> {
-        let mut conn = self.conn.clone();
-        let mut snapshot = if answers.iter().any(|a| a.outcome.is_ok()) {
-            match store::read_known_raw(&mut conn).await {
-                Ok(raw) => Ok(Snapshot::new(raw)),
-                // Nothing pushed yet: safe to try again.
-                Err(e) if is_connection_error(&e) => {
-                    return Err(Failure {
-                        error: format!("{e:#}"),
-                        nothing_sent: true,
-                    })
-                }
-                Err(e) => Err(BusError::new(
-                    ErrorCode::StoreUnavailable,
-                    format!("cannot read the result store: {e:#}"),
-                )),
-            }
-        } else {
-            Err(BusError::new(ErrorCode::StoreUnavailable, "store not read"))
-        };
-
+    /// One attempt: every reply of the batch in one pipeline. Returns how
+    /// many replies were errors.
+    async fn try_answer(
+        &self,
+        answers: &[Answer<'_>],
+        snapshot: &mut Snapshot,
+    ) -> Result<usize, Failure> {
         let now = unix_now();
         let mut errors = 0;
         let mut lists: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
         for a in answers {
             let reference = a.reference.as_deref();
-            let result = match (&a.outcome, &mut snapshot) {
-                (Err(e), _) => Err(e.clone()),
-                (Ok(query), Ok(snap)) => snap
+            let result = match &a.outcome {
+                Err(e) => Err(e.clone()),
+                Ok(query) => snapshot
                     .answer(*query)
                     .map(|b64| serde_json::to_vec(&Reply::ok(reference, &a.dst, b64, now))),
-                (Ok(_), Err(e)) => Err(e.clone()),
             };
             let encoded = match result {
                 Ok(encoded) => encoded,
@@ -482,6 +489,7 @@ impl Server {
         }
 
         // LPUSH of several values keeps their order for a BRPOP reader.
+        let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         for (ret, replies) in &lists {
             pipe.cmd("LPUSH").arg(*ret).arg(replies).ignore();
@@ -494,14 +502,6 @@ impl Server {
             })?;
         Ok(errors)
     }
-}
-
-/// Whether a store read failed for want of Redis (worth retrying) rather
-/// than because of what Redis holds.
-fn is_connection_error(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<redis::RedisError>().is_some_and(|r| {
-        r.is_io_error() || r.is_connection_refusal() || r.is_connection_dropped() || r.is_timeout()
-    })
 }
 
 #[cfg(test)]
