@@ -310,7 +310,7 @@ fn main() {
         "Drain: {REQUESTS} `zos.perf.get` requests loaded into `msgbus.zos.perf.get` \
          (all for the stored cpu-benchmark result, one `ret` list), then the handler \
          started; time until every reply is in the `ret` list. Redis {redis_version} on a \
-         unix socket, handler in-process on a 2-worker tokio runtime.\n\n"
+         unix socket, handler in-process (on its own thread, as in the daemon).\n\n"
     );
     body += "| server | time | requests/s | ratio |\n|---|---:|---:|---:|\n";
     body += &format!(

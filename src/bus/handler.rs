@@ -26,6 +26,11 @@
 //!   rather than drop a request Redis may already have handed over.
 //! - **Redis going away**: the popper reconnects with capped backoff and
 //!   carries on; the reply connection heals itself.
+//! - **A thread of its own**: the handler runs on a dedicated thread with a
+//!   single-threaded runtime. Its work is short and I/O bound, so one thread
+//!   keeps up with Redis, and with no hops between worker threads both the
+//!   drain rate and the round trip are better (BENCHMARKS.md, section bus);
+//!   it also keeps answering while the daemon's own runtime is busy.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -124,7 +129,32 @@ impl Bus {
         self.stats.clone()
     }
 
+    /// Serves until `shutdown` on a thread of its own; completes when that
+    /// thread is done (every reply in flight pushed or given up). Dropping
+    /// the future does not stop the thread: `shutdown` does.
     pub async fn serve(self, shutdown: CancellationToken) {
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("zos-perf-bus".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(self.run(shutdown)),
+                    Err(e) => tracing::error!(error = %e, "bus handler: cannot start its runtime"),
+                }
+                let _ = done.send(());
+            });
+        match spawned {
+            Ok(_) => {
+                let _ = finished.await;
+            }
+            Err(e) => tracing::error!(error = %e, "bus handler: cannot start its thread"),
+        }
+    }
+
+    async fn run(self, shutdown: CancellationToken) {
         let max = self.config.max_in_flight.clamp(1, MAX_IN_FLIGHT);
         let permits = Arc::new(Semaphore::new(max));
         let mut work: Option<ConnectionManager> = None;
