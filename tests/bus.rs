@@ -774,3 +774,19 @@ async fn handler_waits_for_redis_that_is_not_there_yet_and_stops_on_shutdown() {
         .expect("the handler stops on shutdown")
         .expect("handler task");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_request_after_a_quiet_redis_restart_is_answered() {
+    let mut h = Harness::start();
+    let ret = ret_list();
+    let reply = h.call(Command::GetAll, &request(&ret, "before", b"")).await;
+    assert_eq!(reply["ref"], "before");
+    // The handler has seen its push confirmed before Redis goes.
+    h.quiesce().await;
+    tokio::task::block_in_place(|| h.server.restart_empty());
+    let reply = h.call(Command::GetAll, &request(&ret, "after", b"")).await;
+    assert_eq!(reply["ref"], "after");
+    assert_eq!(result_of(&reply), json!([]));
+    h.quiesce().await;
+    assert_eq!(h.stats.snapshot().lost, 0);
+}

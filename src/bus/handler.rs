@@ -24,8 +24,10 @@
 //!   connection broke under it) is not retried but counted as lost. The
 //!   BRPOP itself is never abandoned half-way: shutdown waits for it (≤ 1 s)
 //!   rather than drop a request Redis may already have handed over.
-//! - **Redis going away**: the popper reconnects with capped backoff and
-//!   carries on; the reply connection heals itself.
+//! - **Redis going away**: the popper, always waiting on Redis, is the first
+//!   to notice; it reconnects with capped backoff and starts a new session
+//!   with a new reply connection too. Batches of the old session finish on
+//!   theirs (which heals itself) or give up, as above.
 //! - **A thread of its own**: the handler runs on a dedicated thread with a
 //!   single-threaded runtime. Its work is short and I/O bound, so one thread
 //!   keeps up with Redis, and with no hops between worker threads both the
@@ -157,7 +159,6 @@ impl Bus {
     async fn run(self, shutdown: CancellationToken) {
         let max = self.config.max_in_flight.clamp(1, MAX_IN_FLIGHT);
         let permits = Arc::new(Semaphore::new(max));
-        let mut work: Option<ConnectionManager> = None;
         let mut delay = BACKOFF_MIN;
         let mut failures: u64 = 0;
         tracing::info!(
@@ -166,7 +167,7 @@ impl Bus {
             "bus handler starting"
         );
         while !shutdown.is_cancelled() {
-            match self.connect(&mut work).await {
+            match self.connect().await {
                 Ok((pop, conn)) => {
                     if failures > 0 {
                         tracing::info!(failures, "bus handler reconnected to redis; serving again");
@@ -225,11 +226,13 @@ impl Bus {
     }
 
     /// A dedicated connection for the popper (a blocking BRPOP must not
-    /// hold up a shared one) and the shared, self-healing one for replies.
-    async fn connect(
-        &self,
-        work: &mut Option<ConnectionManager>,
-    ) -> redis::RedisResult<(MultiplexedConnection, ConnectionManager)> {
+    /// hold up a shared one) and a self-healing one for the replies.
+    ///
+    /// Both are new for every session: when the popper has lost Redis, the
+    /// reply connection is as good as dead too, and a push on a connection
+    /// that died unnoticed could not be told apart from one that died under
+    /// the push (which must not be retried), so the request would be lost.
+    async fn connect(&self) -> redis::RedisResult<(MultiplexedConnection, ConnectionManager)> {
         let pop_config = AsyncConnectionConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)
             .set_response_timeout(BRPOP_TIMEOUT + RESPONSE_TIMEOUT);
@@ -237,18 +240,12 @@ impl Bus {
             .client
             .get_multiplexed_async_connection_with_config(&pop_config)
             .await?;
-        let conn = match work {
-            Some(conn) => conn.clone(),
-            None => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(CONNECT_TIMEOUT)
-                    .set_response_timeout(RESPONSE_TIMEOUT)
-                    .set_number_of_retries(1)
-                    .set_max_delay(500);
-                let conn = ConnectionManager::new_with_config(self.client.clone(), config).await?;
-                work.insert(conn).clone()
-            }
-        };
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_response_timeout(RESPONSE_TIMEOUT)
+            .set_number_of_retries(1)
+            .set_max_delay(500);
+        let conn = ConnectionManager::new_with_config(self.client.clone(), config).await?;
         Ok((pop, conn))
     }
 }
@@ -498,13 +495,13 @@ impl Server {
                 Err(e) => Err(e.clone()),
                 Ok(query) => snapshot
                     .answer(*query)
-                    .map(|b64| serde_json::to_vec(&Reply::ok(reference, &a.dst, b64, now))),
+                    .map(|b64| Reply::ok(reference, &a.dst, b64, now).encode()),
             };
             let encoded = match result {
                 Ok(encoded) => encoded,
                 Err(e) => {
                     errors += 1;
-                    serde_json::to_vec(&Reply::error(reference, &a.dst, e, now))
+                    Reply::error(reference, &a.dst, e, now).encode()
                 }
             };
             let encoded = encoded.map_err(|e| Failure {

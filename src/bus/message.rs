@@ -108,6 +108,13 @@ impl<'a> Reply<'a> {
         }
     }
 
+    /// The reply as JSON, in one allocation.
+    pub fn encode(&self) -> serde_json::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(self.dat.len() + self.dst.len() + 128);
+        serde_json::to_writer(&mut buf, self)?;
+        Ok(buf)
+    }
+
     /// The result bytes, or the error the reply carries.
     pub fn result(&self) -> Result<Vec<u8>, ReplyProblem> {
         if let Some(err) = &self.err {
