@@ -454,6 +454,23 @@ async fn request_without_a_usable_ret_is_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_value_that_is_not_json_is_an_error_and_left_out_of_get_all() {
+    let h = Harness::start();
+    h.set("perf.iperf", "{truncated").await;
+    h.set("perf.cpu-benchmark", CPU).await;
+    let ret = ret_list();
+    let reply = h
+        .call(Command::Get, &request(&ret, "r", &get_name("iperf")))
+        .await;
+    assert_eq!(
+        error_of(&reply),
+        (8, "stored value of perf.iperf is not JSON".to_string())
+    );
+    let reply = h.call(Command::GetAll, &request(&ret, "a", b"")).await;
+    assert_eq!(result_of(&reply), json!([parsed(CPU)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_extra_fields_are_tolerated() {
     let h = Harness::start();
     h.set("perf.cpu-benchmark", CPU).await;

@@ -114,15 +114,18 @@ pub fn clip(s: &str, max: usize) -> String {
     }
 }
 
-/// The store as read for one batch, with each answer encoded at most once.
+/// The store as read for one batch, each value checked and encoded at
+/// most once, and only when a request of the batch asks for it.
 pub struct Snapshot {
-    results: Vec<Stored>,
+    results: Vec<(&'static str, Stored)>,
     all: Option<String>,
 }
 
 enum Stored {
     Absent,
-    /// Base64 of the stored JSON, made on first use.
+    /// As read; not looked at yet.
+    Unchecked(String),
+    /// Checked to be JSON; its base64 made on first use.
     Json {
         json: String,
         b64: Option<String>,
@@ -131,25 +134,33 @@ enum Stored {
     Corrupt,
 }
 
+impl Stored {
+    /// Checks an unchecked value once: the store writes JSON, but Redis is
+    /// open to anyone on the node.
+    fn check(&mut self, name: &str) -> &mut Stored {
+        if let Stored::Unchecked(raw) = self {
+            let raw = std::mem::take(raw);
+            *self = if serde_json::from_str::<IgnoredAny>(&raw).is_ok() {
+                Stored::Json {
+                    json: raw,
+                    b64: None,
+                }
+            } else {
+                tracing::warn!(key = %format!("perf.{name}"), "stored result is not JSON; not serving it");
+                Stored::Corrupt
+            };
+        }
+        self
+    }
+}
+
 impl Snapshot {
     /// From `(name, stored JSON)` pairs of the known tasks, as read with
     /// one MGET of their keys.
     pub fn new(raw: Vec<(&'static str, Option<String>)>) -> Snapshot {
-        let results = tasks::NAMES
-            .iter()
-            .map(|name| {
-                let json = raw.iter().find(|(n, _)| n == name).and_then(|(_, j)| j.clone());
-                match json {
-                    None => Stored::Absent,
-                    Some(json) if serde_json::from_str::<IgnoredAny>(&json).is_ok() => {
-                        Stored::Json { json, b64: None }
-                    }
-                    Some(_) => {
-                        tracing::warn!(key = %format!("perf.{name}"), "stored result is not JSON; not serving it");
-                        Stored::Corrupt
-                    }
-                }
-            })
+        let results = raw
+            .into_iter()
+            .map(|(name, json)| (name, json.map_or(Stored::Absent, Stored::Unchecked)))
             .collect();
         Snapshot { results, all: None }
     }
@@ -158,33 +169,28 @@ impl Snapshot {
     pub fn answer(&mut self, query: Query) -> Result<&str, BusError> {
         match query {
             Query::One(name) => {
-                let Some(i) = tasks::NAMES.iter().position(|n| *n == name) else {
-                    return Err(BusError::new(
-                        ErrorCode::UnknownTask,
-                        format!("unknown task name {name:?}"),
-                    ));
+                let Some((_, stored)) = self.results.iter_mut().find(|(n, _)| *n == name) else {
+                    return Err(BusError::result_not_found());
                 };
-                match &mut self.results[i] {
-                    Stored::Absent => Err(BusError::result_not_found()),
+                match stored.check(name) {
+                    Stored::Json { json, b64 } => {
+                        Ok(b64.get_or_insert_with(|| BASE64.encode(json.as_bytes())))
+                    }
                     Stored::Corrupt => Err(BusError::new(
                         ErrorCode::StoreUnavailable,
                         format!("stored value of perf.{name} is not JSON"),
                     )),
-                    Stored::Json { json, b64 } => {
-                        Ok(b64.get_or_insert_with(|| BASE64.encode(json.as_bytes())))
-                    }
+                    _ => Err(BusError::result_not_found()),
                 }
             }
             Query::All => {
                 if self.all.is_none() {
-                    let parts: Vec<&str> = self
-                        .results
-                        .iter()
-                        .filter_map(|s| match s {
-                            Stored::Json { json, .. } => Some(json.as_str()),
-                            _ => None,
-                        })
-                        .collect();
+                    let mut parts: Vec<&str> = Vec::new();
+                    for (name, stored) in self.results.iter_mut() {
+                        if let Stored::Json { json, .. } = stored.check(name) {
+                            parts.push(json);
+                        }
+                    }
                     self.all = Some(BASE64.encode(format!("[{}]", parts.join(","))));
                 }
                 Ok(self.all.as_deref().unwrap_or_default())

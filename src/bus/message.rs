@@ -8,6 +8,8 @@
 //! Reading is tolerant where it costs nothing: unknown fields are ignored,
 //! `ref`, `tag` and `shm` may be absent (= null), `cmd` and `dat` may be
 //! absent (= `""`). `ver`, `src`, `ret`, `exp` and `now` are required.
+//! The list a request was popped from decides the command, as it does for
+//! the peer that routed it there; `cmd` is carried, not checked.
 
 use std::borrow::Cow;
 
