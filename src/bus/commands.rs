@@ -9,7 +9,10 @@
 //! one MGET of the four known keys) and answers every request of the batch
 //! from it, base64-encoding each distinct answer once.
 
+use std::borrow::Cow;
+
 use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::{BusError, ErrorCode};
@@ -70,8 +73,24 @@ pub enum Query {
 
 const EXPECTED_GET: &str = r#"payload is not the expected JSON {"Name": "<task name>"}"#;
 
+/// The payload as the peer's callers write it, exactly: `{"Name": ...}` or
+/// `{"name": ...}` and nothing else. Read without building a JSON tree;
+/// anything else takes the general path.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainGet<'a> {
+    #[serde(rename = "Name", alias = "name", borrow)]
+    name: Cow<'a, str>,
+}
+
 /// `{"Name": "<task name>"}`, the key matched case-insensitively.
 fn parse_get(payload: &[u8]) -> Result<&'static str, BusError> {
+    // A derived struct would also take `["iperf"]`: objects only.
+    if payload.trim_ascii_start().starts_with(b"{") {
+        if let Ok(plain) = serde_json::from_slice::<PlainGet>(payload) {
+            return task_name(&plain.name);
+        }
+    }
     let invalid = |what: String| BusError::new(ErrorCode::InvalidPayload, what);
     let value: Value = serde_json::from_slice(payload)
         .map_err(|e| invalid(format!("payload is not JSON: {e}")))?;
@@ -90,6 +109,11 @@ fn parse_get(payload: &[u8]) -> Result<&'static str, BusError> {
     let Some(name) = name.as_str() else {
         return Err(invalid(format!("{EXPECTED_GET}: {key:?} is not a string")));
     };
+    task_name(name)
+}
+
+/// The task asked for, if it is one.
+fn task_name(name: &str) -> Result<&'static str, BusError> {
     let known = tasks::NAMES.join(", ");
     if name.is_empty() {
         return Err(BusError::new(
@@ -222,6 +246,11 @@ mod tests {
     fn bad_payloads_say_what_is_wrong() {
         assert_eq!(code(parse_get(b"nope")), 5);
         assert_eq!(code(parse_get(b"[]")), 5);
+        assert_eq!(code(parse_get(br#"["iperf"]"#)), 5);
+        assert_eq!(
+            code(parse_get(br#"{"Name":"iperf","x":1,"name":"iperf"}"#)),
+            5
+        );
         assert_eq!(code(parse_get(b"{}")), 5);
         assert_eq!(code(parse_get(br#"{"Name":1}"#)), 5);
         assert_eq!(code(parse_get(br#"{"Name":"iperf","name":"iperf"}"#)), 5);

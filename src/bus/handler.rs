@@ -495,7 +495,7 @@ impl Server {
                 Err(e) => Err(e.clone()),
                 Ok(query) => snapshot
                     .answer(*query)
-                    .map(|b64| Reply::ok(reference, &a.dst, b64, now).encode()),
+                    .map(|b64| Reply::encode_ok(reference, &a.dst, b64, now)),
             };
             let encoded = match result {
                 Ok(encoded) => encoded,
