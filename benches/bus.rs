@@ -309,7 +309,7 @@ fn main() {
     let ours_best = ours[0];
     let ours_median = ours[1];
     let mut by_bound = Vec::new();
-    for m in [64, 1024] {
+    for m in [64, 256, 2048] {
         by_bound.push((m, drain_ours(&server, &rt, m)));
     }
     let python = python();

@@ -247,7 +247,7 @@ impl Default for BusConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            max_in_flight: 256,
+            max_in_flight: 512,
         }
     }
 }

@@ -114,6 +114,9 @@ fn parse_get(payload: &[u8]) -> Result<&'static str, BusError> {
 
 /// The task asked for, if it is one.
 fn task_name(name: &str) -> Result<&'static str, BusError> {
+    if let Some(name) = tasks::canonical(name) {
+        return Ok(name);
+    }
     let known = tasks::NAMES.join(", ");
     if name.is_empty() {
         return Err(BusError::new(
@@ -121,12 +124,10 @@ fn task_name(name: &str) -> Result<&'static str, BusError> {
             format!("task name \"\" is empty (known: {known})"),
         ));
     }
-    tasks::canonical(name).ok_or_else(|| {
-        BusError::new(
-            ErrorCode::UnknownTask,
-            format!("unknown task name {:?} (known: {known})", clip(name, 100)),
-        )
-    })
+    Err(BusError::new(
+        ErrorCode::UnknownTask,
+        format!("unknown task name {:?} (known: {known})", clip(name, 100)),
+    ))
 }
 
 /// At most `max` characters of `s`, marked when cut: a caller's junk must
