@@ -807,3 +807,22 @@ async fn first_request_after_a_quiet_redis_restart_is_answered() {
     h.quiesce().await;
     assert_eq!(h.stats.snapshot().lost, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_list_of_the_wrong_type_is_survived() {
+    let h = Harness::start();
+    // Someone made the request list a string: every BRPOP is refused.
+    h.set(Command::Get.list(), "oops").await;
+    let ret = ret_list();
+    let mut c = h.conn().await;
+    // Leave the handler a few refused rounds (nothing to wait for: it only
+    // backs off); the point is that it comes out of them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis::cmd("DEL")
+        .arg(Command::Get.list())
+        .query_async::<()>(&mut c)
+        .await
+        .expect("DEL");
+    let reply = h.call(Command::GetAll, &request(&ret, "after", b"")).await;
+    assert_eq!(reply["ref"], "after");
+}

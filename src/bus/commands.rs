@@ -202,7 +202,7 @@ impl Snapshot {
                         Ok(b64.get_or_insert_with(|| BASE64.encode(json.as_bytes())))
                     }
                     Stored::Corrupt => Err(BusError::new(
-                        ErrorCode::StoreUnavailable,
+                        ErrorCode::StoredResultInvalid,
                         format!("stored value of perf.{name} is not JSON"),
                     )),
                     _ => Err(BusError::result_not_found()),

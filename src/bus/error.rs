@@ -6,13 +6,13 @@
 //! | code | name | when | message (example) |
 //! |---:|---|---|---|
 //! | 1 | invalid request | the request's envelope lacks a field or has one of the wrong type (`src`, `ref`, `exp`, `now`, `dat`, `cmd`, `tag`, `shm`) | `invalid request: field "exp" must be a non-negative integer` |
-//! | 2 | unsupported version | `ver` is not `1` | `unsupported protocol version 2: this service speaks version 1` |
+//! | 2 | unsupported version | `ver` is not the integer `1` (or is absent) | `unsupported protocol version 2: this service speaks version 1` |
 //! | 3 | payload too large | `dat` would decode to more than 64 KiB (checked without decoding) | `payload too large: 70000 bytes, the limit is 65536` |
 //! | 4 | invalid base64 | `dat` is not standard padded base64 | `dat is not valid base64: Invalid symbol 33, offset 3.` |
-//! | 5 | invalid payload | the payload is not JSON, or not the JSON the command expects | `payload is not the expected JSON {"Name": "<task name>"}: no "Name" key` |
-//! | 6 | unknown task | the name asked for is empty or not a task | `unknown task name "foo" (known: public-ip-validation, cpu-benchmark, healthcheck, iperf)` |
+//! | 5 | invalid payload | the payload is not JSON, or not the JSON the command expects | `payload is not JSON: expected value at line 1 column 1`, `payload is not the expected JSON {"Name": "<task name>"}: no "Name" key` |
+//! | 6 | unknown task | the name asked for is empty or not a task | `unknown task name "foo" (known: public-ip-validation, cpu-benchmark, healthcheck, iperf)`, `task name "" is empty (known: ...)` |
 //! | 7 | result not found | the task has no stored result | `result not found` |
-//! | 8 | store unavailable | the result store could not be read, or holds a value that is not JSON | `cannot read the result store: ...` |
+//! | 8 | stored result invalid | the stored result asked for is not JSON (something else wrote the key) | `stored value of perf.iperf is not JSON` |
 //!
 //! Requests that get no reply at all (nothing to send it to, or nobody
 //! waiting for it): a message that is not a JSON object, or has no usable
@@ -34,7 +34,7 @@ pub enum ErrorCode {
     InvalidPayload = 5,
     UnknownTask = 6,
     ResultNotFound = 7,
-    StoreUnavailable = 8,
+    StoredResultInvalid = 8,
 }
 
 impl ErrorCode {
@@ -47,7 +47,7 @@ impl ErrorCode {
         ErrorCode::InvalidPayload,
         ErrorCode::UnknownTask,
         ErrorCode::ResultNotFound,
-        ErrorCode::StoreUnavailable,
+        ErrorCode::StoredResultInvalid,
     ];
 
     pub fn code(self) -> u32 {
@@ -68,7 +68,7 @@ impl ErrorCode {
             ErrorCode::InvalidPayload => "invalid payload",
             ErrorCode::UnknownTask => "unknown task",
             ErrorCode::ResultNotFound => "result not found",
-            ErrorCode::StoreUnavailable => "store unavailable",
+            ErrorCode::StoredResultInvalid => "stored result invalid",
         }
     }
 }

@@ -57,6 +57,8 @@ const BRPOP_TIMEOUT: Duration = Duration::from_secs(1);
 /// A sane ceiling for `max_in_flight`, whatever the configuration says.
 const MAX_IN_FLIGHT: usize = 1 << 16;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// A session that lasted this long was working: its end starts backoff afresh.
+const SESSION_OK: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// What the bus has done since it started; for logs, tests and benchmarks.
@@ -172,7 +174,7 @@ impl Bus {
                     if failures > 0 {
                         tracing::info!(failures, "bus handler reconnected to redis; serving again");
                     }
-                    delay = BACKOFF_MIN;
+                    let started = std::time::Instant::now();
                     let server = Arc::new(Server {
                         conn,
                         stats: self.stats.clone(),
@@ -189,10 +191,18 @@ impl Bus {
                     match popper.run().await {
                         Ok(()) => break,
                         Err(e) => {
-                            tracing::warn!(error = %e, "bus handler lost redis; reconnecting");
-                            failures = 1;
-                            // Try again at once: a restarted Redis is often back already.
-                            continue;
+                            // A session that served a while ends a run of
+                            // failures; one that fails at once (Redis refusing
+                            // BRPOP itself) must not spin.
+                            if started.elapsed() >= SESSION_OK {
+                                delay = BACKOFF_MIN;
+                                failures = 0;
+                            }
+                            failures += 1;
+                            if failures == 1 || failures % 12 == 0 {
+                                tracing::warn!(error = %e, retry_in = ?delay, failures,
+                                    "bus handler lost redis; reconnecting");
+                            }
                         }
                     }
                 }
