@@ -6,6 +6,21 @@
 //! result store (never from the tasks) and pushes one reply onto the list
 //! each request names in `ret`.
 //!
+//! An operator checks it on a node with the local client, which stands in
+//! for the peer:
+//!
+//! ```text
+//! $ zos-perf call zos.perf.get '{"Name": "cpu-benchmark"}'
+//! {
+//!   "name": "cpu-benchmark",
+//!   "description": "Measures the performance of the node CPU by ...",
+//!   "timestamp": 1700000000,
+//!   "result": { "single": 1.234, "multi": 5.678, "threads": 4, "workloads": 0 }
+//! }
+//! $ zos-perf call zos.perf.get '{"Name": "iperf"}'
+//! zos-perf: zos.perf.get: error 7 (result not found): result not found
+//! ```
+//!
 //! - [`message`]: the request and reply types of the protocol.
 //! - [`triage`]: what to do with one popped message (answer, drop, expire).
 //! - [`commands`]: the two commands and the per-batch store snapshot.
