@@ -14,6 +14,7 @@
 //! task knows about Redis or the bus; the bus knows nothing of tasks beyond
 //! their names.
 
+pub mod bus;
 pub mod config;
 pub mod embedded;
 pub mod grid;

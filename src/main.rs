@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use zos_perf::bus;
 use zos_perf::config::{Config, Overrides, KERNEL_CMDLINE};
 use zos_perf::embedded::{self, EmbeddedRedis};
 use zos_perf::grid::Network;
@@ -80,6 +81,16 @@ enum Command {
         /// Task name, e.g. healthcheck.
         name: String,
     },
+    /// Call a bus command through Redis the way the RMB peer does, and print the result.
+    Call {
+        /// Command, e.g. zos.perf.get or zos.perf.get_all.
+        cmd: String,
+        /// Payload JSON, e.g. '{"Name": "cpu-benchmark"}' (default: empty).
+        payload: Option<String>,
+        /// How long to wait for the reply.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -148,6 +159,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             print_json(&format!("[{}]", all.join(",")))
         }
         Command::RunTask { name } => run_task(config, default_redis, task_name(&name)?).await,
+        Command::Call {
+            cmd,
+            payload,
+            timeout,
+        } => {
+            let client = redis_link::client(&reader_url(&config, default_redis).await)?;
+            let payload = payload.unwrap_or_default();
+            let reply = bus::client::call(&client, &cmd, payload.as_bytes(), timeout).await?;
+            let result = reply.result().map_err(|e| anyhow::anyhow!("{cmd}: {e}"))?;
+            println!("{}", bus::client::pretty(&result));
+            Ok(())
+        }
     }
 }
 
@@ -216,11 +239,18 @@ async fn run_daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
     let sync = tokio::spawn(store.clone().sync_loop(shutdown.clone()));
     let monitor = Monitor::new(registered, store.clone(), Arc::new(SystemClock));
     let run = tokio::spawn(monitor.run(shutdown.clone()));
+    let bus = config.bus.enabled.then(|| {
+        let client = store.link().client().clone();
+        tokio::spawn(bus::serve(client, config.bus.clone(), shutdown.clone()))
+    });
 
     shutdown.cancelled().await;
     if tokio::time::timeout(SHUTDOWN_GRACE, async {
         let _ = run.await;
         let _ = sync.await;
+        if let Some(bus) = bus {
+            let _ = bus.await;
+        }
     })
     .await
     .is_err()

@@ -1,0 +1,569 @@
+//! The serve loop: pop requests, answer each from the store, push replies.
+//!
+//! ```text
+//!  popper (own connection), one round trip each:     batch tasks (shared ConnectionManager)
+//!  BRPOP get get_all 1s + MGET perf.<4 names>  ─┐    triage each request, answer it
+//!  RPOP get n + RPOP get_all m + MGET ...       ┼──> from the batch's snapshot,
+//!  (again while there is more)                 ─┘    one LPUSH per ret list, pipelined
+//! ```
+//!
+//! - **Bounded work**: every popped request holds a permit of a semaphore of
+//!   `max_in_flight` until its reply is pushed; the popper never pops more
+//!   than it holds permits for.
+//! - **Batching**: after a BRPOP wakes it, the popper drains with
+//!   `RPOP <list> <count>` (Redis ≥ 6.2; older ones get one request per
+//!   BRPOP) until both lists are empty, then blocks again. Each pop carries
+//!   an MGET of the four result keys in the same pipeline (it runs right
+//!   after the pop, even after a BRPOP that blocked), so a batch is answered
+//!   from the store as it was when its requests were taken, at no extra
+//!   round trip. Each batch is served by its own task while the popper
+//!   fetches the next.
+//! - **At most once**: a popped request is answered once or not at all.
+//!   A reply push that failed to connect (nothing was sent) is retried with
+//!   backoff until the request expires; a push whose fate is unknown (the
+//!   connection broke under it) is not retried but counted as lost. The
+//!   BRPOP itself is never abandoned half-way: shutdown waits for it (≤ 1 s)
+//!   rather than drop a request Redis may already have handed over.
+//! - **Redis going away**: the popper, always waiting on Redis, is the first
+//!   to notice; it reconnects with capped backoff and starts a new session
+//!   with a new reply connection too. Batches of the old session finish on
+//!   theirs (which heals itself) or give up, as above.
+//! - **A thread of its own**: the handler runs on a dedicated thread with a
+//!   single-threaded runtime. Its work is short and I/O bound, so one thread
+//!   keeps up with Redis, and with no hops between worker threads both the
+//!   drain rate and the round trip are better (BENCHMARKS.md, section bus);
+//!   it also keeps answering while the daemon's own runtime is busy.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::AsyncConnectionConfig;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::commands::{clip, Command, Snapshot};
+use super::message::{unix_now, Reply};
+use super::triage::{triage, Answer, Incoming};
+use crate::config::BusConfig;
+use crate::redis_link::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::task::TaskResult;
+use crate::tasks::NAMES;
+
+/// How long one BRPOP blocks: also how long shutdown may wait for it.
+const BRPOP_TIMEOUT: Duration = Duration::from_secs(1);
+/// A sane ceiling for `max_in_flight`, whatever the configuration says.
+const MAX_IN_FLIGHT: usize = 1 << 16;
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// A session that lasted this long was working: its end starts backoff afresh.
+const SESSION_OK: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What the bus has done since it started; for logs, tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct BusStats {
+    received: AtomicU64,
+    replied: AtomicU64,
+    errors: AtomicU64,
+    expired: AtomicU64,
+    dropped: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Requests popped.
+    pub received: u64,
+    /// Replies pushed (errors included).
+    pub replied: u64,
+    /// Of those, error replies.
+    pub errors: u64,
+    /// Dropped unanswered because `now + exp` had passed.
+    pub expired: u64,
+    /// Dropped unanswered because there was nobody to answer.
+    pub dropped: u64,
+    /// Replies that may not have arrived (Redis failed under the push).
+    pub lost: u64,
+}
+
+impl BusStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            received: get(&self.received),
+            replied: get(&self.replied),
+            errors: get(&self.errors),
+            expired: get(&self.expired),
+            dropped: get(&self.dropped),
+            lost: get(&self.lost),
+        }
+    }
+
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Serves `zos.perf.get` and `zos.perf.get_all` from the Redis of `client`
+/// until `shutdown`, then waits for the replies in flight.
+pub async fn serve(client: redis::Client, config: BusConfig, shutdown: CancellationToken) {
+    Bus::new(client, config).serve(shutdown).await
+}
+
+/// The handler, for callers that want its counters.
+pub struct Bus {
+    client: redis::Client,
+    config: BusConfig,
+    stats: Arc<BusStats>,
+}
+
+impl Bus {
+    pub fn new(client: redis::Client, config: BusConfig) -> Bus {
+        Bus {
+            client,
+            config,
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<BusStats> {
+        self.stats.clone()
+    }
+
+    /// Serves until `shutdown` on a thread of its own; completes when that
+    /// thread is done (every reply in flight pushed or given up). Dropping
+    /// the future does not stop the thread: `shutdown` does.
+    pub async fn serve(self, shutdown: CancellationToken) {
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("zos-perf-bus".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(self.run(shutdown)),
+                    Err(e) => tracing::error!(error = %e, "bus handler: cannot start its runtime"),
+                }
+                let _ = done.send(());
+            });
+        match spawned {
+            Ok(_) => {
+                let _ = finished.await;
+            }
+            Err(e) => tracing::error!(error = %e, "bus handler: cannot start its thread"),
+        }
+    }
+
+    async fn run(self, shutdown: CancellationToken) {
+        let max = self.config.max_in_flight.clamp(1, MAX_IN_FLIGHT);
+        let permits = Arc::new(Semaphore::new(max));
+        let mut delay = BACKOFF_MIN;
+        let mut failures: u64 = 0;
+        tracing::info!(
+            lists = ?Command::ALL.map(Command::list),
+            max_in_flight = max,
+            "bus handler starting"
+        );
+        while !shutdown.is_cancelled() {
+            match self.connect().await {
+                Ok((pop, conn)) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "bus handler reconnected to redis; serving again");
+                    }
+                    let started = std::time::Instant::now();
+                    let server = Arc::new(Server {
+                        conn,
+                        stats: self.stats.clone(),
+                        shutdown: shutdown.clone(),
+                    });
+                    let popper = Popper {
+                        conn: pop,
+                        result_keys: NAMES.iter().map(|n| TaskResult::key_of(n)).collect(),
+                        server,
+                        permits: permits.clone(),
+                        batch_max: batch_size(max),
+                        shutdown: shutdown.clone(),
+                    };
+                    match popper.run().await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            // A session that served a while ends a run of
+                            // failures; one that fails at once (Redis refusing
+                            // BRPOP itself) must not spin.
+                            if started.elapsed() >= SESSION_OK {
+                                delay = BACKOFF_MIN;
+                                failures = 0;
+                            }
+                            failures += 1;
+                            if failures == 1 || failures % 12 == 0 {
+                                tracing::warn!(error = %e, retry_in = ?delay, failures,
+                                    "bus handler lost redis; reconnecting");
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures % 12 == 0 {
+                        tracing::warn!(error = %e, retry_in = ?delay, failures,
+                            "bus handler cannot reach redis; requests wait in redis until it can");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            delay = (delay * 2).min(BACKOFF_MAX);
+        }
+        // Every permit back means every batch has pushed its replies (or
+        // given up on them).
+        let _ = permits.acquire_many(max as u32).await;
+        let s = self.stats.snapshot();
+        tracing::info!(
+            received = s.received,
+            replied = s.replied,
+            errors = s.errors,
+            expired = s.expired,
+            dropped = s.dropped,
+            lost = s.lost,
+            "bus handler stopped"
+        );
+    }
+
+    /// A dedicated connection for the popper (a blocking BRPOP must not
+    /// hold up a shared one) and a self-healing one for the replies.
+    ///
+    /// Both are new for every session: when the popper has lost Redis, the
+    /// reply connection is as good as dead too, and a push on a connection
+    /// that died unnoticed could not be told apart from one that died under
+    /// the push (which must not be retried), so the request would be lost.
+    async fn connect(&self) -> redis::RedisResult<(MultiplexedConnection, ConnectionManager)> {
+        let pop_config = AsyncConnectionConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_response_timeout(BRPOP_TIMEOUT + RESPONSE_TIMEOUT);
+        let pop = self
+            .client
+            .get_multiplexed_async_connection_with_config(&pop_config)
+            .await?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_response_timeout(RESPONSE_TIMEOUT)
+            .set_number_of_retries(1)
+            .set_max_delay(500);
+        let conn = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+        Ok((pop, conn))
+    }
+}
+
+/// Half the permits per batch, so one batch is being answered while the
+/// next is popped.
+fn batch_size(max_in_flight: usize) -> usize {
+    (max_in_flight / 2).max(1)
+}
+
+/// What one pop brings: the requests and the store as it was then.
+type Popped = (Vec<(Command, Vec<u8>)>, Vec<Option<String>>);
+
+struct Popper {
+    conn: MultiplexedConnection,
+    /// `perf.<name>` of every known task: the store, read with each pop.
+    result_keys: Vec<String>,
+    server: Arc<Server>,
+    permits: Arc<Semaphore>,
+    batch_max: usize,
+    shutdown: CancellationToken,
+}
+
+impl Popper {
+    /// Pops and hands out batches until shutdown (`Ok`) or a connection
+    /// error (`Err`: the caller reconnects).
+    async fn run(mut self) -> redis::RedisResult<()> {
+        let mut draining = false;
+        let mut can_drain = true;
+        // Whether each list gave requests when last drained.
+        let mut busy = [true, true];
+        let mut turn = 0usize;
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let mut held = tokio::select! {
+                p = self.permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return Ok(()),
+                },
+                _ = self.shutdown.cancelled() => return Ok(()),
+            };
+            let extra = self
+                .permits
+                .available_permits()
+                .min(self.batch_max.saturating_sub(1));
+            if extra > 0 {
+                if let Ok(more) = self.permits.clone().try_acquire_many_owned(extra as u32) {
+                    held.merge(more);
+                }
+            }
+            let room = held.num_permits();
+            turn = turn.wrapping_add(1);
+            let (popped, stored) = if draining && can_drain {
+                match self.drain(room, &mut busy, turn).await {
+                    Ok(popped) => popped,
+                    // An answer rather than a broken line: Redis before 6.2
+                    // refuses RPOP with a count.
+                    Err(e) if !e.is_io_error() => {
+                        tracing::info!(error = %e,
+                            "redis refuses RPOP with a count (it needs 6.2); serving one request per BRPOP");
+                        can_drain = false;
+                        Default::default()
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                self.block(turn).await?
+            };
+            if popped.is_empty() {
+                draining = false;
+                continue;
+            }
+            draining = true;
+            if popped.len() < room {
+                drop(held.split(room - popped.len()));
+            }
+            BusStats::add(&self.server.stats.received, popped.len());
+            let snapshot = Snapshot::new(NAMES.into_iter().zip(stored).collect());
+            tokio::spawn(self.server.clone().serve_batch(popped, snapshot, held));
+        }
+    }
+
+    /// One BRPOP on both lists, alternating which is looked at first.
+    async fn block(&mut self, turn: usize) -> redis::RedisResult<Popped> {
+        let [a, b] = Command::ALL;
+        let (first, second) = if turn % 2 == 0 { (a, b) } else { (b, a) };
+        let mut pipe = redis::pipe();
+        pipe.cmd("BRPOP")
+            .arg(first.list())
+            .arg(second.list())
+            .arg(BRPOP_TIMEOUT.as_secs());
+        pipe.cmd("MGET").arg(&self.result_keys);
+        type Blocked = (Option<(String, Vec<u8>)>, Vec<Option<String>>);
+        let (popped, stored): Blocked = pipe.query_async(&mut self.conn).await?;
+        let popped = popped
+            .and_then(|(list, raw)| Command::from_list(&list).map(|c| vec![(c, raw)]))
+            .unwrap_or_default();
+        Ok((popped, stored))
+    }
+
+    /// Up to `room` requests from both lists in one round trip.
+    async fn drain(
+        &mut self,
+        room: usize,
+        busy: &mut [bool; 2],
+        turn: usize,
+    ) -> redis::RedisResult<Popped> {
+        let counts = split_room(room, *busy, turn);
+        let mut pipe = redis::pipe();
+        for (cmd, n) in Command::ALL.iter().zip(counts) {
+            if n > 0 {
+                pipe.cmd("RPOP").arg(cmd.list()).arg(n);
+            }
+        }
+        pipe.cmd("MGET").arg(&self.result_keys);
+        let mut values: Vec<redis::Value> = pipe.query_async(&mut self.conn).await?;
+        let stored: Vec<Option<String>> =
+            redis::from_owned_redis_value(values.pop().unwrap_or(redis::Value::Nil))?;
+        let results: Vec<Option<Vec<Vec<u8>>>> =
+            redis::from_owned_redis_value(redis::Value::Array(values))?;
+        let mut results = results.into_iter();
+        let mut popped = Vec::new();
+        for (i, (cmd, n)) in Command::ALL.iter().zip(counts).enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let got = results.next().flatten().unwrap_or_default();
+            busy[i] = !got.is_empty();
+            popped.extend(got.into_iter().map(|raw| (*cmd, raw)));
+        }
+        Ok((popped, stored))
+    }
+}
+
+/// How many of `room` requests to ask of each list: a list that was empty
+/// last time is still asked for one, so it is never starved.
+fn split_room(room: usize, busy: [bool; 2], turn: usize) -> [usize; 2] {
+    if room <= 1 {
+        return if turn % 2 == 0 { [room, 0] } else { [0, room] };
+    }
+    match busy {
+        [true, false] => [room - 1, 1],
+        [false, true] => [1, room - 1],
+        _ => {
+            let big = room.div_ceil(2);
+            if turn % 2 == 0 {
+                [big, room - big]
+            } else {
+                [room - big, big]
+            }
+        }
+    }
+}
+
+/// Answers batches; shared by the batch tasks.
+struct Server {
+    conn: ConnectionManager,
+    stats: Arc<BusStats>,
+    shutdown: CancellationToken,
+}
+
+/// A failed attempt to answer a batch.
+struct Failure {
+    error: String,
+    /// Whether Redis certainly received none of the replies.
+    nothing_sent: bool,
+}
+
+impl Server {
+    async fn serve_batch(
+        self: Arc<Self>,
+        popped: Vec<(Command, Vec<u8>)>,
+        mut snapshot: Snapshot,
+        permits: OwnedSemaphorePermit,
+    ) {
+        let now = unix_now();
+        let mut answers = Vec::with_capacity(popped.len());
+        for (cmd, raw) in &popped {
+            match triage(*cmd, raw, now) {
+                Incoming::Answer(a) => answers.push(a),
+                Incoming::Expired => {
+                    BusStats::add(&self.stats.expired, 1);
+                    tracing::debug!(list = cmd.list(), "dropping an expired request");
+                }
+                Incoming::Dropped(reason) => {
+                    BusStats::add(&self.stats.dropped, 1);
+                    let head = String::from_utf8_lossy(&raw[..raw.len().min(400)]);
+                    tracing::warn!(list = cmd.list(), reason = %reason, message = %clip(&head, 200),
+                        "dropping a message with nobody to answer");
+                }
+            }
+        }
+        if !answers.is_empty() {
+            self.answer_all(&answers, &mut snapshot).await;
+        }
+        drop(permits);
+    }
+
+    /// Pushes one reply per answer, retrying only what certainly did not
+    /// reach Redis, and only while someone may still wait for it.
+    async fn answer_all(&self, answers: &[Answer<'_>], snapshot: &mut Snapshot) {
+        let mut delay = BACKOFF_MIN;
+        loop {
+            let failure = match self.try_answer(answers, snapshot).await {
+                Ok(errors) => {
+                    BusStats::add(&self.stats.replied, answers.len());
+                    BusStats::add(&self.stats.errors, errors);
+                    return;
+                }
+                Err(f) => f,
+            };
+            let now = unix_now();
+            let awaited = answers.iter().any(|a| a.deadline >= now);
+            if failure.nothing_sent && awaited && !self.shutdown.is_cancelled() {
+                tracing::debug!(error = %failure.error, retry_in = ?delay, replies = answers.len(),
+                    "redis unreachable; replies wait");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = self.shutdown.cancelled() => {}
+                }
+                delay = (delay * 2).min(BACKOFF_MAX);
+                continue;
+            }
+            BusStats::add(&self.stats.lost, answers.len());
+            tracing::warn!(error = %failure.error, replies = answers.len(), certainly_unsent = failure.nothing_sent,
+                "bus replies may not have been delivered; not retrying, so none is answered twice");
+            return;
+        }
+    }
+
+    /// One attempt: every reply of the batch in one pipeline. Returns how
+    /// many replies were errors.
+    async fn try_answer(
+        &self,
+        answers: &[Answer<'_>],
+        snapshot: &mut Snapshot,
+    ) -> Result<usize, Failure> {
+        let now = unix_now();
+        let mut errors = 0;
+        let mut lists: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for a in answers {
+            let reference = a.reference.as_deref();
+            let result = match &a.outcome {
+                Err(e) => Err(e.clone()),
+                Ok(query) => snapshot
+                    .answer(*query)
+                    .map(|b64| Reply::encode_ok(reference, &a.dst, b64, now)),
+            };
+            let encoded = match result {
+                Ok(encoded) => encoded,
+                Err(e) => {
+                    errors += 1;
+                    Reply::error(reference, &a.dst, e, now).encode()
+                }
+            };
+            let encoded = encoded.map_err(|e| Failure {
+                error: format!("encoding a reply: {e}"),
+                nothing_sent: false,
+            })?;
+            let i = *index.entry(a.ret.as_ref()).or_insert_with(|| {
+                lists.push((a.ret.as_ref(), Vec::new()));
+                lists.len() - 1
+            });
+            lists[i].1.push(encoded);
+        }
+
+        // LPUSH of several values keeps their order for a BRPOP reader.
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for (ret, replies) in &lists {
+            pipe.cmd("LPUSH").arg(*ret).arg(replies).ignore();
+        }
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| Failure {
+                nothing_sent: e.is_connection_refusal(),
+                error: format!("pushing {} replies: {e}", answers.len()),
+            })?;
+        Ok(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_is_shared_between_the_lists() {
+        assert_eq!(split_room(1, [true, true], 0), [1, 0]);
+        assert_eq!(split_room(1, [true, true], 1), [0, 1]);
+        assert_eq!(split_room(32, [true, false], 0), [31, 1]);
+        assert_eq!(split_room(32, [false, true], 0), [1, 31]);
+        assert_eq!(split_room(5, [true, true], 0), [3, 2]);
+        assert_eq!(split_room(5, [false, false], 1), [2, 3]);
+        for room in 1..70 {
+            for turn in 0..2 {
+                let [a, b] = split_room(room, [true, false], turn);
+                assert_eq!(a + b, room);
+            }
+        }
+    }
+
+    #[test]
+    fn batches_leave_room_for_the_next() {
+        assert_eq!(batch_size(1), 1);
+        assert_eq!(batch_size(64), 32);
+    }
+}

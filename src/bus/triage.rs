@@ -1,0 +1,276 @@
+//! What to do with one popped message: drop it, let it expire, or answer it
+//! (with the query to run or the error to send).
+//!
+//! Well-formed requests take one strict, borrowing parse. Only when that
+//! fails is the message looked at again as loose JSON, to find whether
+//! there is anyone to answer (`ret`) and which field is at fault, so the
+//! error reply names it.
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use super::commands::{clip, Command, Query};
+use super::error::{BusError, ErrorCode};
+use super::message::{decoded_len, Request, BASE64, MAX_PAYLOAD, VERSION};
+
+/// The fate of one message.
+#[derive(Debug)]
+pub enum Incoming<'a> {
+    /// Nothing to reply to: not JSON, not an object, or no usable `ret`.
+    Dropped(String),
+    /// `now + exp` has passed: the caller gave up.
+    Expired,
+    Answer(Answer<'a>),
+}
+
+/// A request that gets exactly one reply.
+#[derive(Debug)]
+pub struct Answer<'a> {
+    pub ret: Cow<'a, str>,
+    pub reference: Option<Cow<'a, str>>,
+    pub dst: Cow<'a, str>,
+    /// Unix second after which nobody waits for the reply any more.
+    pub deadline: u64,
+    pub outcome: Result<Query, BusError>,
+}
+
+/// Decides the fate of `raw`, popped from the list of `cmd`, at unix time `now`.
+pub fn triage(cmd: Command, raw: &[u8], now: u64) -> Incoming<'_> {
+    let req = match serde_json::from_slice::<Request>(raw) {
+        Ok(req) => req,
+        Err(strict) => return diagnose(raw, &strict, now),
+    };
+    if req.ret.is_empty() {
+        return Incoming::Dropped("empty \"ret\"".into());
+    }
+    let outcome = if req.ver != VERSION {
+        Err(unsupported(&req.ver.to_string()))
+    } else if req.expired_at(now) {
+        return Incoming::Expired;
+    } else {
+        payload(cmd, &req.dat)
+    };
+    Incoming::Answer(Answer {
+        deadline: req.now.saturating_add(req.exp),
+        ret: req.ret,
+        reference: req.reference,
+        dst: req.src,
+        outcome,
+    })
+}
+
+/// The size limit first (from the length alone), then base64, then the
+/// command's own reading of the payload.
+fn payload(cmd: Command, dat: &str) -> Result<Query, BusError> {
+    let size = decoded_len(dat);
+    if size > MAX_PAYLOAD {
+        return Err(BusError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("payload too large: {size} bytes, the limit is {MAX_PAYLOAD}"),
+        ));
+    }
+    if !cmd.reads_payload() {
+        return cmd.query(&[]);
+    }
+    let bytes = BASE64.decode(dat.as_bytes()).map_err(|e| {
+        BusError::new(
+            ErrorCode::InvalidBase64,
+            format!("dat is not valid base64: {e}"),
+        )
+    })?;
+    cmd.query(&bytes)
+}
+
+fn unsupported(ver: &str) -> BusError {
+    BusError::new(
+        ErrorCode::UnsupportedVersion,
+        format!(
+            "unsupported protocol version {}: this service speaks version {VERSION}",
+            clip(ver, 40)
+        ),
+    )
+}
+
+/// The slow path for a message the strict parse refused.
+fn diagnose<'a>(raw: &[u8], strict: &serde_json::Error, now: u64) -> Incoming<'a> {
+    let value: Value = match serde_json::from_slice(raw) {
+        Ok(v) => v,
+        Err(e) => return Incoming::Dropped(format!("not JSON: {e}")),
+    };
+    let Value::Object(map) = value else {
+        return Incoming::Dropped("not a JSON object".into());
+    };
+    let ret = match map.get("ret") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(_) => return Incoming::Dropped("\"ret\" is not a non-empty string".into()),
+        None => return Incoming::Dropped("no \"ret\"".into()),
+    };
+    let string = |key: &str| match map.get(key) {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let (dst, reference) = (string("src").unwrap_or_default(), string("ref"));
+    let int = |key: &str| map.get(key).and_then(Value::as_u64);
+    let deadline = match (int("now"), int("exp")) {
+        (Some(sent), Some(exp)) => sent.saturating_add(exp),
+        _ => now,
+    };
+    let err = match fault(&map, strict, now) {
+        Some(err) => err,
+        None => return Incoming::Expired,
+    };
+    Incoming::Answer(Answer {
+        ret: Cow::Owned(ret),
+        reference: reference.map(Cow::Owned),
+        dst: Cow::Owned(dst),
+        deadline,
+        outcome: Err(err),
+    })
+}
+
+/// The first thing wrong with the envelope, in the order a reader needs
+/// the fields; `None` when the request has merely expired.
+fn fault(map: &Map<String, Value>, strict: &serde_json::Error, now: u64) -> Option<BusError> {
+    match map.get("ver") {
+        Some(v) if v.as_u64() == Some(VERSION) => {}
+        Some(v) => return Some(unsupported(&v.to_string())),
+        None => return Some(unsupported("(none)")),
+    }
+    let is_str = |k: &str| matches!(map.get(k), Some(Value::String(_)));
+    let str_or_null = |k: &str| matches!(map.get(k), None | Some(Value::Null | Value::String(_)));
+    if !is_str("src") {
+        return Some(BusError::invalid_request("src", "must be a string"));
+    }
+    if !str_or_null("ref") {
+        return Some(BusError::invalid_request("ref", "must be a string or null"));
+    }
+    let mut times = [0u64; 2];
+    for (slot, key) in times.iter_mut().zip(["now", "exp"]) {
+        match map.get(key).and_then(Value::as_u64) {
+            Some(v) => *slot = v,
+            None => {
+                return Some(BusError::invalid_request(
+                    key,
+                    "must be a non-negative integer",
+                ))
+            }
+        }
+    }
+    if times[0].saturating_add(times[1]) < now {
+        return None;
+    }
+    for key in ["dat", "cmd"] {
+        if map.contains_key(key) && !is_str(key) {
+            return Some(BusError::invalid_request(key, "must be a string"));
+        }
+    }
+    for key in ["tag", "shm"] {
+        if !str_or_null(key) {
+            return Some(BusError::invalid_request(key, "must be a string or null"));
+        }
+    }
+    Some(BusError::new(
+        ErrorCode::InvalidRequest,
+        format!("invalid request: {strict}"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req(fields: Value) -> Vec<u8> {
+        let mut base = json!({"ver": 1, "ref": "r1", "src": "42:abc", "cmd": "zos.perf.get",
+            "exp": 60, "dat": BASE64.encode(br#"{"Name":"iperf"}"#), "tag": null,
+            "ret": "msgbus.test.x", "shm": null, "now": 1000});
+        for (k, v) in fields.as_object().expect("object") {
+            if v == &json!("<remove>") {
+                base.as_object_mut().expect("object").remove(k);
+            } else {
+                base[k] = v.clone();
+            }
+        }
+        serde_json::to_vec(&base).expect("encode")
+    }
+
+    fn error_of(raw: &[u8]) -> BusError {
+        match triage(Command::Get, raw, 1000) {
+            Incoming::Answer(a) => a.outcome.expect_err("should be an error"),
+            other => panic!("expected an answer, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn well_formed_request_is_answered_with_its_query() {
+        match triage(Command::Get, &req(json!({})), 1000) {
+            Incoming::Answer(a) => {
+                assert_eq!(a.outcome, Ok(Query::One("iperf")));
+                assert_eq!(
+                    (a.ret.as_ref(), a.dst.as_ref()),
+                    ("msgbus.test.x", "42:abc")
+                );
+                assert_eq!(a.reference.as_deref(), Some("r1"));
+                assert_eq!(a.deadline, 1060);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn envelope_faults_name_the_field() {
+        let e = error_of(&req(json!({"exp": -1})));
+        assert_eq!((e.code, e.message.contains("\"exp\"")), (1, true), "{e}");
+        let e = error_of(&req(json!({"src": 42})));
+        assert_eq!((e.code, e.message.contains("\"src\"")), (1, true), "{e}");
+        let e = error_of(&req(json!({"tag": 3})));
+        assert_eq!((e.code, e.message.contains("\"tag\"")), (1, true), "{e}");
+        let e = error_of(&req(json!({"ver": "1"})));
+        assert_eq!(e.code, 2, "{e}");
+        let e = error_of(&req(json!({"ver": "<remove>"})));
+        assert_eq!(e.code, 2, "{e}");
+    }
+
+    #[test]
+    fn expired_requests_are_not_answered_even_when_oddly_formed() {
+        assert!(matches!(
+            triage(Command::Get, &req(json!({"now": 900, "exp": 10})), 1000),
+            Incoming::Expired
+        ));
+        assert!(matches!(
+            triage(
+                Command::Get,
+                &req(json!({"now": 900, "exp": 10, "tag": 5})),
+                1000
+            ),
+            Incoming::Expired
+        ));
+    }
+
+    #[test]
+    fn nothing_to_reply_to_is_dropped() {
+        for raw in [
+            b"not json".to_vec(),
+            b"[1,2]".to_vec(),
+            req(json!({"ret": "<remove>"})),
+            req(json!({"ret": ""})),
+            req(json!({"ret": 5})),
+        ] {
+            assert!(
+                matches!(triage(Command::Get, &raw, 1000), Incoming::Dropped(_)),
+                "{}",
+                String::from_utf8_lossy(&raw)
+            );
+        }
+    }
+
+    #[test]
+    fn get_all_ignores_its_payload() {
+        match triage(Command::GetAll, &req(json!({"dat": "!!not base64"})), 1000) {
+            Incoming::Answer(a) => assert_eq!(a.outcome, Ok(Query::All)),
+            other => panic!("{other:?}"),
+        }
+    }
+}
