@@ -36,14 +36,28 @@ pub struct Answer<'a> {
     pub outcome: Result<Query, BusError>,
 }
 
+/// Replies go only to bus lists. The peer names `msgbus.system.reply`, local
+/// clients `msgbus.<something>.<id>`; a `ret` outside `msgbus.` would make
+/// the daemon push into some other service's key, so it is not used.
+fn unusable_ret(ret: &str) -> Option<String> {
+    if ret.is_empty() {
+        return Some("empty \"ret\"".into());
+    }
+    if !ret.starts_with("msgbus.") || ret.len() > 1024 {
+        let shown: String = ret.chars().take(64).collect();
+        return Some(format!("\"ret\" {shown:?} is not a msgbus. list"));
+    }
+    None
+}
+
 /// Decides the fate of `raw`, popped from the list of `cmd`, at unix time `now`.
 pub fn triage(cmd: Command, raw: &[u8], now: u64) -> Incoming<'_> {
     let req = match serde_json::from_slice::<Request>(raw) {
         Ok(req) => req,
         Err(strict) => return diagnose(raw, &strict, now),
     };
-    if req.ret.is_empty() {
-        return Incoming::Dropped("empty \"ret\"".into());
+    if let Some(why) = unusable_ret(&req.ret) {
+        return Incoming::Dropped(why);
     }
     let outcome = if req.ver != VERSION {
         Err(unsupported(&req.ver.to_string()))
@@ -103,8 +117,11 @@ fn diagnose<'a>(raw: &[u8], strict: &serde_json::Error, now: u64) -> Incoming<'a
         return Incoming::Dropped("not a JSON object".into());
     };
     let ret = match map.get("ret") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(_) => return Incoming::Dropped("\"ret\" is not a non-empty string".into()),
+        Some(Value::String(s)) => match unusable_ret(s) {
+            None => s.clone(),
+            Some(why) => return Incoming::Dropped(why),
+        },
+        Some(_) => return Incoming::Dropped("\"ret\" is not a string".into()),
         None => return Incoming::Dropped("no \"ret\"".into()),
     };
     let string = |key: &str| match map.get(key) {
@@ -256,6 +273,8 @@ mod tests {
             b"[1,2]".to_vec(),
             req(json!({"ret": "<remove>"})),
             req(json!({"ret": ""})),
+            req(json!({"ret": "perf.iperf"})),
+            req(json!({"ret": "msgbus"})),
             req(json!({"ret": 5})),
         ] {
             assert!(
