@@ -18,6 +18,7 @@ pub mod bus;
 pub mod config;
 pub mod embedded;
 pub mod grid;
+pub mod http;
 pub mod monitor;
 pub mod redis_link;
 pub mod schedule;

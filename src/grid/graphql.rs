@@ -297,7 +297,7 @@ impl GraphQl {
             .await
             .map_err(|e| transport_error(&e))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
+        let bytes = crate::http::read_capped(response, crate::http::GRAPHQL_MAX_BODY).await?;
         if !status.is_success() {
             return Err(format!("HTTP {status}: {}", snippet(&bytes)));
         }

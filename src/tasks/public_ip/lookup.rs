@@ -49,9 +49,9 @@ pub async fn public_ip(url: &str, source: IpAddr, timeout: Duration) -> anyhow::
         if !status.is_success() {
             return Lookup::Failed(format!("answered with HTTP status {status}"));
         }
-        match response.text().await {
-            Ok(body) => parse_answer(&body),
-            Err(e) => Lookup::Failed(format!("reading the answer: {}", chain(&e))),
+        match crate::http::read_capped(response, crate::http::LOOKUP_MAX_BODY).await {
+            Ok(body) => parse_answer(&String::from_utf8_lossy(&body)),
+            Err(e) => Lookup::Failed(e),
         }
     };
     Ok(tokio::time::timeout(timeout * 2, ask)
