@@ -1,6 +1,8 @@
 //! The registered tasks, one module each. Their names are wire facts
 //! (SPEC §2): results are stored under `perf.<name>` and asked for by name.
 
+pub mod cpu_benchmark;
+
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -18,8 +20,9 @@ pub const NAMES: [&str; 4] = [PUBLIC_IP_VALIDATION, CPU_BENCHMARK, HEALTHCHECK, 
 
 /// Builds every task from the configuration, in registration order.
 pub fn registry(config: &Config) -> Vec<Arc<dyn Task>> {
-    let _ = config;
-    let tasks: Vec<Arc<dyn Task>> = Vec::new();
+    let tasks: Vec<Arc<dyn Task>> = vec![Arc::new(cpu_benchmark::CpuBenchmark::new(
+        &config.cpu_benchmark,
+    ))];
     tasks
 }
 
