@@ -30,7 +30,9 @@ pub fn machine() -> String {
         .and_then(|l| l.split_once(':'))
         .map(|(_, m)| format!(" @ {} MHz", m.trim()))
         .unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let mem_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
