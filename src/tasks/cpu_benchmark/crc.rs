@@ -23,22 +23,23 @@
 //! one bit short of the reflected 128-bit product; the constants below carry
 //! that extra factor of x (they are the usual "<< 1" constants).
 
-/// `x^128 mod P` (reflected, times x): folds the low 64 bits of a 128-bit
-/// remainder onto the high 64 bits. Named k2 by the reference.
+/// `x^128 mod P`, bit-reflected and shifted left by one (k2 of the
+/// reference): folds the low lane of the 128-bit register onto the high lane.
 const K_FOLD: u64 = 0xdabe_95af_c787_5f40;
-/// `x^192 mod P` (reflected, times x), k1 of the reference. It sits beside
-/// [`K_FOLD`] in the fold constant register exactly as there; the one-block
-/// fold does not use it.
+/// `x^192 mod P`, likewise (k1 of the reference). It sits beside [`K_FOLD`]
+/// in the fold constant register as there; a one-block fold does not use it.
 const K_FOLD_HI: u64 = 0xe05d_d497_ca39_3ae4;
-/// Barrett constant: `floor(x^128 / P)` reflected, times x, low bit set.
+/// The Barrett constant `floor(x^128 / P)` (degree 64), bit-reflected over
+/// 65 bits, top bit dropped (mu of the reference).
 const MU: u64 = 0x9c3e_466c_1729_63d5;
-/// The polynomial `0x42f0e1eba9ea3693` reflected, times x, low bit set.
+/// The reflected polynomial `0xc96c5795d7870f42` shifted left by one with the
+/// low bit set: P with its x^64 term (p of the reference).
 const POLY: u64 = 0x92d8_af2b_af0e_1e85;
 
-/// Byte-shift controls for PSHUFB: the 16 bytes starting at `16 - n` select
-/// the input shifted up by `n` bytes when inverted (0x8x entries become
-/// 0x7x → byte x; 0..15 become 0xf.. → zero), and the bytes shifted out
-/// (`16 - n` bytes down) as they are. High-bit entries yield zero.
+/// PSHUFB controls for byte shifts. Read from offset `16 - n`, the 16 bytes
+/// move the input down by `16 - n` bytes (what a shift up by `n` pushes out
+/// of the top); inverted, they move it up by `n` bytes. Entries with the
+/// high bit set select zero.
 #[cfg(target_arch = "x86_64")]
 static SHIFT_CONTROLS: [u8; 32] = [
     0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
