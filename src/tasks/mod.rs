@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::task::Task;
 
+pub mod cpu_benchmark;
 pub mod healthcheck;
 pub mod iperf;
 pub mod public_ip;
@@ -24,6 +25,7 @@ pub const NAMES: [&str; 4] = [PUBLIC_IP_VALIDATION, CPU_BENCHMARK, HEALTHCHECK, 
 pub fn registry(config: &Config) -> Vec<Arc<dyn Task>> {
     vec![
         Arc::new(public_ip::PublicIpValidation::from_config(config)),
+        Arc::new(cpu_benchmark::CpuBenchmark::new(&config.cpu_benchmark)),
         Arc::new(healthcheck::Healthcheck::from_config(config)),
         Arc::new(iperf::Iperf::new(config)),
     ]

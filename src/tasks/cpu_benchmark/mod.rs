@@ -1,0 +1,514 @@
+//! # cpu-benchmark: the grid's CPU score
+//!
+//! **Schedule:** `0 0 */6 * * *` (every six hours, UTC), no jitter, timeout
+//! 15 min, exclusive (never at the same time as another measurement).
+//!
+//! **Measures** how long this node's CPU takes for a fixed workload, the
+//! same one the grid's long-standing C tool `cpubench` runs, so scores
+//! compare across every node (SPEC §5): from the seed `0x0a0b0c0d12345ff0`,
+//! 64 Mi times `seed = CRC-64/XZ(seed as 8 little-endian bytes)`, which must
+//! end on `0x409242b8972cb0b1` (any other end is a bug and fails the run).
+//! Each CRC is one carry-less-multiply fold plus a Barrett reduction, as in
+//! `cpubench` (see [`crc`]); a table-driven CRC would give other numbers.
+//!
+//! - `single`: wall seconds of one loop on one thread;
+//! - `threads`: online CPUs; `multi`: the SUM of the wall seconds of
+//!   `threads` loops run at once, one OS thread each, released together;
+//! - `workloads`: what `[cpu_benchmark] workloads_command` printed (0 when
+//!   none is configured, or when it fails: the failure is logged).
+//!
+//! Lower is better. Seconds are rounded to 3 decimals.
+//!
+//! **Result sample** (2-core Xeon):
+//! ```json
+//! {"single": 1.151, "multi": 2.316, "threads": 2, "workloads": 0}
+//! ```
+//!
+//! **Needs:** an x86_64 CPU with SSE4.1 and PCLMULQDQ for figures comparable
+//! with `cpubench` (elsewhere a portable path computes the same values, at a
+//! cost that is not comparable; the log says which path ran), and CPUs that
+//! are otherwise idle. The loops run on OS threads off the async runtime and
+//! stop within about a millisecond of a shutdown or timeout.
+
+pub mod chain;
+pub mod crc;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::CpuBenchmarkConfig;
+use crate::task::{RunContext, RunFuture, Task, TaskDefaults};
+use crate::tasks::CPU_BENCHMARK;
+use chain::Stopped;
+use crc::Path;
+
+const DESCRIPTION: &str =
+    "Measures the performance of the node CPU by reporting the timespent of computing a task in seconds.";
+
+/// How long the workloads command may take before it counts as broken.
+const WORKLOADS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the kernel lists its online CPUs (what `_SC_NPROCESSORS_ONLN`
+/// reads, as `cpubench` asks for it).
+const ONLINE_CPUS: &str = "/sys/devices/system/cpu/online";
+
+/// The `cpu-benchmark` task.
+#[derive(Debug, Clone)]
+pub struct CpuBenchmark {
+    workloads_command: Option<Vec<String>>,
+    workload: Workload,
+}
+
+/// The length of the loop and where it must end: SPEC's 64 Mi steps, or a
+/// short loop for tests of everything around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Workload {
+    steps: u64,
+    expected: u64,
+}
+
+const SPEC_WORKLOAD: Workload = Workload {
+    steps: chain::STEPS,
+    expected: chain::FINAL,
+};
+
+/// What one measurement found.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    single: Duration,
+    multi: Duration,
+    threads: usize,
+}
+
+impl CpuBenchmark {
+    pub fn new(config: &CpuBenchmarkConfig) -> Self {
+        Self {
+            workloads_command: config.workloads_command.clone(),
+            workload: SPEC_WORKLOAD,
+        }
+    }
+
+    /// The number reported as `workloads`: 0 when no source is configured or
+    /// when the source is broken (logged as an error: the score stays good).
+    async fn workloads(&self) -> u64 {
+        let Some(command) = &self.workloads_command else {
+            return 0;
+        };
+        match count_workloads(command).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(task = CPU_BENCHMARK, error = %format!("{e:#}"),
+                    "workloads source is broken; reporting 0 workloads");
+                0
+            }
+        }
+    }
+}
+
+impl Task for CpuBenchmark {
+    fn name(&self) -> &'static str {
+        CPU_BENCHMARK
+    }
+
+    fn description(&self) -> &'static str {
+        DESCRIPTION
+    }
+
+    fn defaults(&self) -> TaskDefaults {
+        TaskDefaults {
+            cron: "0 0 */6 * * *",
+            jitter: Duration::ZERO,
+            timeout: Duration::from_secs(15 * 60),
+            exclusive: true,
+        }
+    }
+
+    fn run<'a>(&'a self, ctx: &'a RunContext) -> RunFuture<'a> {
+        Box::pin(async move {
+            // Counted first, so that the command does not share the CPUs
+            // with the loops.
+            let workloads = tokio::select! {
+                n = self.workloads() => n,
+                _ = ctx.cancel.cancelled() => bail!("cpu-benchmark: cancelled while counting workloads"),
+            };
+            let path = Path::detect();
+            let threads = online_cpus();
+            tracing::info!(
+                task = CPU_BENCHMARK,
+                threads,
+                "CRC step: {}",
+                path.describe()
+            );
+            let m = measure(path, threads, self.workload, &ctx.cancel).await?;
+            tracing::info!(
+                task = CPU_BENCHMARK,
+                single = ?m.single,
+                multi = ?m.multi,
+                threads = m.threads,
+                workloads,
+                "measured"
+            );
+            Ok(json!({
+                "single": seconds(m.single),
+                "multi": seconds(m.multi),
+                "threads": m.threads,
+                "workloads": workloads,
+            }))
+        })
+    }
+}
+
+/// Seconds rounded to 3 decimals.
+fn seconds(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// Runs the measurement on its own OS thread and waits for it without
+/// blocking the runtime. Cancelling `cancel`, or dropping this future, raises
+/// the stop flag the loops look at.
+async fn measure(
+    path: Path,
+    threads: usize,
+    workload: Workload,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Measured> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(stop.clone());
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let flag = stop.clone();
+    std::thread::Builder::new()
+        .name("cpu-benchmark".into())
+        .spawn(move || {
+            // The receiver may be gone (run dropped): nothing left to tell.
+            let _ = tx.send(measure_blocking(path, threads, workload, &flag));
+        })
+        .context("cpu-benchmark: cannot start the measuring thread")?;
+    let outcome = tokio::select! {
+        r = &mut rx => r,
+        _ = cancel.cancelled() => {
+            stop.store(true, Ordering::Relaxed);
+            // The loops end within a block of steps; wait for them, so that
+            // nothing of this run is left on the CPUs when it returns.
+            rx.await
+        }
+    };
+    outcome.map_err(|_| anyhow!("cpu-benchmark: the measuring thread ended without a result"))?
+}
+
+/// Raises the stop flag when the run's future goes away, however it ends.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `single`, then `multi` on `threads` threads released together.
+fn measure_blocking(
+    path: Path,
+    threads: usize,
+    workload: Workload,
+    stop: &AtomicBool,
+) -> anyhow::Result<Measured> {
+    let (end, single) = chain::timed_chain(path, workload.steps, stop);
+    check_end(end, workload, "single-thread")?;
+    let runs = chain::parallel_chains(path, threads, workload.steps, stop)
+        .with_context(|| format!("cpu-benchmark: cannot start {threads} benchmark threads"))?;
+    let mut multi = Duration::ZERO;
+    for (i, (end, took)) in runs.into_iter().enumerate() {
+        check_end(
+            end,
+            workload,
+            &format!("multi-thread (thread {i} of {threads})"),
+        )?;
+        multi += took;
+    }
+    Ok(Measured {
+        single,
+        multi,
+        threads,
+    })
+}
+
+/// A chain that was stopped or ended on the wrong value gives no score.
+fn check_end(end: Result<u64, Stopped>, workload: Workload, which: &str) -> anyhow::Result<()> {
+    match end {
+        Err(Stopped) => bail!("cpu-benchmark: cancelled during the {which} loop"),
+        Ok(v) if v != workload.expected => bail!(
+            "cpu-benchmark: the {which} loop ended on {v:#018x} instead of {:#018x}: \
+             the CRC step is wrong, no score reported",
+            workload.expected
+        ),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Online CPUs, as `sysconf(_SC_NPROCESSORS_ONLN)` counts them.
+fn online_cpus() -> usize {
+    match std::fs::read_to_string(ONLINE_CPUS) {
+        Ok(text) => match count_cpu_list(&text) {
+            Some(n) if n > 0 => return n,
+            _ => tracing::warn!(task = CPU_BENCHMARK, "{ONLINE_CPUS}: cannot parse {text:?}"),
+        },
+        Err(e) => tracing::warn!(task = CPU_BENCHMARK, "{ONLINE_CPUS}: {e}"),
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Counts the CPUs of a kernel CPU list such as `0-3,5,7-8`.
+fn count_cpu_list(text: &str) -> Option<usize> {
+    text.trim().split(',').try_fold(0usize, |count, range| {
+        let (first, last) = match range.split_once('-') {
+            Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
+            None => {
+                let cpu = range.parse::<usize>().ok()?;
+                (cpu, cpu)
+            }
+        };
+        (first <= last).then(|| count + last - first + 1)
+    })
+}
+
+/// Runs the workloads command (program and arguments, no shell) and reads
+/// the integer it prints.
+async fn count_workloads(command: &[String]) -> anyhow::Result<u64> {
+    let (program, args) = command
+        .split_first()
+        .context("cpu_benchmark.workloads_command is empty")?;
+    let run = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(WORKLOADS_TIMEOUT, run)
+        .await
+        .map_err(|_| {
+            anyhow!("workloads command {program:?}: no answer within {WORKLOADS_TIMEOUT:?}")
+        })?
+        .with_context(|| format!("workloads command {program:?}: cannot run it"))?;
+    if !output.status.success() {
+        bail!(
+            "workloads command {program:?}: {} ({})",
+            output.status,
+            excerpt(&output.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.trim().parse::<u64>().map_err(|e| {
+        anyhow!(
+            "workloads command {program:?}: printed {:?}, not a number of workloads ({e})",
+            excerpt(&output.stdout)
+        )
+    })
+}
+
+/// The start of a process's output, for an error message.
+fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A loop short enough for tests, with the end the reference crate gives.
+    fn short() -> Workload {
+        let reference = ::crc::Crc::<u64>::new(&::crc::CRC_64_XZ);
+        let steps = 3 * chain::CHECK_EVERY;
+        let expected = (0..steps).fold(chain::SEED, |s, _| reference.checksum(&s.to_le_bytes()));
+        Workload { steps, expected }
+    }
+
+    fn task(workload: Workload, command: Option<&[&str]>) -> CpuBenchmark {
+        let config = CpuBenchmarkConfig {
+            workloads_command: command.map(|c| c.iter().map(|s| s.to_string()).collect()),
+        };
+        CpuBenchmark {
+            workload,
+            ..CpuBenchmark::new(&config)
+        }
+    }
+
+    fn getconf_online_cpus() -> usize {
+        let out = std::process::Command::new("getconf")
+            .arg("_NPROCESSORS_ONLN")
+            .output()
+            .expect("getconf runs");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("getconf prints a number")
+    }
+
+    #[test]
+    fn name_description_and_defaults_are_the_specs() {
+        let t = CpuBenchmark::new(&CpuBenchmarkConfig::default());
+        assert_eq!(t.name(), "cpu-benchmark");
+        assert_eq!(
+            t.description(),
+            "Measures the performance of the node CPU by reporting the timespent of computing a task in seconds."
+        );
+        let d = t.defaults();
+        assert_eq!(d.cron, "0 0 */6 * * *");
+        assert_eq!(d.jitter, Duration::ZERO);
+        assert_eq!(d.timeout, Duration::from_secs(15 * 60));
+        assert!(d.exclusive);
+        assert_eq!(t.workload, SPEC_WORKLOAD);
+        assert_eq!(SPEC_WORKLOAD.steps, 67_108_864);
+    }
+
+    #[tokio::test]
+    async fn the_result_has_exactly_the_four_fields_with_their_types() {
+        let value = task(short(), None)
+            .run(&RunContext::default())
+            .await
+            .expect("benchmark runs");
+        let obj = value.as_object().expect("an object");
+        let mut keys: Vec<_> = obj.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["multi", "single", "threads", "workloads"]);
+        for field in ["single", "multi"] {
+            let secs = obj[field].as_f64().filter(|_| obj[field].is_f64());
+            let secs = secs.unwrap_or_else(|| panic!("{field} is not a float: {value}"));
+            assert!(secs >= 0.0, "{value}");
+            assert!(
+                ((secs * 1000.0).round() - secs * 1000.0).abs() < 1e-6,
+                "{value}"
+            );
+        }
+        assert_eq!(
+            obj["threads"].as_u64(),
+            Some(getconf_online_cpus() as u64),
+            "{value}"
+        );
+        assert_eq!(obj["workloads"].as_u64(), Some(0), "{value}");
+    }
+
+    #[tokio::test]
+    async fn workloads_come_from_the_configured_command() {
+        let value = task(short(), Some(&["echo", " 17 "]))
+            .run(&RunContext::default())
+            .await
+            .expect("benchmark runs");
+        assert_eq!(value["workloads"].as_u64(), Some(17), "{value}");
+    }
+
+    #[tokio::test]
+    async fn a_broken_workloads_source_reports_0_and_keeps_the_score() {
+        for command in [
+            &["sh", "-c", "echo 5; exit 3"][..],
+            &["/nonexistent/zos-workloads"][..],
+            &["echo", "many"][..],
+        ] {
+            let value = task(short(), Some(command))
+                .run(&RunContext::default())
+                .await
+                .expect("benchmark runs");
+            assert_eq!(value["workloads"].as_u64(), Some(0), "{command:?}: {value}");
+            assert!(value["single"].is_f64(), "{command:?}: {value}");
+        }
+    }
+
+    #[tokio::test]
+    async fn workloads_errors_say_what_went_wrong() {
+        let cmd = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            count_workloads(&cmd(&["echo", "42"])).await.expect("42"),
+            42
+        );
+        let err = count_workloads(&cmd(&["sh", "-c", "echo oops >&2; exit 3"]))
+            .await
+            .expect_err("exit 3");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("\"sh\"") && msg.contains('3') && msg.contains("oops"),
+            "{msg}"
+        );
+        let err = count_workloads(&cmd(&["/nonexistent/zos-workloads"]))
+            .await
+            .expect_err("missing program");
+        assert!(
+            format!("{err:#}").contains("/nonexistent/zos-workloads"),
+            "{err:#}"
+        );
+        let err = count_workloads(&cmd(&["echo", "-1"]))
+            .await
+            .expect_err("negative");
+        assert!(format!("{err:#}").contains("\"-1\""), "{err:#}");
+    }
+
+    #[tokio::test]
+    async fn a_loop_that_ends_on_another_value_fails_the_run_saying_so() {
+        let wrong = Workload {
+            steps: short().steps,
+            expected: chain::FINAL,
+        };
+        let err = task(wrong, None)
+            .run(&RunContext::default())
+            .await
+            .expect_err("a wrong end is no result");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("0x409242b8972cb0b1"), "{msg}");
+        assert!(
+            msg.contains(&format!("{:#018x}", short().expected)),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn cancelling_a_running_benchmark_stops_it_within_100_ms() {
+        let endless = Workload {
+            steps: u64::MAX,
+            expected: 0,
+        };
+        let t = task(endless, None);
+        let ctx = RunContext::default();
+        let run = t.run(&ctx);
+        tokio::pin!(run);
+        // The run cannot finish by itself: give the loop time to get going.
+        tokio::select! {
+            r = &mut run => panic!("an endless run ended: {r:?}"),
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+        let cancelled = Instant::now();
+        ctx.cancel.cancel();
+        let err = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the run stops at all")
+            .expect_err("a cancelled run has no result");
+        let took = cancelled.elapsed();
+        assert!(took < Duration::from_millis(100), "stopped after {took:?}");
+        assert!(format!("{err:#}").contains("cancelled"), "{err:#}");
+    }
+
+    #[test]
+    fn cpu_lists_are_counted_as_the_kernel_writes_them() {
+        assert_eq!(count_cpu_list("0-1\n"), Some(2));
+        assert_eq!(count_cpu_list("0"), Some(1));
+        assert_eq!(count_cpu_list("0,2-3"), Some(3));
+        assert_eq!(count_cpu_list("0-3,5,7-8\n"), Some(7));
+        assert_eq!(count_cpu_list("3-1"), None);
+        assert_eq!(count_cpu_list("zero"), None);
+        assert_eq!(online_cpus(), getconf_online_cpus());
+    }
+
+    #[test]
+    fn seconds_are_rounded_to_3_decimals() {
+        assert_eq!(seconds(Duration::from_micros(1_151_499)), 1.151);
+        assert_eq!(seconds(Duration::from_micros(1_151_500)), 1.152);
+        assert_eq!(seconds(Duration::ZERO), 0.0);
+    }
+}
