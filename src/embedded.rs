@@ -82,6 +82,9 @@ impl EmbeddedRedis {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
+            // Its own process group: a Ctrl-C or a signal to the daemon's
+            // group must not stop Redis before the daemon has finished with it.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .context("starting redis-server (is it installed? scripts/setup installs it)")?;
