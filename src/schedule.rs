@@ -35,6 +35,27 @@ impl Schedule {
             .with_seconds_required()
             .parse()
             .map_err(|e| anyhow::anyhow!("invalid cron expression {expr:?}: {e}"))?;
+        // croner takes some fields that select nothing (`,` or `L` as the
+        // seconds, minutes or hours) and would then search second by
+        // second up to the year 5000 for a match: minutes of CPU at start-up
+        // (found by fuzzing, fuzz/regressions/config_cron). Refuse them first.
+        let p = &cron.pattern;
+        let empty = [
+            (
+                "second",
+                (0..60).any(|v| p.second_match(v).unwrap_or(false)),
+            ),
+            (
+                "minute",
+                (0..60).any(|v| p.minute_match(v).unwrap_or(false)),
+            ),
+            ("hour", (0..24).any(|v| p.hour_match(v).unwrap_or(false))),
+        ]
+        .into_iter()
+        .find_map(|(field, any)| (!any).then_some(field));
+        if let Some(field) = empty {
+            anyhow::bail!("invalid cron expression {expr:?}: its {field} field selects no {field}");
+        }
         let schedule = Schedule {
             expr: expr.to_string(),
             cron,
@@ -203,6 +224,23 @@ mod tests {
         ] {
             let err = Schedule::parse(bad).expect_err(bad);
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn fields_that_select_nothing_are_refused_without_a_search() {
+        for (bad, field) in [
+            (", * * * * *", "second"),
+            ("L * * * * *", "second"),
+            ("* , * * * *", "minute"),
+            ("0 L * * * *", "minute"),
+            ("0 0 , * * *", "hour"),
+        ] {
+            let started = std::time::Instant::now();
+            let err = Schedule::parse(bad).expect_err(bad).to_string();
+            assert!(err.contains(&format!("{field} field")), "{bad}: {err}");
+            // Without the check, the search runs for seconds to minutes.
+            assert!(started.elapsed() < Duration::from_secs(2), "{bad}");
         }
     }
 

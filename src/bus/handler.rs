@@ -45,7 +45,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::commands::{clip, Command, Snapshot};
-use super::message::{unix_now, Reply};
+use super::message::unix_now;
 use super::triage::{triage, Answer, Incoming};
 use crate::config::BusConfig;
 use crate::redis_link::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
@@ -500,24 +500,11 @@ impl Server {
         let mut lists: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
         for a in answers {
-            let reference = a.reference.as_deref();
-            let result = match &a.outcome {
-                Err(e) => Err(e.clone()),
-                Ok(query) => snapshot
-                    .answer(*query)
-                    .map(|b64| Reply::encode_ok(reference, &a.dst, b64, now)),
-            };
-            let encoded = match result {
-                Ok(encoded) => encoded,
-                Err(e) => {
-                    errors += 1;
-                    Reply::error(reference, &a.dst, e, now).encode()
-                }
-            };
-            let encoded = encoded.map_err(|e| Failure {
+            let (encoded, is_error) = a.reply(snapshot, now).map_err(|e| Failure {
                 error: format!("encoding a reply: {e}"),
                 nothing_sent: false,
             })?;
+            errors += usize::from(is_error);
             let i = *index.entry(a.ret.as_ref()).or_insert_with(|| {
                 lists.push((a.ret.as_ref(), Vec::new()));
                 lists.len() - 1

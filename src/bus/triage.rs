@@ -11,9 +11,9 @@ use std::borrow::Cow;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::commands::{clip, Command, Query};
+use super::commands::{clip, Command, Query, Snapshot};
 use super::error::{BusError, ErrorCode};
-use super::message::{decoded_len, Request, BASE64, MAX_PAYLOAD, VERSION};
+use super::message::{decoded_len, Reply, Request, BASE64, MAX_PAYLOAD, VERSION};
 
 /// The fate of one message.
 #[derive(Debug)]
@@ -34,6 +34,25 @@ pub struct Answer<'a> {
     /// Unix second after which nobody waits for the reply any more.
     pub deadline: u64,
     pub outcome: Result<Query, BusError>,
+}
+
+impl Answer<'_> {
+    /// The reply to push onto `ret`, encoded, answered from `snapshot` at
+    /// unix time `now`; and whether it is an error reply. Pure (no Redis),
+    /// so the whole path from popped bytes to reply can be fuzzed.
+    pub fn reply(&self, snapshot: &mut Snapshot, now: u64) -> serde_json::Result<(Vec<u8>, bool)> {
+        let reference = self.reference.as_deref();
+        let result = match &self.outcome {
+            Err(e) => Err(e.clone()),
+            Ok(query) => snapshot
+                .answer(*query)
+                .map(|b64| Reply::encode_ok(reference, &self.dst, b64, now)),
+        };
+        match result {
+            Ok(encoded) => Ok((encoded?, false)),
+            Err(e) => Ok((Reply::error(reference, &self.dst, e, now).encode()?, true)),
+        }
+    }
 }
 
 /// Replies go only to bus lists. The peer names `msgbus.system.reply`, local
