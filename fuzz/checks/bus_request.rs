@@ -7,7 +7,8 @@
 //! [`Snapshot`]. The oracle reads the same bytes as loose JSON and checks:
 //!
 //! - nothing panics (the caller's harness sees a panic as a crash);
-//! - a JSON object with a non-empty string `ret` is answered or, when
+//! - a JSON object whose `ret` names a `msgbus.` list (at most 1,024 bytes)
+//!   is answered or, when
 //!   `now + exp` has passed, expired; anything else is dropped (bytes that
 //!   are not UTF-8 only in unknown fields may be answered: serde skips
 //!   those unread);
@@ -83,7 +84,7 @@ pub fn check(raw: &[u8]) {
         .as_ref()
         .and_then(|m| m.get("ret"))
         .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
+        .filter(|s| s.starts_with("msgbus.") && s.len() <= 1024);
     for cmd in Command::ALL {
         for store in stores() {
             check_one(cmd, raw, utf8, loose.as_ref(), usable_ret, &store);
