@@ -671,6 +671,37 @@ fn redis_restarted_empty_under_load_gets_every_result_back_and_the_bus_answers_e
     daemon.stop_cleanly();
 }
 
+#[test]
+fn sigterm_while_redis_is_down_exits_0_without_waiting_for_it() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_listener, service) = loopback_service();
+    let config = format!(
+        "{}[tasks.healthcheck]\ncron = \"* * * * * *\"\n{}",
+        only("healthcheck"),
+        healthcheck_section(dir.path(), &service, true)
+    );
+    let mut daemon = Daemon::start(dir.path(), &config, &redis.url(), None);
+    wait_status(&redis, "healthcheck", "two healthcheck runs", |s| {
+        s.runs >= 2
+    });
+    redis.kill();
+    // The store's sync loop is now retrying against a Redis that is gone.
+    daemon.wait_log(Duration::from_secs(10), &["cannot sync results to redis"]);
+    let (status, took) = daemon.terminate();
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        daemon.log()
+    );
+    // Not rescued by the grace time: nothing waited for Redis.
+    assert!(
+        took < Duration::from_secs(3) && !daemon.log().contains("within the grace time"),
+        "stopped in {took:?}; log:\n{}",
+        daemon.log()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 2. Redis unreachable when the daemon starts
 
