@@ -619,8 +619,8 @@ and one reply collector (BRPOP/RPOP): 68 % valid `get`/`get_all`, 21 % invalid b
 (unknown task, payload not JSON, dat not base64, version 2), 6 % expired, 4 % with nobody to \
 answer (not JSON, no `ret`), plus a warm-up burst in the first minute (below). \
 Round trip = LPUSH of the request to BRPOP of its reply.\n\n\
-Load average (1, 5, 15 min): {load_start} at start, {load_end} at end; the machine was shared \
-with other builds and tests.\n\n\
+Load average (1, 5, 15 min): {load_start} at start, {load_end} at end, on {cpus} CPUs \
+(other work on the machine shows in the latency tail).\n\n\
 {table}\n\
 | requests sent | answerable | answered | answered twice | wrong answers | round trip p50 | p99 | p99.9 | max | sender lag max |\n\
 |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
@@ -635,6 +635,7 @@ trend from {reference_at} s to the end: {slope:+.1} KiB/min. \
 Criterion: within 10 % of the first, and every answerable request answered once with the right kind of reply: \
 **{verdict}**.\n",
         secs = args.seconds,
+        cpus = thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         rate = args.rate,
         dups = got.duplicates,
         wrong = got.wrong,

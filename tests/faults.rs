@@ -1,9 +1,11 @@
 //! The daemon as shipped (the `zos-perf` binary, `zos-perf run` with a
 //! config file) under faults: Redis killed and restarted empty under load,
-//! Redis missing at start, SIGTERM in the middle of an iperf3 run and of a
-//! public-ip-validation run, a task that hangs past its timeout beside one
-//! that fails; and, at the library level, a task that panics beside the real
-//! healthcheck.
+//! SIGTERM while Redis is down, Redis missing at start, SIGTERM in the
+//! middle of an iperf3 run and of a public-ip-validation run (during the
+//! election ping and with a farm IP on the macvlan), a task that hangs past
+//! its timeout beside one that fails; and, at the library level, a task that
+//! panics beside the real healthcheck (no task of the shipped binary can be
+//! made to panic).
 //!
 //! Each test has its own redis-server, temporary directory and namespaces;
 //! the daemon is killed if a test fails half-way.
