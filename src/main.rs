@@ -236,7 +236,11 @@ async fn run_daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
     if !store.load(Duration::from_secs(3)).await {
         tracing::warn!(redis = %url, "no stored results could be read; tasks without a result in memory run now");
     }
-    let sync = tokio::spawn(store.clone().sync_loop(shutdown.clone()));
+    // The sync loop stops after the monitor, so that its last pass carries
+    // how the runs cut short by shutdown ended (perf:status would otherwise
+    // show them running after the daemon is gone).
+    let sync_stop = CancellationToken::new();
+    let sync = tokio::spawn(store.clone().sync_loop(sync_stop.clone()));
     let monitor = Monitor::new(registered, store.clone(), Arc::new(SystemClock));
     let run = tokio::spawn(monitor.run(shutdown.clone()));
     let bus = config.bus.enabled.then(|| {
@@ -247,6 +251,7 @@ async fn run_daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
     shutdown.cancelled().await;
     if tokio::time::timeout(SHUTDOWN_GRACE, async {
         let _ = run.await;
+        sync_stop.cancel();
         let _ = sync.await;
         if let Some(bus) = bus {
             let _ = bus.await;

@@ -296,6 +296,13 @@ impl Ctx {
             tokio::select! {
                 r = tokio::time::timeout(settings.timeout, run) => match r {
                     Ok(Ok(Ok(value))) => Ok(value),
+                    // The run saw the shutdown (its ctx.cancel is a child of
+                    // it) and gave up before this select did: that is a
+                    // cancellation, not a failure of the task.
+                    Ok(Ok(Err(e))) if self.shutdown.is_cancelled() => {
+                        tracing::debug!(task = name, error = %format!("{e:#}"), "run ended by shutdown");
+                        Err((Outcome::Cancelled, "cancelled by shutdown".to_string()))
+                    }
                     Ok(Ok(Err(e))) => Err((Outcome::Failed, format!("{e:#}"))),
                     Ok(Err(panic)) => Err((Outcome::Panicked, panic_message(&panic))),
                     Err(_) => Err((Outcome::Timeout, format!("timed out after {}", humantime::format_duration(settings.timeout)))),

@@ -183,7 +183,15 @@ impl ResultStore {
     pub async fn sync_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let mut failing = false;
         loop {
-            match self.sync_once().await {
+            // A pass against a Redis that has gone away can take seconds
+            // (the connection's own reconnect attempts); shutdown does not
+            // wait for it. Dropping a pass is safe: nothing is marked synced
+            // before Redis has answered, and the last pass below redoes it.
+            let pass = tokio::select! {
+                r = self.sync_once() => r,
+                _ = shutdown.cancelled() => break,
+            };
+            match pass {
                 Ok(Some(report)) => {
                     if failing {
                         tracing::info!("redis answers again; results are in sync");

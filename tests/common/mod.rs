@@ -35,6 +35,21 @@ impl RedisServer {
         me
     }
 
+    /// A server whose socket path is known but which is not running yet
+    /// (for a daemon that must start before Redis); `restart_empty` starts it.
+    pub fn not_started() -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("zos-perf-redis-")
+            .tempdir()
+            .expect("temp dir for redis");
+        let socket = dir.path().join("redis.sock");
+        RedisServer {
+            child: None,
+            dir,
+            socket,
+        }
+    }
+
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
