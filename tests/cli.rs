@@ -32,7 +32,19 @@ fn write_config(dir: &Path, text: &str) -> String {
     path.display().to_string()
 }
 
-fn stop(mut child: Child) -> (bool, Duration) {
+/// A daemon started by a test; killed when dropped, so a failing test
+/// leaves no process behind.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn stop(mut daemon: Daemon) -> (bool, Duration) {
+    let child = &mut daemon.0;
     let t = Instant::now();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     let status = wait_for(Duration::from_secs(10), "daemon exit", || {
@@ -115,16 +127,18 @@ fn get_and_get_all_read_the_store() {
 fn with_no_redis_anywhere_the_daemon_runs_a_private_one_and_stops_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path(), ALL_DISABLED);
-    let child = Command::new(BIN)
-        .args(["--config", &cfg, "run"])
-        .env_remove("ZOS_PERF_REDIS")
-        .env("XDG_RUNTIME_DIR", dir.path())
-        // Nothing listens on port 1: the default address does not answer.
-        .env("ZOS_PERF_DEFAULT_REDIS", "redis://127.0.0.1:1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start daemon");
+    let child = Daemon(
+        Command::new(BIN)
+            .args(["--config", &cfg, "run"])
+            .env_remove("ZOS_PERF_REDIS")
+            .env("XDG_RUNTIME_DIR", dir.path())
+            // Nothing listens on port 1: the default address does not answer.
+            .env("ZOS_PERF_DEFAULT_REDIS", "redis://127.0.0.1:1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start daemon"),
+    );
     let socket = dir.path().join("zos-perf/redis.sock");
     let url = format!("unix://{}", socket.display());
     wait_for(Duration::from_secs(10), "private redis answers", || {
@@ -168,12 +182,14 @@ fn disabled_tasks_lose_their_stale_keys_and_nothing_else() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path(), ALL_DISABLED);
-    let child = Command::new(BIN)
-        .args(["--config", &cfg, "--redis", &redis.url(), "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start daemon");
+    let child = Daemon(
+        Command::new(BIN)
+            .args(["--config", &cfg, "--redis", &redis.url(), "run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start daemon"),
+    );
     wait_for(Duration::from_secs(10), "stale keys removed", || {
         let n: u32 = redis::cmd("EXISTS")
             .arg("perf.iperf")
@@ -218,12 +234,14 @@ fn sigterm_during_a_long_run_exits_0_within_5_s() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Port 1 refuses: the check fails and the run waits an hour to retry.
     let cfg = healthcheck_only(dir.path(), &["http://127.0.0.1:1".to_string()]);
-    let child = Command::new(BIN)
-        .args(["--config", &cfg, "--redis", &redis.url(), "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start daemon");
+    let child = Daemon(
+        Command::new(BIN)
+            .args(["--config", &cfg, "--redis", &redis.url(), "run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start daemon"),
+    );
     let mut conn = redis.conn();
     wait_for(Duration::from_secs(10), "healthcheck running", || {
         let s: Option<String> = redis::cmd("HGET")
