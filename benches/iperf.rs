@@ -13,10 +13,10 @@ mod support;
 mod common;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::graphql::{node, GraphQlServer, Grid};
-use common::{sh, unique_name, NetNs};
+use common::IperfPair;
 use tokio_util::sync::CancellationToken;
 use zos_perf::config::Config;
 use zos_perf::task::{RunContext, Task};
@@ -32,53 +32,8 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let client = NetNs::new("ibc");
-    let server = NetNs::new("ibs");
-    let (a, b) = (unique_name("vc"), unique_name("vs"));
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        &a,
-        "netns",
-        &client.name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &b,
-        "netns",
-        &server.name,
-    ]);
-    client.exec(&["ip", "addr", "add", "198.51.100.1/30", "dev", &a]);
-    client.exec(&[
-        "ip",
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:1::1/64",
-        "dev",
-        &a,
-        "nodad",
-    ]);
-    server.exec(&["ip", "addr", "add", "198.51.100.2/30", "dev", &b]);
-    server.exec(&[
-        "ip",
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:1::2/64",
-        "dev",
-        &b,
-        "nodad",
-    ]);
-    client.exec(&["ip", "link", "set", &a, "up"]);
-    server.exec(&["ip", "link", "set", &b, "up"]);
-    let _iperf = server.spawn(&["iperf3", "-s", "-p", "300"]);
-    common::wait_for(Duration::from_secs(10), "iperf3 server", || {
-        let out = server.exec(&["ss", "-Hltn", "sport = :300"]);
-        (!out.trim().is_empty()).then_some(())
-    });
+    let pair = IperfPair::start("ibc", "ibs");
+    let client = &pair.client;
 
     let path = PathBuf::from("/var/run/netns").join(&client.name);
     let rows = std::thread::spawn(move || {

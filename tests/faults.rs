@@ -30,7 +30,7 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use common::graphql::{closed_url, node as gql_node, public_ip as gql_ip, GraphQlServer, Grid};
-use common::{sh, unique_name, wait_for, NetNs, RedisServer};
+use common::{unique_name, wait_for, IperfPair, RedisServer};
 use zos_perf::status::{Outcome, State, TaskStatus, STATUS_KEY};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zos-perf");
@@ -856,53 +856,8 @@ fn sigterm_leaves_no_child(daemon: &mut Daemon, redis: &RedisServer, task: &str)
 #[test]
 fn sigterm_during_an_iperf3_run_exits_0_within_5_s_and_leaves_no_iperf3() {
     // The daemon's namespace and a target's, joined by a veth pair.
-    let client = NetNs::new("fic");
-    let server = NetNs::new("fis");
-    let (a, b) = (unique_name("fva"), unique_name("fvb"));
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        &a,
-        "netns",
-        &client.name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &b,
-        "netns",
-        &server.name,
-    ]);
-    client.exec(&["ip", "addr", "add", "198.51.100.1/30", "dev", &a]);
-    client.exec(&[
-        "ip",
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:1::1/64",
-        "dev",
-        &a,
-        "nodad",
-    ]);
-    server.exec(&["ip", "addr", "add", "198.51.100.2/30", "dev", &b]);
-    server.exec(&[
-        "ip",
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:1::2/64",
-        "dev",
-        &b,
-        "nodad",
-    ]);
-    client.exec(&["ip", "link", "set", &a, "up"]);
-    server.exec(&["ip", "link", "set", &b, "up"]);
-    let _iperf_server = server.spawn(&["iperf3", "-s", "-p", "300"]);
-    wait_for(Duration::from_secs(10), "iperf3 server listening", || {
-        let out = server.exec(&["ss", "-Hltn", "sport = :300"]);
-        (!out.trim().is_empty()).then_some(())
-    });
+    let pair = IperfPair::start("fic", "fis");
+    let (client, server) = (&pair.client, &pair.server);
     let mut grid = Grid::default();
     grid.nodes.push(gql_node(
         10,

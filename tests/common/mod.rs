@@ -208,3 +208,53 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A client namespace and an iperf3 server namespace joined by a veth pair:
+/// the client has 198.51.100.1/30 and 2001:db8:1::1/64, the server .2 and
+/// ::2, and `iperf3 -s -p 300` listens in the server namespace.
+pub struct IperfPair {
+    pub client: NetNs,
+    pub server: NetNs,
+    _iperf: KillOnDrop,
+}
+
+impl IperfPair {
+    pub fn start(client_prefix: &str, server_prefix: &str) -> IperfPair {
+        let client = NetNs::new(client_prefix);
+        let server = NetNs::new(server_prefix);
+        let (a, b) = (unique_name("vc"), unique_name("vs"));
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &a,
+            "netns",
+            &client.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b,
+            "netns",
+            &server.name,
+        ]);
+        for (ns, dev, v4, v6) in [
+            (&client, &a, "198.51.100.1/30", "2001:db8:1::1/64"),
+            (&server, &b, "198.51.100.2/30", "2001:db8:1::2/64"),
+        ] {
+            ns.exec(&["ip", "addr", "add", v4, "dev", dev]);
+            ns.exec(&["ip", "-6", "addr", "add", v6, "dev", dev, "nodad"]);
+            ns.exec(&["ip", "link", "set", dev, "up"]);
+        }
+        let iperf = server.spawn(&["iperf3", "-s", "-p", "300"]);
+        wait_for(Duration::from_secs(10), "iperf3 server listening", || {
+            let out = server.exec(&["ss", "-Hltn", "sport = :300"]);
+            (!out.trim().is_empty()).then_some(())
+        });
+        IperfPair {
+            client,
+            server,
+            _iperf: iperf,
+        }
+    }
+}
