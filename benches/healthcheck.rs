@@ -11,74 +11,18 @@
 //!
 //! Run: `cargo bench --bench healthcheck`.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "support/mod.rs"]
 mod support;
 
-use std::fs::File;
-use std::future::Future;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::sched::CloneFlags;
+use common::{dropping_ns, in_netns, NetNs};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use zos_perf::task::{RunContext, Task};
 use zos_perf::tasks::healthcheck::{Backoff, Flags, Healthcheck, Settings};
-
-struct Ns(String);
-
-impl Ns {
-    fn new(tag: &str) -> Ns {
-        let name = format!("hcb{tag}{}", std::process::id() % 100_000);
-        run(&["ip", "netns", "add", &name]);
-        let ns = Ns(name);
-        ns.exec("ip link set lo up");
-        ns
-    }
-
-    fn exec(&self, cmd: &str) {
-        let mut args = vec!["ip", "netns", "exec", &self.0];
-        args.extend(cmd.split(' '));
-        run(&args);
-    }
-
-    /// Runs `f` on a thread inside the namespace with its own runtime.
-    fn within<T: Send + 'static, Fut: Future<Output = T>>(
-        &self,
-        f: impl FnOnce() -> Fut + Send + 'static,
-    ) -> T {
-        let path = format!("/run/netns/{}", self.0);
-        std::thread::spawn(move || {
-            let fd = File::open(&path).expect("namespace file");
-            nix::sched::setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns");
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime")
-                .block_on(f())
-        })
-        .join()
-        .expect("bench thread")
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn run(args: &[&str]) {
-    let ok = Command::new(args[0])
-        .args(&args[1..])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "{args:?} failed (the benchmark needs root and iproute2)"
-    );
-}
 
 /// The six services of a network, with `a`..`f` standing for their hosts.
 fn services(hosts: [&str; 6]) -> Vec<String> {
@@ -115,9 +59,9 @@ fn main() {
     let dir = tmp.path().to_path_buf();
 
     // All answer: listeners on 127.0.0.1-6, ports 443 and 9900.
-    let up = Ns::new("up");
+    let up = NetNs::new("hcbup");
     let d = dir.join("up");
-    let answering: Vec<f64> = up.within(move || async move {
+    let answering: Vec<f64> = in_netns(&up.name, move || async move {
         // Accept and drop, as a real server would: a listener that never
         // accepts fills its backlog, and then SYNs go unanswered.
         for port in [443, 9900] {
@@ -149,19 +93,9 @@ fn main() {
     });
 
     // None answers: six addresses whose packets are dropped.
-    let down = Ns::new("down");
-    for cmd in [
-        "ip link add v0 type veth peer name v1",
-        "ip link set v0 up",
-        "ip link set v1 up",
-        "ip addr add 192.0.2.1/24 dev v0",
-        "ip neigh replace 192.0.2.254 lladdr 02:00:00:00:02:54 dev v0 nud permanent",
-        "ip route add 203.0.113.0/24 via 192.0.2.254 dev v0",
-    ] {
-        down.exec(cmd);
-    }
+    let down = dropping_ns("hcbdown");
     let d = dir.join("down");
-    let silent: Vec<f64> = down.within(move || async move {
+    let silent: Vec<f64> = in_netns(&down.name, move || async move {
         let hosts = [
             "203.0.113.1",
             "203.0.113.2",

@@ -8,14 +8,12 @@
 
 mod common;
 
-use std::fs::File;
-use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{sh, wait_for, NetNs, RedisServer};
+use common::{dropping_ns, in_netns, sh, wait_for, NetNs, RedisServer};
 use nix::sched::CloneFlags;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -28,49 +26,11 @@ use zos_perf::store::{self, ResultStore};
 use zos_perf::task::{RunContext, Task};
 use zos_perf::tasks::healthcheck::{backoff, Backoff, Check, Flag, Flags, Healthcheck, Settings};
 
-/// Runs `f` on a new thread inside the network namespace `ns`, with a
-/// runtime of its own; panics propagate to the caller.
-fn in_netns<T, F, Fut>(ns: &NetNs, f: F) -> T
-where
-    T: Send + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = T>,
-{
-    let path = format!("/run/netns/{}", ns.name);
-    std::thread::spawn(move || {
-        let fd = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-        nix::sched::setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns into the test namespace");
-        current_thread_runtime().block_on(f())
-    })
-    .join()
-    .unwrap_or_else(|p| std::panic::resume_unwind(p))
-}
-
 fn current_thread_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-/// A namespace where every address of 203.0.113.0/24 drops packets: the
-/// route leads through a veth to a gateway whose (permanent, made-up) MAC
-/// no interface has, so SYNs leave `v0`, reach `v1` in the same namespace
-/// and are discarded there. Connections time out; nothing answers, not even
-/// with an error, and nothing leaves the namespace.
-fn dropping_ns() -> NetNs {
-    let ns = NetNs::new("hcdrop");
-    for cmd in [
-        "ip link add v0 type veth peer name v1",
-        "ip link set v0 up",
-        "ip link set v1 up",
-        "ip addr add 192.0.2.1/24 dev v0",
-        "ip neigh replace 192.0.2.254 lladdr 02:00:00:00:02:54 dev v0 nud permanent",
-        "ip route add 203.0.113.0/24 via 192.0.2.254 dev v0",
-    ] {
-        ns.exec(&cmd.split(' ').collect::<Vec<_>>());
-    }
-    ns
 }
 
 /// Test settings: short timeout, no retries unless a test says so.
@@ -218,7 +178,7 @@ fn loopback_listeners_pass_by_address_and_by_name_and_clear_the_flag() {
     std::fs::write(flags_dir.join("not-reachable"), b"").expect("pre-set flag");
     let cache = tmp.path().to_path_buf();
 
-    let errors = in_netns(&ns, move || async move {
+    let errors = in_netns(&ns.name, move || async move {
         let (_l4, p4) = listener();
         let l6 = TcpListener::bind("[::1]:0").expect("bind ::1");
         let p6 = l6.local_addr().expect("addr").port();
@@ -247,7 +207,7 @@ fn a_closed_port_fails_fast_with_the_url_in_the_error_and_sets_the_flag() {
     let cache = tmp.path().to_path_buf();
     let fd = flags_dir.clone();
 
-    let (errors, took) = in_netns(&ns, move || async move {
+    let (errors, took) = in_netns(&ns.name, move || async move {
         let mut s = settings(&cache, &fd, vec!["redis://127.0.0.1:9900".into()]);
         s.connect_timeout = Duration::from_secs(5);
         let t = Instant::now();
@@ -270,11 +230,11 @@ fn a_closed_port_fails_fast_with_the_url_in_the_error_and_sets_the_flag() {
 
 #[test]
 fn an_address_that_drops_packets_fails_at_the_timeout() {
-    let ns = dropping_ns();
+    let ns = dropping_ns("hcdrop");
     let tmp = tempfile::tempdir().expect("tempdir");
     let (cache, fd) = (tmp.path().to_path_buf(), tmp.path().join("flags"));
 
-    let (errors, took) = in_netns(&ns, move || async move {
+    let (errors, took) = in_netns(&ns.name, move || async move {
         let s = settings(&cache, &fd, vec!["https://203.0.113.7/graphql".into()]);
         let t = Instant::now();
         let errors = Check::Network.attempt(&s).await;
@@ -294,12 +254,12 @@ fn an_address_that_drops_packets_fails_at_the_timeout() {
 
 #[test]
 fn several_of_each_take_about_one_timeout_not_the_sum() {
-    let ns = dropping_ns();
+    let ns = dropping_ns("hcdrop");
     let tmp = tempfile::tempdir().expect("tempdir");
     let (cache, fd) = (tmp.path().to_path_buf(), tmp.path().join("flags"));
     let timeout = Duration::from_millis(700);
 
-    let (errors, took, services) = in_netns(&ns, move || async move {
+    let (errors, took, services) = in_netns(&ns.name, move || async move {
         let listeners: Vec<_> = (0..3).map(|_| listener()).collect();
         let mut services: Vec<String> = listeners
             .iter()
@@ -344,7 +304,7 @@ fn default_ports_are_443_for_https_and_wss_and_80_otherwise() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (cache, fd) = (tmp.path().to_path_buf(), tmp.path().join("flags"));
 
-    let (all_up, without_443) = in_netns(&ns, move || async move {
+    let (all_up, without_443) = in_netns(&ns.name, move || async move {
         let l443 = TcpListener::bind("127.0.0.1:443").expect("bind 443 in the test namespace");
         let _l80 = TcpListener::bind("127.0.0.1:80").expect("bind 80");
         let _l9900 = TcpListener::bind("127.0.0.1:9900").expect("bind 9900");
@@ -416,7 +376,7 @@ fn a_network_check_failing_twice_then_passing_yields_a_pass_and_clears_the_flag(
     let (cache, flags_dir) = (tmp.path().to_path_buf(), tmp.path().join("flags"));
     let fd = flags_dir.clone();
 
-    let r = in_netns(&ns, move || async move {
+    let r = in_netns(&ns.name, move || async move {
         let mut s = settings(&cache, &fd, vec!["http://127.0.0.1:8080/".into()]);
         s.backoff = Backoff {
             initial: Duration::from_millis(10),
@@ -443,7 +403,7 @@ fn a_network_check_failing_twice_then_passing_yields_a_pass_and_clears_the_flag(
 #[test]
 fn a_run_that_keeps_failing_stops_at_the_total_and_stores_its_errors_in_the_spec_shape() {
     let redis = RedisServer::start();
-    let ns = dropping_ns();
+    let ns = dropping_ns("hcdrop");
     let tmp = tempfile::tempdir().expect("tempdir");
     let not_a_dir = tmp.path().join("not-a-dir");
     std::fs::write(&not_a_dir, b"x").expect("write");
@@ -465,7 +425,7 @@ fn a_run_that_keeps_failing_stops_at_the_total_and_stores_its_errors_in_the_spec
     );
     let url = redis.url();
 
-    let (took, stored) = in_netns(&ns, move || async move {
+    let (took, stored) = in_netns(&ns.name, move || async move {
         let config = Config::from_toml(&config_text).expect("config");
         let tasks = zos_perf::tasks::registry(&config);
         assert!(

@@ -258,3 +258,45 @@ impl IperfPair {
         }
     }
 }
+
+/// Runs `f` on a fresh thread that entered the network namespace `ns`, with
+/// a current-thread runtime of its own, so every socket and child it makes
+/// lives there; no other thread changes namespace. Panics propagate.
+pub fn in_netns<T, Fut>(ns: &str, f: impl FnOnce() -> Fut + Send + 'static) -> T
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(f())
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// A namespace where every address of 203.0.113.0/24 drops packets: the
+/// route leads through a veth to a gateway whose (permanent, made-up) MAC
+/// no interface has, so SYNs leave `v0`, reach `v1` in the same namespace
+/// and are discarded there. Connections time out; nothing answers, not even
+/// with an error, and nothing leaves the namespace.
+pub fn dropping_ns(prefix: &str) -> NetNs {
+    let ns = NetNs::new(prefix);
+    for cmd in [
+        "ip link add v0 type veth peer name v1",
+        "ip link set v0 up",
+        "ip link set v1 up",
+        "ip addr add 192.0.2.1/24 dev v0",
+        "ip neigh replace 192.0.2.254 lladdr 02:00:00:00:02:54 dev v0 nud permanent",
+        "ip route add 203.0.113.0/24 via 192.0.2.254 dev v0",
+    ] {
+        ns.exec(&cmd.split(' ').collect::<Vec<_>>());
+    }
+    ns
+}

@@ -225,25 +225,7 @@ pub fn farm(nodes: Vec<Node>, ips: Vec<PublicIp>) -> Arc<dyn FarmSource> {
     Arc::new(StaticFarm { nodes, ips })
 }
 
-/// Runs `f` on a fresh thread that entered namespace `ns`, with a
-/// current-thread runtime: that thread plays the daemon.
-pub fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
-) -> T {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).expect("open namespace");
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(f())
-    })
-    .join()
-    .expect("daemon thread")
-}
+pub use super::common::in_netns;
 
 /// One run of the task, as the daemon in `net`'s node namespace would do it.
 pub fn run_task(net: &Net, config: Config, source: Arc<dyn FarmSource>) -> anyhow::Result<Value> {
