@@ -43,6 +43,18 @@ impl Drop for Daemon {
     }
 }
 
+/// `zos-perf --config CFG --redis URL run`, its output discarded.
+fn start_daemon(cfg: &str, redis: &str) -> Daemon {
+    Daemon(
+        Command::new(BIN)
+            .args(["--config", cfg, "--redis", redis, "run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start daemon"),
+    )
+}
+
 fn stop(mut daemon: Daemon) -> (bool, Duration) {
     let child = &mut daemon.0;
     let t = Instant::now();
@@ -182,14 +194,7 @@ fn disabled_tasks_lose_their_stale_keys_and_nothing_else() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path(), ALL_DISABLED);
-    let child = Daemon(
-        Command::new(BIN)
-            .args(["--config", &cfg, "--redis", &redis.url(), "run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start daemon"),
-    );
+    let child = start_daemon(&cfg, &redis.url());
     wait_for(Duration::from_secs(10), "stale keys removed", || {
         let n: u32 = redis::cmd("EXISTS")
             .arg("perf.iperf")
@@ -234,14 +239,7 @@ fn sigterm_during_a_long_run_exits_0_within_5_s() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Port 1 refuses: the check fails and the run waits an hour to retry.
     let cfg = healthcheck_only(dir.path(), &["http://127.0.0.1:1".to_string()]);
-    let child = Daemon(
-        Command::new(BIN)
-            .args(["--config", &cfg, "--redis", &redis.url(), "run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start daemon"),
-    );
+    let child = start_daemon(&cfg, &redis.url());
     let mut conn = redis.conn();
     wait_for(Duration::from_secs(10), "healthcheck running", || {
         let s: Option<String> = redis::cmd("HGET")
