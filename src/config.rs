@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::grid::Network;
 use crate::schedule::Schedule;
 use crate::task::TaskDefaults;
+use crate::tasks::provisiontest::config::ProvisionTestConfig;
 
 /// Where the kernel command line is read from on a node.
 pub const KERNEL_CMDLINE: &str = "/proc/cmdline";
@@ -46,6 +47,7 @@ pub struct Config {
     pub healthcheck: HealthcheckConfig,
     pub iperf: IperfConfig,
     pub public_ip: PublicIpConfig,
+    pub provisiontest: ProvisionTestConfig,
     pub bus: BusConfig,
 }
 
@@ -70,6 +72,8 @@ struct FileConfig {
     iperf: IperfConfig,
     #[serde(default)]
     public_ip: PublicIpConfig,
+    #[serde(default)]
+    provisiontest: ProvisionTestConfig,
     #[serde(default)]
     bus: BusConfig,
 }
@@ -308,6 +312,7 @@ impl Config {
             healthcheck: file.healthcheck,
             iperf: file.iperf,
             public_ip: file.public_ip,
+            provisiontest: file.provisiontest,
             bus: file.bus,
         };
         config.validate()?;
@@ -389,6 +394,7 @@ impl Config {
         if self.public_ip.ping_count == 0 {
             bail!("public_ip.ping_count: must be at least 1");
         }
+        self.provisiontest.validate()?;
         if self.bus.max_in_flight == 0 {
             bail!("bus.max_in_flight: must be at least 1");
         }

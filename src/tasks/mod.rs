@@ -9,17 +9,25 @@ use crate::task::Task;
 pub mod cpu_benchmark;
 pub mod healthcheck;
 pub mod iperf;
+pub mod provisiontest;
 pub mod public_ip;
 
 pub const PUBLIC_IP_VALIDATION: &str = "public-ip-validation";
 pub const CPU_BENCHMARK: &str = "cpu-benchmark";
 pub const HEALTHCHECK: &str = "healthcheck";
 pub const IPERF: &str = "iperf";
+pub const PROVISIONTEST: &str = "provisiontest";
 
 /// Every task name the daemon knows, registered or not. The store reads
 /// exactly these keys for `get_all`, so its cost never depends on what else
 /// lives in Redis.
-pub const NAMES: [&str; 4] = [PUBLIC_IP_VALIDATION, CPU_BENCHMARK, HEALTHCHECK, IPERF];
+pub const NAMES: [&str; 5] = [
+    PUBLIC_IP_VALIDATION,
+    CPU_BENCHMARK,
+    HEALTHCHECK,
+    IPERF,
+    PROVISIONTEST,
+];
 
 /// Builds every task from the configuration, in registration order.
 pub fn registry(config: &Config) -> Vec<Arc<dyn Task>> {
@@ -28,6 +36,7 @@ pub fn registry(config: &Config) -> Vec<Arc<dyn Task>> {
         Arc::new(cpu_benchmark::CpuBenchmark::new(&config.cpu_benchmark)),
         Arc::new(healthcheck::Healthcheck::from_config(config)),
         Arc::new(iperf::Iperf::new(config)),
+        Arc::new(provisiontest::ProvisionTest::from_config(config)),
     ]
 }
 
