@@ -96,7 +96,8 @@ impl Backend for CloudHypervisor {
             loop {
                 let last = match api(&socket, Method::GET, "vmm.ping").await {
                     Ok((StatusCode::OK, _)) => break,
-                    Ok((status, body)) => answer_error("vmm.ping", status, &body),
+                    // It answered, and said no: waiting will not help.
+                    Ok((status, body)) => return Err(answer_error("vmm.ping", status, &body)),
                     Err(e) => e,
                 };
                 tracing::trace!(task = "provisiontest", %last, "API not answering yet");
@@ -170,7 +171,8 @@ pub async fn api(
         let driver = tokio::spawn(conn);
         let request = Request::builder()
             .method(method)
-            .uri(format!("http://localhost/api/v1/{endpoint}"))
+            // Origin form, as cloud-hypervisor's HTTP server expects.
+            .uri(format!("/api/v1/{endpoint}"))
             .header(hyper::header::HOST, "localhost")
             .header(hyper::header::ACCEPT, "application/json")
             .body(Full::new(Bytes::new()))
