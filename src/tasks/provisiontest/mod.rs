@@ -248,7 +248,7 @@ impl ProvisionTest {
                 .map_err(|e| format!("hypervisor start failed: {e}"))?;
             tracing::info!(
                 task = PROVISIONTEST,
-                "the hypervisor reports the VM running"
+                "hypervisor started; reading the serial console"
             );
             Ok::<bool, String>(guest::watch(console, marker, &mut seen).await)
         };
@@ -366,5 +366,30 @@ mod tests {
         assert!(d.exclusive);
         assert!(t.not_available().is_some(), "no guest configured");
         assert_eq!(t.flags, Flags::new("/tmp/flags"));
+    }
+
+    #[test]
+    fn an_exit_naming_kvm_is_kvm_unusable_only_when_kvm_was_asked_for() {
+        let q = qemu::Qemu::new("/usr/bin/qemu-system-x86_64".into());
+        let words = "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69 \
+                     qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion failed.";
+        let mut config = ProvisionTestConfig {
+            backend: BackendKind::Qemu,
+            ..ProvisionTestConfig::default()
+        };
+        let t = ProvisionTest::new(config.clone(), Flags::new("/tmp/flags"));
+        assert_eq!(
+            t.exit_error(&q, "signal: 6 (SIGABRT)", words),
+            format!(
+                "KVM unusable: /usr/bin/qemu-system-x86_64 ended (signal: 6 (SIGABRT)): {words}"
+            )
+        );
+        config.accel = Accel::Tcg;
+        let t = ProvisionTest::new(config, Flags::new("/tmp/flags"));
+        assert_eq!(
+            t.exit_error(&q, "exit status: 1", "qemu: could not load kernel"),
+            "hypervisor exited before the guest's marker: /usr/bin/qemu-system-x86_64 ended \
+             (exit status: 1): qemu: could not load kernel"
+        );
     }
 }
