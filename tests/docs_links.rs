@@ -541,16 +541,16 @@ fn a_link_to_a_missing_file_is_reported_with_file_and_line() {
 
 #[test]
 fn a_link_that_leaves_the_repository_is_reported_even_if_the_target_exists() {
-    let outer = repo(&[("shared/SPEC.md", "# Spec\n")]);
+    let outer = repo(&[("shared/notes.md", "# Notes\n")]);
     std::fs::create_dir(outer.path().join("repo")).expect("mkdir");
     std::fs::write(
         outer.path().join("repo/README.md"),
-        "The contract is [SPEC](../shared/SPEC.md).\n",
+        "The contract is [there](../shared/notes.md).\n",
     )
     .expect("write");
     let broken = check(&outer.path().join("repo"));
     assert_eq!(broken.len(), 1, "{broken:?}");
-    assert_eq!(broken[0].link, "../shared/SPEC.md");
+    assert_eq!(broken[0].link, "../shared/notes.md");
     assert!(
         broken[0].why.contains("leaves the repository"),
         "{broken:?}"
