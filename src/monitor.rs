@@ -19,12 +19,12 @@ use futures::FutureExt;
 use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::{Config, TaskSettings};
 use crate::schedule::{jitter_delay, Clock, Schedule};
-use crate::status::{Outcome, State};
-use crate::store::ResultStore;
-use crate::task::{RunContext, Task, TaskResult};
+use crate::store::{Outcome, ResultStore, State, TaskResult};
+use crate::tasks::{RunContext, Task};
 
 /// The longest the loop sleeps before it reads the clock again.
 pub const SLICE: Duration = Duration::from_secs(1);
@@ -292,7 +292,10 @@ impl Ctx {
         let cancel = self.shutdown.child_token();
         let ctx = RunContext::new(cancel.clone());
         let outcome = {
-            let run = AssertUnwindSafe(task.run(&ctx)).catch_unwind();
+            // Everything the task logs carries its name from this span; a
+            // task never names itself.
+            let span = tracing::info_span!("run", task = name);
+            let run = AssertUnwindSafe(task.run(&ctx).instrument(span)).catch_unwind();
             tokio::select! {
                 r = tokio::time::timeout(settings.timeout, run) => match r {
                     Ok(Ok(Ok(value))) => Ok(value),

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod clock;
 pub mod graphql;
 
 use std::path::{Path, PathBuf};
