@@ -7,6 +7,11 @@
 //! due again while its run still goes on is skipped (and logged), a jump of
 //! the clock fires a task at most once, and exclusive tasks (the
 //! measurements) take turns through one lock.
+//!
+//! Longer than most files (about 500 lines before its tests) on purpose: the
+//! loop, the run of one task and the due-time plan share their invariants
+//! (skip-on-overlap, one fire per clock jump, status updates), and reading
+//! them apart would hide how they hold together.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;

@@ -8,6 +8,10 @@
 //! next URL. Only when every URL failed is the question an error, and that
 //! error lists what each URL did.
 //!
+//! Longer than most files (about 470 lines before its tests): the query
+//! texts, the answer types and the failover client are one contract with
+//! the indexer and change together.
+//!
 //! The grid's GraphQL is the tfchain indexer: filters are `where` objects
 //! with `<field>_eq`-style operators, and `OR` inside a `where` object means
 //! "this object's conditions, or those". Numbers are written into the query

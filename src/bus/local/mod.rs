@@ -4,6 +4,10 @@
 //! ([`super::batch`]). The local client behind `zos-perf call` is in
 //! [`client`].
 //!
+//! Longer than most files (about 460 lines before its tests): the popper,
+//! the batch server and their reconnect sessions share the at-most-once
+//! rules below, which hold only when read together.
+//!
 //! ```text
 //!  popper (own connection), one round trip each:     batch tasks (shared ConnectionManager)
 //!  BRPOP get get_all 1s + MGET perf.<4 names>  ─┐    triage each request, answer it

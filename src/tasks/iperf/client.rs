@@ -142,7 +142,7 @@ async fn run_once(
                 msg = format!("{program} exited with {status}; {msg}");
             }
             if !stderr.is_empty() {
-                msg = format!("{msg}; stderr: {}", crate::util::text::clip(&stderr, 300));
+                msg = format!("{msg}; stderr: {}", crate::util::text::clip(stderr, 300));
             }
             Ok(Measure::failed(msg))
         }
