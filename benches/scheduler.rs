@@ -4,6 +4,8 @@
 //! Run: `cargo bench --bench scheduler` (takes about 2 minutes).
 //! Target: p99 ≤ 20 ms.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -45,7 +47,7 @@ impl Task for Stamp {
 }
 
 fn main() {
-    let redis = support::RedisProc::start(&[]);
+    let redis = common::RedisServer::start();
     let stamps = Arc::new(Mutex::new(Vec::new()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
