@@ -29,7 +29,7 @@ const RUNS: usize = 5;
 fn config_text(dir: &std::path::Path) -> String {
     let g = guest::dir();
     format!(
-        "[healthcheck]\nflags_dir = {:?}\n[provisiontest]\nbackend = \"qemu\"\naccel = \"tcg\"\n\
+        "[provisiontest]\nflags_dir = {:?}\nbackend = \"qemu\"\naccel = \"tcg\"\n\
          kernel = {:?}\ninitramfs = {:?}\nwork_dir = {:?}\nbackoff_total = \"0s\"\n",
         dir.join("flags"),
         g.join("vmlinuz"),
@@ -55,7 +55,7 @@ fn status_kib(pid: u32, key: &str) -> Option<u64> {
 fn main() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = Config::from_toml(&config_text(tmp.path())).expect("config");
-    let task = ProvisionTest::from_config(&config);
+    let task = ProvisionTest::new(&config.sections.provisiontest, &config.grid_context());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
 
     let mut to_marker = Vec::new();

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use common::{guest, wait_for, RedisServer};
 use zos_perf::config::Config;
-use zos_perf::task::RunContext;
 use zos_perf::tasks::provisiontest::ProvisionTest;
+use zos_perf::tasks::RunContext;
 
 const BIN: &str = env!("CARGO_BIN_EXE_zos-perf");
 const FLAG: &str = "vm-test-failed";
@@ -66,10 +66,7 @@ impl Scene {
             fields.retain(|(f, _)| *f != k.trim());
             fields.push((leak(k.trim()), v.trim().to_string()));
         }
-        let mut text = format!(
-            "[healthcheck]\nflags_dir = {:?}\n[provisiontest]\n",
-            self.flags()
-        );
+        let mut text = format!("[provisiontest]\nflags_dir = {:?}\n", self.flags());
         for (k, v) in fields {
             text.push_str(&format!("{k} = {v}\n"));
         }
@@ -78,7 +75,7 @@ impl Scene {
 
     fn task(&self, extra: &str) -> ProvisionTest {
         let config = Config::from_toml(&self.config(extra)).expect("config");
-        ProvisionTest::from_config(&config)
+        ProvisionTest::new(&config.sections.provisiontest, &config.grid_context())
     }
 
     /// Nothing of any VM is left: no process working in the work directory,

@@ -238,12 +238,11 @@ impl Vm {
             .await;
             match asked {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(task = "provisiontest", error = %e,
+                Ok(Err(e)) => tracing::warn!(error = %e,
                     "the hypervisor did not stop when asked; killing it"),
-                Err(_) => tracing::warn!(
-                    task = "provisiontest",
-                    "the hypervisor did not stop within {STOP_GRACE:?}; killing it"
-                ),
+                Err(_) => {
+                    tracing::warn!("the hypervisor did not stop within {STOP_GRACE:?}; killing it")
+                }
             }
         }
         // Whatever is left of the group, leader included.
@@ -277,7 +276,6 @@ impl Drop for Vm {
         if !self.torn_down {
             let _ = killpg(self.pgid, Signal::SIGKILL);
             tracing::info!(
-                task = "provisiontest",
                 pgid = self.pgid.as_raw(),
                 "run ended early: hypervisor process group killed"
             );

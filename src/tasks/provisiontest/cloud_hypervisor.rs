@@ -100,7 +100,7 @@ impl Backend for CloudHypervisor {
                     Ok((status, body)) => return Err(answer_error("vmm.ping", status, &body)),
                     Err(e) => e,
                 };
-                tracing::trace!(task = "provisiontest", %last, "API not answering yet");
+                tracing::trace!(%last, "API not answering yet");
                 tokio::time::sleep(POLL).await;
             }
             loop {
@@ -131,8 +131,7 @@ impl Backend for CloudHypervisor {
             // VMM's shutdown must succeed.
             if let Ok((status, body)) = api(&socket, Method::PUT, "vm.shutdown").await {
                 if !status.is_success() {
-                    tracing::debug!(task = "provisiontest",
-                        answer = %answer_error("vm.shutdown", status, &body), "VM already stopped");
+                    tracing::debug!(answer = %answer_error("vm.shutdown", status, &body), "VM already stopped");
                 }
             }
             let (status, body) = api(&socket, Method::PUT, "vmm.shutdown").await?;

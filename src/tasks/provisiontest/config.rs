@@ -84,6 +84,9 @@ pub struct ProvisionTestConfig {
     /// and removes it at the end. Created 0700 when missing; refused when
     /// another user could write to it.
     pub work_dir: PathBuf,
+    /// Where `vm-test-failed` is set: the healthcheck's flags directory
+    /// (`healthcheck.flags_dir`); keep the two the same.
+    pub flags_dir: PathBuf,
     /// The retry policy of the healthcheck: first wait, doubling ...
     #[serde(with = "humantime_serde")]
     pub backoff_initial: Duration,
@@ -106,6 +109,7 @@ impl Default for ProvisionTestConfig {
             disk: None,
             deadline: Duration::from_secs(120),
             work_dir: PathBuf::from("/run/zos-perf"),
+            flags_dir: PathBuf::from("/tmp/flags"),
             backoff_initial: Duration::from_secs(3 * 60),
             backoff_total: Duration::from_secs(10 * 60),
         }

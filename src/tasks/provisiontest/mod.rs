@@ -46,7 +46,7 @@
 
 pub mod backend;
 pub mod cloud_hypervisor;
-pub mod config;
+mod config;
 pub mod guest;
 pub mod qemu;
 
@@ -56,13 +56,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::task::{RunContext, RunFuture, Task, TaskDefaults};
+use crate::grid::GridContext;
 use crate::tasks::healthcheck::{backoff, Backoff, Cancelled, Flag, Flags};
 use crate::tasks::PROVISIONTEST;
+use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 use backend::{Backend, RunDir, Vm, VmSpec};
-use config::{find_program, Accel, BackendKind, ProvisionTestConfig};
 use guest::Marker;
+
+pub use config::{find_program, Accel, BackendKind, ProvisionTestConfig, MAX_DEADLINE};
 
 /// The description stored with every result (exact, as the Go monitor's).
 pub const DESCRIPTION: &str = "daily provision test that deploys a test VM to verify the node can run virtual machines and sets flags for the power daemon";
@@ -87,15 +88,13 @@ pub struct Attempt {
 }
 
 impl ProvisionTest {
-    pub fn new(config: ProvisionTestConfig, flags: Flags) -> ProvisionTest {
-        ProvisionTest { config, flags }
-    }
-
-    pub fn from_config(config: &Config) -> ProvisionTest {
-        ProvisionTest::new(
-            config.provisiontest.clone(),
-            Flags::new(config.healthcheck.flags_dir.clone()),
-        )
+    /// The task of a node with the `[provisiontest]` section `section`. The
+    /// grid plays no part: the test stays on this node.
+    pub fn new(section: &ProvisionTestConfig, _grid: &GridContext) -> ProvisionTest {
+        ProvisionTest {
+            config: section.clone(),
+            flags: Flags::new(section.flags_dir.clone()),
+        }
     }
 
     pub fn config(&self) -> &ProvisionTestConfig {
@@ -110,7 +109,7 @@ impl ProvisionTest {
         };
         let retried = backoff::retry(policy, &ctx.cancel, "vm", |n| async move {
             if n > 1 {
-                tracing::info!(task = PROVISIONTEST, attempt = n, "retrying with a new VM");
+                tracing::info!(attempt = n, "retrying with a new VM");
             }
             let attempt = self.attempt(&ctx.cancel).await;
             self.flags
@@ -211,7 +210,7 @@ impl ProvisionTest {
                 ),
             ),
             Err(e) => {
-                tracing::warn!(task = PROVISIONTEST, error = %e, "boot failed; stopping the VM");
+                tracing::warn!(error = %e, "boot failed; stopping the VM");
                 errors.push(e.clone());
             }
         }
@@ -246,10 +245,7 @@ impl ProvisionTest {
                 .ready(&run_dir)
                 .await
                 .map_err(|e| format!("hypervisor start failed: {e}"))?;
-            tracing::info!(
-                task = PROVISIONTEST,
-                "hypervisor started; reading the serial console"
-            );
+            tracing::info!("hypervisor started; reading the serial console");
             Ok::<bool, String>(guest::watch(console, marker, &mut seen).await)
         };
         let outcome = tokio::select! {
@@ -311,7 +307,7 @@ impl ProvisionTest {
 
 /// One step of an attempt, for the log (and the terminal of `run-task`).
 fn step(n: u32, what: &str) {
-    tracing::info!(task = PROVISIONTEST, step = n, "{what}");
+    tracing::info!(step = n, "{what}");
 }
 
 /// A path the hypervisor will read: it must be a regular file (a link to
@@ -355,9 +351,16 @@ impl Task for ProvisionTest {
 mod tests {
     use super::*;
 
+    fn task(section: ProvisionTestConfig) -> ProvisionTest {
+        let grid = crate::config::Config::from_toml("")
+            .expect("config")
+            .grid_context();
+        ProvisionTest::new(&section, &grid)
+    }
+
     #[test]
     fn defaults_and_description_are_the_zos_ones() {
-        let t = ProvisionTest::from_config(&Config::from_toml("").expect("config"));
+        let t = task(ProvisionTestConfig::default());
         assert_eq!(t.name(), "provisiontest");
         assert_eq!(t.description(), "daily provision test that deploys a test VM to verify the node can run virtual machines and sets flags for the power daemon");
         let d = t.defaults();
@@ -377,7 +380,7 @@ mod tests {
             backend: BackendKind::Qemu,
             ..ProvisionTestConfig::default()
         };
-        let t = ProvisionTest::new(config.clone(), Flags::new("/tmp/flags"));
+        let t = task(config.clone());
         assert_eq!(
             t.exit_error(&q, "signal: 6 (SIGABRT)", words),
             format!(
@@ -385,7 +388,7 @@ mod tests {
             )
         );
         config.accel = Accel::Tcg;
-        let t = ProvisionTest::new(config, Flags::new("/tmp/flags"));
+        let t = task(config);
         assert_eq!(
             t.exit_error(&q, "exit status: 1", "qemu: could not load kernel"),
             "hypervisor exited before the guest's marker: /usr/bin/qemu-system-x86_64 ended \
