@@ -47,6 +47,8 @@ pub struct Config {
     pub iperf: IperfConfig,
     pub public_ip: PublicIpConfig,
     pub bus: BusConfig,
+    pub metrics: crate::outputs::MetricsConfig,
+    pub history: crate::history::HistoryConfig,
 }
 
 /// The file's shape. Unknown fields are refused, so a typo is an error that
@@ -72,6 +74,10 @@ struct FileConfig {
     public_ip: PublicIpConfig,
     #[serde(default)]
     bus: BusConfig,
+    #[serde(default)]
+    metrics: crate::outputs::MetricsConfig,
+    #[serde(default)]
+    history: crate::history::HistoryConfig,
 }
 
 /// `[tasks.<name>]`: what configuration may change of a task's defaults.
@@ -309,6 +315,8 @@ impl Config {
             iperf: file.iperf,
             public_ip: file.public_ip,
             bus: file.bus,
+            metrics: file.metrics,
+            history: file.history,
         };
         config.validate()?;
         Ok(config)
@@ -392,6 +400,8 @@ impl Config {
         if self.bus.max_in_flight == 0 {
             bail!("bus.max_in_flight: must be at least 1");
         }
+        self.metrics.validate()?;
+        self.history.validate()?;
         Ok(())
     }
 

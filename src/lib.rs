@@ -6,8 +6,12 @@
 //!               ▼
 //!            ResultStore  (Redis: perf.<name> = {name, description, timestamp, result}; perf:status)
 //!               ▲
-//!            bus handler  (RMB local protocol: msgbus.zos.perf.get / .get_all)
+//!            bus handler  (RMB local protocol: msgbus.zos.perf.get / .get_all / .history)
 //! ```
+//!
+//! Each stored result is also kept in a capped per-task [`history`]; the
+//! [`outputs`] (Prometheus metrics, node_exporter textfile, dashboard page)
+//! read the store and its history, never the tasks.
 //!
 //! Data takes one road: a task run produces a value, the [`monitor`] stamps it
 //! into a [`task::TaskResult`], the [`store`] writes it, the bus reads it. No
@@ -18,8 +22,10 @@ pub mod bus;
 pub mod config;
 pub mod embedded;
 pub mod grid;
+pub mod history;
 pub mod http;
 pub mod monitor;
+pub mod outputs;
 pub mod redis_link;
 pub mod schedule;
 pub mod status;

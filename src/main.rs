@@ -13,7 +13,9 @@ use zos_perf::bus;
 use zos_perf::config::{Config, Overrides, KERNEL_CMDLINE};
 use zos_perf::embedded::{self, EmbeddedRedis};
 use zos_perf::grid::Network;
+use zos_perf::history;
 use zos_perf::monitor::{self, Monitor};
+use zos_perf::outputs;
 use zos_perf::redis_link::{self, RedisLink};
 use zos_perf::schedule::SystemClock;
 use zos_perf::store::{self, ResultStore};
@@ -76,6 +78,19 @@ enum Command {
     },
     /// Print every stored result as a JSON array.
     GetAll,
+    /// Show a task's stored history: the key figures of each run, newest
+    /// first, and their trend.
+    History {
+        /// Task name, e.g. iperf.
+        name: String,
+        /// Newest runs to show, at most.
+        #[arg(long, default_value_t = history::DEFAULT_DEPTH as u32,
+              value_parser = clap::value_parser!(u32).range(1..=history::MAX_DEPTH as i64))]
+        limit: u32,
+        /// Print the stored records as a JSON array instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one task now, store its result and print it.
     RunTask {
         /// Task name, e.g. healthcheck.
@@ -158,6 +173,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let all = store::read_all_raw(&mut conn).await?;
             print_json(&format!("[{}]", all.join(",")))
         }
+        Command::History { name, limit, json } => {
+            let name = task_name(&name)?;
+            let mut conn =
+                redis_link::connect_once(&reader_url(&config, default_redis).await).await?;
+            show_history(&mut conn, name, limit as usize, json).await
+        }
         Command::RunTask { name } => run_task(config, default_redis, task_name(&name)?).await,
         Command::Call {
             cmd,
@@ -220,6 +241,11 @@ async fn run_daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
     on_signal(shutdown.clone())?;
 
     let registered = monitor::register(&config, tasks::registry(&config))?;
+    // Before anything runs: a port that is taken stops the start here.
+    let listener = match config.metrics.listen_addr()? {
+        Some(addr) => Some(outputs::http::bind(addr).await?),
+        None => None,
+    };
     let (url, private) = match &config.redis {
         Some(url) => (url.clone(), None),
         None if embedded::answers(default_redis).await => (default_redis.to_string(), None),
@@ -232,7 +258,7 @@ async fn run_daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
     tracing::info!(redis = %url, network = %config.network, tasks = registered.len(), "zos-perf starting");
 
     let link = RedisLink::start(&url, shutdown.clone())?;
-    let store = ResultStore::new(link);
+    let store = ResultStore::with_history(link, &config.history);
     if !store.load(Duration::from_secs(3)).await {
         tracing::warn!(redis = %url, "no stored results could be read; tasks without a result in memory run now");
     }
@@ -241,12 +267,41 @@ async fn run_daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
     // show them running after the daemon is gone).
     let sync_stop = CancellationToken::new();
     let sync = tokio::spawn(store.clone().sync_loop(sync_stop.clone()));
+    let enabled: Vec<&'static str> = registered
+        .iter()
+        .filter(|r| r.settings.enabled)
+        .map(|r| r.task.name())
+        .collect();
     let monitor = Monitor::new(registered, store.clone(), Arc::new(SystemClock));
     let run = tokio::spawn(monitor.run(shutdown.clone()));
+    let mut bus_stats = None;
     let bus = config.bus.enabled.then(|| {
-        let client = store.link().client().clone();
-        tokio::spawn(bus::serve(client, config.bus.clone(), shutdown.clone()))
+        let handler = bus::Bus::new(store.link().client().clone(), config.bus.clone());
+        bus_stats = Some(handler.stats());
+        tokio::spawn(handler.serve(shutdown.clone()))
     });
+    let sources = outputs::metrics::Sources {
+        store: store.clone(),
+        tasks: enabled,
+        bus: bus_stats,
+    };
+    let mut outputs_done = Vec::new();
+    if let Some(listener) = listener {
+        let app = outputs::http::App::new(sources.clone());
+        outputs_done.push(tokio::spawn(outputs::http::serve(
+            listener,
+            app,
+            shutdown.clone(),
+        )));
+    }
+    if let Some(dir) = config.metrics.textfile_dir.clone() {
+        outputs_done.push(tokio::spawn(outputs::textfile::run(
+            dir,
+            config.metrics.textfile_interval,
+            outputs::metrics::Exporter::for_textfile(sources),
+            shutdown.clone(),
+        )));
+    }
 
     shutdown.cancelled().await;
     if tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -255,6 +310,9 @@ async fn run_daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
         let _ = sync.await;
         if let Some(bus) = bus {
             let _ = bus.await;
+        }
+        for done in outputs_done {
+            let _ = done.await;
         }
     })
     .await
@@ -277,7 +335,7 @@ async fn run_task(config: Config, default_redis: &str, name: &'static str) -> an
     // Fail before a long run if there is nowhere to store its result.
     redis_link::connect_once(&url).await?;
     let link = RedisLink::start(&url, shutdown.clone())?;
-    let store = ResultStore::new(link);
+    let store = ResultStore::with_history(link, &config.history);
     store.load(Duration::from_secs(3)).await;
     let monitor = Monitor::new(registered, store.clone(), Arc::new(SystemClock));
     let result = monitor.run_now(name, shutdown).await?;
@@ -288,6 +346,36 @@ async fn run_task(config: Config, default_redis: &str, name: &'static str) -> an
         }
     }
     println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+async fn show_history(
+    conn: &mut redis::aio::ConnectionManager,
+    name: &'static str,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let records = history::read(conn, name, limit).await?;
+    if records.is_empty() {
+        anyhow::bail!("{name}: no history stored ({})", history::key_of(name));
+    }
+    let key = history::key_of(name);
+    let mut values = Vec::new();
+    for (i, raw) in records.iter().enumerate() {
+        match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(v) => values.push(v),
+            Err(e) => eprintln!("zos-perf: {key}[{i}] is not JSON, skipped: {e}"),
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&values)?);
+        return Ok(());
+    }
+    let results: Vec<zos_perf::task::TaskResult> = values
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    print!("{}", outputs::terminal::history_table(name, &results));
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use redis::aio::ConnectionLike;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::history::{History, HistoryConfig};
 use crate::redis_link::RedisLink;
 use crate::status::{TaskStatus, STATUS_KEY};
 use crate::task::TaskResult;
@@ -58,15 +59,26 @@ pub struct ResultStore {
     link: RedisLink,
     state: Mutex<State>,
     wake: Notify,
+    /// Every result put is also appended here (see [`crate::history`]).
+    history: History,
 }
 
 impl ResultStore {
     pub fn new(link: RedisLink) -> Arc<ResultStore> {
+        Self::with_history(link, &HistoryConfig::default())
+    }
+
+    pub fn with_history(link: RedisLink, history: &HistoryConfig) -> Arc<ResultStore> {
         Arc::new(ResultStore {
             link,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            history: History::new(history),
         })
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     pub fn link(&self) -> &RedisLink {
@@ -127,6 +139,7 @@ impl ResultStore {
     pub fn put(&self, result: TaskResult) -> anyhow::Result<()> {
         let json = serde_json::to_string(&result)
             .with_context(|| format!("encoding result of {}", result.name))?;
+        self.history.append(&result.name, &json);
         self.state().results.insert(
             result.name.clone(),
             Entry {
@@ -297,43 +310,47 @@ impl ResultStore {
             .await
             .with_context(|| format!("syncing results to redis at {}", self.link.url()))?;
 
-        let mut st = self.state();
-        for key in &deletes {
-            st.deletes.remove(key);
-        }
-        report.deleted = deletes.len();
-        for (name, json) in &writes {
-            if let Some(e) = st.results.get_mut(name) {
-                // Only if no newer result came in meanwhile.
-                if &e.json == json {
-                    e.synced = true;
-                }
+        {
+            let mut st = self.state();
+            for key in &deletes {
+                st.deletes.remove(key);
             }
-        }
-        report.written = writes.len();
-        for (name, json) in &status_writes {
-            if let Some(e) = st.status.get_mut(name) {
-                if &e.json == json {
-                    e.synced = true;
-                }
-            }
-        }
-        for (name, there) in present.iter().zip(&found) {
-            if !there {
+            report.deleted = deletes.len();
+            for (name, json) in &writes {
                 if let Some(e) = st.results.get_mut(name) {
-                    e.synced = false;
-                    report.restored += 1;
+                    // Only if no newer result came in meanwhile.
+                    if &e.json == json {
+                        e.synced = true;
+                    }
                 }
             }
-        }
-        for (name, there) in status_present.iter().zip(&found[present.len()..]) {
-            if !there {
+            report.written = writes.len();
+            for (name, json) in &status_writes {
                 if let Some(e) = st.status.get_mut(name) {
-                    e.synced = false;
-                    report.restored += 1;
+                    if &e.json == json {
+                        e.synced = true;
+                    }
+                }
+            }
+            for (name, there) in present.iter().zip(&found) {
+                if !there {
+                    if let Some(e) = st.results.get_mut(name) {
+                        e.synced = false;
+                        report.restored += 1;
+                    }
+                }
+            }
+            for (name, there) in status_present.iter().zip(&found[present.len()..]) {
+                if !there {
+                    if let Some(e) = st.status.get_mut(name) {
+                        e.synced = false;
+                        report.restored += 1;
+                    }
                 }
             }
         }
+        let history = self.history.sync_once(&mut conn).await?;
+        report.restored += history.rewritten;
         Ok(Some(report))
     }
 }

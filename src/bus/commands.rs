@@ -4,6 +4,8 @@
 //!   case): the stored result object of that task, or `result not found`.
 //! - `zos.perf.get_all`, payload ignored: the array of every stored result
 //!   object, `[]` when there is none.
+//! - `zos.perf.history` (an extension, see [`super::history`]): a task's
+//!   stored records, newest first.
 //!
 //! The handler reads the store once per batch of requests ([`Snapshot`]:
 //! one MGET of the four known keys) and answers every request of the batch
@@ -16,6 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::{BusError, ErrorCode};
+use super::history::{self, HistoryQuery};
 use super::message::BASE64;
 use crate::tasks;
 use base64::Engine;
@@ -25,16 +28,18 @@ use base64::Engine;
 pub enum Command {
     Get,
     GetAll,
+    History,
 }
 
 impl Command {
-    pub const ALL: [Command; 2] = [Command::Get, Command::GetAll];
+    pub const ALL: [Command; 3] = [Command::Get, Command::GetAll, Command::History];
 
     /// The command's wire name.
     pub fn name(self) -> &'static str {
         match self {
             Command::Get => "zos.perf.get",
             Command::GetAll => "zos.perf.get_all",
+            Command::History => "zos.perf.history",
         }
     }
 
@@ -43,6 +48,7 @@ impl Command {
         match self {
             Command::Get => "msgbus.zos.perf.get",
             Command::GetAll => "msgbus.zos.perf.get_all",
+            Command::History => "msgbus.zos.perf.history",
         }
     }
 
@@ -55,12 +61,18 @@ impl Command {
         match self {
             Command::Get => parse_get(payload).map(Query::One),
             Command::GetAll => Ok(Query::All),
+            Command::History => history::parse(payload).map(Query::History),
         }
     }
 
     /// Whether the payload matters (and so must be decoded) at all.
     pub fn reads_payload(self) -> bool {
-        self == Command::Get
+        self != Command::GetAll
+    }
+
+    /// Position in [`Command::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -69,6 +81,7 @@ impl Command {
 pub enum Query {
     One(&'static str),
     All,
+    History(HistoryQuery),
 }
 
 const EXPECTED_GET: &str = r#"payload is not the expected JSON {"Name": "<task name>"}"#;
@@ -113,7 +126,7 @@ fn parse_get(payload: &[u8]) -> Result<&'static str, BusError> {
 }
 
 /// The task asked for, if it is one.
-fn task_name(name: &str) -> Result<&'static str, BusError> {
+pub(super) fn task_name(name: &str) -> Result<&'static str, BusError> {
     if let Some(name) = tasks::canonical(name) {
         return Ok(name);
     }
@@ -144,6 +157,8 @@ pub fn clip(s: &str, max: usize) -> String {
 pub struct Snapshot {
     results: Vec<(&'static str, Stored)>,
     all: Option<String>,
+    /// History lists read for this batch, and their base64 answers.
+    histories: Vec<(HistoryQuery, Result<String, BusError>)>,
 }
 
 enum Stored {
@@ -187,7 +202,17 @@ impl Snapshot {
             .into_iter()
             .map(|(name, json)| (name, json.map_or(Stored::Absent, Stored::Unchecked)))
             .collect();
-        Snapshot { results, all: None }
+        Snapshot {
+            results,
+            all: None,
+            histories: Vec::new(),
+        }
+    }
+
+    /// Adds the records read for a history query (newest first).
+    pub fn add_history(&mut self, query: HistoryQuery, records: &[String]) {
+        let answer = history::answer(query, records).map(|json| BASE64.encode(json));
+        self.histories.push((query, answer));
     }
 
     /// The base64 answer to `query`, or the error to reply with.
@@ -220,6 +245,11 @@ impl Snapshot {
                 }
                 Ok(self.all.as_deref().unwrap_or_default())
             }
+            Query::History(q) => match self.histories.iter().find(|(h, _)| *h == q) {
+                Some((_, Ok(b64))) => Ok(b64),
+                Some((_, Err(e))) => Err(e.clone()),
+                None => Err(BusError::result_not_found()),
+            },
         }
     }
 }

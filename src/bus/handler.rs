@@ -37,14 +37,16 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::AsyncConnectionConfig;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::commands::{clip, Command, Snapshot};
+use super::commands::{clip, Command, Query, Snapshot};
+use super::error::ErrorCode;
+use super::history::HistoryQuery;
 use super::message::unix_now;
 use super::triage::{triage, Answer, Incoming};
 use crate::config::BusConfig;
@@ -70,6 +72,32 @@ pub struct BusStats {
     expired: AtomicU64,
     dropped: AtomicU64,
     lost: AtomicU64,
+    /// Requests popped, per command in [`Command::ALL`] order.
+    by_command: [AtomicU64; Command::ALL.len()],
+    /// Replies pushed: index 0 answers, index `c` error code `c`.
+    by_code: [AtomicU64; ErrorCode::ALL.len() + 1],
+    /// Popped and not yet answered (or dropped).
+    in_flight: AtomicU64,
+    /// Seconds from pop to reply pushed, per answered request.
+    handling: [AtomicU64; HANDLING_BUCKETS.len()],
+    handling_sum_micros: AtomicU64,
+    handling_count: AtomicU64,
+}
+
+/// Upper bounds (seconds) of the handling-time histogram's buckets: a
+/// reply takes about a millisecond when all is well, seconds when Redis
+/// struggles.
+pub const HANDLING_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// The handling-time histogram at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandlingSnapshot {
+    /// `(upper bound, requests at or below it)`, cumulative, `+Inf` excluded.
+    pub buckets: Vec<(f64, u64)>,
+    pub sum_seconds: f64,
+    pub count: u64,
 }
 
 /// A copy of the counters at one moment.
@@ -104,6 +132,54 @@ impl BusStats {
 
     fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Requests popped per command.
+    pub fn by_command(&self) -> [(Command, u64); Command::ALL.len()] {
+        Command::ALL.map(|c| (c, self.by_command[c.index()].load(Ordering::Relaxed)))
+    }
+
+    /// Replies pushed per outcome: `None` an answer, `Some(code)` an error.
+    pub fn by_code(&self) -> Vec<(Option<ErrorCode>, u64)> {
+        std::iter::once(None)
+            .chain(ErrorCode::ALL.map(Some))
+            .map(|c| {
+                let i = c.map_or(0, |c| c.code() as usize);
+                (c, self.by_code[i].load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn handling(&self) -> HandlingSnapshot {
+        let mut total = 0;
+        let buckets = HANDLING_BUCKETS
+            .iter()
+            .zip(&self.handling)
+            .map(|(le, n)| {
+                total += n.load(Ordering::Relaxed);
+                (*le, total)
+            })
+            .collect();
+        HandlingSnapshot {
+            buckets,
+            sum_seconds: self.handling_sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            count: self.handling_count.load(Ordering::Relaxed),
+        }
+    }
+
+    fn observe(&self, took: Duration, n: usize) {
+        let secs = took.as_secs_f64();
+        if let Some(i) = HANDLING_BUCKETS.iter().position(|le| secs <= *le) {
+            Self::add(&self.handling[i], n);
+        }
+        Self::add(&self.handling_count, n);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.handling_sum_micros
+            .fetch_add(micros.saturating_mul(n as u64), Ordering::Relaxed);
     }
 }
 
@@ -286,7 +362,7 @@ impl Popper {
         let mut draining = false;
         let mut can_drain = true;
         // Whether each list gave requests when last drained.
-        let mut busy = [true, true];
+        let mut busy = [true; Command::ALL.len()];
         let mut turn = 0usize;
         loop {
             if self.shutdown.is_cancelled() {
@@ -334,21 +410,31 @@ impl Popper {
             if popped.len() < room {
                 drop(held.split(room - popped.len()));
             }
-            BusStats::add(&self.server.stats.received, popped.len());
+            let popped_at = Instant::now();
+            let stats = &self.server.stats;
+            BusStats::add(&stats.received, popped.len());
+            BusStats::add(&stats.in_flight, popped.len());
+            for (cmd, _) in &popped {
+                BusStats::add(&stats.by_command[cmd.index()], 1);
+            }
             let snapshot = Snapshot::new(NAMES.into_iter().zip(stored).collect());
-            tokio::spawn(self.server.clone().serve_batch(popped, snapshot, held));
+            tokio::spawn(
+                self.server
+                    .clone()
+                    .serve_batch(popped, snapshot, held, popped_at),
+            );
         }
     }
 
-    /// One BRPOP on both lists, alternating which is looked at first.
+    /// One BRPOP on every list, turning which is looked at first.
     async fn block(&mut self, turn: usize) -> redis::RedisResult<Popped> {
-        let [a, b] = Command::ALL;
-        let (first, second) = if turn % 2 == 0 { (a, b) } else { (b, a) };
+        let n = Command::ALL.len();
         let mut pipe = redis::pipe();
-        pipe.cmd("BRPOP")
-            .arg(first.list())
-            .arg(second.list())
-            .arg(BRPOP_TIMEOUT.as_secs());
+        let brpop = pipe.cmd("BRPOP");
+        for i in 0..n {
+            brpop.arg(Command::ALL[(turn + i) % n].list());
+        }
+        brpop.arg(BRPOP_TIMEOUT.as_secs());
         pipe.cmd("MGET").arg(&self.result_keys);
         type Blocked = (Option<(String, Vec<u8>)>, Vec<Option<String>>);
         let (popped, stored): Blocked = pipe.query_async(&mut self.conn).await?;
@@ -362,7 +448,7 @@ impl Popper {
     async fn drain(
         &mut self,
         room: usize,
-        busy: &mut [bool; 2],
+        busy: &mut [bool; Command::ALL.len()],
         turn: usize,
     ) -> redis::RedisResult<Popped> {
         let counts = split_room(room, *busy, turn);
@@ -393,23 +479,33 @@ impl Popper {
 }
 
 /// How many of `room` requests to ask of each list: a list that was empty
-/// last time is still asked for one, so it is never starved.
-fn split_room(room: usize, busy: [bool; 2], turn: usize) -> [usize; 2] {
-    if room <= 1 {
-        return if turn % 2 == 0 { [room, 0] } else { [0, room] };
+/// last time is still asked for one, so it is never starved; the busy ones
+/// share the rest, the odd ones out turning with `turn`. With less room
+/// than lists, the lists take turns for it.
+fn split_room<const N: usize>(room: usize, busy: [bool; N], turn: usize) -> [usize; N] {
+    let mut counts = [0; N];
+    if room < N {
+        for i in 0..room {
+            counts[(turn + i) % N] += 1;
+        }
+        return counts;
     }
-    match busy {
-        [true, false] => [room - 1, 1],
-        [false, true] => [1, room - 1],
-        _ => {
-            let big = room.div_ceil(2);
-            if turn % 2 == 0 {
-                [big, room - big]
-            } else {
-                [room - big, big]
-            }
+    let busy_n = busy.iter().filter(|b| **b).count();
+    // All idle is treated as all busy: share evenly.
+    let sharing: Vec<usize> = (0..N).filter(|i| busy_n == 0 || busy[*i]).collect();
+    let mut left = room;
+    for (i, c) in counts.iter_mut().enumerate() {
+        if !sharing.contains(&i) {
+            *c = 1;
+            left -= 1;
         }
     }
+    let (each, extra) = (left / sharing.len(), left % sharing.len());
+    for (k, i) in sharing.iter().enumerate() {
+        let rank = (k + sharing.len() - turn % sharing.len()) % sharing.len();
+        counts[*i] = each + usize::from(rank < extra);
+    }
+    counts
 }
 
 /// Answers batches; shared by the batch tasks.
@@ -432,6 +528,7 @@ impl Server {
         popped: Vec<(Command, Vec<u8>)>,
         mut snapshot: Snapshot,
         permits: OwnedSemaphorePermit,
+        popped_at: Instant,
     ) {
         let now = unix_now();
         let mut answers = Vec::with_capacity(popped.len());
@@ -450,22 +547,71 @@ impl Server {
                 }
             }
         }
-        if !answers.is_empty() {
-            self.answer_all(&answers, &mut snapshot).await;
+        let histories: Vec<HistoryQuery> = answers
+            .iter()
+            .filter_map(|a| match a.outcome {
+                Ok(Query::History(q)) => Some(q),
+                _ => None,
+            })
+            .collect();
+        if !histories.is_empty() {
+            if let Err(e) = self.read_histories(&histories, &mut snapshot).await {
+                // Nothing to answer them with; they are lost like a
+                // reply that could not be pushed.
+                let before = answers.len();
+                answers.retain(|a| !matches!(a.outcome, Ok(Query::History(_))));
+                BusStats::add(&self.stats.lost, before - answers.len());
+                tracing::warn!(error = %e, "reading history lists for the bus failed");
+            }
         }
+        if !answers.is_empty() && self.answer_all(&answers, &mut snapshot).await {
+            self.stats.observe(popped_at.elapsed(), answers.len());
+        }
+        self.stats
+            .in_flight
+            .fetch_sub(popped.len() as u64, Ordering::Relaxed);
         drop(permits);
     }
 
+    /// One pipeline of LRANGEs for the history queries of a batch.
+    async fn read_histories(
+        &self,
+        queries: &[HistoryQuery],
+        snapshot: &mut Snapshot,
+    ) -> redis::RedisResult<()> {
+        let mut unique: Vec<HistoryQuery> = Vec::new();
+        for q in queries {
+            if !unique.contains(q) {
+                unique.push(*q);
+            }
+        }
+        let mut pipe = redis::pipe();
+        for q in &unique {
+            pipe.lrange(crate::history::key_of(q.name), 0, q.limit as isize - 1);
+        }
+        let mut conn = self.conn.clone();
+        let lists: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+        for (q, records) in unique.into_iter().zip(lists) {
+            snapshot.add_history(q, &records);
+        }
+        Ok(())
+    }
+
     /// Pushes one reply per answer, retrying only what certainly did not
-    /// reach Redis, and only while someone may still wait for it.
-    async fn answer_all(&self, answers: &[Answer<'_>], snapshot: &mut Snapshot) {
+    /// reach Redis, and only while someone may still wait for it. Returns
+    /// whether the replies were pushed.
+    async fn answer_all(&self, answers: &[Answer<'_>], snapshot: &mut Snapshot) -> bool {
         let mut delay = BACKOFF_MIN;
         loop {
             let failure = match self.try_answer(answers, snapshot).await {
-                Ok(errors) => {
+                Ok(codes) => {
                     BusStats::add(&self.stats.replied, answers.len());
-                    BusStats::add(&self.stats.errors, errors);
-                    return;
+                    let errors = answers.len() as u64 - codes[0];
+                    BusStats::add(&self.stats.errors, errors as usize);
+                    for (slot, n) in self.stats.by_code.iter().zip(codes) {
+                        slot.fetch_add(n, Ordering::Relaxed);
+                    }
+                    return true;
                 }
                 Err(f) => f,
             };
@@ -484,27 +630,31 @@ impl Server {
             BusStats::add(&self.stats.lost, answers.len());
             tracing::warn!(error = %failure.error, replies = answers.len(), certainly_unsent = failure.nothing_sent,
                 "bus replies may not have been delivered; not retrying, so none is answered twice");
-            return;
+            return false;
         }
     }
 
     /// One attempt: every reply of the batch in one pipeline. Returns how
-    /// many replies were errors.
+    /// many replies were answers (index 0) and errors of each code.
     async fn try_answer(
         &self,
         answers: &[Answer<'_>],
         snapshot: &mut Snapshot,
-    ) -> Result<usize, Failure> {
+    ) -> Result<[u64; ErrorCode::ALL.len() + 1], Failure> {
         let now = unix_now();
-        let mut errors = 0;
+        let mut codes = [0u64; ErrorCode::ALL.len() + 1];
         let mut lists: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
         for a in answers {
-            let (encoded, is_error) = a.reply(snapshot, now).map_err(|e| Failure {
+            let (encoded, code) = a.reply_coded(snapshot, now).map_err(|e| Failure {
                 error: format!("encoding a reply: {e}"),
                 nothing_sent: false,
             })?;
-            errors += usize::from(is_error);
+            // A code of ours indexes its slot; any other counts as none.
+            let i = code.map_or(0, |c| c as usize);
+            if let Some(slot) = codes.get_mut(i) {
+                *slot += 1;
+            }
             let i = *index.entry(a.ret.as_ref()).or_insert_with(|| {
                 lists.push((a.ret.as_ref(), Vec::new()));
                 lists.len() - 1
@@ -524,7 +674,7 @@ impl Server {
                 nothing_sent: e.is_connection_refusal(),
                 error: format!("pushing {} replies: {e}", answers.len()),
             })?;
-        Ok(errors)
+        Ok(codes)
     }
 }
 
@@ -540,10 +690,19 @@ mod tests {
         assert_eq!(split_room(32, [false, true], 0), [1, 31]);
         assert_eq!(split_room(5, [true, true], 0), [3, 2]);
         assert_eq!(split_room(5, [false, false], 1), [2, 3]);
+        assert_eq!(split_room(32, [true, false, false], 0), [30, 1, 1]);
+        assert_eq!(split_room(2, [true, true, true], 2), [1, 0, 1]);
         for room in 1..70 {
-            for turn in 0..2 {
+            for turn in 0..3 {
                 let [a, b] = split_room(room, [true, false], turn);
                 assert_eq!(a + b, room);
+                for busy in [[true, false, true], [false; 3], [true; 3]] {
+                    let c = split_room(room, busy, turn);
+                    assert_eq!(c.iter().sum::<usize>(), room);
+                    if room >= 3 {
+                        assert!(c.iter().all(|n| *n >= 1), "{c:?}");
+                    }
+                }
             }
         }
     }

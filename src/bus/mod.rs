@@ -23,7 +23,8 @@
 //!
 //! - [`message`]: the request and reply types of the protocol.
 //! - [`triage`]: what to do with one popped message (answer, drop, expire).
-//! - [`commands`]: the two commands and the per-batch store snapshot.
+//! - [`commands`]: the commands and the per-batch store snapshot.
+//! - [`history`]: `zos.perf.history`, an extension of ours.
 //! - [`handler`]: the serve loop (batching, bounded work, reconnects).
 //! - [`client`]: the local client behind `zos-perf call`.
 //! - [`error`]: the error codes a reply can carry (the table lives there).
@@ -32,6 +33,7 @@ pub mod client;
 pub mod commands;
 pub mod error;
 pub mod handler;
+pub mod history;
 pub mod message;
 pub mod triage;
 
