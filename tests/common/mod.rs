@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod graphql;
+pub mod observe;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
