@@ -110,6 +110,7 @@ async fn stored_history_is_adopted_at_start_below_the_new_records() {
     let link = RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
     let store = ResultStore::with_history(link, &HistoryConfig::default());
     store.put(cpu(3, 3.0)).expect("put");
+    assert!(store.load(Duration::from_secs(5)).await, "redis answers");
     store.sync_once().await.expect("sync").expect("connected");
     store.sync_once().await.expect("sync").expect("connected");
     let got: Vec<i64> = list(&redis, "cpu-benchmark")

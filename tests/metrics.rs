@@ -183,9 +183,9 @@ connect_timeout = \"2s\"\nservices = [\"http://127.0.0.1:{open}\", \"http://127.
     assert_eq!(
         sample(
             &scrape,
-            "zos_perf_iperf_best_download_bits_per_second{test_type=\"tcp\",family=\"ipv4\"}"
+            "zos_perf_iperf_best_download_bytes_per_second{test_type=\"tcp\",family=\"ipv4\"}"
         ),
-        Some(9.1e8)
+        Some(9.1e8 / 8.0)
     );
     assert_eq!(
         sample(

@@ -224,8 +224,8 @@ fn chart(page: &mut String, f: &Figure, series: &[(i64, f64)]) {
         _ => v,
     };
     let unit = match f.unit {
-        Unit::Seconds => " s",
-        Unit::BitsPerSecond => " Mbit/s",
+        Unit::Seconds => ", seconds",
+        Unit::BitsPerSecond => ", Mbit/s",
         Unit::Count => "",
     };
     let better = if f.higher_is_better {
@@ -235,7 +235,7 @@ fn chart(page: &mut String, f: &Figure, series: &[(i64, f64)]) {
     };
     let _ = write!(
         page,
-        "<figure><figcaption>{} over {} runs ({better})</figcaption>",
+        "<figure><figcaption>{}{unit} over {} runs ({better})</figcaption>",
         escape(f.label),
         series.len()
     );
@@ -293,10 +293,10 @@ fn chart(page: &mut String, f: &Figure, series: &[(i64, f64)]) {
 <text x=\"{left}\" y=\"{}\">{}</text><text x=\"{right}\" y=\"{}\" text-anchor=\"end\">{}</text></g>",
             left - 3.0,
             top + 8.0,
-            escape(&format!("{}{unit}", short_num(hi))),
+            escape(&short_num(hi)),
             left - 3.0,
             bottom,
-            escape(&format!("{}{unit}", short_num(lo))),
+            escape(&short_num(lo)),
             H - 4.0,
             escape(&when(first.0)),
             H - 4.0,

@@ -314,6 +314,8 @@ impl DaemonCollector {
         }
         if let Some(iperf) = self.result(crate::tasks::IPERF) {
             let totals = iperf_totals(&iperf);
+            // Bytes, the base unit of Prometheus's conventions (promtool
+            // refuses bits): iperf's bits per second divided by 8.
             let pick = |f: fn(&super::figures::IperfTotal) -> Option<f64>| -> Vec<(Labels, f64)> {
                 totals
                     .iter()
@@ -329,27 +331,27 @@ impl DaemonCollector {
             };
             gauges(
                 enc,
-                "zos_perf_iperf_best_download_bits_per_second",
+                "zos_perf_iperf_best_download_bytes_per_second",
                 "Best download speed over the targets of this test type and address family.",
-                &pick(|t| t.best_download),
+                &pick(|t| t.best_download.map(|b| b / 8.0)),
             )?;
             gauges(
                 enc,
-                "zos_perf_iperf_best_upload_bits_per_second",
+                "zos_perf_iperf_best_upload_bytes_per_second",
                 "Best upload speed over the targets of this test type and address family.",
-                &pick(|t| t.best_upload),
+                &pick(|t| t.best_upload.map(|b| b / 8.0)),
             )?;
             gauges(
                 enc,
-                "zos_perf_iperf_median_download_bits_per_second",
+                "zos_perf_iperf_median_download_bytes_per_second",
                 "Median download speed over the targets that answered.",
-                &pick(|t| t.median_download),
+                &pick(|t| t.median_download.map(|b| b / 8.0)),
             )?;
             gauges(
                 enc,
-                "zos_perf_iperf_median_upload_bits_per_second",
+                "zos_perf_iperf_median_upload_bytes_per_second",
                 "Median upload speed over the targets that answered.",
-                &pick(|t| t.median_upload),
+                &pick(|t| t.median_upload.map(|b| b / 8.0)),
             )?;
             gauges(
                 enc,
