@@ -134,13 +134,13 @@ fn append_cost() -> (Duration, Duration, usize) {
         let n = 2000;
         // The append alone: deflate into memory.
         let h = zos_perf::history::History::new(&zos_perf::history::HistoryConfig::default());
+        let result: zos_perf::task::TaskResult = serde_json::from_str(&json).expect("result");
         let t = Instant::now();
         for _ in 0..n {
-            h.append("iperf", &json);
+            h.append(&result, &json);
         }
         let append = t.elapsed() / n;
         // A put and the sync pass that pushes it (LPUSH + LTRIM + LLEN).
-        let result: zos_perf::task::TaskResult = serde_json::from_str(&json).expect("result");
         let m = 300;
         let t = Instant::now();
         for _ in 0..m {
@@ -255,7 +255,7 @@ Requests one at a time over loopback, a new connection each.\n\n\
 | `GET /metrics` (500×) | {} | {} | {:.1} KiB |\n| `GET /` dashboard (100×) | {} | {} | {:.1} KiB |\n\n\
 Idle with the listener on and the full history in memory, scraped every 15 s, sampled for {wall:.0} s:\n\n\
 | RSS at end | RSS max | CPU time | CPU share |\n|---|---|---|---|\n| {:.1} MiB | {:.1} MiB | {:.3} s | {:.3} % |\n\n\
-History append (one {} KiB iperf record deflated into memory, 2,000×): {} each. A put plus the sync pass that \
+History append (one {} KiB iperf record deflated into memory with its key figures, 2,000×): {} each. A put plus the sync pass that \
 pushes it to Redis (LPUSH, LTRIM, LLEN in one pipeline beside the result's own), 300×: {} each.\n\n\
 Targets: RSS ≤ 10 MiB, CPU ≤ 0.1 %.\n",
         bytes as f64 / (1024.0 * 1024.0),

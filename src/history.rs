@@ -12,16 +12,20 @@
 //! what memory holds (Redis restarted empty, someone trimmed it) is written
 //! back whole on the next pass. Records are kept in memory deflated: an
 //! iperf result of a big farm is tens of KiB of very repetitive JSON, and
-//! 120 of them must not cost the daemon megabytes.
+//! 120 of them must not cost the daemon megabytes. Beside each record its
+//! key figures are kept plain, so the dashboard charts the history without
+//! inflating or parsing anything.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use anyhow::Context;
 use redis::aio::ConnectionLike;
 use serde::Deserialize;
 
+use crate::outputs::figures::{key_figures, Figure};
 use crate::task::TaskResult;
 use crate::tasks::NAMES;
 
@@ -32,6 +36,11 @@ pub const KEY_PREFIX: &str = "zos-perf:history:";
 pub const DEFAULT_DEPTH: usize = 120;
 /// The most a configuration may ask for.
 pub const MAX_DEPTH: usize = 10_000;
+/// Records read per round trip at start-up: a whole list of big iperf
+/// results at once would be a peak of megabytes.
+const ADOPT_CHUNK: usize = 16;
+/// Lists with nothing to push are checked every this many passes.
+const CHECK_EVERY: u64 = 5;
 
 /// The Redis key of a task's history.
 pub fn key_of(name: &str) -> String {
@@ -66,10 +75,31 @@ impl HistoryConfig {
     }
 }
 
-/// One task's history in memory: deflated JSON records, newest first.
+/// A record's time and key figures, what the dashboard draws.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub timestamp: i64,
+    pub figures: Vec<Figure>,
+}
+
+impl Summary {
+    fn of(result: &TaskResult) -> Summary {
+        Summary {
+            timestamp: result.timestamp,
+            figures: key_figures(&result.name, &result.result),
+        }
+    }
+}
+
+struct Record {
+    deflated: Vec<u8>,
+    summary: Summary,
+}
+
+/// One task's history in memory, newest first.
 #[derive(Default)]
 struct Track {
-    records: VecDeque<Vec<u8>>,
+    records: VecDeque<Record>,
     /// How many of the newest records Redis has not been given yet.
     pending: usize,
     /// Redis's list no longer matches: write it back whole.
@@ -94,6 +124,7 @@ pub struct HistoryReport {
 pub struct History {
     depth: usize,
     state: Mutex<State>,
+    passes: AtomicU64,
 }
 
 fn deflate(json: &str) -> Vec<u8> {
@@ -112,10 +143,13 @@ fn inflate(bytes: &[u8]) -> String {
     out
 }
 
-/// Whether `json` is a result of task `name`: Redis is open to anyone on
-/// the node, and a stranger's value must not end up in the history.
-fn is_result_of(name: &str, json: &str) -> bool {
-    serde_json::from_str::<TaskResult>(json).is_ok_and(|r| r.name == name)
+/// `json` as a result of task `name`, if it is one: Redis is open to
+/// anyone on the node, and a stranger's value must not end up in the
+/// history.
+fn result_of(name: &str, json: &str) -> Option<TaskResult> {
+    serde_json::from_str::<TaskResult>(json)
+        .ok()
+        .filter(|r| r.name == name)
 }
 
 impl History {
@@ -123,6 +157,7 @@ impl History {
         History {
             depth: config.depth.min(MAX_DEPTH),
             state: Mutex::default(),
+            passes: AtomicU64::new(0),
         }
     }
 
@@ -134,14 +169,17 @@ impl History {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a stored result (its JSON as written to `perf.<name>`).
-    pub fn append(&self, name: &str, json: &str) {
+    /// Adds a stored result and its JSON as written to `perf.<name>`.
+    pub fn append(&self, result: &TaskResult, json: &str) {
         if self.depth == 0 {
             return;
         }
-        let record = deflate(json);
+        let record = Record {
+            deflated: deflate(json),
+            summary: Summary::of(result),
+        };
         let mut st = self.state();
-        let track = st.tracks.entry(name.to_string()).or_default();
+        let track = st.tracks.entry(result.name.clone()).or_default();
         track.records.push_front(record);
         track.records.truncate(self.depth);
         track.pending = (track.pending + 1).min(self.depth);
@@ -152,7 +190,22 @@ impl History {
         let st = self.state();
         st.tracks
             .get(name)
-            .map(|t| t.records.iter().take(limit).map(|r| inflate(r)).collect())
+            .map(|t| {
+                t.records
+                    .iter()
+                    .take(limit)
+                    .map(|r| inflate(&r.deflated))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The time and key figures of every record of a task, newest first.
+    pub fn summaries(&self, name: &str) -> Vec<Summary> {
+        let st = self.state();
+        st.tracks
+            .get(name)
+            .map(|t| t.records.iter().map(|r| r.summary.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -164,25 +217,38 @@ impl History {
     /// Reads the lists already in Redis into memory, once, below what this
     /// run has recorded meanwhile (those are newer).
     async fn adopt(&self, conn: &mut impl ConnectionLike) -> anyhow::Result<usize> {
-        let mut pipe = redis::pipe();
+        let mut read: Vec<(&str, Vec<Record>, usize)> = Vec::new();
         for name in NAMES {
-            pipe.lrange(key_of(name), 0, self.depth as isize - 1);
+            let key = key_of(name);
+            let (mut good, mut seen) = (Vec::new(), 0);
+            while seen < self.depth {
+                let want = ADOPT_CHUNK.min(self.depth - seen);
+                let chunk: Vec<String> = redis::cmd("LRANGE")
+                    .arg(&key)
+                    .arg(seen)
+                    .arg(seen + want - 1)
+                    .query_async(conn)
+                    .await
+                    .with_context(|| format!("reading {key}"))?;
+                seen += chunk.len();
+                good.extend(chunk.iter().filter_map(|json| {
+                    result_of(name, json).map(|r| Record {
+                        deflated: deflate(json),
+                        summary: Summary::of(&r),
+                    })
+                }));
+                if chunk.len() < want {
+                    break;
+                }
+            }
+            read.push((name, good, seen));
         }
-        let lists: Vec<Vec<String>> = pipe
-            .query_async(conn)
-            .await
-            .context("reading the history lists")?;
         let mut st = self.state();
         let mut adopted = 0;
-        for (name, list) in NAMES.iter().zip(lists) {
-            let good: Vec<Vec<u8>> = list
-                .iter()
-                .filter(|json| is_result_of(name, json))
-                .map(|json| deflate(json))
-                .collect();
+        for (name, good, seen) in read {
             let track = st.tracks.entry(name.to_string()).or_default();
-            if good.len() != list.len() {
-                tracing::warn!(key = %key_of(name), dropped = list.len() - good.len(),
+            if good.len() != seen {
+                tracing::warn!(key = %key_of(name), dropped = seen - good.len(),
                     "history list holds values that are not results of this task; rewriting it");
                 track.rewrite = true;
             }
@@ -204,6 +270,17 @@ impl History {
         if !self.state().loaded {
             report.adopted = self.adopt(conn).await?;
         }
+        // With nothing to write, the lengths are checked every few passes
+        // only: a lost list still comes back within seconds.
+        let pass = self.passes.fetch_add(1, Ordering::Relaxed);
+        let work = self
+            .state()
+            .tracks
+            .values()
+            .any(|t| t.pending > 0 || t.rewrite);
+        if !work && pass % CHECK_EVERY != 0 {
+            return Ok(report);
+        }
         enum Op {
             Rewrite(Vec<String>),
             Push(Vec<String>),
@@ -217,13 +294,13 @@ impl History {
                 .filter(|(_, t)| !t.records.is_empty() || t.rewrite)
                 .map(|(name, t)| {
                     let op = if t.rewrite {
-                        Op::Rewrite(t.records.iter().map(|r| inflate(r)).collect())
+                        Op::Rewrite(t.records.iter().map(|r| inflate(&r.deflated)).collect())
                     } else if t.pending > 0 {
                         Op::Push(
                             t.records
                                 .iter()
                                 .take(t.pending)
-                                .map(|r| inflate(r))
+                                .map(|r| inflate(&r.deflated))
                                 .collect(),
                         )
                     } else {
@@ -317,11 +394,16 @@ mod tests {
         format!(r#"{{"name":"{name}","description":"d","timestamp":{ts},"result":{{}}}}"#)
     }
 
+    fn append(h: &History, json: &str) {
+        let r: TaskResult = serde_json::from_str(json).expect("a result");
+        h.append(&r, json);
+    }
+
     #[test]
     fn memory_keeps_depth_records_newest_first() {
         let h = History::new(&HistoryConfig { depth: 3 });
         for ts in 1..=5 {
-            h.append("iperf", &result("iperf", ts));
+            append(&h, &result("iperf", ts));
         }
         let got = h.recent("iperf", 10);
         assert_eq!(
@@ -329,13 +411,15 @@ mod tests {
             vec![result("iperf", 5), result("iperf", 4), result("iperf", 3)]
         );
         assert_eq!(h.recent("iperf", 1), vec![result("iperf", 5)]);
+        let times: Vec<i64> = h.summaries("iperf").iter().map(|s| s.timestamp).collect();
+        assert_eq!(times, [5, 4, 3]);
         assert!(h.recent("healthcheck", 10).is_empty());
     }
 
     #[test]
     fn depth_zero_keeps_nothing_and_depth_is_bounded() {
         let h = History::new(&HistoryConfig { depth: 0 });
-        h.append("iperf", &result("iperf", 1));
+        append(&h, &result("iperf", 1));
         assert_eq!(h.len("iperf"), 0);
         let e = HistoryConfig {
             depth: MAX_DEPTH + 1,
@@ -347,9 +431,9 @@ mod tests {
 
     #[test]
     fn a_stranger_value_is_not_a_record() {
-        assert!(is_result_of("iperf", &result("iperf", 1)));
-        assert!(!is_result_of("iperf", &result("healthcheck", 1)));
-        assert!(!is_result_of("iperf", "not json"));
+        assert!(result_of("iperf", &result("iperf", 1)).is_some());
+        assert!(result_of("iperf", &result("healthcheck", 1)).is_none());
+        assert!(result_of("iperf", "not json").is_none());
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl ResultStore {
     pub fn put(&self, result: TaskResult) -> anyhow::Result<()> {
         let json = serde_json::to_string(&result)
             .with_context(|| format!("encoding result of {}", result.name))?;
-        self.history.append(&result.name, &json);
+        self.history.append(&result, &json);
         self.state().results.insert(
             result.name.clone(),
             Entry {

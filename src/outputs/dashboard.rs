@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::figures::{key_figures, Figure, Unit};
 use super::metrics::Sources;
+use crate::history::Summary;
 use crate::status::TaskStatus;
 use crate::task::TaskResult;
 
@@ -77,12 +78,7 @@ pub fn render(sources: &Sources) -> String {
         env!("CARGO_PKG_VERSION")
     );
     for name in &sources.tasks {
-        let history: Vec<TaskResult> = store
-            .history()
-            .recent(name, store.history().depth())
-            .iter()
-            .filter_map(|json| serde_json::from_str(json).ok())
-            .collect();
+        let history = store.history().summaries(name);
         card(
             &mut page,
             name,
@@ -104,7 +100,7 @@ fn card(
     name: &str,
     status: Option<&TaskStatus>,
     latest: Option<&TaskResult>,
-    history: &[TaskResult],
+    history: &[Summary],
     now: i64,
 ) {
     let _ = write!(
@@ -158,10 +154,10 @@ fn card(
     page.push_str("</table>");
     problems(page, name, &latest.result);
     // Oldest first, left to right.
-    let points: Vec<(i64, Vec<Figure>)> = history
+    let points: Vec<(i64, &[Figure])> = history
         .iter()
         .rev()
-        .map(|r| (r.timestamp, key_figures(name, &r.result)))
+        .map(|s| (s.timestamp, s.figures.as_slice()))
         .collect();
     for f in &figures {
         let series: Vec<(i64, f64)> = points
