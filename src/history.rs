@@ -36,9 +36,11 @@ pub const KEY_PREFIX: &str = "zos-perf:history:";
 pub const DEFAULT_DEPTH: usize = 120;
 /// The most a configuration may ask for.
 pub const MAX_DEPTH: usize = 10_000;
-/// Records read per round trip at start-up: a whole list of big iperf
-/// results at once would be a peak of megabytes.
-const ADOPT_CHUNK: usize = 16;
+/// Records read per round trip at start-up. One: a big iperf result
+/// parsed is a few hundred KiB for a moment, and the allocator keeps what
+/// a larger peak took (BENCHMARKS.md, section metrics); a few hundred
+/// round trips on the local socket once at start cost less.
+const ADOPT_CHUNK: usize = 1;
 /// Lists with nothing to push are checked every this many passes.
 const CHECK_EVERY: u64 = 5;
 
