@@ -10,6 +10,8 @@
 //! Run: `cargo bench --bench metrics` (about 90 s).
 //! Targets: RSS ≤ 10 MiB, CPU ≤ 0.1 %.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -120,21 +122,22 @@ fn append_cost() -> (Duration, Duration, usize) {
         .enable_all()
         .build()
         .expect("runtime");
-    let redis = support::RedisProc::start(&[]);
+    let redis = common::RedisServer::start();
     rt.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let link =
-            zos_perf::redis_link::RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
+        let link = zos_perf::redis::RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
         let store = zos_perf::store::ResultStore::with_history(
             link,
-            &zos_perf::history::HistoryConfig::default(),
+            &zos_perf::store::history::HistoryConfig::default(),
         );
         assert!(store.load(Duration::from_secs(5)).await);
         let json = record("iperf", 1_700_000_000, 0);
         let n = 2000;
         // The append alone: deflate into memory.
-        let h = zos_perf::history::History::new(&zos_perf::history::HistoryConfig::default());
-        let result: zos_perf::task::TaskResult = serde_json::from_str(&json).expect("result");
+        let h = zos_perf::store::history::History::new(
+            &zos_perf::store::history::HistoryConfig::default(),
+        );
+        let result: zos_perf::store::TaskResult = serde_json::from_str(&json).expect("result");
         let t = Instant::now();
         for _ in 0..n {
             h.append(&result, &json);
@@ -154,7 +157,7 @@ fn append_cost() -> (Duration, Duration, usize) {
 }
 
 fn main() {
-    let redis = support::RedisProc::start(&[]);
+    let redis = common::RedisServer::start();
     let mut conn = redis.conn();
     let now = chrono::Utc::now().timestamp();
     let mut bytes = 0usize;

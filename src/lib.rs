@@ -1,34 +1,50 @@
 //! zos-perf: the performance monitor of a ThreeFold zos node.
 //!
 //! ```text
-//! config ──> Monitor ──(runs on schedule)──> tasks: cpu-benchmark | healthcheck | iperf | public-ip-validation
-//!               │                                     run(ctx) -> JSON value
-//!               ▼
-//!            ResultStore  (Redis: perf.<name> = {name, description, timestamp, result}; perf:status)
-//!               ▲
-//!            bus handler  (RMB local protocol: msgbus.zos.perf.get / .get_all / .history)
+//! config ──> Daemon ──> Monitor ──(on schedule)──> tasks: cpu-benchmark | healthcheck | iperf | public-ip-validation
+//!                          │                                 run(ctx) -> JSON value
+//!                          ▼
+//!                     ResultStore  (Redis: perf.<name> = {name, description, timestamp, result}; perf:status)
+//!                          ▲
+//!                     bus core <── transport (local: Redis lists msgbus.zos.perf.get / .get_all / .history)
+//!                          ▲
+//!                     outputs  (Prometheus /metrics, node_exporter textfile, dashboard /)
 //! ```
 //!
-//! Each stored result is also kept in a capped per-task [`history`]; the
-//! [`outputs`] (Prometheus metrics, node_exporter textfile, dashboard page)
-//! read the store and its history, never the tasks.
+//! Data takes one road: a task run produces a value, the [`monitor`] stamps
+//! it into a [`store::TaskResult`], the [`store`] writes it, the bus reads
+//! it. No task knows about Redis or the bus; the bus knows nothing of tasks
+//! beyond their names. docs/architecture.md walks the flow and says where a
+//! new task, transport or output goes.
 //!
-//! Data takes one road: a task run produces a value, the [`monitor`] stamps it
-//! into a [`task::TaskResult`], the [`store`] writes it, the bus reads it. No
-//! task knows about Redis or the bus; the bus knows nothing of tasks beyond
-//! their names.
+//! # Crate map
+//!
+//! - [`daemon`]: starts every part and stops them in order (`zos-perf run`).
+//! - [`config`]: the configuration file, environment and flags, composed of sections.
+//! - [`monitor`]: the scheduler: fires tasks, times them out, records outcomes.
+//! - [`schedule`]: cron schedules, jitter and the clock the monitor reads.
+//! - [`tasks`]: the task trait, the registry and one folder per task.
+//! - [`store`]: the results, statuses and per-task history held in memory and mirrored to Redis.
+//! - [`redis`]: the Redis connection, the private redis-server, every key name.
+//! - [`bus`]: the RMB protocol core and its transports (today: local Redis lists).
+//! - [`outputs`]: Prometheus metrics, the node_exporter textfile, the dashboard page.
+//! - [`grid`]: the grid networks, their GraphQL, and the context tasks share.
+//! - `util`: backoff, text clipping, the clock in Unix seconds, capped HTTP bodies.
+//!
+//! The binary (`src/main.rs`, `src/cli/`) parses the command line and
+//! calls into these.
 
 pub mod bus;
 pub mod config;
-pub mod embedded;
+pub mod daemon;
 pub mod grid;
-pub mod history;
-pub mod http;
 pub mod monitor;
 pub mod outputs;
-pub mod redis_link;
+pub mod redis;
 pub mod schedule;
-pub mod status;
 pub mod store;
-pub mod task;
 pub mod tasks;
+mod util;
+
+pub use config::Config;
+pub use daemon::Daemon;

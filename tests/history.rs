@@ -11,12 +11,10 @@ use common::observe::BIN;
 use common::RedisServer;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-use zos_perf::bus::{self, Bus};
-use zos_perf::config::BusConfig;
-use zos_perf::history::{self, HistoryConfig};
-use zos_perf::redis_link::RedisLink;
-use zos_perf::store::ResultStore;
-use zos_perf::task::TaskResult;
+use zos_perf::bus::{self, Bus, BusConfig};
+use zos_perf::redis::RedisLink;
+use zos_perf::store::history::{self, HistoryConfig};
+use zos_perf::store::{ResultStore, TaskResult};
 
 fn cpu(ts: i64, single: f64) -> TaskResult {
     TaskResult {
@@ -122,7 +120,7 @@ async fn stored_history_is_adopted_at_start_below_the_new_records() {
 }
 
 async fn call(client: &redis::Client, payload: &str) -> Result<Value, bus::BusError> {
-    let reply = bus::client::call(
+    let reply = bus::local::client::call(
         client,
         "zos.perf.history",
         payload.as_bytes(),

@@ -11,9 +11,10 @@
 
 use serde_json::Value;
 
-use super::commands::{clip, task_name};
+use super::commands::task_name;
 use super::error::{BusError, ErrorCode};
-use crate::history::MAX_DEPTH;
+use crate::store::history::MAX_DEPTH;
+use crate::util::text::clip;
 
 const EXPECTED: &str = r#"payload is not the expected JSON {"Name": "<task name>", "Limit": N}"#;
 
@@ -76,7 +77,7 @@ pub fn answer(query: HistoryQuery, records: &[String]) -> Result<String, BusErro
         .map(String::as_str)
         .collect();
     if good.len() < records.len() {
-        tracing::warn!(key = %crate::history::key_of(query.name), bad = records.len() - good.len(),
+        tracing::warn!(key = %crate::redis::keys::history(query.name), bad = records.len() - good.len(),
             "history records that are not JSON; not serving them");
     }
     if good.is_empty() {
@@ -84,7 +85,7 @@ pub fn answer(query: HistoryQuery, records: &[String]) -> Result<String, BusErro
             ErrorCode::StoredResultInvalid,
             format!(
                 "stored records of {} are not JSON",
-                crate::history::key_of(query.name)
+                crate::redis::keys::history(query.name)
             ),
         ));
     }

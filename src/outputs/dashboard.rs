@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 
 use super::figures::{key_figures, Figure, Unit};
 use super::metrics::Sources;
-use crate::history::Summary;
-use crate::status::TaskStatus;
-use crate::task::TaskResult;
+use crate::store::history::Summary;
+use crate::store::TaskResult;
+use crate::store::TaskStatus;
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;background:#f4f5f7;color:#1c1e21}\
 header{background:#1f2d3d;color:#fff;padding:12px 16px}header h1{margin:0;font-size:1.3em}header p{margin:4px 0 0;opacity:.8;font-size:.9em}\
@@ -111,7 +111,7 @@ fn card(
     match status {
         Some(s) => {
             let (class, state) = match (s.state, s.last_outcome) {
-                (crate::status::State::Running, _) => ("run", "running".to_string()),
+                (crate::store::State::Running, _) => ("run", "running".to_string()),
                 (_, Some(o)) if o.as_str() == "ok" => ("ok", "last run ok".to_string()),
                 (_, Some(o)) => ("bad", format!("last run {}", o.as_str())),
                 (_, None) => ("run", "not run yet".to_string()),

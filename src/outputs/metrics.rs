@@ -29,8 +29,8 @@ use serde_json::Value;
 use super::figures::{iperf_totals, public_ip_counts, IP_STATES};
 use super::process;
 use crate::bus::BusStats;
-use crate::status::State;
 use crate::store::ResultStore;
+use crate::store::State;
 
 /// At most this many healthcheck checks get a series.
 pub const MAX_CHECKS: usize = 16;

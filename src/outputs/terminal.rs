@@ -6,7 +6,7 @@ use std::fmt::Write;
 use chrono::DateTime;
 
 use super::figures::{key_figures, Figure};
-use crate::task::TaskResult;
+use crate::store::TaskResult;
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 

@@ -25,12 +25,11 @@ use anyhow::Context;
 use redis::aio::ConnectionLike;
 use serde::Deserialize;
 
+use super::TaskResult;
 use crate::outputs::figures::{key_figures, Figure};
-use crate::task::TaskResult;
+use crate::redis::keys;
 use crate::tasks::NAMES;
 
-/// Prefix of the history lists: `zos-perf:history:<name>`.
-pub const KEY_PREFIX: &str = "zos-perf:history:";
 /// Results kept per task when configuration says nothing: a month of the
 /// six-hourly measurements, a day and a quarter of the healthcheck.
 pub const DEFAULT_DEPTH: usize = 120;
@@ -44,9 +43,9 @@ const ADOPT_CHUNK: usize = 1;
 /// Lists with nothing to push are checked every this many passes.
 const CHECK_EVERY: u64 = 5;
 
-/// The Redis key of a task's history.
+/// The Redis key of a task's history (spelled in [`keys::history`]).
 pub fn key_of(name: &str) -> String {
-    format!("{KEY_PREFIX}{name}")
+    keys::history(name)
 }
 
 /// `[history]`.

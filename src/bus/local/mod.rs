@@ -1,4 +1,12 @@
-//! The serve loop: pop requests, answer each from the store, push replies.
+//! The local transport: the RMB peer on the node pushes requests onto
+//! Redis lists and waits for replies on lists; this module pops them and
+//! pushes the replies, and leaves everything else to the bus core
+//! ([`super::batch`]). The local client behind `zos-perf call` is in
+//! [`client`].
+//!
+//! Longer than most files (about 460 lines before its tests): the popper,
+//! the batch server and their reconnect sessions share the at-most-once
+//! rules below, which hold only when read together.
 //!
 //! ```text
 //!  popper (own connection), one round trip each:     batch tasks (shared ConnectionManager)
@@ -34,8 +42,8 @@
 //!   drain rate and the round trip are better (BENCHMARKS.md, section bus);
 //!   it also keeps answering while the daemon's own runtime is busy.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+pub mod client;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,15 +52,17 @@ use redis::AsyncConnectionConfig;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::commands::{clip, Command, Query, Snapshot};
-use super::error::ErrorCode;
-use super::history::HistoryQuery;
-use super::message::unix_now;
-use super::triage::{triage, Answer, Incoming};
-use crate::config::BusConfig;
-use crate::redis_link::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
-use crate::task::TaskResult;
+use super::batch;
+use super::commands::Command;
+use super::snapshot::Snapshot;
+use super::stats::{BusStats, CODE_SLOTS};
+use super::triage::Answer;
+use super::BusConfig;
+use crate::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::store::result_keys;
 use crate::tasks::NAMES;
+use crate::util::backoff::Backoff;
+use crate::util::clock::unix_now;
 
 /// How long one BRPOP blocks: also how long shutdown may wait for it.
 const BRPOP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -62,126 +72,6 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// A session that lasted this long was working: its end starts backoff afresh.
 const SESSION_OK: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// What the bus has done since it started; for logs, tests and benchmarks.
-#[derive(Debug, Default)]
-pub struct BusStats {
-    received: AtomicU64,
-    replied: AtomicU64,
-    errors: AtomicU64,
-    expired: AtomicU64,
-    dropped: AtomicU64,
-    lost: AtomicU64,
-    /// Requests popped, per command in [`Command::ALL`] order.
-    by_command: [AtomicU64; Command::ALL.len()],
-    /// Replies pushed: index 0 answers, index `c` error code `c`.
-    by_code: [AtomicU64; ErrorCode::ALL.len() + 1],
-    /// Popped and not yet answered (or dropped).
-    in_flight: AtomicU64,
-    /// Seconds from pop to reply pushed, per answered request.
-    handling: [AtomicU64; HANDLING_BUCKETS.len()],
-    handling_sum_micros: AtomicU64,
-    handling_count: AtomicU64,
-}
-
-/// Upper bounds (seconds) of the handling-time histogram's buckets: a
-/// reply takes about a millisecond when all is well, seconds when Redis
-/// struggles.
-pub const HANDLING_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-];
-
-/// The handling-time histogram at one moment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HandlingSnapshot {
-    /// `(upper bound, requests at or below it)`, cumulative, `+Inf` excluded.
-    pub buckets: Vec<(f64, u64)>,
-    pub sum_seconds: f64,
-    pub count: u64,
-}
-
-/// A copy of the counters at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    /// Requests popped.
-    pub received: u64,
-    /// Replies pushed (errors included).
-    pub replied: u64,
-    /// Of those, error replies.
-    pub errors: u64,
-    /// Dropped unanswered because `now + exp` had passed.
-    pub expired: u64,
-    /// Dropped unanswered because there was nobody to answer.
-    pub dropped: u64,
-    /// Replies that may not have arrived (Redis failed under the push).
-    pub lost: u64,
-}
-
-impl BusStats {
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        StatsSnapshot {
-            received: get(&self.received),
-            replied: get(&self.replied),
-            errors: get(&self.errors),
-            expired: get(&self.expired),
-            dropped: get(&self.dropped),
-            lost: get(&self.lost),
-        }
-    }
-
-    fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    /// Requests popped per command.
-    pub fn by_command(&self) -> [(Command, u64); Command::ALL.len()] {
-        Command::ALL.map(|c| (c, self.by_command[c.index()].load(Ordering::Relaxed)))
-    }
-
-    /// Replies pushed per outcome: `None` an answer, `Some(code)` an error.
-    pub fn by_code(&self) -> Vec<(Option<ErrorCode>, u64)> {
-        std::iter::once(None)
-            .chain(ErrorCode::ALL.map(Some))
-            .map(|c| {
-                let i = c.map_or(0, |c| c.code() as usize);
-                (c, self.by_code[i].load(Ordering::Relaxed))
-            })
-            .collect()
-    }
-
-    pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    pub fn handling(&self) -> HandlingSnapshot {
-        let mut total = 0;
-        let buckets = HANDLING_BUCKETS
-            .iter()
-            .zip(&self.handling)
-            .map(|(le, n)| {
-                total += n.load(Ordering::Relaxed);
-                (*le, total)
-            })
-            .collect();
-        HandlingSnapshot {
-            buckets,
-            sum_seconds: self.handling_sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
-            count: self.handling_count.load(Ordering::Relaxed),
-        }
-    }
-
-    fn observe(&self, took: Duration, n: usize) {
-        let secs = took.as_secs_f64();
-        if let Some(i) = HANDLING_BUCKETS.iter().position(|le| secs <= *le) {
-            Self::add(&self.handling[i], n);
-        }
-        Self::add(&self.handling_count, n);
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.handling_sum_micros
-            .fetch_add(micros.saturating_mul(n as u64), Ordering::Relaxed);
-    }
-}
 
 /// Serves `zos.perf.get` and `zos.perf.get_all` from the Redis of `client`
 /// until `shutdown`, then waits for the replies in flight.
@@ -237,7 +127,7 @@ impl Bus {
     async fn run(self, shutdown: CancellationToken) {
         let max = self.config.max_in_flight.clamp(1, MAX_IN_FLIGHT);
         let permits = Arc::new(Semaphore::new(max));
-        let mut delay = BACKOFF_MIN;
+        let mut delay = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         let mut failures: u64 = 0;
         tracing::info!(
             lists = ?Command::ALL.map(Command::list),
@@ -258,7 +148,7 @@ impl Bus {
                     });
                     let popper = Popper {
                         conn: pop,
-                        result_keys: NAMES.iter().map(|n| TaskResult::key_of(n)).collect(),
+                        result_keys: result_keys(),
                         server,
                         permits: permits.clone(),
                         batch_max: batch_size(max),
@@ -271,12 +161,12 @@ impl Bus {
                             // failures; one that fails at once (Redis refusing
                             // BRPOP itself) must not spin.
                             if started.elapsed() >= SESSION_OK {
-                                delay = BACKOFF_MIN;
+                                delay.reset();
                                 failures = 0;
                             }
                             failures += 1;
                             if failures == 1 || failures % 12 == 0 {
-                                tracing::warn!(error = %e, retry_in = ?delay, failures,
+                                tracing::warn!(error = %e, retry_in = ?delay.peek(), failures,
                                     "bus handler lost redis; reconnecting");
                             }
                         }
@@ -285,16 +175,13 @@ impl Bus {
                 Err(e) => {
                     failures += 1;
                     if failures == 1 || failures % 12 == 0 {
-                        tracing::warn!(error = %e, retry_in = ?delay, failures,
+                        tracing::warn!(error = %e, retry_in = ?delay.peek(), failures,
                             "bus handler cannot reach redis; requests wait in redis until it can");
                     }
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.cancelled() => {}
-            }
-            delay = (delay * 2).min(BACKOFF_MAX);
+            // Cancelled: the loop's condition sees it.
+            let _ = delay.sleep(&shutdown).await;
         }
         // Every permit back means every batch has pushed its replies (or
         // given up on them).
@@ -411,12 +298,7 @@ impl Popper {
                 drop(held.split(room - popped.len()));
             }
             let popped_at = Instant::now();
-            let stats = &self.server.stats;
-            BusStats::add(&stats.received, popped.len());
-            BusStats::add(&stats.in_flight, popped.len());
-            for (cmd, _) in &popped {
-                BusStats::add(&stats.by_command[cmd.index()], 1);
-            }
+            self.server.stats.taken(&popped);
             let snapshot = Snapshot::new(NAMES.into_iter().zip(stored).collect());
             tokio::spawn(
                 self.server
@@ -530,87 +412,32 @@ impl Server {
         permits: OwnedSemaphorePermit,
         popped_at: Instant,
     ) {
-        let now = unix_now();
-        let mut answers = Vec::with_capacity(popped.len());
-        for (cmd, raw) in &popped {
-            match triage(*cmd, raw, now) {
-                Incoming::Answer(a) => answers.push(a),
-                Incoming::Expired => {
-                    BusStats::add(&self.stats.expired, 1);
-                    tracing::debug!(list = cmd.list(), "dropping an expired request");
-                }
-                Incoming::Dropped(reason) => {
-                    BusStats::add(&self.stats.dropped, 1);
-                    let head = String::from_utf8_lossy(&raw[..raw.len().min(400)]);
-                    tracing::warn!(list = cmd.list(), reason = %reason, message = %clip(&head, 200),
-                        "dropping a message with nobody to answer");
-                }
-            }
-        }
-        let histories: Vec<HistoryQuery> = answers
-            .iter()
-            .filter_map(|a| match a.outcome {
-                Ok(Query::History(q)) => Some(q),
-                _ => None,
-            })
-            .collect();
-        if !histories.is_empty() {
-            if let Err(e) = self.read_histories(&histories, &mut snapshot).await {
-                // Nothing to answer them with; they are lost like a
-                // reply that could not be pushed.
-                let before = answers.len();
-                answers.retain(|a| !matches!(a.outcome, Ok(Query::History(_))));
-                BusStats::add(&self.stats.lost, before - answers.len());
-                tracing::warn!(error = %e, "reading history lists for the bus failed");
-            }
+        let mut answers = batch::triage_all(&popped, unix_now(), &self.stats);
+        let mut conn = self.conn.clone();
+        if let Err(e) = snapshot.read_histories(&mut conn, &answers).await {
+            // Nothing to answer them with: lost, like a reply that could
+            // not be pushed.
+            let before = answers.len();
+            answers.retain(|a| !a.asks_history());
+            BusStats::add(&self.stats.lost, before - answers.len());
+            tracing::warn!(error = %e, "reading history lists for the bus failed");
         }
         if !answers.is_empty() && self.answer_all(&answers, &mut snapshot).await {
             self.stats.observe(popped_at.elapsed(), answers.len());
         }
-        self.stats
-            .in_flight
-            .fetch_sub(popped.len() as u64, Ordering::Relaxed);
+        self.stats.done(popped.len());
         drop(permits);
-    }
-
-    /// One pipeline of LRANGEs for the history queries of a batch.
-    async fn read_histories(
-        &self,
-        queries: &[HistoryQuery],
-        snapshot: &mut Snapshot,
-    ) -> redis::RedisResult<()> {
-        let mut unique: Vec<HistoryQuery> = Vec::new();
-        for q in queries {
-            if !unique.contains(q) {
-                unique.push(*q);
-            }
-        }
-        let mut pipe = redis::pipe();
-        for q in &unique {
-            pipe.lrange(crate::history::key_of(q.name), 0, q.limit as isize - 1);
-        }
-        let mut conn = self.conn.clone();
-        let lists: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
-        for (q, records) in unique.into_iter().zip(lists) {
-            snapshot.add_history(q, &records);
-        }
-        Ok(())
     }
 
     /// Pushes one reply per answer, retrying only what certainly did not
     /// reach Redis, and only while someone may still wait for it. Returns
     /// whether the replies were pushed.
     async fn answer_all(&self, answers: &[Answer<'_>], snapshot: &mut Snapshot) -> bool {
-        let mut delay = BACKOFF_MIN;
+        let mut delay = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         loop {
             let failure = match self.try_answer(answers, snapshot).await {
                 Ok(codes) => {
-                    BusStats::add(&self.stats.replied, answers.len());
-                    let errors = answers.len() as u64 - codes[0];
-                    BusStats::add(&self.stats.errors, errors as usize);
-                    for (slot, n) in self.stats.by_code.iter().zip(codes) {
-                        slot.fetch_add(n, Ordering::Relaxed);
-                    }
+                    self.stats.pushed(&codes);
                     return true;
                 }
                 Err(f) => f,
@@ -618,13 +445,10 @@ impl Server {
             let now = unix_now();
             let awaited = answers.iter().any(|a| a.deadline >= now);
             if failure.nothing_sent && awaited && !self.shutdown.is_cancelled() {
-                tracing::debug!(error = %failure.error, retry_in = ?delay, replies = answers.len(),
+                tracing::debug!(error = %failure.error, retry_in = ?delay.peek(), replies = answers.len(),
                     "redis unreachable; replies wait");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = self.shutdown.cancelled() => {}
-                }
-                delay = (delay * 2).min(BACKOFF_MAX);
+                // Cancelled: the next pass sees the shutdown and gives up.
+                let _ = delay.sleep(&self.shutdown).await;
                 continue;
             }
             BusStats::add(&self.stats.lost, answers.len());
@@ -635,32 +459,17 @@ impl Server {
     }
 
     /// One attempt: every reply of the batch in one pipeline. Returns how
-    /// many replies were answers (index 0) and errors of each code.
+    /// many replies were answers and errors of each code.
     async fn try_answer(
         &self,
         answers: &[Answer<'_>],
         snapshot: &mut Snapshot,
-    ) -> Result<[u64; ErrorCode::ALL.len() + 1], Failure> {
-        let now = unix_now();
-        let mut codes = [0u64; ErrorCode::ALL.len() + 1];
-        let mut lists: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        for a in answers {
-            let (encoded, code) = a.reply_coded(snapshot, now).map_err(|e| Failure {
+    ) -> Result<[u64; CODE_SLOTS], Failure> {
+        let batch::Replies { lists, codes, .. } = batch::replies(answers, snapshot, unix_now())
+            .map_err(|e| Failure {
                 error: format!("encoding a reply: {e}"),
                 nothing_sent: false,
             })?;
-            // A code of ours indexes its slot; any other counts as none.
-            let i = code.map_or(0, |c| c as usize);
-            if let Some(slot) = codes.get_mut(i) {
-                *slot += 1;
-            }
-            let i = *index.entry(a.ret.as_ref()).or_insert_with(|| {
-                lists.push((a.ret.as_ref(), Vec::new()));
-                lists.len() - 1
-            });
-            lists[i].1.push(encoded);
-        }
 
         // LPUSH of several values keeps their order for a BRPOP reader.
         let mut conn = self.conn.clone();
@@ -694,8 +503,6 @@ mod tests {
         assert_eq!(split_room(2, [true, true, true], 2), [1, 0, 1]);
         for room in 1..70 {
             for turn in 0..3 {
-                let [a, b] = split_room(room, [true, false], turn);
-                assert_eq!(a + b, room);
                 for busy in [[true, false, true], [false; 3], [true; 3]] {
                     let c = split_room(room, busy, turn);
                     assert_eq!(c.iter().sum::<usize>(), room);
@@ -703,6 +510,12 @@ mod tests {
                         assert!(c.iter().all(|n| *n >= 1), "{c:?}");
                     }
                 }
+            }
+        }
+        for room in 1..70 {
+            for turn in 0..2 {
+                let [a, b] = split_room(room, [true, false], turn);
+                assert_eq!(a + b, room);
             }
         }
     }
