@@ -9,8 +9,8 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
-use super::figures::{key_figures, Figure, Unit};
 use super::metrics::Sources;
+use crate::store::figures::{key_figures, Figure, Unit};
 use crate::store::history::Summary;
 use crate::store::TaskResult;
 use crate::store::TaskStatus;

@@ -26,9 +26,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 
-use super::figures::{iperf_totals, public_ip_counts, IP_STATES};
 use super::process;
 use crate::bus::BusStats;
+use crate::store::figures::{iperf_totals, public_ip_counts, IP_STATES};
 use crate::store::ResultStore;
 use crate::store::State;
 
@@ -316,19 +316,20 @@ impl DaemonCollector {
             let totals = iperf_totals(&iperf);
             // Bytes, the base unit of Prometheus's conventions (promtool
             // refuses bits): iperf's bits per second divided by 8.
-            let pick = |f: fn(&super::figures::IperfTotal) -> Option<f64>| -> Vec<(Labels, f64)> {
-                totals
-                    .iter()
-                    .filter_map(|t| {
-                        f(t).map(|v| {
-                            (
-                                labels(&[("test_type", t.test_type), ("family", t.family)]),
-                                v,
-                            )
+            let pick =
+                |f: fn(&crate::store::figures::IperfTotal) -> Option<f64>| -> Vec<(Labels, f64)> {
+                    totals
+                        .iter()
+                        .filter_map(|t| {
+                            f(t).map(|v| {
+                                (
+                                    labels(&[("test_type", t.test_type), ("family", t.family)]),
+                                    v,
+                                )
+                            })
                         })
-                    })
-                    .collect()
-            };
+                        .collect()
+                };
             gauges(
                 enc,
                 "zos_perf_iperf_best_download_bytes_per_second",

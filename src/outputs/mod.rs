@@ -5,12 +5,10 @@
 //! - [`http`]: the small HTTP server of `[metrics] listen` (`/metrics`, `/`).
 //! - [`textfile`]: the `.prom` file for node_exporter's textfile collector.
 //! - [`dashboard`]: the HTML page with its SVG trend charts.
-//! - [`figures`]: the key figures of each task's result.
 //! - [`process`]: the `process_*` figures from `/proc`.
 //! - [`terminal`]: the `zos-perf history` table and sparkline.
 
 pub mod dashboard;
-pub mod figures;
 pub mod http;
 pub mod metrics;
 pub mod process;

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use chrono::DateTime;
 
-use super::figures::{key_figures, Figure};
+use crate::store::figures::{key_figures, Figure};
 use crate::store::TaskResult;
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];

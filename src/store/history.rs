@@ -26,8 +26,8 @@ use redis::aio::ConnectionLike;
 use serde::Deserialize;
 
 use super::TaskResult;
-use crate::outputs::figures::{key_figures, Figure};
 use crate::redis::keys;
+use crate::store::figures::{key_figures, Figure};
 use crate::tasks::NAMES;
 
 /// Results kept per task when configuration says nothing: a month of the

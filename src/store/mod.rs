@@ -10,6 +10,8 @@
 //! - [`record`]: the stored record of one run ([`TaskResult`]).
 //! - [`status`]: the status entry of each task in `perf:status`.
 //! - [`read`]: the read side the CLI and the bus use.
+//! - [`figures`]: the key figures of each task's result (what the history
+//!   keeps plain, the dashboard charts and `zos-perf history` tabulates).
 //! - [`history`]: the last results of every task, in Redis lists outside
 //!   the `perf.` prefix, appended to on every [`ResultStore::put`].
 
@@ -24,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::redis::{keys, RedisLink};
 
+pub mod figures;
 pub mod history;
 mod read;
 mod record;
