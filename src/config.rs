@@ -9,7 +9,7 @@
 //!
 //! This module composes the sections; each section's struct, defaults and
 //! checks live with what it configures (`tasks/<task>/config.rs`,
-//! `grid/config.rs`, `bus/config.rs`).
+//! `grid/config.rs`, `bus/config.rs`, `outputs/mod.rs`, `store/history.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,8 @@ pub struct Config {
     /// The tasks' own sections (`[iperf]`, `[healthcheck]`, ...).
     pub sections: Sections,
     pub bus: BusConfig,
+    pub metrics: crate::outputs::MetricsConfig,
+    pub history: crate::store::history::HistoryConfig,
 }
 
 /// The file's shape. Unknown fields are refused, so a typo is an error that
@@ -78,6 +80,10 @@ struct FileConfig {
     provisiontest: tasks::provisiontest::ProvisionTestConfig,
     #[serde(default)]
     bus: BusConfig,
+    #[serde(default)]
+    metrics: crate::outputs::MetricsConfig,
+    #[serde(default)]
+    history: crate::store::history::HistoryConfig,
 }
 
 /// `[tasks.<name>]`: what configuration may change of a task's defaults.
@@ -163,6 +169,8 @@ impl Config {
                 provisiontest: file.provisiontest,
             },
             bus: file.bus,
+            metrics: file.metrics,
+            history: file.history,
         };
         config.validate()?;
         Ok(config)
@@ -193,6 +201,8 @@ impl Config {
         self.grid.validate()?;
         self.sections.validate()?;
         self.bus.validate()?;
+        self.metrics.validate()?;
+        self.history.validate()?;
         Ok(())
     }
 

@@ -67,6 +67,19 @@ enum Command {
     },
     /// Print every stored result as a JSON array.
     GetAll,
+    /// Show a task's stored history: the key figures of each run, newest
+    /// first, and their trend.
+    History {
+        /// Task name, e.g. iperf.
+        name: String,
+        /// Newest runs to show, at most.
+        #[arg(long, default_value_t = zos_perf::store::history::DEFAULT_DEPTH as u32,
+              value_parser = clap::value_parser!(u32).range(1..=zos_perf::store::history::MAX_DEPTH as i64))]
+        limit: u32,
+        /// Print the stored records as a JSON array instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one task now, store its result and print it.
     RunTask {
         /// Task name, e.g. healthcheck.
@@ -134,6 +147,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Tasks => cli::tasks::show(config, default_redis).await,
         Command::Get { name } => cli::results::get(&config, default_redis, &name).await,
         Command::GetAll => cli::results::get_all(&config, default_redis).await,
+        Command::History { name, limit, json } => {
+            cli::history::show(&config, default_redis, &name, limit as usize, json).await
+        }
         Command::RunTask { name } => cli::run::task(config, default_redis, &name).await,
         Command::Call {
             cmd,

@@ -1,8 +1,10 @@
 //! The implementations of the commands of `zos-perf`, one file per group:
 //! [`run`] (the daemon, one task now), [`tasks`] (the task table),
-//! [`results`] (stored results), [`call`] (the bus, as the RMB peer calls it).
+//! [`results`] (stored results), [`history`] (a task's stored history),
+//! [`call`] (the bus, as the RMB peer calls it).
 
 pub mod call;
+pub mod history;
 pub mod results;
 pub mod run;
 pub mod tasks;
