@@ -51,6 +51,12 @@ pub struct Config {
     /// The tasks' own sections (`[iperf]`, `[healthcheck]`, ...).
     pub sections: Sections,
     pub bus: BusConfig,
+    /// Log filter (`log` in the file); the `--log` flag and `ZOS_PERF_LOG`
+    /// win. Checked by the binary, which sets logging up.
+    pub log: Option<String>,
+    /// `text` or `json` (`log_format` in the file); `--log-format` and
+    /// `ZOS_PERF_LOG_FORMAT` win.
+    pub log_format: Option<String>,
 }
 
 /// The file's shape. Unknown fields are refused, so a typo is an error that
@@ -76,6 +82,8 @@ struct FileConfig {
     public_ip: tasks::public_ip::PublicIpConfig,
     #[serde(default)]
     bus: BusConfig,
+    log: Option<String>,
+    log_format: Option<String>,
 }
 
 /// `[tasks.<name>]`: what configuration may change of a task's defaults.
@@ -160,6 +168,8 @@ impl Config {
                 public_ip: file.public_ip,
             },
             bus: file.bus,
+            log: file.log,
+            log_format: file.log_format,
         };
         config.validate()?;
         Ok(config)
@@ -182,6 +192,11 @@ impl Config {
             }
             if o.timeout == Some(Duration::ZERO) {
                 bail!("tasks.{name}.timeout: must be more than zero");
+            }
+        }
+        if let Some(f) = &self.log_format {
+            if f != "text" && f != "json" {
+                bail!("log_format: {f:?} is neither \"text\" nor \"json\"");
             }
         }
         if let Some(url) = &self.redis {
