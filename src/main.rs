@@ -11,6 +11,7 @@ use zos_perf::config::{Config, Overrides, KERNEL_CMDLINE};
 use zos_perf::grid::Network;
 use zos_perf::redis::server::DEFAULT_REDIS;
 
+#[macro_use]
 mod cli;
 
 use cli::error::{CliError, Exit, EXIT_CODES_HELP};
@@ -124,7 +125,7 @@ fn main() -> ExitCode {
     let config = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("zos-perf: {e:#}");
+            errln!("zos-perf: {e:#}");
             return Exit::Usage.code();
         }
     };
@@ -136,7 +137,7 @@ fn main() -> ExitCode {
     ) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("zos-perf: {e:#}");
+            errln!("zos-perf: {e:#}");
             return Exit::Usage.code();
         }
     };
@@ -150,7 +151,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("zos-perf: cannot start the async runtime: {e}");
+            errln!("zos-perf: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -161,7 +162,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("zos-perf: {e}");
+            errln!("zos-perf: {e}");
             e.exit.code()
         }
     }

@@ -47,6 +47,6 @@ pub async fn call(
     let result = reply
         .result()
         .map_err(|e| CliError::from(anyhow::Error::new(e).context(cmd.to_string())))?;
-    println!("{}", client::pretty(&result));
+    outln!("{}", client::pretty(&result));
     Ok(())
 }

@@ -119,7 +119,7 @@ pub async fn run(config: &Config, default_redis: &str, as_json: bool) -> Result<
     }
     if as_json {
         let text = serde_json::to_string_pretty(&found).map_err(anyhow::Error::from)?;
-        println!("{text}");
+        outln!("{text}");
     } else {
         for f in &found {
             let state = match f.state {
@@ -132,7 +132,7 @@ pub async fn run(config: &Config, default_redis: &str, as_json: bool) -> Result<
             } else {
                 f.affects.join(", ")
             };
-            println!("{state:<8} {:<13} {}  [{affects}]", f.what, f.detail);
+            outln!("{state:<8} {:<13} {}  [{affects}]", f.what, f.detail);
         }
     }
     if failing.is_empty() {

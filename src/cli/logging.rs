@@ -98,16 +98,17 @@ pub fn init(settings: &Settings, writer: BoxMakeWriter) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
-    match settings.format {
-        LogFormat::Text => builder.with_ansi(settings.colour).init(),
+    // try_init: a subscriber already set (a test harness) is kept.
+    let _ = match settings.format {
+        LogFormat::Text => builder.with_ansi(settings.colour).try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
             .with_ansi(false)
-            .init(),
-    }
+            .try_init(),
+    };
 }
 
 #[cfg(test)]

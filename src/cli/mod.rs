@@ -4,6 +4,31 @@
 //! the RMB peer calls it), [`check`] (what this machine lacks). [`error`]
 //! holds the exit codes, [`logging`] the log format and colour.
 
+/// `println!` that never panics: `zos-perf tasks | head -1` closes the
+/// pipe early, and a command must not die of that.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that never panics, for the same reason.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// `print!` that never panics.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
 pub mod call;
 pub mod check;
 pub mod error;
@@ -41,7 +66,7 @@ pub fn task_name(name: &str) -> Result<&'static str, CliError> {
 /// Prints a stored result with its keys in record order (name,
 /// description, timestamp, result), as `run-task` and the bus give them.
 pub fn print_result(result: &TaskResult) -> Result<(), CliError> {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(result).map_err(anyhow::Error::from)?
     );

@@ -21,7 +21,7 @@ pub async fn get(
         .ok_or_else(|| CliError::msg(Exit::NotFound, format!("{name}: result not found")))?;
     let result = decode(name, &raw)?;
     if as_human {
-        print!("{}", human::render(&result, chrono::Utc::now().timestamp()));
+        out!("{}", human::render(&result, chrono::Utc::now().timestamp()));
         Ok(())
     } else {
         print_result(&result)
@@ -35,10 +35,10 @@ pub async fn get_all(config: &Config, default_redis: &str, as_human: bool) -> Re
     if as_human {
         let now = chrono::Utc::now().timestamp();
         let text: Vec<String> = all.iter().map(|r| human::render(r, now)).collect();
-        print!("{}", text.join("\n"));
+        out!("{}", text.join("\n"));
         return Ok(());
     }
     let json = serde_json::to_string_pretty(&all).map_err(anyhow::Error::from)?;
-    println!("{json}");
+    outln!("{json}");
     Ok(())
 }

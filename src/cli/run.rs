@@ -93,13 +93,13 @@ pub async fn task(
     on_signal(cancel.clone())?;
     let url = reader_url(&config, default_redis).await;
     let progress = if opts.verbose || std::io::stderr().is_terminal() {
-        Progress::new(move |note| eprintln!("zos-perf: {name}: {note}"))
+        Progress::new(move |note| errln!("zos-perf: {name}: {note}"))
     } else {
         Progress::default()
     };
     let result = daemon::run_once_with_progress(&config, &url, name, cancel, progress).await?;
     if opts.human {
-        print!("{}", human::render(&result, chrono::Utc::now().timestamp()));
+        out!("{}", human::render(&result, chrono::Utc::now().timestamp()));
         Ok(())
     } else {
         print_result(&result)

@@ -26,7 +26,7 @@ pub async fn show(config: Config, default_redis: &str, as_json: bool) -> Result<
             None,
         ),
         Err(e) => {
-            eprintln!("zos-perf: {e} (showing the configuration only)");
+            errln!("zos-perf: {e} (showing the configuration only)");
             (Default::default(), Vec::new(), Some(e))
         }
     };
@@ -58,9 +58,9 @@ pub async fn show(config: Config, default_redis: &str, as_json: bool) -> Result<
     if as_json {
         let json: Vec<_> = rows.iter().map(Row::json).collect();
         let text = serde_json::to_string_pretty(&json).map_err(anyhow::Error::from)?;
-        println!("{text}");
+        outln!("{text}");
     } else {
-        print!("{}", table(&rows, now.timestamp(), width()));
+        out!("{}", table(&rows, now.timestamp(), width()));
     }
     match unreachable {
         Some(e) => Err(CliError::msg(Exit::StoreUnreachable, format!("{e}"))),

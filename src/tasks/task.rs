@@ -80,7 +80,10 @@ impl RunContext {
 /// default goes nowhere and costs nothing; the note is only formatted when
 /// someone listens.
 #[derive(Clone, Default)]
-pub struct Progress(Option<Arc<dyn Fn(&str) + Send + Sync>>);
+pub struct Progress(Option<Arc<NoteSink>>);
+
+/// What receives each note.
+type NoteSink = dyn Fn(&str) + Send + Sync;
 
 impl Progress {
     pub fn new(sink: impl Fn(&str) + Send + Sync + 'static) -> Progress {
