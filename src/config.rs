@@ -53,6 +53,12 @@ pub struct Config {
     pub bus: BusConfig,
     pub metrics: crate::outputs::MetricsConfig,
     pub history: crate::store::history::HistoryConfig,
+    /// Log filter (`log` in the file); the `--log` flag and `ZOS_PERF_LOG`
+    /// win. Checked by the binary, which sets logging up.
+    pub log: Option<String>,
+    /// `text` or `json` (`log_format` in the file); `--log-format` and
+    /// `ZOS_PERF_LOG_FORMAT` win.
+    pub log_format: Option<String>,
 }
 
 /// The file's shape. Unknown fields are refused, so a typo is an error that
@@ -84,6 +90,8 @@ struct FileConfig {
     metrics: crate::outputs::MetricsConfig,
     #[serde(default)]
     history: crate::store::history::HistoryConfig,
+    log: Option<String>,
+    log_format: Option<String>,
 }
 
 /// `[tasks.<name>]`: what configuration may change of a task's defaults.
@@ -171,6 +179,8 @@ impl Config {
             bus: file.bus,
             metrics: file.metrics,
             history: file.history,
+            log: file.log,
+            log_format: file.log_format,
         };
         config.validate()?;
         Ok(config)
@@ -193,6 +203,11 @@ impl Config {
             }
             if o.timeout == Some(Duration::ZERO) {
                 bail!("tasks.{name}.timeout: must be more than zero");
+            }
+        }
+        if let Some(f) = &self.log_format {
+            if f != "text" && f != "json" {
+                bail!("log_format: {f:?} is neither \"text\" nor \"json\"");
             }
         }
         if let Some(url) = &self.redis {

@@ -30,7 +30,7 @@ use crate::outputs;
 use crate::redis::{self, server, PrivateRedis, RedisLink};
 use crate::schedule::{Clock, SystemClock};
 use crate::store::{ResultStore, TaskResult};
-use crate::tasks::{self, Task};
+use crate::tasks::{self, Progress, Task};
 
 /// How long shutdown may take before the daemon stops waiting.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -285,6 +285,17 @@ pub async fn run_once(
     name: &'static str,
     cancel: CancellationToken,
 ) -> anyhow::Result<TaskResult> {
+    run_once_with_progress(config, url, name, cancel, Progress::default()).await
+}
+
+/// [`run_once`], the run telling its steps to `progress`.
+pub async fn run_once_with_progress(
+    config: &Config,
+    url: &str,
+    name: &'static str,
+    cancel: CancellationToken,
+    progress: Progress,
+) -> anyhow::Result<TaskResult> {
     let registered = monitor::register(
         config,
         tasks::registry(&config.sections, &config.grid_context()),
@@ -294,7 +305,7 @@ pub async fn run_once(
     let store = ResultStore::with_history(RedisLink::start(url, cancel.clone())?, &config.history);
     store.load(LOAD_WAIT).await;
     let monitor = Monitor::new(registered, store.clone(), Arc::new(SystemClock));
-    let result = monitor.run_now(name, cancel).await;
+    let result = monitor.run_now(name, cancel, progress).await;
     let synced = store.sync_once().await;
     let result = result?;
     if synced?.is_none() {

@@ -11,13 +11,18 @@ use zos_perf::config::{Config, Overrides, KERNEL_CMDLINE};
 use zos_perf::grid::Network;
 use zos_perf::redis::server::DEFAULT_REDIS;
 
+#[macro_use]
 mod cli;
+
+use cli::error::{CliError, Exit, EXIT_CODES_HELP};
+use cli::logging::LogFormat;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "zos-perf",
     version,
-    about = "Performance monitor of a ThreeFold zos node"
+    about = "Performance monitor of a ThreeFold zos node",
+    after_help = EXIT_CODES_HELP
 )]
 struct Cli {
     /// TOML configuration file (see zos-perf.example.toml).
@@ -35,15 +40,19 @@ struct Cli {
     /// This node's id.
     #[arg(long, global = true, env = "ZOS_PERF_NODE_ID", value_name = "ID")]
     node_id: Option<u32>,
-    /// Log filter, e.g. info, debug, zos_perf=debug.
+    /// Log filter, e.g. info, debug, zos_perf=debug (default: `log` of the
+    /// file, else info).
+    #[arg(long, global = true, env = "ZOS_PERF_LOG", value_name = "FILTER")]
+    log: Option<String>,
+    /// Log lines as text or as one JSON object per line (default:
+    /// `log_format` of the file, else text).
     #[arg(
         long,
         global = true,
-        env = "ZOS_PERF_LOG",
-        default_value = "info",
-        value_name = "FILTER"
+        env = "ZOS_PERF_LOG_FORMAT",
+        value_name = "FORMAT"
     )]
-    log: String,
+    log_format: Option<LogFormat>,
     /// The address tried when nothing names a Redis (tests point it elsewhere).
     #[arg(long, global = true, env = "ZOS_PERF_DEFAULT_REDIS", default_value = DEFAULT_REDIS, hide = true)]
     default_redis: String,
@@ -58,15 +67,26 @@ struct Cli {
 enum Command {
     /// Run the daemon: schedule the tasks, store their results, serve the bus.
     Run,
-    /// Show each task: schedule, jitter, next fire time, last result, last outcome.
-    Tasks,
-    /// Print the stored result of one task.
-    Get {
-        /// Task name, e.g. cpu-benchmark.
-        name: String,
+    /// Show each task: schedule, next fire time, last result, last outcome.
+    Tasks {
+        /// Every field of each task's status as JSON, errors in full.
+        #[arg(long)]
+        json: bool,
     },
-    /// Print every stored result as a JSON array.
-    GetAll,
+    /// Print the stored result of one task (JSON; --human for a person).
+    Get {
+        /// Task name, in any case, e.g. cpu-benchmark.
+        name: String,
+        /// Ages, Mbit/s, seconds with units, one line per problem.
+        #[arg(long)]
+        human: bool,
+    },
+    /// Print every stored result as a JSON array (--human for a person).
+    GetAll {
+        /// Every result rendered for a person.
+        #[arg(long)]
+        human: bool,
+    },
     /// Show a task's stored history: the key figures of each run, newest
     /// first, and their trend.
     History {
@@ -82,8 +102,17 @@ enum Command {
     },
     /// Run one task now, store its result and print it.
     RunTask {
-        /// Task name, e.g. healthcheck.
+        /// Task name, in any case, e.g. healthcheck.
         name: String,
+        /// Give up after this long (default: the task's timeout).
+        #[arg(long, value_parser = cli::run::parse_timeout)]
+        timeout: Option<Duration>,
+        /// Show the run's progress on stderr even when it is not a terminal.
+        #[arg(long, short)]
+        verbose: bool,
+        /// Print the result for a person instead of JSON.
+        #[arg(long)]
+        human: bool,
     },
     /// Call a bus command through Redis the way the RMB peer does, and print the result.
     Call {
@@ -92,47 +121,67 @@ enum Command {
         /// Payload JSON, e.g. '{"Name": "cpu-benchmark"}' (default: empty).
         payload: Option<String>,
         /// How long to wait for the reply.
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "5s", value_parser = cli::run::parse_timeout)]
         timeout: Duration,
+    },
+    /// Check what the enabled tasks need on this machine, one line each;
+    /// exits 0 only when every enabled task can run.
+    Check {
+        /// The checks as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    let config = match load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            errln!("zos-perf: {e:#}");
+            return Exit::Usage.code();
+        }
+    };
+    let log = match cli::logging::Settings::resolve(
+        cli.log.as_deref(),
+        cli.log_format,
+        config.log.as_deref(),
+        config.log_format.as_deref(),
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            errln!("zos-perf: {e:#}");
+            return Exit::Usage.code();
+        }
+    };
+    cli::logging::init(
+        &log,
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("zos-perf: cannot start the async runtime: {e}");
+            errln!("zos-perf: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(dispatch(cli));
+    let outcome = runtime.block_on(dispatch(cli, config));
     // Blocking work (a benchmark thread finishing its block) must not hold
     // the exit back.
     runtime.shutdown_timeout(Duration::from_millis(200));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("zos-perf: {e:#}");
-            ExitCode::FAILURE
+            errln!("zos-perf: {e}");
+            e.exit.code()
         }
     }
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let overrides = Overrides {
         config_file: cli.config.clone(),
         redis: cli.redis.clone(),
@@ -140,21 +189,39 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         farm_id: cli.farm_id,
         node_id: cli.node_id,
     };
-    let config = Config::load(&overrides, &cli.kernel_cmdline)?;
+    Config::load(&overrides, &cli.kernel_cmdline)
+}
+
+async fn dispatch(cli: Cli, config: Config) -> Result<(), CliError> {
     let default_redis = cli.default_redis.as_str();
     match cli.command {
-        Command::Run => cli::run::daemon(config, default_redis).await,
-        Command::Tasks => cli::tasks::show(config, default_redis).await,
-        Command::Get { name } => cli::results::get(&config, default_redis, &name).await,
-        Command::GetAll => cli::results::get_all(&config, default_redis).await,
+        Command::Run => Ok(cli::run::daemon(config, default_redis).await?),
+        Command::Tasks { json } => cli::tasks::show(config, default_redis, json).await,
+        Command::Get { name, human } => {
+            cli::results::get(&config, default_redis, &name, human).await
+        }
+        Command::GetAll { human } => cli::results::get_all(&config, default_redis, human).await,
+        Command::RunTask {
+            name,
+            timeout,
+            verbose,
+            human,
+        } => {
+            let opts = cli::run::TaskOptions {
+                timeout,
+                verbose,
+                human,
+            };
+            cli::run::task(config, default_redis, &name, opts).await
+        }
         Command::History { name, limit, json } => {
             cli::history::show(&config, default_redis, &name, limit as usize, json).await
         }
-        Command::RunTask { name } => cli::run::task(config, default_redis, &name).await,
         Command::Call {
             cmd,
             payload,
             timeout,
         } => cli::call::call(&config, default_redis, &cmd, payload, timeout).await,
+        Command::Check { json } => cli::check::run(&config, default_redis, json).await,
     }
 }

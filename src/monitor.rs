@@ -29,7 +29,7 @@ use tracing::Instrument;
 use crate::config::{Config, TaskSettings};
 use crate::schedule::{jitter_delay, Clock, Schedule};
 use crate::store::{Outcome, ResultStore, State, TaskResult};
-use crate::tasks::{RunContext, Task};
+use crate::tasks::{problems, Progress, RunContext, Task};
 
 /// The longest the loop sleeps before it reads the clock again.
 pub const SLICE: Duration = Duration::from_secs(1);
@@ -191,11 +191,13 @@ impl Monitor {
         while runs.join_next().await.is_some() {}
     }
 
-    /// Runs one task now, outside the schedule, and returns its result.
+    /// Runs one task now, outside the schedule, and returns its result;
+    /// the run tells its steps to `progress`.
     pub async fn run_now(
         &self,
         name: &str,
         shutdown: CancellationToken,
+        progress: Progress,
     ) -> anyhow::Result<TaskResult> {
         let r = self
             .tasks
@@ -211,6 +213,7 @@ impl Monitor {
             clock: self.clock.clone(),
             exclusive: self.exclusive.clone(),
             shutdown,
+            progress,
         };
         let value = ctx.execute(Trigger::Manual).await?;
         Ok(value)
@@ -239,6 +242,7 @@ impl Monitor {
             clock: self.clock.clone(),
             exclusive: self.exclusive.clone(),
             shutdown: shutdown.clone(),
+            progress: Progress::default(),
         };
         runs.spawn(async move {
             let _ = ctx.execute(trigger).await;
@@ -254,6 +258,7 @@ struct Ctx {
     clock: Arc<dyn Clock>,
     exclusive: Arc<Exclusive>,
     shutdown: CancellationToken,
+    progress: Progress,
 }
 
 impl Ctx {
@@ -318,7 +323,7 @@ impl Ctx {
         tracing::info!(task = name, trigger = ?trigger, "run started");
 
         let cancel = self.shutdown.child_token();
-        let ctx = RunContext::new(cancel.clone());
+        let ctx = RunContext::new(cancel.clone()).with_progress(self.progress.clone());
         let outcome = {
             // Everything the task logs carries its name from this span; a
             // task never names itself.
@@ -358,8 +363,9 @@ impl Ctx {
             Err(e) => Err(e),
         };
         match &result {
-            Ok(_) => {
-                tracing::info!(task = name, duration = ?duration, outcome = "ok", "run finished")
+            Ok(r) => {
+                let problems = problems::count(name, &r.result);
+                tracing::info!(task = name, duration = ?duration, outcome = "ok", problems, "run finished")
             }
             Err((outcome, reason)) => tracing::warn!(task = name, duration = ?duration,
                 outcome = outcome.as_str(), reason = %reason, "run failed; previous result kept"),
@@ -369,19 +375,27 @@ impl Ctx {
             s.last_duration = Some((duration.as_secs_f64() * 1000.0).round() / 1000.0);
             s.runs += 1;
             match &result {
-                Ok(_) => {
+                Ok(r) => {
                     s.last_outcome = Some(Outcome::Ok);
                     s.last_error = None;
+                    s.problems = Some(problems::count(name, &r.result));
                 }
                 Err((outcome, reason)) => {
+                    s.problems = None;
                     s.failures += 1;
                     s.last_outcome = Some(*outcome);
                     s.last_error = Some(reason.clone());
                 }
             }
         });
-        result
-            .map_err(|(outcome, reason)| anyhow::anyhow!("{name}: {}: {reason}", outcome.as_str()))
+        result.map_err(|(outcome, reason)| {
+            RunFailed {
+                task: name,
+                outcome,
+                reason,
+            }
+            .into()
+        })
     }
 
     fn store_result(&self, value: Value) -> Result<TaskResult, (Outcome, String)> {
@@ -397,6 +411,16 @@ impl Ctx {
             .map_err(|e| (Outcome::Failed, format!("{e:#}")))?;
         Ok(result)
     }
+}
+
+/// How a run that stored no result ended: typed, so that callers (the
+/// exit code of `zos-perf run-task`) tell a timeout from a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{task}: {}: {reason}", outcome.as_str())]
+pub struct RunFailed {
+    pub task: &'static str,
+    pub outcome: Outcome,
+    pub reason: String,
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -6,6 +6,7 @@ use zos_perf::outputs::terminal;
 use zos_perf::redis;
 use zos_perf::store::{history, TaskResult};
 
+use super::error::{CliError, Exit};
 use super::{reader_url, task_name};
 
 /// `history NAME [--limit N] [--json]`.
@@ -15,29 +16,33 @@ pub async fn show(
     name: &str,
     limit: usize,
     json: bool,
-) -> anyhow::Result<()> {
+) -> Result<(), CliError> {
     let name = task_name(name)?;
     let mut conn = redis::connect_once(&reader_url(config, default_redis).await).await?;
     let key = history::key_of(name);
     let records = history::read(&mut conn, name, limit).await?;
     if records.is_empty() {
-        anyhow::bail!("{name}: no history stored ({key})");
+        return Err(CliError::msg(
+            Exit::NotFound,
+            format!("{name}: no history stored ({key})"),
+        ));
     }
     let mut values = Vec::new();
     for (i, raw) in records.iter().enumerate() {
         match serde_json::from_str::<serde_json::Value>(raw) {
             Ok(v) => values.push(v),
-            Err(e) => eprintln!("zos-perf: {key}[{i}] is not JSON, skipped: {e}"),
+            Err(e) => errln!("zos-perf: {key}[{i}] is not JSON, skipped: {e}"),
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&values)?);
+        let text = serde_json::to_string_pretty(&values).map_err(anyhow::Error::from)?;
+        outln!("{text}");
         return Ok(());
     }
     let results: Vec<TaskResult> = values
         .into_iter()
         .filter_map(|v| serde_json::from_value(v).ok())
         .collect();
-    print!("{}", terminal::history_table(name, &results));
+    out!("{}", terminal::history_table(name, &results));
     Ok(())
 }

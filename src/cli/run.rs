@@ -1,13 +1,18 @@
 //! `zos-perf run` (the daemon until a signal) and `zos-perf run-task` (one
 //! task now).
 
+use std::io::IsTerminal;
+use std::time::Duration;
+
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use zos_perf::config::Config;
 use zos_perf::daemon::{self, Daemon};
+use zos_perf::tasks::Progress;
 
-use super::{reader_url, task_name};
+use super::error::CliError;
+use super::{human, print_result, reader_url, task_name};
 
 /// Cancels `token` on SIGINT or SIGTERM.
 fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
@@ -43,13 +48,60 @@ pub async fn daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `run-task NAME`: runs one task now, stores its result and prints it.
-pub async fn task(config: Config, default_redis: &str, name: &str) -> anyhow::Result<()> {
+/// What `run-task` was asked besides the name.
+pub struct TaskOptions {
+    /// Overrides the task's own timeout.
+    pub timeout: Option<Duration>,
+    /// Progress on stderr even when it is not a terminal.
+    pub verbose: bool,
+    /// The result rendered for a person rather than JSON.
+    pub human: bool,
+}
+
+/// The longest `--timeout` accepted: a day.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// A `--timeout`: a humantime duration, more than zero, at most a day.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    if d > MAX_TIMEOUT {
+        return Err(format!(
+            "{text:?} is more than {}",
+            humantime::format_duration(MAX_TIMEOUT)
+        ));
+    }
+    Ok(d)
+}
+
+/// `run-task NAME`: runs one task now, stores its result and prints it. On
+/// a terminal (or with `--verbose`) each step of the run is noted on
+/// stderr, so a long run never looks hung.
+pub async fn task(
+    mut config: Config,
+    default_redis: &str,
+    name: &str,
+    opts: TaskOptions,
+) -> Result<(), CliError> {
     let name = task_name(name)?;
+    if let Some(timeout) = opts.timeout {
+        config.tasks.entry(name.to_string()).or_default().timeout = Some(timeout);
+    }
     let cancel = CancellationToken::new();
     on_signal(cancel.clone())?;
     let url = reader_url(&config, default_redis).await;
-    let result = daemon::run_once(&config, &url, name, cancel).await?;
-    println!("{}", serde_json::to_string_pretty(&result)?);
-    Ok(())
+    let progress = if opts.verbose || std::io::stderr().is_terminal() {
+        Progress::new(move |note| errln!("zos-perf: {name}: {note}"))
+    } else {
+        Progress::default()
+    };
+    let result = daemon::run_once_with_progress(&config, &url, name, cancel, progress).await?;
+    if opts.human {
+        out!("{}", human::render(&result, chrono::Utc::now().timestamp()));
+        Ok(())
+    } else {
+        print_result(&result)
+    }
 }

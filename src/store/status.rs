@@ -59,6 +59,11 @@ pub struct TaskStatus {
     pub last_outcome: Option<Outcome>,
     /// The last attempt's error, if it failed.
     pub last_error: Option<String>,
+    /// What the last completed run found wrong (failing health checks,
+    /// invalid IPs, unreachable iperf targets): `ok` with problems is not
+    /// a clean bill. `None` until a run completes, and after a failed one.
+    #[serde(default)]
+    pub problems: Option<u64>,
     /// Unix seconds of the next scheduled fire time.
     pub next_fire: Option<i64>,
     /// Runs since the daemon started, and how many of them failed.

@@ -18,11 +18,12 @@ use crate::grid::GridContext;
 pub mod cpu_benchmark;
 pub mod healthcheck;
 pub mod iperf;
+pub mod problems;
 pub mod provisiontest;
 pub mod public_ip;
 mod task;
 
-pub use task::{RunContext, RunFuture, Task, TaskDefaults};
+pub use task::{Progress, RunContext, RunFuture, Task, TaskDefaults};
 
 pub const PUBLIC_IP_VALIDATION: &str = "public-ip-validation";
 pub const CPU_BENCHMARK: &str = "cpu-benchmark";

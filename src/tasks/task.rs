@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -61,10 +62,55 @@ pub struct TaskDefaults {
 pub struct RunContext {
     /// Fires on shutdown and when the run's timeout passes.
     pub cancel: CancellationToken,
+    /// Where a run says what it is doing now (`zos-perf run-task` shows it
+    /// on a terminal); nowhere under the daemon.
+    pub progress: Progress,
 }
 
 impl RunContext {
     pub fn new(cancel: CancellationToken) -> Self {
-        Self { cancel }
+        Self {
+            cancel,
+            progress: Progress::default(),
+        }
+    }
+
+    /// The same context, telling its steps to `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+}
+
+/// A sink for one-line notes of a run's steps (each attempt of a retrying
+/// check, each iperf target, each IP): so a long run never looks hung. The
+/// default goes nowhere and costs nothing; the note is only formatted when
+/// someone listens.
+#[derive(Clone, Default)]
+pub struct Progress(Option<Arc<NoteSink>>);
+
+/// What receives each note.
+type NoteSink = dyn Fn(&str) + Send + Sync;
+
+impl Progress {
+    pub fn new(sink: impl Fn(&str) + Send + Sync + 'static) -> Progress {
+        Progress(Some(Arc::new(sink)))
+    }
+
+    /// Tells `note()` to the listener, if there is one.
+    pub fn note(&self, note: impl FnOnce() -> String) {
+        if let Some(sink) = &self.0 {
+            sink(&note());
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(on)"
+        } else {
+            "Progress(off)"
+        })
     }
 }

@@ -70,15 +70,26 @@ pub async fn call(
         .await
         .with_context(|| format!("waiting for the reply on {ret}"))?;
     let Some((_, raw)) = popped else {
-        // Nobody answered; a late reply would only litter the list.
-        let _ = redis::cmd("DEL")
+        // Nobody answered: take the request back so no server finds it
+        // later, and drop any late reply, which would only litter.
+        let removed: i64 = redis::pipe()
+            .cmd("LREM")
+            .arg(&list)
+            .arg(1)
+            .arg(&encoded)
+            .cmd("DEL")
             .arg(&ret)
-            .query_async::<()>(&mut conn)
-            .await;
-        anyhow::bail!(
-            "no reply to {cmd} within {}: is `zos-perf run` serving the bus on this redis?",
-            humantime::format_duration(timeout)
-        );
+            .ignore()
+            .query_async::<(i64,)>(&mut conn)
+            .await
+            .map(|(n,)| n)
+            .unwrap_or(0);
+        return Err(NoReply {
+            cmd: cmd.to_string(),
+            waited: timeout,
+            picked_up: removed == 0,
+        }
+        .into());
     };
     let reply: Reply<'static> = serde_json::from_slice(&raw).with_context(|| {
         format!(
@@ -93,6 +104,16 @@ pub async fn call(
         );
     }
     Ok(reply)
+}
+
+/// No reply came within the timeout. `picked_up` is true when the request
+/// was no longer in its list: something took it and did not answer in time.
+#[derive(Debug, thiserror::Error)]
+#[error("no reply to {cmd} within {}{}", humantime::format_duration(*waited), if *picked_up { " (the request was taken but not answered)" } else { " (nothing took the request; it was removed again)" })]
+pub struct NoReply {
+    pub cmd: String,
+    pub waited: Duration,
+    pub picked_up: bool,
 }
 
 /// The result bytes as pretty JSON, or as text when they are not JSON.

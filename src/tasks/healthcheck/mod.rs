@@ -131,8 +131,10 @@ impl Check {
         self,
         settings: &Settings,
         cancel: &tokio_util::sync::CancellationToken,
+        progress: &crate::tasks::Progress,
     ) -> Result<Retried, Cancelled> {
-        backoff::retry(settings.backoff, cancel, self.label(), |_| {
+        backoff::retry(settings.backoff, cancel, self.label(), |n| {
+            progress.note(|| format!("{} check: attempt {n}", self.label()));
             self.attempt(settings)
         })
         .await
@@ -160,8 +162,8 @@ impl Healthcheck {
     /// check's label to its last attempt's errors.
     pub async fn check(&self, ctx: &RunContext) -> anyhow::Result<Value> {
         let (cache, network) = tokio::join!(
-            Check::Cache.run(&self.settings, &ctx.cancel),
-            Check::Network.run(&self.settings, &ctx.cancel),
+            Check::Cache.run(&self.settings, &ctx.cancel, &ctx.progress),
+            Check::Network.run(&self.settings, &ctx.cancel, &ctx.progress),
         );
         let mut result = Map::new();
         for (check, outcome) in [(Check::Cache, cache), (Check::Network, network)] {

@@ -103,6 +103,8 @@ impl Iperf {
                         _ = ctx.cancel.cancelled() => anyhow::bail!("iperf: cancelled"),
                     }
                 }
+                ctx.progress
+                    .note(|| format!("node {}: {} to {ip}", t.node_id, protocol.as_str()));
                 let m = client::measure(&self.config, ip, protocol, &ctx.cancel)
                     .await
                     .map_err(|_| anyhow!("iperf: cancelled while testing node {}", t.node_id))?;

@@ -210,7 +210,13 @@ impl PublicIpValidation {
             ips = ips.len(),
             "validating the farm's public IPs"
         );
-        netns::validate_in_namespace(self.settings.clone(), ips, ctx.cancel.clone()).await
+        netns::validate_in_namespace(
+            self.settings.clone(),
+            ips,
+            ctx.cancel.clone(),
+            ctx.progress.clone(),
+        )
+        .await
     }
 }
 

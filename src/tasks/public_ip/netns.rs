@@ -88,6 +88,7 @@ pub async fn validate_in_namespace(
     settings: PublicIpConfig,
     ips: Vec<PublicIp>,
     cancel: CancellationToken,
+    progress: crate::tasks::Progress,
 ) -> anyhow::Result<Report> {
     let (result_tx, result_rx) = tokio::sync::oneshot::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -96,6 +97,7 @@ pub async fn validate_in_namespace(
         settings,
         ips,
         cancel: stop.clone(),
+        progress,
     };
     // The thread logs inside the run's span (it carries the task's name).
     let span = tracing::Span::current();
@@ -147,6 +149,7 @@ struct Job {
     settings: PublicIpConfig,
     ips: Vec<PublicIp>,
     cancel: CancellationToken,
+    progress: crate::tasks::Progress,
 }
 
 impl Job {
@@ -193,7 +196,7 @@ impl Job {
         };
         let outcome = rt.block_on(async {
             tokio::select! {
-                r = check_all(&handle, index, &self.ips, s) => r,
+                r = check_all(&handle, index, &self.ips, s, &self.progress) => r,
                 _ = self.cancel.cancelled() => Err(anyhow!("cancelled")),
             }
         });

@@ -66,12 +66,14 @@ pub(super) async fn check_all(
     index: u32,
     ips: &[PublicIp],
     settings: &PublicIpConfig,
+    progress: &crate::tasks::Progress,
 ) -> anyhow::Result<Report> {
     link::flush(handle, index)
         .await
         .with_context(|| format!("removing what was left on link {}", settings.link))?;
     let mut report = Report::new();
-    for farm_ip in ips {
+    for (i, farm_ip) in ips.iter().enumerate() {
+        progress.note(|| format!("IP {} of {}: {}", i + 1, ips.len(), farm_ip.ip));
         let started = Instant::now();
         let outcome = check_one(handle, index, farm_ip, settings).await;
         // Always, even when the check failed half-way.

@@ -1,0 +1,117 @@
+//! The exit codes of `zos-perf` and the error that carries one.
+//!
+//! Scripts branch on the code, so the codes are stable (README, `--help`):
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | failure (a run failed, a reply was an error, anything else) |
+//! | 2 | usage: bad arguments, bad configuration, bad `--log` filter |
+//! | 3 | not found: unknown task, no stored result |
+//! | 4 | the store (Redis) is unreachable |
+//! | 5 | timed out: `call` got no reply, `run-task` ran past its timeout |
+//!
+//! A command marks its own errors ([`CliError::new`]); errors coming up
+//! from the library are classified by their type, never by their text: a
+//! Redis connection error is 4, a run that timed out is 5.
+
+use std::fmt;
+use std::process::ExitCode;
+
+use zos_perf::bus::error::ErrorCode;
+use zos_perf::bus::local::client::NoReply;
+use zos_perf::bus::message::ReplyProblem;
+use zos_perf::monitor::RunFailed;
+use zos_perf::store::Outcome;
+
+/// The exit codes, as documented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Failure = 1,
+    Usage = 2,
+    NotFound = 3,
+    StoreUnreachable = 4,
+    TimedOut = 5,
+}
+
+impl Exit {
+    pub fn code(self) -> ExitCode {
+        ExitCode::from(self as u8)
+    }
+}
+
+/// The table shown after `--help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  failure (a run failed, the bus replied with an error, anything else)
+  2  usage: bad arguments, configuration or --log filter
+  3  not found: unknown task, no stored result
+  4  the store (Redis) is unreachable
+  5  timed out: call got no reply, run-task ran past its timeout";
+
+/// An error of a command and the code the process exits with.
+#[derive(Debug)]
+pub struct CliError {
+    pub exit: Exit,
+    pub error: anyhow::Error,
+}
+
+impl CliError {
+    pub fn new(exit: Exit, error: impl Into<anyhow::Error>) -> CliError {
+        CliError {
+            exit,
+            error: error.into(),
+        }
+    }
+
+    pub fn msg(exit: Exit, message: impl fmt::Display) -> CliError {
+        CliError::new(exit, anyhow::anyhow!("{message}"))
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(error: anyhow::Error) -> CliError {
+        CliError {
+            exit: classify(&error),
+            error,
+        }
+    }
+}
+
+/// The code of an error from the library, by the types in its chain.
+pub fn classify(error: &anyhow::Error) -> Exit {
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<RunFailed>() {
+            return match e.outcome {
+                Outcome::Timeout => Exit::TimedOut,
+                _ => Exit::Failure,
+            };
+        }
+        if cause.downcast_ref::<NoReply>().is_some() {
+            return Exit::TimedOut;
+        }
+        if let Some(ReplyProblem::Error(e)) = cause.downcast_ref::<ReplyProblem>() {
+            return match ErrorCode::from_code(e.code) {
+                Some(ErrorCode::UnknownTask | ErrorCode::ResultNotFound) => Exit::NotFound,
+                _ => Exit::Failure,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<redis::RedisError>() {
+            if e.is_connection_refusal()
+                || e.is_io_error()
+                || e.is_timeout()
+                || e.is_connection_dropped()
+            {
+                return Exit::StoreUnreachable;
+            }
+        }
+    }
+    Exit::Failure
+}
