@@ -642,7 +642,7 @@ async fn a_panicking_task_and_a_hanging_one_leave_the_others_running() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_restarted_empty_gets_every_result_back_within_5_s() {
+async fn redis_restarted_empty_gets_every_result_back_within_6_s() {
     let mut redis = RedisServer::start();
     let fresh = TestTask::new("cpu-benchmark", Behaviour::Count(Duration::ZERO));
     let every_second = TestTask::new("healthcheck", Behaviour::Count(Duration::ZERO));
@@ -674,13 +674,15 @@ async fn redis_restarted_empty_gets_every_result_back_within_5_s() {
     );
     redis.restart_empty();
     let restarted = Instant::now();
-    let (cpu, hc) = wait_for(Duration::from_secs(5), "results written back", || {
+    // README and docs/redis.md promise 6 s: at most 5 s of reconnect
+    // backoff, then one sync pass.
+    let (cpu, hc) = wait_for(Duration::from_secs(6), "results written back", || {
         Some((
             stored(&redis, "cpu-benchmark")?,
             stored(&redis, "healthcheck")?,
         ))
     });
-    assert!(restarted.elapsed() < Duration::from_secs(5));
+    assert!(restarted.elapsed() < Duration::from_secs(6));
     assert_eq!(
         serde_json::from_str::<TaskResult>(&cpu)
             .expect("decode")
@@ -734,6 +736,15 @@ async fn a_disabled_task_has_its_stale_key_removed() {
     let redis = RedisServer::start();
     put_result(&redis, "iperf", t0().timestamp());
     put_result(&redis, "cpu-benchmark", t0().timestamp());
+    // The status a previous daemon left for it, and one for another task.
+    for name in ["iperf", "cpu-benchmark"] {
+        let _: () = redis::cmd("HSET")
+            .arg(STATUS_KEY)
+            .arg(name)
+            .arg(r#"{"cron": "0 0 */6 * * *"}"#)
+            .query(&mut redis.conn())
+            .expect("HSET");
+    }
     let task = TestTask::new("iperf", Behaviour::Count(Duration::ZERO));
     let mut s = settings("0 0 */6 * * *", Duration::from_secs(30), true);
     s.enabled = false;
@@ -743,13 +754,28 @@ async fn a_disabled_task_has_its_stale_key_removed() {
         Arc::new(ManualClock::new(t0())),
     )
     .await;
-    wait_for(Duration::from_secs(5), "key removed", || {
-        stored(&redis, "iperf").is_none().then_some(())
-    });
+    wait_for(
+        Duration::from_secs(5),
+        "key and status field removed",
+        || {
+            let field: Option<String> = redis::cmd("HGET")
+                .arg(STATUS_KEY)
+                .arg("iperf")
+                .query(&mut redis.conn())
+                .ok()?;
+            (stored(&redis, "iperf").is_none() && field.is_none()).then_some(())
+        },
+    );
     assert!(
         stored(&redis, "cpu-benchmark").is_some(),
         "other keys untouched"
     );
+    let other: Option<String> = redis::cmd("HGET")
+        .arg(STATUS_KEY)
+        .arg("cpu-benchmark")
+        .query(&mut redis.conn())
+        .expect("HGET");
+    assert!(other.is_some(), "other status fields untouched");
     assert_eq!(task.runs(), 0);
     d.stop().await;
 }
@@ -777,6 +803,49 @@ async fn shutdown_cancels_a_long_run_promptly() {
         "stopped in {:?}",
         t.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_while_waiting_for_an_exclusive_turn_is_prompt_and_runs_nothing() {
+    let redis = RedisServer::start();
+    put_result(&redis, "iperf", t0().timestamp()); // fresh: no start-up run
+    let clock = ManualClock::new(t0());
+    // The holder starts at once (no stored result) and runs for 10 minutes.
+    let holder = TestTask::new("cpu-benchmark", Behaviour::Count(Duration::from_secs(600)));
+    let waiter = TestTask::new("iperf", Behaviour::Count(Duration::ZERO));
+    let d = Started::start(
+        &redis,
+        vec![
+            (
+                holder.clone(),
+                settings("0 0 0 1 1 *", Duration::from_secs(900), true),
+            ),
+            (
+                waiter.clone(),
+                settings("30 * * * * *", Duration::from_secs(900), true),
+            ),
+        ],
+        Arc::new(clock.clone()),
+    )
+    .await;
+    wait_for(Duration::from_secs(5), "holder running", || {
+        (holder.running.load(Ordering::SeqCst) == 1).then_some(())
+    });
+    clock.advance(chrono::Duration::seconds(30));
+    wait_for(Duration::from_secs(5), "waiting for its turn", || {
+        d.store
+            .status("iperf")
+            .filter(|s| s.state == State::Waiting)
+    });
+    let store = d.store.clone();
+    let t = Instant::now();
+    d.stop().await;
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(waiter.runs(), 0, "its turn never came");
+    let st = store.status("iperf").expect("status");
+    assert_eq!((st.state, st.runs), (State::Idle, 0), "{st:?}");
+    let st = store.status("cpu-benchmark").expect("status");
+    assert_eq!(st.last_outcome, Some(Outcome::Cancelled), "{st:?}");
 }
 
 #[test]
