@@ -239,7 +239,7 @@ impl Daemon {
 
     /// Stops every part in order and waits for them, at most
     /// [`SHUTDOWN_GRACE`]. Returns false if some work had not stopped by
-    /// then (the daemon is taken down anyway).
+    /// then, or a part had panicked (the daemon is taken down anyway).
     pub async fn shutdown(self) -> bool {
         self.shutdown.cancel();
         let Daemon {
@@ -251,20 +251,29 @@ impl Daemon {
             private,
             ..
         } = self;
-        let in_time = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            let _ = monitor.await;
+        // A part that panicked is reported, not taken for a clean stop.
+        let ended = |part: &str, joined: Result<(), tokio::task::JoinError>| match joined {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(part, error = %e, "ended abnormally");
+                false
+            }
+        };
+        let stopped = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            let mut clean = ended("monitor", monitor.await);
             sync_stop.cancel();
-            let _ = sync.await;
+            clean &= ended("sync loop", sync.await);
             if let Some(bus) = bus {
-                let _ = bus.await;
+                clean &= ended("bus", bus.await);
             }
             for output in outputs {
-                let _ = output.await;
+                clean &= ended("output", output.await);
             }
+            clean
         })
-        .await
-        .is_ok();
-        if !in_time {
+        .await;
+        let in_time = matches!(stopped, Ok(true));
+        if stopped.is_err() {
             tracing::warn!("some work did not stop within the grace time; exiting anyway");
         }
         if let Some(private) = private {

@@ -272,7 +272,9 @@ impl Ctx {
             tracing::debug!(task = name, ?delay, "jitter");
             self.store.update_status(name, |s| s.state = State::Waiting);
             tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
+                // Through the injected clock, like every wait of the
+                // monitor, so that tests can hold and release it.
+                _ = self.clock.sleep(delay) => {}
                 _ = self.shutdown.cancelled() => {
                     self.store.update_status(name, |s| s.state = State::Idle);
                     anyhow::bail!("{name}: shut down before the run started");

@@ -190,6 +190,24 @@ mod tests {
     }
 
     #[test]
+    fn the_refusals_say_why() {
+        for (bad, found) in [("* * * * *", 5), ("0 0 */6 * * * *", 7), ("", 0)] {
+            let err = Schedule::parse(bad).expect_err(bad).to_string();
+            assert!(
+                err.contains(&format!(
+                    "expected 6 fields (sec min hour day-of-month month day-of-week), found {found}"
+                )),
+                "{bad:?}: {err}"
+            );
+        }
+        // 30 February: a valid pattern that selects no day at all.
+        let err = Schedule::parse("0 0 0 30 2 *")
+            .expect_err("30 February")
+            .to_string();
+        assert!(err.ends_with("\"0 0 0 30 2 *\": it never fires"), "{err}");
+    }
+
+    #[test]
     fn fields_that_select_nothing_are_refused_without_a_search() {
         for (bad, field) in [
             (", * * * * *", "second"),

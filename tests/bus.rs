@@ -815,9 +815,30 @@ async fn request_list_of_the_wrong_type_is_survived() {
     h.set(Command::Get.list(), "oops").await;
     let ret = ret_list();
     let mut c = h.conn().await;
-    // Leave the handler a few refused rounds (nothing to wait for: it only
-    // backs off); the point is that it comes out of them.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Redis counts the refusals (WRONGTYPE) it sent: wait for two, so the
+    // handler went through a refused round and its back-off, then free it.
+    let refused = |info: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix("errorstat_WRONGTYPE:count="))
+            .and_then(|n| n.trim().split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("errorstats")
+            .query_async(&mut c)
+            .await
+            .expect("INFO");
+        if refused(&info) >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handler's pops were never refused: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     redis::cmd("DEL")
         .arg(Command::Get.list())
         .query_async::<()>(&mut c)

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{wait_for, RedisServer};
+use common::{die_with_parent, wait_for, RedisServer};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -32,27 +32,84 @@ fn write_config(dir: &Path, text: &str) -> String {
     path.display().to_string()
 }
 
-/// A daemon started by a test; killed when dropped, so a failing test
-/// leaves no process behind.
+/// A daemon started by a test; stopped when dropped, so a failing test
+/// leaves no process behind. SIGTERM first, as an operator would stop it:
+/// a SIGKILL would leave its private redis-server running. It also gets
+/// SIGTERM if the test binary dies (see `common::die_with_parent`).
 struct Daemon(Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        if let Ok(None) = self.0.try_wait() {
+            let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM);
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.0.kill();
+        }
         let _ = self.0.wait();
     }
+}
+
+/// The zos-perf binary, tied to the test (SIGTERM when the test's thread ends).
+fn daemon_command() -> Command {
+    let mut cmd = Command::new(BIN);
+    die_with_parent(&mut cmd, Signal::SIGTERM);
+    cmd
 }
 
 /// `zos-perf --config CFG --redis URL run`, its output discarded.
 fn start_daemon(cfg: &str, redis: &str) -> Daemon {
     Daemon(
-        Command::new(BIN)
+        daemon_command()
             .args(["--config", cfg, "--redis", redis, "run"])
+            .env_remove("ZOS_PERF_REDIS")
+            .env_remove("ZOS_PERF_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start daemon"),
     )
+}
+
+/// The processes whose parent is `pid`, with their command names.
+fn children(pid: u32) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let mut rest = stat[close + 1..].split_whitespace();
+        let ppid = rest.nth(1).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            if let Ok(child) = stat[..open].trim().parse::<i32>() {
+                out.push((child, comm.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Whether process `pid` still exists (a zombie counts as gone).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+/// A Redis address on which nothing answers: a socket path that does not
+/// exist, in the test's own directory.
+fn nothing_answers(dir: &Path) -> String {
+    format!("unix://{}", dir.join("nothing-here.sock").display())
 }
 
 fn stop(mut daemon: Daemon) -> (bool, Duration) {
@@ -90,6 +147,7 @@ fn a_broken_config_exits_non_zero_naming_the_field() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/zos-perf.toml"));
     let out = zos_perf(&["--redis", "http://localhost", "get-all"]);
+    assert!(!out.status.success(), "a non-Redis URL is refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("redis"));
 }
 
@@ -137,33 +195,48 @@ fn get_and_get_all_read_the_store() {
 
 #[test]
 fn with_no_redis_anywhere_the_daemon_runs_a_private_one_and_stops_it() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path(), ALL_DISABLED);
+    let none = nothing_answers(dir.path());
     let child = Daemon(
-        Command::new(BIN)
+        daemon_command()
             .args(["--config", &cfg, "run"])
             .env_remove("ZOS_PERF_REDIS")
+            .env_remove("ZOS_PERF_CONFIG")
             .env("XDG_RUNTIME_DIR", dir.path())
-            // Nothing listens on port 1: the default address does not answer.
-            .env("ZOS_PERF_DEFAULT_REDIS", "redis://127.0.0.1:1")
+            .env("ZOS_PERF_DEFAULT_REDIS", &none)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start daemon"),
     );
-    let socket = dir.path().join("zos-perf/redis.sock");
+    let runtime = dir.path().join("zos-perf");
+    let socket = runtime.join("redis.sock");
     let url = format!("unix://{}", socket.display());
     wait_for(Duration::from_secs(10), "private redis answers", || {
         let client = redis::Client::open(url.as_str()).ok()?;
         let mut conn = client.get_connection().ok()?;
         redis::cmd("PING").query::<String>(&mut conn).ok()
     });
+    let servers: Vec<i32> = children(child.0.id())
+        .into_iter()
+        .filter(|(_, comm)| comm == "redis-server")
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(servers.len(), 1, "one private redis-server: {servers:?}");
+    let server = servers[0];
+    // Only the daemon's user may reach the directory and the socket.
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&runtime), 0o700, "runtime directory mode");
+    assert_eq!(mode(&socket), 0o700, "socket mode");
     // The read-only commands find it too.
     let out = Command::new(BIN)
         .arg("get-all")
         .env_remove("ZOS_PERF_REDIS")
+        .env_remove("ZOS_PERF_CONFIG")
         .env("XDG_RUNTIME_DIR", dir.path())
-        .env("ZOS_PERF_DEFAULT_REDIS", "redis://127.0.0.1:1")
+        .env("ZOS_PERF_DEFAULT_REDIS", &none)
         .output()
         .expect("get-all");
     assert!(
@@ -174,11 +247,121 @@ fn with_no_redis_anywhere_the_daemon_runs_a_private_one_and_stops_it() {
     let (ok, took) = stop(child);
     assert!(ok, "exit status 0");
     assert!(took < Duration::from_secs(5), "stopped in {took:?}");
-    assert!(!socket.exists(), "private redis socket removed");
-    assert!(redis::Client::open(url.as_str())
-        .expect("client")
-        .get_connection()
-        .is_err());
+    wait_for(Duration::from_secs(5), "redis-server gone", || {
+        (!alive(server)).then_some(())
+    });
+    // Nothing kept on disk: no dump, no append-only file, no socket.
+    let left: Vec<_> = std::fs::read_dir(&runtime)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", runtime.display());
+}
+
+#[test]
+fn with_an_explicit_redis_no_private_server_is_started() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path(), ALL_DISABLED);
+    let child = Daemon(
+        daemon_command()
+            .args(["--config", &cfg, "--redis", &redis.url(), "run"])
+            .env_remove("ZOS_PERF_REDIS")
+            .env_remove("ZOS_PERF_CONFIG")
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env("ZOS_PERF_DEFAULT_REDIS", nothing_answers(dir.path()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start daemon"),
+    );
+    // The daemon is up once it is connected to the given Redis.
+    let mut conn = redis.conn();
+    wait_for(Duration::from_secs(10), "daemon connected", || {
+        let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut conn).ok()?;
+        (clients.lines().count() >= 2).then_some(())
+    });
+    let servers: Vec<_> = children(child.0.id())
+        .into_iter()
+        .filter(|(_, comm)| comm == "redis-server")
+        .collect();
+    assert!(servers.is_empty(), "{servers:?}");
+    assert!(
+        !dir.path().join("zos-perf").exists(),
+        "no runtime directory"
+    );
+    let (ok, _) = stop(child);
+    assert!(ok, "exit status 0");
+}
+
+#[test]
+fn config_file_then_environment_then_flags() {
+    // Three real servers, each holding a different cpu-benchmark result:
+    // what `get` prints says which address won.
+    let servers = [
+        RedisServer::start(),
+        RedisServer::start(),
+        RedisServer::start(),
+    ];
+    for (i, s) in servers.iter().enumerate() {
+        let _: () = redis::cmd("SET")
+            .arg("perf.cpu-benchmark")
+            .arg(format!(
+                r#"{{"name":"cpu-benchmark","description":"d","timestamp":{i},"result":{{}}}}"#
+            ))
+            .query(&mut s.conn())
+            .expect("SET");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = |name: &str, server: usize| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("redis = {:?}\n", servers[server].url())).expect("write");
+        path.display().to_string()
+    };
+    let (file_0, file_1) = (file("a.toml", 0), file("b.toml", 1));
+    let which = |env: &[(&str, &str)], args: &[&str]| -> i64 {
+        let out = Command::new(BIN)
+            .env_remove("ZOS_PERF_REDIS")
+            .env_remove("ZOS_PERF_CONFIG")
+            .env("ZOS_PERF_DEFAULT_REDIS", nothing_answers(dir.path()))
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .envs(env.iter().copied())
+            .args(args)
+            .args(["get", "cpu-benchmark"])
+            .output()
+            .expect("zos-perf get");
+        assert!(
+            out.status.success(),
+            "{env:?} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        v["timestamp"].as_i64().expect("timestamp")
+    };
+    // The file named by ZOS_PERF_CONFIG.
+    assert_eq!(which(&[("ZOS_PERF_CONFIG", &file_0)], &[]), 0);
+    // --config beats ZOS_PERF_CONFIG.
+    assert_eq!(
+        which(&[("ZOS_PERF_CONFIG", &file_0)], &["--config", &file_1]),
+        1
+    );
+    // ZOS_PERF_REDIS beats the file.
+    let url_2 = servers[2].url();
+    let url_1 = servers[1].url();
+    assert_eq!(
+        which(
+            &[("ZOS_PERF_CONFIG", &file_0), ("ZOS_PERF_REDIS", &url_2)],
+            &[]
+        ),
+        2
+    );
+    // --redis beats ZOS_PERF_REDIS and the file.
+    assert_eq!(
+        which(
+            &[("ZOS_PERF_CONFIG", &file_0), ("ZOS_PERF_REDIS", &url_2)],
+            &["--redis", &url_1]
+        ),
+        1
+    );
 }
 
 #[test]
@@ -237,8 +420,10 @@ backoff_initial = \"1h\"\nbackoff_total = \"2h\"\nservices = [{list}]\n",
 fn sigterm_during_a_long_run_exits_0_within_5_s() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    // Port 1 refuses: the check fails and the run waits an hour to retry.
-    let cfg = healthcheck_only(dir.path(), &["http://127.0.0.1:1".to_string()]);
+    // A port held closed refuses: the check fails and the run waits an
+    // hour to retry.
+    let refused = format!("http://127.0.0.1:{}", common::closed_port());
+    let cfg = healthcheck_only(dir.path(), &[refused]);
     let child = start_daemon(&cfg, &redis.url());
     let mut conn = redis.conn();
     wait_for(Duration::from_secs(10), "healthcheck running", || {
@@ -264,6 +449,27 @@ fn sigterm_during_a_long_run_exits_0_within_5_s() {
         .query(&mut conn)
         .expect("GET");
     assert_eq!(stored, None, "a cancelled run stores nothing");
+}
+
+#[test]
+fn sigint_stops_the_daemon_with_exit_0() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path(), ALL_DISABLED);
+    let mut child = start_daemon(&cfg, &redis.url());
+    // Up once it is connected (its signal handlers are set before that).
+    let mut conn = redis.conn();
+    wait_for(Duration::from_secs(10), "daemon connected", || {
+        let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut conn).ok()?;
+        (clients.lines().count() >= 2).then_some(())
+    });
+    let t = Instant::now();
+    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGINT).expect("SIGINT");
+    let status = wait_for(Duration::from_secs(10), "daemon exit", || {
+        child.0.try_wait().expect("wait")
+    });
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
 #[test]

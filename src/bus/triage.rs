@@ -329,6 +329,19 @@ mod tests {
     }
 
     #[test]
+    fn ret_is_used_up_to_1024_bytes() {
+        let ret = |len: usize| format!("msgbus.{}", "x".repeat(len - "msgbus.".len()));
+        match triage(Command::Get, &req(json!({ "ret": ret(1024) })), 1000) {
+            Incoming::Answer(a) => assert_eq!(a.ret.len(), 1024),
+            other => panic!("1024 bytes: {other:?}"),
+        }
+        assert!(matches!(
+            triage(Command::Get, &req(json!({ "ret": ret(1025) })), 1000),
+            Incoming::Dropped(_)
+        ));
+    }
+
+    #[test]
     fn get_all_ignores_its_payload() {
         match triage(Command::GetAll, &req(json!({"dat": "!!not base64"})), 1000) {
             Incoming::Answer(a) => assert_eq!(a.outcome, Ok(Query::All)),

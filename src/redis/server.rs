@@ -65,6 +65,33 @@ pub async fn reader_url(configured: Option<&str>, default: &str) -> String {
     default.to_string()
 }
 
+/// Makes `dir` (mode 0700) or checks the one there: a real directory of
+/// this user, never a link, closed to others. The daemon runs as root and
+/// must not put its socket where another user could swap it.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("creating runtime directory {}", dir.display()))
+        }
+    }
+    let meta = std::fs::symlink_metadata(dir)
+        .with_context(|| format!("reading runtime directory {}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        anyhow::bail!(
+            "runtime directory {} is not a directory of this user (a link, or someone else's): refusing to use it",
+            dir.display()
+        );
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("closing runtime directory {} to others", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// A redis-server child process; killed when dropped.
 pub struct PrivateRedis {
     child: Child,
@@ -76,8 +103,7 @@ impl PrivateRedis {
     /// persistence and no TCP port, and waits until it answers.
     pub async fn start(socket: &Path) -> anyhow::Result<PrivateRedis> {
         let dir = socket.parent().context("socket path has no directory")?;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating runtime directory {}", dir.display()))?;
+        private_dir(dir)?;
         let _ = std::fs::remove_file(socket);
         let child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])

@@ -127,12 +127,10 @@ impl Drop for GraphQlServer {
     }
 }
 
-/// A URL on which nothing listens (connection refused).
+/// A URL on which nothing listens (connection refused), on a port this
+/// process keeps (see [`super::closed_port`]).
 pub fn closed_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("address");
-    drop(listener);
-    format!("http://{addr}/graphql")
+    format!("http://127.0.0.1:{}/graphql", super::closed_port())
 }
 
 fn serve(mut conn: TcpStream, inner: &Inner) {

@@ -55,16 +55,19 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&self.socket)
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(self.dir.path())
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/setup)");
+        let child = die_with_parent(
+            &mut Command::new("redis-server"),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .args(["--port", "0", "--unixsocket"])
+        .arg(&self.socket)
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(self.dir.path())
+        .args(&self.extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (scripts/setup)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -140,9 +143,68 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 pub fn unique_name(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::SeqCst);
-    let name = format!("{prefix}{}x{n}", std::process::id() % 100_000);
+    // The pid in full (base 36) and a per-process counter: two live test
+    // processes never share a pid, so their names cannot collide.
+    let name = format!("{prefix}-{}-{n}", base36(std::process::id()));
     assert!(name.len() <= 15, "name {name} too long for an interface");
     name
+}
+
+/// Ties a child to the test that starts it: when the thread that spawned it
+/// ends (the test finished, failed or the test binary was killed), the
+/// kernel sends the child `signal` (PR_SET_PDEATHSIG), so no redis-server
+/// or iperf3 outlives a killed test. Spawn from the test's own thread.
+pub fn die_with_parent(cmd: &mut Command, signal: nix::sys::signal::Signal) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: the closure only makes async-signal-safe calls (prctl,
+    // getppid, kill) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(signal).map_err(std::io::Error::from)?;
+            // The parent may have died before the prctl took effect.
+            if nix::unistd::getppid().as_raw() as u32 != parent {
+                let _ = nix::sys::signal::raise(signal);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A loopback TCP port on which connections are refused, and stay refused:
+/// the port is bound by a socket that never listens, and that socket is kept
+/// open until the test binary exits, so no other test's stand-in can take
+/// the port in the meantime (as one could after a bind-and-release).
+pub fn closed_port() -> u16 {
+    use nix::sys::socket::{
+        bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    let any = SockaddrIn::new(127, 0, 0, 1, 0);
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &any).expect("bind a loopback port");
+    let bound: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd)).expect("getsockname");
+    // Kept for the life of the process: the port must never be reused.
+    std::mem::forget(fd);
+    bound.port()
+}
+
+fn base36(mut n: u32) -> String {
+    let mut out = Vec::new();
+    loop {
+        out.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Runs a command, panicking with its output if it fails.
@@ -169,6 +231,8 @@ pub struct NetNs {
 
 impl NetNs {
     pub fn new(prefix: &str) -> NetNs {
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(sweep_stale_namespaces);
         let name = unique_name(prefix);
         sh(&["ip", "netns", "add", &name]);
         let ns = NetNs { name };
@@ -185,7 +249,7 @@ impl NetNs {
 
     /// Starts a long-running command inside the namespace.
     pub fn spawn(&self, args: &[&str]) -> KillOnDrop {
-        let child = Command::new("ip")
+        let child = die_with_parent(&mut Command::new("ip"), nix::sys::signal::Signal::SIGKILL)
             .args(["netns", "exec", &self.name])
             .args(args)
             .stdout(Stdio::null())
@@ -193,6 +257,32 @@ impl NetNs {
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {args:?} in {}: {e}", self.name));
         KillOnDrop(child)
+    }
+}
+
+/// Deletes the namespaces that test processes no longer running left
+/// behind (a killed test binary runs no Drop): names made by
+/// [`unique_name`], `<prefix>-<pid in base 36>-<n>`, whose pid is gone.
+fn sweep_stale_namespaces() {
+    let Ok(list) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&list.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let parts: Vec<&str> = name.split('-').collect();
+        let [prefix, pid, n] = parts[..] else {
+            continue;
+        };
+        let ours = !prefix.is_empty()
+            && prefix.bytes().all(|b| b.is_ascii_lowercase())
+            && n.bytes().all(|b| b.is_ascii_digit())
+            && !n.is_empty();
+        let Ok(pid) = u32::from_str_radix(pid, 36) else {
+            continue;
+        };
+        if ours && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
     }
 }
 

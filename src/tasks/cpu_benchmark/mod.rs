@@ -384,12 +384,22 @@ mod tests {
         for field in ["single", "multi"] {
             let secs = obj[field].as_f64().filter(|_| obj[field].is_f64());
             let secs = secs.unwrap_or_else(|| panic!("{field} is not a float: {value}"));
-            assert!(secs >= 0.0, "{value}");
+            assert!(secs > 0.0, "{field} measured nothing: {value}");
             assert!(
                 ((secs * 1000.0).round() - secs * 1000.0).abs() < 1e-6,
                 "{value}"
             );
         }
+        // `multi` is the sum of every thread's time: each thread does the
+        // single loop's work, so the sum of N is more than N - 1 singles
+        // (the maximum, or an average, would not be).
+        let n = obj["threads"].as_f64().unwrap_or(0.0);
+        let (single, multi) = (obj["single"].as_f64(), obj["multi"].as_f64());
+        let (single, multi) = (single.unwrap_or(0.0), multi.unwrap_or(0.0));
+        assert!(
+            multi > (n - 1.0) * single,
+            "multi is not the sum over {n} threads: {value}"
+        );
         assert_eq!(
             obj["threads"].as_u64(),
             Some(getconf_online_cpus() as u64),

@@ -236,7 +236,17 @@ mod tests {
                 total: Duration::from_secs(600)
             }
         );
-        assert_eq!(s.services, crate::grid::Network::Test.services());
+        assert_eq!(
+            s.services,
+            [
+                "https://graphql.test.grid.tf/graphql",
+                "https://graphql.02.test.grid.tf/graphql",
+                "wss://relay.test.grid.tf",
+                "wss://tfchain.test.grid.tf/",
+                "https://activation.test.grid.tf/activation/activate",
+                "redis://hub.threefold.me:9900",
+            ]
+        );
         let c: HealthcheckConfig = toml::from_str(
             "services = [\"http://192.0.2.1:8080/\"]\nconnect_timeout = \"250ms\"\n",
         )

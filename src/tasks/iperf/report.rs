@@ -163,31 +163,56 @@ pub fn parse(stdout: &[u8], protocol: Protocol) -> Result<Measure, String> {
 mod tests {
     use super::*;
 
-    /// Trimmed from a real iperf3 3.12 `-R --json --udp --length 16B` run.
-    const UDP: &str = r#"{"start": {"version": "iperf 3.12"}, "intervals": [],
-      "end": {
-        "streams": [{"udp": {"socket": 5, "bytes": 11351200, "bits_per_second": 90493957.07,
-                             "jitter_ms": 0.0039, "lost_packets": 10752, "packets": 709450, "sender": false}}],
-        "sum": {"bits_per_second": 90493957.07, "sender": false},
-        "sum_sent": {"bytes": 11351200, "bits_per_second": 90493957.07, "sender": true},
-        "sum_received": {"bytes": 11178064, "bits_per_second": 89423617.76, "sender": false},
-        "cpu_utilization_percent": {"host_total": 93.8, "host_user": 18.7, "host_system": 75.1,
-                                    "remote_total": 98.85, "remote_user": 8.83, "remote_system": 90.03}}}"#;
+    /// Real iperf3 3.12 reports on loopback, trimmed to `start.version`,
+    /// `start.test_start` and `end` (`-R --json --udp --length 16B --time 1`
+    /// and `-R --json --time 1`).
+    const UDP: &str = include_str!("testdata/udp-reverse-3.12.json");
+    const TCP: &str = include_str!("testdata/tcp-reverse-3.12.json");
 
-    #[test]
-    fn udp_download_is_the_stream_figure_and_cpu_is_mapped() {
-        let m = parse(UDP.as_bytes(), Protocol::Udp).expect("udp report");
-        assert_eq!(m.upload, 90493957.07);
-        assert_eq!(m.download, 90493957.07, "streams[0].udp, not sum_received");
-        assert_eq!(m.cpu.host_total, 93.8);
-        assert_eq!(m.cpu.remote_system, 90.03);
-        assert_eq!(m.error, "");
+    /// serde_json reads a float to within an ulp or so of what was written.
+    fn close(got: f64, want: f64) -> bool {
+        (got - want).abs() <= want.abs() * 1e-12
+    }
+
+    fn set(report: &mut Value, pointer: &str, bps: f64) {
+        *report
+            .pointer_mut(&format!("/end/{pointer}/bits_per_second"))
+            .unwrap_or_else(|| panic!("{pointer} in the fixture")) = bps.into();
     }
 
     #[test]
-    fn tcp_download_is_sum_received() {
-        let m = parse(UDP.as_bytes(), Protocol::Tcp).expect("report");
-        assert_eq!(m.download, 89423617.76);
+    fn udp_download_is_the_stream_figure_and_cpu_is_mapped() {
+        // As recorded: 3.12 gives the stream, `sum` and `sum_sent` the same
+        // rate (the server's send rate), `sum_received` a lower one.
+        let m = parse(UDP.as_bytes(), Protocol::Udp).expect("udp report");
+        assert!(close(m.upload, 8968950.31934652), "{m:?}");
+        assert!(close(m.download, 8968950.31934652), "{m:?}");
+        assert!(close(m.cpu.host_total, 13.567027606518439), "{m:?}");
+        assert!(close(m.cpu.remote_system, 26.906682010881326), "{m:?}");
+        assert_eq!(m.error, "");
+        // Each candidate field given its own figure: only the right ones
+        // are read.
+        let mut report: Value = serde_json::from_str(UDP).expect("fixture");
+        set(&mut report, "streams/0/udp", 1.0);
+        set(&mut report, "sum", 2.0);
+        set(&mut report, "sum_sent", 3.0);
+        set(&mut report, "sum_received", 4.0);
+        let bytes = serde_json::to_vec(&report).expect("json");
+        let m = parse(&bytes, Protocol::Udp).expect("udp report");
+        assert_eq!(m.download, 1.0, "download is streams[0].udp");
+        assert_eq!(m.upload, 3.0, "upload is sum_sent");
+    }
+
+    #[test]
+    fn tcp_download_is_sum_received_and_upload_sum_sent() {
+        let m = parse(TCP.as_bytes(), Protocol::Tcp).expect("tcp report");
+        assert!(close(m.upload, 2102261006.9935818), "{m:?}");
+        assert!(close(m.download, 2099433224.82024), "{m:?}");
+        assert!(close(m.cpu.host_system, 4.705519470106722), "{m:?}");
+        assert!(close(m.cpu.remote_total, 7.01002717792593), "{m:?}");
+        // A TCP report has no UDP stream figure.
+        let err = parse(TCP.as_bytes(), Protocol::Udp).expect_err("no udp stream");
+        assert!(err.contains("no udp figures"), "{err}");
     }
 
     #[test]

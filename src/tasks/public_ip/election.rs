@@ -67,11 +67,14 @@ pub async fn lower_node_answering(
     Ok(None)
 }
 
-/// `ping -c <count> -W 1 <address>`: true when at least one reply came back.
+/// `ping -c <count> -W 1 <address>`: true when at least one reply came back,
+/// false when none did (ping exits 1). Any other exit (2: ping could not
+/// run, e.g. no permission for its socket) is an error carrying ping's own
+/// words, so a node that cannot ping is not taken for a silent one.
 /// The address is a parsed IP, passed as one argument: no shell, no name
 /// resolution.
 pub async fn ping(address: IpAddr, count: u32) -> anyhow::Result<bool> {
-    let status = tokio::process::Command::new("ping")
+    let out = tokio::process::Command::new("ping")
         .arg("-n")
         .arg("-q")
         .arg("-c")
@@ -81,10 +84,21 @@ pub async fn ping(address: IpAddr, count: u32) -> anyhow::Result<bool> {
         .arg(address.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
-        .status()
+        .output()
         .await
         .with_context(|| format!("running ping {address}"))?;
-    Ok(status.success())
+    match out.status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            anyhow::bail!(
+                "ping {address} could not run ({}): {}",
+                out.status,
+                crate::util::text::clip(stderr.trim(), 300)
+            )
+        }
+    }
 }

@@ -399,7 +399,13 @@ mod tests {
 
     #[test]
     fn a_panic_on_the_namespace_thread_still_leaves_the_link_clean() {
-        let ns = format!("pgp{}", std::process::id());
+        // Unique even against a namespace left by a killed earlier run
+        // that had the same pid.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let ns = format!("pgp{}_{nanos}", std::process::id());
         ip(&["netns", "add", &ns]);
         let _del = DelNs(ns.clone());
         ip(&[
