@@ -537,7 +537,11 @@ async fn a_manual_run_does_not_wait_its_jitter() {
     );
     let result = tokio::time::timeout(
         Duration::from_secs(5),
-        monitor.run_now("healthcheck", stop.clone()),
+        monitor.run_now(
+            "healthcheck",
+            stop.clone(),
+            zos_perf::tasks::Progress::default(),
+        ),
     )
     .await
     .expect("a manual run does not wait on the held clock")
