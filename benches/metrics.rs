@@ -95,8 +95,8 @@ fn latencies(addr: SocketAddr, path: &str, n: usize) -> (Duration, Duration, usi
     }
     t.sort();
     (
-        support::percentile(&t, 0.5),
-        support::percentile(&t, 0.99),
+        support::percentile(&t, 50.0),
+        support::percentile(&t, 99.0),
         size,
     )
 }
