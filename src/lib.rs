@@ -22,6 +22,7 @@ pub mod http;
 pub mod monitor;
 pub mod redis_link;
 pub mod schedule;
+pub mod service;
 pub mod status;
 pub mod store;
 pub mod task;

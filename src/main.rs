@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use zos_perf::bus;
@@ -18,6 +18,10 @@ use zos_perf::redis_link::{self, RedisLink};
 use zos_perf::schedule::SystemClock;
 use zos_perf::store::{self, ResultStore};
 use zos_perf::tasks;
+
+mod cli {
+    pub mod completions;
+}
 
 /// How long shutdown may take before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -91,10 +95,31 @@ enum Command {
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Print the completion script of SHELL (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to stdout, e.g. `zos-perf man | man -l -`.
+    Man,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Generated from the definitions above; no configuration, no Redis.
+    let generated = match cli.command {
+        Command::Completions { shell } => {
+            Some(cli::completions::print_completions(shell, Cli::command()))
+        }
+        Command::Man => Some(cli::completions::print_man_page(Cli::command())),
+        _ => None,
+    };
+    if let Some(done) = generated {
+        return match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("zos-perf: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     init_logging(&cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -171,6 +196,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("{}", bus::client::pretty(&result));
             Ok(())
         }
+        // Printed by main() before any configuration is read.
+        Command::Completions { .. } | Command::Man => Ok(()),
     }
 }
 
@@ -247,8 +274,10 @@ async fn run_daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
         let client = store.link().client().clone();
         tokio::spawn(bus::serve(client, config.bus.clone(), shutdown.clone()))
     });
+    let service = zos_perf::service::ready(shutdown.clone());
 
     shutdown.cancelled().await;
+    service.stopping();
     if tokio::time::timeout(SHUTDOWN_GRACE, async {
         let _ = run.await;
         sync_stop.cancel();
