@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap_complete::Shell;
 
 /// Prints the completion script of `shell` for the command `cmd`.
-pub fn print_completions(shell: Shell, mut cmd: clap::Command) -> anyhow::Result<()> {
+pub fn print(shell: Shell, mut cmd: clap::Command) -> anyhow::Result<()> {
     let name = cmd.get_name().to_string();
     // clap_complete panics on a failed write: render into memory, then write
     // with an error the caller can report (a closed pipe, a full disk).
