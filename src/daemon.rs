@@ -7,6 +7,7 @@
 //!           -> link -> store (load what Redis holds) -> sync loop
 //!           -> monitor (runs the tasks) -> bus (answers requests)
 //!           -> outputs (metrics and dashboard listener, textfile)
+//!           -> READY=1 to systemd (crate::service; nothing without it)
 //! shutdown: monitor (cancels runs) -> sync loop (last pass, so perf:status
 //!           shows how the cut-short runs ended) -> bus -> outputs (the
 //!           textfile is removed) -> private Redis
@@ -29,6 +30,7 @@ use crate::monitor::{self, Monitor, Registered};
 use crate::outputs;
 use crate::redis::{self, server, PrivateRedis, RedisLink};
 use crate::schedule::{Clock, SystemClock};
+use crate::service::{self, Service};
 use crate::store::{ResultStore, TaskResult};
 use crate::tasks::{self, Progress, Task};
 
@@ -52,6 +54,8 @@ pub struct Daemon {
     outputs: Vec<JoinHandle<()>>,
     metrics_addr: Option<std::net::SocketAddr>,
     private: Option<PrivateRedis>,
+    /// The service manager's view (systemd's READY=1, watchdog, STOPPING=1).
+    service: Service,
 }
 
 /// How a daemon is started: the configuration's tasks and the system clock
@@ -179,6 +183,8 @@ impl Builder {
                 shutdown.clone(),
             )));
         }
+        // Store loaded (or given up on) and bus serving: ready.
+        let service = service::ready(shutdown.clone());
         Ok(Daemon {
             url,
             store,
@@ -191,6 +197,7 @@ impl Builder {
             outputs,
             metrics_addr,
             private,
+            service,
         })
     }
 }
@@ -249,8 +256,10 @@ impl Daemon {
             bus,
             outputs,
             private,
+            service,
             ..
         } = self;
+        service.stopping();
         // A part that panicked is reported, not taken for a clean stop.
         let ended = |part: &str, joined: Result<(), tokio::task::JoinError>| match joined {
             Ok(()) => true,

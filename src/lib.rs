@@ -42,6 +42,7 @@ pub mod monitor;
 pub mod outputs;
 pub mod redis;
 pub mod schedule;
+pub mod service;
 pub mod store;
 pub mod tasks;
 mod util;

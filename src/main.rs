@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use zos_perf::config::{Config, Overrides, KERNEL_CMDLINE};
 use zos_perf::grid::Network;
@@ -131,10 +131,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the completion script of SHELL (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to stdout, e.g. `zos-perf man | man -l -`.
+    Man,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Generated from the definitions above: no configuration, no Redis.
+    let generated = match cli.command {
+        Command::Completions { shell } => Some(cli::completions::print(shell, Cli::command())),
+        Command::Man => Some(cli::completions::print_man_page(Cli::command())),
+        _ => None,
+    };
+    if let Some(done) = generated {
+        return match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                errln!("zos-perf: {e:#}");
+                Exit::Failure.code()
+            }
+        };
+    }
     let config = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -223,5 +242,7 @@ async fn dispatch(cli: Cli, config: Config) -> Result<(), CliError> {
             timeout,
         } => cli::call::call(&config, default_redis, &cmd, payload, timeout).await,
         Command::Check { json } => cli::check::run(&config, default_redis, json).await,
+        // Printed by main() before any configuration is read.
+        Command::Completions { .. } | Command::Man => Ok(()),
     }
 }

@@ -3,7 +3,8 @@
 //! [`results`] (stored results, [`human`] rendering), [`history`] (a task's
 //! stored history), [`call`] (the bus, as
 //! the RMB peer calls it), [`check`] (what this machine lacks). [`error`]
-//! holds the exit codes, [`logging`] the log format and colour.
+//! holds the exit codes, [`logging`] the log format and colour,
+//! [`completions`] the shell completions and the man page.
 
 /// `println!` that never panics: `zos-perf tasks | head -1` closes the
 /// pipe early, and a command must not die of that.
@@ -32,6 +33,7 @@ macro_rules! out {
 
 pub mod call;
 pub mod check;
+pub mod completions;
 pub mod error;
 pub mod history;
 pub mod human;
