@@ -9,7 +9,7 @@
 //!
 //! This module composes the sections; each section's struct, defaults and
 //! checks live with what it configures (`tasks/<task>/config.rs`,
-//! `grid/config.rs`, `bus/config.rs`).
+//! `grid/config.rs`, `bus/config.rs`, `outputs/mod.rs`, `store/history.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +57,8 @@ pub struct Config {
     /// `text` or `json` (`log_format` in the file); `--log-format` and
     /// `ZOS_PERF_LOG_FORMAT` win.
     pub log_format: Option<String>,
+    pub metrics: crate::outputs::MetricsConfig,
+    pub history: crate::store::history::HistoryConfig,
 }
 
 /// The file's shape. Unknown fields are refused, so a typo is an error that
@@ -81,9 +83,15 @@ struct FileConfig {
     #[serde(default)]
     public_ip: tasks::public_ip::PublicIpConfig,
     #[serde(default)]
+    provisiontest: tasks::provisiontest::ProvisionTestConfig,
+    #[serde(default)]
     bus: BusConfig,
     log: Option<String>,
     log_format: Option<String>,
+    #[serde(default)]
+    metrics: crate::outputs::MetricsConfig,
+    #[serde(default)]
+    history: crate::store::history::HistoryConfig,
 }
 
 /// `[tasks.<name>]`: what configuration may change of a task's defaults.
@@ -166,10 +174,13 @@ impl Config {
                 healthcheck: file.healthcheck,
                 iperf: file.iperf,
                 public_ip: file.public_ip,
+                provisiontest: file.provisiontest,
             },
             bus: file.bus,
             log: file.log,
             log_format: file.log_format,
+            metrics: file.metrics,
+            history: file.history,
         };
         config.validate()?;
         Ok(config)
@@ -205,6 +216,8 @@ impl Config {
         self.grid.validate()?;
         self.sections.validate()?;
         self.bus.validate()?;
+        self.metrics.validate()?;
+        self.history.validate()?;
         Ok(())
     }
 

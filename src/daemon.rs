@@ -2,11 +2,14 @@
 //! apart again, in order.
 //!
 //! ```text
-//! start:    Redis (given, default, or a private redis-server)
+//! start:    metrics listener bound (a taken port stops the start here)
+//!           -> Redis (given, default, or a private redis-server)
 //!           -> link -> store (load what Redis holds) -> sync loop
 //!           -> monitor (runs the tasks) -> bus (answers requests)
+//!           -> outputs (metrics and dashboard listener, textfile)
 //! shutdown: monitor (cancels runs) -> sync loop (last pass, so perf:status
-//!           shows how the cut-short runs ended) -> bus -> private Redis
+//!           shows how the cut-short runs ended) -> bus -> outputs (the
+//!           textfile is removed) -> private Redis
 //! ```
 //!
 //! `zos-perf run` is [`Daemon::start`] then [`Daemon::shutdown`] on a
@@ -23,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus;
 use crate::config::Config;
 use crate::monitor::{self, Monitor, Registered};
+use crate::outputs;
 use crate::redis::{self, server, PrivateRedis, RedisLink};
 use crate::schedule::{Clock, SystemClock};
 use crate::store::{ResultStore, TaskResult};
@@ -44,6 +48,9 @@ pub struct Daemon {
     monitor: JoinHandle<()>,
     sync: JoinHandle<()>,
     bus: Option<JoinHandle<()>>,
+    /// The metrics listener and the textfile writer.
+    outputs: Vec<JoinHandle<()>>,
+    metrics_addr: Option<std::net::SocketAddr>,
     private: Option<PrivateRedis>,
 }
 
@@ -109,6 +116,12 @@ impl Builder {
                 tasks::registry(&config.sections, &config.grid_context()),
             )?,
         };
+        // Before anything runs: a port that is taken stops the start here.
+        let listener = match config.metrics.listen_addr()? {
+            Some(addr) => Some(outputs::http::bind(addr).await?),
+            None => None,
+        };
+        let metrics_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let (url, private) = match &config.redis {
             Some(url) => (url.clone(), None),
             None if server::answers(&default_redis).await => (default_redis, None),
@@ -121,7 +134,8 @@ impl Builder {
         tracing::info!(redis = %url, network = %config.network, tasks = registered.len(), "zos-perf starting");
 
         let shutdown = CancellationToken::new();
-        let store = ResultStore::new(RedisLink::start(&url, shutdown.clone())?);
+        let store =
+            ResultStore::with_history(RedisLink::start(&url, shutdown.clone())?, &config.history);
         let loaded = store.load(load_wait).await;
         if !loaded {
             tracing::warn!(redis = %url, "no stored results could be read; tasks without a result in memory run now");
@@ -130,12 +144,41 @@ impl Builder {
         // carries how the runs cut short by shutdown ended.
         let sync_stop = CancellationToken::new();
         let sync = tokio::spawn(store.clone().sync_loop(sync_stop.clone()));
+        let enabled: Vec<&'static str> = registered
+            .iter()
+            .filter(|r| r.settings.enabled)
+            .map(|r| r.task.name())
+            .collect();
         let monitor = Monitor::new(registered, store.clone(), clock);
         let monitor = tokio::spawn(monitor.run(shutdown.clone()));
+        let mut bus_stats = None;
         let bus = config.bus.enabled.then(|| {
-            let client = store.link().client().clone();
-            tokio::spawn(bus::serve(client, config.bus.clone(), shutdown.clone()))
+            let handler = bus::Bus::new(store.link().client().clone(), config.bus.clone());
+            bus_stats = Some(handler.stats());
+            tokio::spawn(handler.serve(shutdown.clone()))
         });
+        let sources = outputs::metrics::Sources {
+            store: store.clone(),
+            tasks: enabled,
+            bus: bus_stats,
+        };
+        let mut outputs = Vec::new();
+        if let Some(listener) = listener {
+            let app = outputs::http::App::new(sources.clone());
+            outputs.push(tokio::spawn(outputs::http::serve(
+                listener,
+                app,
+                shutdown.clone(),
+            )));
+        }
+        if let Some(dir) = config.metrics.textfile_dir.clone() {
+            outputs.push(tokio::spawn(outputs::textfile::run(
+                dir,
+                config.metrics.textfile_interval,
+                outputs::metrics::Exporter::for_textfile(sources),
+                shutdown.clone(),
+            )));
+        }
         Ok(Daemon {
             url,
             store,
@@ -145,6 +188,8 @@ impl Builder {
             monitor,
             sync,
             bus,
+            outputs,
+            metrics_addr,
             private,
         })
     }
@@ -177,6 +222,11 @@ impl Daemon {
         &self.store
     }
 
+    /// Where the metrics and dashboard listener answers, when it runs.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
+    }
+
     /// Whether the stored results could be read at start.
     pub fn loaded(&self) -> bool {
         self.loaded
@@ -197,6 +247,7 @@ impl Daemon {
             monitor,
             sync,
             bus,
+            outputs,
             private,
             ..
         } = self;
@@ -206,6 +257,9 @@ impl Daemon {
             let _ = sync.await;
             if let Some(bus) = bus {
                 let _ = bus.await;
+            }
+            for output in outputs {
+                let _ = output.await;
             }
         })
         .await
@@ -248,7 +302,7 @@ pub async fn run_once_with_progress(
     )?;
     // Fail before a long run if there is nowhere to store its result.
     redis::connect_once(url).await?;
-    let store = ResultStore::new(RedisLink::start(url, cancel.clone())?);
+    let store = ResultStore::with_history(RedisLink::start(url, cancel.clone())?, &config.history);
     store.load(LOAD_WAIT).await;
     let monitor = Monitor::new(registered, store.clone(), Arc::new(SystemClock));
     let result = monitor.run_now(name, cancel, progress).await;

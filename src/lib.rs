@@ -6,7 +6,9 @@
 //!                          ▼
 //!                     ResultStore  (Redis: perf.<name> = {name, description, timestamp, result}; perf:status)
 //!                          ▲
-//!                     bus core <── transport (local: Redis lists msgbus.zos.perf.get / .get_all)
+//!                     bus core <── transport (local: Redis lists msgbus.zos.perf.get / .get_all / .history)
+//!                          ▲
+//!                     outputs  (Prometheus /metrics, node_exporter textfile, dashboard /)
 //! ```
 //!
 //! Data takes one road: a task run produces a value, the [`monitor`] stamps
@@ -22,9 +24,10 @@
 //! - [`monitor`]: the scheduler: fires tasks, times them out, records outcomes.
 //! - [`schedule`]: cron schedules, jitter and the clock the monitor reads.
 //! - [`tasks`]: the task trait, the registry and one folder per task.
-//! - [`store`]: the results and statuses held in memory and mirrored to Redis.
+//! - [`store`]: the results, statuses and per-task history held in memory and mirrored to Redis.
 //! - [`redis`]: the Redis connection, the private redis-server, every key name.
 //! - [`bus`]: the RMB protocol core and its transports (today: local Redis lists).
+//! - [`outputs`]: Prometheus metrics, the node_exporter textfile, the dashboard page.
 //! - [`grid`]: the grid networks, their GraphQL, and the context tasks share.
 //! - `util`: backoff, text clipping, the clock in Unix seconds, capped HTTP bodies.
 //!
@@ -36,6 +39,7 @@ pub mod config;
 pub mod daemon;
 pub mod grid;
 pub mod monitor;
+pub mod outputs;
 pub mod redis;
 pub mod schedule;
 pub mod store;

@@ -87,6 +87,19 @@ enum Command {
         #[arg(long)]
         human: bool,
     },
+    /// Show a task's stored history: the key figures of each run, newest
+    /// first, and their trend.
+    History {
+        /// Task name, e.g. iperf.
+        name: String,
+        /// Newest runs to show, at most.
+        #[arg(long, default_value_t = zos_perf::store::history::DEFAULT_DEPTH as u32,
+              value_parser = clap::value_parser!(u32).range(1..=zos_perf::store::history::MAX_DEPTH as i64))]
+        limit: u32,
+        /// Print the stored records as a JSON array instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one task now, store its result and print it.
     RunTask {
         /// Task name, in any case, e.g. healthcheck.
@@ -200,6 +213,9 @@ async fn dispatch(cli: Cli, config: Config) -> Result<(), CliError> {
                 human,
             };
             cli::run::task(config, default_redis, &name, opts).await
+        }
+        Command::History { name, limit, json } => {
+            Ok(cli::history::show(&config, default_redis, &name, limit as usize, json).await?)
         }
         Command::Call {
             cmd,

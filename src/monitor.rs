@@ -38,6 +38,9 @@ pub const SLICE: Duration = Duration::from_secs(1);
 pub struct Registered {
     pub task: Arc<dyn Task>,
     pub settings: TaskSettings,
+    /// Why the task cannot run here, when configuration left it to its
+    /// default and that default is therefore off.
+    pub unavailable: Option<String>,
     running: Arc<AtomicBool>,
 }
 
@@ -46,19 +49,31 @@ impl Registered {
         Self {
             task,
             settings,
+            unavailable: None,
             running: Arc::new(AtomicBool::new(false)),
         }
     }
 }
 
 /// Builds each task's settings from the configuration; an invalid override
-/// is an error naming the task and field.
+/// is an error naming the task and field. A task that cannot run here (see
+/// [`Task::not_available`]) is off unless configuration enables it.
 pub fn register(config: &Config, tasks: Vec<Arc<dyn Task>>) -> anyhow::Result<Vec<Registered>> {
     tasks
         .into_iter()
         .map(|task| {
-            let settings = config.task_settings(task.name(), &task.defaults())?;
-            Ok(Registered::new(task, settings))
+            let mut settings = config.task_settings(task.name(), &task.defaults())?;
+            let explicit = config
+                .tasks
+                .get(task.name())
+                .is_some_and(|o| o.enabled.is_some());
+            let unavailable = if explicit { None } else { task.not_available() };
+            if unavailable.is_some() {
+                settings.enabled = false;
+            }
+            let mut r = Registered::new(task, settings);
+            r.unavailable = unavailable;
+            Ok(r)
         })
         .collect()
 }
@@ -103,6 +118,11 @@ impl Monitor {
 
         for r in &self.tasks {
             let name = r.task.name();
+            if let Some(why) = &r.unavailable {
+                tracing::info!(task = name, "not run: {why}; its stored result is removed");
+                self.store.remove(name);
+                continue;
+            }
             if !r.settings.enabled {
                 tracing::info!(
                     task = name,
@@ -184,6 +204,9 @@ impl Monitor {
             .iter()
             .find(|r| r.task.name() == name)
             .ok_or_else(|| anyhow::anyhow!("unknown task {name:?}"))?;
+        if let Some(why) = &r.unavailable {
+            anyhow::bail!("{name}: not run: {why}");
+        }
         let ctx = Ctx {
             reg: r.clone(),
             store: self.store.clone(),

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use super::commands::Command;
 use super::snapshot::Snapshot;
-use super::stats::BusStats;
+use super::stats::{BusStats, CODE_SLOTS};
 use super::triage::{triage, Answer, Incoming};
 use crate::util::text::clip;
 
@@ -44,6 +44,8 @@ pub struct Replies<'a> {
     pub lists: Vec<(&'a str, Vec<Vec<u8>>)>,
     /// How many of them are error replies.
     pub errors: usize,
+    /// How many are answers (slot 0) and errors of each code.
+    pub codes: [u64; CODE_SLOTS],
 }
 
 /// Answers every request from `snapshot` at unix time `now`.
@@ -53,16 +55,25 @@ pub fn replies<'a>(
     now: u64,
 ) -> serde_json::Result<Replies<'a>> {
     let mut errors = 0;
+    let mut codes = [0u64; CODE_SLOTS];
     let mut lists: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for a in answers {
-        let (encoded, is_error) = a.reply(snapshot, now)?;
-        errors += usize::from(is_error);
+        let (encoded, code) = a.reply_coded(snapshot, now)?;
+        errors += usize::from(code.is_some());
+        // A code of ours counts in its slot; a foreign one in none.
+        if let Some(slot) = codes.get_mut(code.map_or(0, |c| c as usize)) {
+            *slot += 1;
+        }
         let i = *index.entry(a.ret.as_ref()).or_insert_with(|| {
             lists.push((a.ret.as_ref(), Vec::new()));
             lists.len() - 1
         });
         lists[i].1.push(encoded);
     }
-    Ok(Replies { lists, errors })
+    Ok(Replies {
+        lists,
+        errors,
+        codes,
+    })
 }

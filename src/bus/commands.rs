@@ -1,9 +1,11 @@
-//! The two bus commands (docs/bus.md), answered from the result store.
+//! The bus commands (docs/bus.md), answered from the result store.
 //!
 //! - `zos.perf.get`, payload `{"Name": "<task name>"}` (the key in any
 //!   case): the stored result object of that task, or `result not found`.
 //! - `zos.perf.get_all`, payload ignored: the array of every stored result
 //!   object, `[]` when there is none.
+//! - `zos.perf.history` (an extension, see [`super::history`]): a task's
+//!   stored records, newest first.
 //!
 //! Each batch of requests is answered from one read of the store
 //! ([`super::snapshot::Snapshot`]).
@@ -14,6 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::{BusError, ErrorCode};
+use super::history::{self, HistoryQuery};
 use crate::tasks;
 use crate::util::text::clip;
 
@@ -22,16 +25,18 @@ use crate::util::text::clip;
 pub enum Command {
     Get,
     GetAll,
+    History,
 }
 
 impl Command {
-    pub const ALL: [Command; 2] = [Command::Get, Command::GetAll];
+    pub const ALL: [Command; 3] = [Command::Get, Command::GetAll, Command::History];
 
     /// The command's wire name.
     pub fn name(self) -> &'static str {
         match self {
             Command::Get => "zos.perf.get",
             Command::GetAll => "zos.perf.get_all",
+            Command::History => "zos.perf.history",
         }
     }
 
@@ -40,6 +45,7 @@ impl Command {
         match self {
             Command::Get => "msgbus.zos.perf.get",
             Command::GetAll => "msgbus.zos.perf.get_all",
+            Command::History => "msgbus.zos.perf.history",
         }
     }
 
@@ -52,12 +58,18 @@ impl Command {
         match self {
             Command::Get => parse_get(payload).map(Query::One),
             Command::GetAll => Ok(Query::All),
+            Command::History => history::parse(payload).map(Query::History),
         }
     }
 
     /// Whether the payload matters (and so must be decoded) at all.
     pub fn reads_payload(self) -> bool {
-        self == Command::Get
+        self != Command::GetAll
+    }
+
+    /// Position in [`Command::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -66,6 +78,7 @@ impl Command {
 pub enum Query {
     One(&'static str),
     All,
+    History(HistoryQuery),
 }
 
 const EXPECTED_GET: &str = r#"payload is not the expected JSON {"Name": "<task name>"}"#;
@@ -110,7 +123,7 @@ fn parse_get(payload: &[u8]) -> Result<&'static str, BusError> {
 }
 
 /// The task asked for, if it is one.
-fn task_name(name: &str) -> Result<&'static str, BusError> {
+pub(super) fn task_name(name: &str) -> Result<&'static str, BusError> {
     if let Some(name) = tasks::canonical(name) {
         return Ok(name);
     }

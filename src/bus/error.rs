@@ -10,7 +10,7 @@
 //! | 3 | payload too large | `dat` would decode to more than 64 KiB (checked without decoding) | `payload too large: 70000 bytes, the limit is 65536` |
 //! | 4 | invalid base64 | `dat` is not standard padded base64 | `dat is not valid base64: Invalid symbol 33, offset 3.` |
 //! | 5 | invalid payload | the payload is not JSON, or not the JSON the command expects | `payload is not JSON: expected value at line 1 column 1`, `payload is not the expected JSON {"Name": "<task name>"}: no "Name" key` |
-//! | 6 | unknown task | the name asked for is empty or not a task | `unknown task name "foo" (known: public-ip-validation, cpu-benchmark, healthcheck, iperf)`, `task name "" is empty (known: ...)` |
+//! | 6 | unknown task | the name asked for is empty or not a task | `unknown task name "foo" (known: public-ip-validation, cpu-benchmark, healthcheck, iperf, provisiontest)`, `task name "" is empty (known: ...)` |
 //! | 7 | result not found | the task has no stored result | `result not found` |
 //! | 8 | stored result invalid | the stored result asked for is not JSON (something else wrote the key) | `stored value of perf.iperf is not JSON` |
 //!

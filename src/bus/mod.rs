@@ -1,11 +1,13 @@
-//! The bus: `zos.perf.get` and `zos.perf.get_all` (docs/bus.md), answered
-//! from the result store, never from the tasks.
+//! The bus: `zos.perf.get` and `zos.perf.get_all` (docs/bus.md), and our
+//! extension `zos.perf.history` (docs/observability.md), answered from the
+//! result store, never from the tasks.
 //!
 //! The core knows the protocol and nothing of how messages travel:
 //!
 //! - [`message`]: the request and reply envelopes.
 //! - [`triage`]: what to do with one received message (answer, drop, expire).
-//! - [`commands`]: the two commands and their payloads.
+//! - [`commands`]: the commands and their payloads.
+//! - [`history`]: `zos.perf.history`, an extension of ours.
 //! - [`snapshot`]: the store as one batch of requests sees it.
 //! - [`error`]: the error codes a reply can carry (the table lives there).
 //! - [`batch`]: the one entry of a transport: raw requests in, replies out.
@@ -37,6 +39,7 @@ pub mod batch;
 pub mod commands;
 mod config;
 pub mod error;
+pub mod history;
 pub mod local;
 pub mod message;
 pub mod snapshot;

@@ -7,7 +7,9 @@ use serde::de::IgnoredAny;
 
 use super::commands::Query;
 use super::error::{BusError, ErrorCode};
+use super::history::{self, HistoryQuery};
 use super::message::BASE64;
+use super::triage::Answer;
 use crate::redis::keys;
 
 /// The store as read for one batch, each value checked and encoded at
@@ -15,6 +17,8 @@ use crate::redis::keys;
 pub struct Snapshot {
     results: Vec<(&'static str, Stored)>,
     all: Option<String>,
+    /// History lists read for this batch, and their base64 answers.
+    histories: Vec<(HistoryQuery, Result<String, BusError>)>,
 }
 
 enum Stored {
@@ -58,7 +62,46 @@ impl Snapshot {
             .into_iter()
             .map(|(name, json)| (name, json.map_or(Stored::Absent, Stored::Unchecked)))
             .collect();
-        Snapshot { results, all: None }
+        Snapshot {
+            results,
+            all: None,
+            histories: Vec::new(),
+        }
+    }
+
+    /// Reads, in one pipeline, the history lists the `zos.perf.history`
+    /// requests among `answers` ask for.
+    pub async fn read_histories(
+        &mut self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        answers: &[Answer<'_>],
+    ) -> redis::RedisResult<()> {
+        let mut queries: Vec<HistoryQuery> = Vec::new();
+        for a in answers {
+            if let Ok(Query::History(q)) = a.outcome {
+                if !queries.contains(&q) {
+                    queries.push(q);
+                }
+            }
+        }
+        if queries.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for q in &queries {
+            pipe.lrange(keys::history(q.name), 0, q.limit as isize - 1);
+        }
+        let lists: Vec<Vec<String>> = pipe.query_async(conn).await?;
+        for (q, records) in queries.into_iter().zip(lists) {
+            self.add_history(q, &records);
+        }
+        Ok(())
+    }
+
+    /// Adds the records read for a history query (newest first).
+    pub fn add_history(&mut self, query: HistoryQuery, records: &[String]) {
+        let answer = history::answer(query, records).map(|json| BASE64.encode(json));
+        self.histories.push((query, answer));
     }
 
     /// The base64 answer to `query`, or the error to reply with.
@@ -91,6 +134,11 @@ impl Snapshot {
                 }
                 Ok(self.all.as_deref().unwrap_or_default())
             }
+            Query::History(q) => match self.histories.iter().find(|(h, _)| *h == q) {
+                Some((_, Ok(b64))) => Ok(b64),
+                Some((_, Err(e))) => Err(e.clone()),
+                None => Err(BusError::result_not_found()),
+            },
         }
     }
 }

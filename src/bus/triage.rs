@@ -44,6 +44,22 @@ impl Answer<'_> {
     /// unix time `now`; and whether it is an error reply. Pure (no Redis),
     /// so the whole path from popped bytes to reply can be fuzzed.
     pub fn reply(&self, snapshot: &mut Snapshot, now: u64) -> serde_json::Result<(Vec<u8>, bool)> {
+        self.reply_coded(snapshot, now)
+            .map(|(encoded, code)| (encoded, code.is_some()))
+    }
+
+    /// Whether this is a `zos.perf.history` request (its records are read
+    /// from Redis for the batch).
+    pub fn asks_history(&self) -> bool {
+        matches!(self.outcome, Ok(Query::History(_)))
+    }
+
+    /// As [`Answer::reply`], with the error code of an error reply.
+    pub fn reply_coded(
+        &self,
+        snapshot: &mut Snapshot,
+        now: u64,
+    ) -> serde_json::Result<(Vec<u8>, Option<u32>)> {
         let reference = self.reference.as_deref();
         let result = match &self.outcome {
             Err(e) => Err(e.clone()),
@@ -52,8 +68,14 @@ impl Answer<'_> {
                 .map(|b64| Reply::encode_ok(reference, &self.dst, b64, now)),
         };
         match result {
-            Ok(encoded) => Ok((encoded?, false)),
-            Err(e) => Ok((Reply::error(reference, &self.dst, e, now).encode()?, true)),
+            Ok(encoded) => Ok((encoded?, None)),
+            Err(e) => {
+                let code = e.code;
+                Ok((
+                    Reply::error(reference, &self.dst, e, now).encode()?,
+                    Some(code),
+                ))
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The implementations of the commands of `zos-perf`, one file per group:
 //! [`run`] (the daemon, one task now), [`tasks`] (the task table),
 //! [`results`] (stored results, [`human`] rendering), [`call`] (the bus, as
-//! the RMB peer calls it), [`check`] (what this machine lacks). [`error`]
+//! the RMB peer calls it), [`check`] (what this machine lacks), [`history`]
+//! (a task's stored history). [`error`]
 //! holds the exit codes, [`logging`] the log format and colour.
 
 /// `println!` that never panics: `zos-perf tasks | head -1` closes the
@@ -32,6 +33,7 @@ macro_rules! out {
 pub mod call;
 pub mod check;
 pub mod error;
+pub mod history;
 pub mod human;
 pub mod logging;
 pub mod results;

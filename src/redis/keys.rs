@@ -8,6 +8,11 @@ pub const RESULT_PREFIX: &str = "perf.";
 /// `perf.` key space on purpose: no reader of results mistakes it for one.
 pub const STATUS: &str = "perf:status";
 
+/// Where each task's history lives: `zos-perf:history:<name>`, a list,
+/// newest first. Outside the `perf.` key space on purpose: no reader that
+/// scans `perf.*` for results ever sees it.
+pub const HISTORY_PREFIX: &str = "zos-perf:history:";
+
 /// The prefix of every RMB list: requests arrive on `msgbus.<command>`,
 /// replies go to the list a request names, which must start with it.
 pub const MSGBUS_PREFIX: &str = "msgbus.";
@@ -20,6 +25,11 @@ pub fn result(name: &str) -> String {
 /// The task a result key belongs to.
 pub fn task_of(key: &str) -> Option<&str> {
     key.strip_prefix(RESULT_PREFIX)
+}
+
+/// The key of a task's history list: `zos-perf:history:<name>`.
+pub fn history(name: &str) -> String {
+    format!("{HISTORY_PREFIX}{name}")
 }
 
 /// The list the RMB peer pushes requests of `command` onto:
@@ -43,6 +53,8 @@ mod tests {
         assert_eq!(task_of("perf.iperf"), Some("iperf"));
         assert_eq!(task_of("perf:status"), None);
         assert_eq!(STATUS, "perf:status");
+        assert_eq!(history("iperf"), "zos-perf:history:iperf");
+        assert_eq!(task_of(&history("iperf")), None);
         assert_eq!(request_list("zos.perf.get"), "msgbus.zos.perf.get");
         assert_eq!(call_reply_list(1), "msgbus.zos-perf-call.0000000000000001");
     }

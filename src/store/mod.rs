@@ -10,6 +10,10 @@
 //! - [`record`]: the stored record of one run ([`TaskResult`]).
 //! - [`status`]: the status entry of each task in `perf:status`.
 //! - [`read`]: the read side the CLI and the bus use.
+//! - [`figures`]: the key figures of each task's result (what the history
+//!   keeps plain, the dashboard charts and `zos-perf history` tabulates).
+//! - [`history`]: the last results of every task, in Redis lists outside
+//!   the `perf.` prefix, appended to on every [`ResultStore::put`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::redis::{keys, RedisLink};
 
+pub mod figures;
+pub mod history;
 mod read;
 mod record;
 mod status;
@@ -29,6 +35,8 @@ mod status;
 pub use read::{read_all, read_all_raw, read_raw, read_status, result_keys};
 pub use record::TaskResult;
 pub use status::{Outcome, State, TaskStatus};
+
+use history::{History, HistoryConfig};
 
 /// How often the sync loop checks that Redis still holds what we hold.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -61,15 +69,27 @@ pub struct ResultStore {
     link: RedisLink,
     state: Mutex<Held>,
     wake: Notify,
+    /// Every result put is also appended here.
+    history: History,
 }
 
 impl ResultStore {
     pub fn new(link: RedisLink) -> Arc<ResultStore> {
+        Self::with_history(link, &HistoryConfig::default())
+    }
+
+    pub fn with_history(link: RedisLink, history: &HistoryConfig) -> Arc<ResultStore> {
         Arc::new(ResultStore {
             link,
             state: Mutex::new(Held::default()),
             wake: Notify::new(),
+            history: History::new(history),
         })
+    }
+
+    /// The per-task history of what was put.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     pub fn link(&self) -> &RedisLink {
@@ -129,6 +149,7 @@ impl ResultStore {
     pub fn put(&self, result: TaskResult) -> anyhow::Result<()> {
         let json = serde_json::to_string(&result)
             .with_context(|| format!("encoding result of {}", result.name))?;
+        self.history.append(&result, &json);
         self.state().results.insert(
             result.name.clone(),
             Entry {
@@ -299,41 +320,46 @@ impl ResultStore {
             .await
             .with_context(|| format!("syncing results to redis at {}", self.link.url()))?;
 
-        let mut st = self.state();
-        for key in &deletes {
-            st.deletes.remove(key);
-        }
-        for (name, json) in &writes {
-            if let Some(e) = st.results.get_mut(name) {
-                // Only if no newer result came in meanwhile.
-                if &e.json == json {
-                    e.synced = true;
-                }
+        {
+            let mut st = self.state();
+            for key in &deletes {
+                st.deletes.remove(key);
             }
-        }
-        for (name, json) in &status_writes {
-            if let Some(e) = st.status.get_mut(name) {
-                if &e.json == json {
-                    e.synced = true;
-                }
-            }
-        }
-        for (name, there) in present.iter().zip(&found) {
-            if !there {
+            for (name, json) in &writes {
                 if let Some(e) = st.results.get_mut(name) {
-                    e.synced = false;
-                    report.restored += 1;
+                    // Only if no newer result came in meanwhile.
+                    if &e.json == json {
+                        e.synced = true;
+                    }
                 }
             }
-        }
-        for (name, there) in status_present.iter().zip(&found[present.len()..]) {
-            if !there {
+            for (name, json) in &status_writes {
                 if let Some(e) = st.status.get_mut(name) {
-                    e.synced = false;
-                    report.restored += 1;
+                    if &e.json == json {
+                        e.synced = true;
+                    }
+                }
+            }
+            for (name, there) in present.iter().zip(&found) {
+                if !there {
+                    if let Some(e) = st.results.get_mut(name) {
+                        e.synced = false;
+                        report.restored += 1;
+                    }
+                }
+            }
+            for (name, there) in status_present.iter().zip(&found[present.len()..]) {
+                if !there {
+                    if let Some(e) = st.status.get_mut(name) {
+                        e.synced = false;
+                        report.restored += 1;
+                    }
                 }
             }
         }
+        // The lock is released before the history's own round trip.
+        let history = self.history.sync_once(&mut conn).await?;
+        report.restored += history.rewritten;
         Ok(Some(report))
     }
 }

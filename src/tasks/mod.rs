@@ -19,6 +19,7 @@ pub mod cpu_benchmark;
 pub mod healthcheck;
 pub mod iperf;
 pub mod problems;
+pub mod provisiontest;
 pub mod public_ip;
 mod task;
 
@@ -28,11 +29,18 @@ pub const PUBLIC_IP_VALIDATION: &str = "public-ip-validation";
 pub const CPU_BENCHMARK: &str = "cpu-benchmark";
 pub const HEALTHCHECK: &str = "healthcheck";
 pub const IPERF: &str = "iperf";
+pub const PROVISIONTEST: &str = "provisiontest";
 
 /// Every task name the daemon knows, registered or not. The store reads
 /// exactly these keys for `get_all`, so its cost never depends on what else
 /// lives in Redis.
-pub const NAMES: [&str; 4] = [PUBLIC_IP_VALIDATION, CPU_BENCHMARK, HEALTHCHECK, IPERF];
+pub const NAMES: [&str; 5] = [
+    PUBLIC_IP_VALIDATION,
+    CPU_BENCHMARK,
+    HEALTHCHECK,
+    IPERF,
+    PROVISIONTEST,
+];
 
 /// The tasks' sections of the configuration, one per task.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -41,6 +49,7 @@ pub struct Sections {
     pub healthcheck: healthcheck::HealthcheckConfig,
     pub iperf: iperf::IperfConfig,
     pub public_ip: public_ip::PublicIpConfig,
+    pub provisiontest: provisiontest::ProvisionTestConfig,
 }
 
 impl Sections {
@@ -49,7 +58,8 @@ impl Sections {
         self.cpu_benchmark.validate()?;
         self.healthcheck.validate()?;
         self.iperf.validate()?;
-        self.public_ip.validate()
+        self.public_ip.validate()?;
+        self.provisiontest.validate()
     }
 }
 
@@ -66,6 +76,10 @@ pub fn registry(sections: &Sections, grid: &GridContext) -> Vec<Arc<dyn Task>> {
         )),
         Arc::new(healthcheck::Healthcheck::new(&sections.healthcheck, grid)),
         Arc::new(iperf::Iperf::new(&sections.iperf, grid)),
+        Arc::new(provisiontest::ProvisionTest::new(
+            &sections.provisiontest,
+            grid,
+        )),
     ]
 }
 

@@ -32,6 +32,13 @@ pub trait Task: Send + Sync + 'static {
     /// Schedule and limits this task has when configuration says nothing.
     fn defaults(&self) -> TaskDefaults;
 
+    /// Why the task cannot run on this node, if so (a program or a file it
+    /// needs is not there). Such a task is off unless configuration enables
+    /// it explicitly, and the reason is logged and given to `run-task`.
+    fn not_available(&self) -> Option<String> {
+        None
+    }
+
     /// Runs the task once.
     fn run<'a>(&'a self, ctx: &'a RunContext) -> RunFuture<'a>;
 }

@@ -6,6 +6,8 @@
 
 pub mod clock;
 pub mod graphql;
+pub mod guest;
+pub mod observe;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

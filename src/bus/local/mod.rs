@@ -45,7 +45,7 @@
 pub mod client;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::AsyncConnectionConfig;
@@ -55,7 +55,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch;
 use super::commands::Command;
 use super::snapshot::Snapshot;
-use super::stats::BusStats;
+use super::stats::{BusStats, CODE_SLOTS};
 use super::triage::Answer;
 use super::BusConfig;
 use crate::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
@@ -249,7 +249,7 @@ impl Popper {
         let mut draining = false;
         let mut can_drain = true;
         // Whether each list gave requests when last drained.
-        let mut busy = [true, true];
+        let mut busy = [true; Command::ALL.len()];
         let mut turn = 0usize;
         loop {
             if self.shutdown.is_cancelled() {
@@ -297,21 +297,26 @@ impl Popper {
             if popped.len() < room {
                 drop(held.split(room - popped.len()));
             }
-            BusStats::add(&self.server.stats.received, popped.len());
+            let popped_at = Instant::now();
+            self.server.stats.taken(&popped);
             let snapshot = Snapshot::new(NAMES.into_iter().zip(stored).collect());
-            tokio::spawn(self.server.clone().serve_batch(popped, snapshot, held));
+            tokio::spawn(
+                self.server
+                    .clone()
+                    .serve_batch(popped, snapshot, held, popped_at),
+            );
         }
     }
 
-    /// One BRPOP on both lists, alternating which is looked at first.
+    /// One BRPOP on every list, turning which is looked at first.
     async fn block(&mut self, turn: usize) -> redis::RedisResult<Popped> {
-        let [a, b] = Command::ALL;
-        let (first, second) = if turn % 2 == 0 { (a, b) } else { (b, a) };
+        let n = Command::ALL.len();
         let mut pipe = redis::pipe();
-        pipe.cmd("BRPOP")
-            .arg(first.list())
-            .arg(second.list())
-            .arg(BRPOP_TIMEOUT.as_secs());
+        let brpop = pipe.cmd("BRPOP");
+        for i in 0..n {
+            brpop.arg(Command::ALL[(turn + i) % n].list());
+        }
+        brpop.arg(BRPOP_TIMEOUT.as_secs());
         pipe.cmd("MGET").arg(&self.result_keys);
         type Blocked = (Option<(String, Vec<u8>)>, Vec<Option<String>>);
         let (popped, stored): Blocked = pipe.query_async(&mut self.conn).await?;
@@ -325,7 +330,7 @@ impl Popper {
     async fn drain(
         &mut self,
         room: usize,
-        busy: &mut [bool; 2],
+        busy: &mut [bool; Command::ALL.len()],
         turn: usize,
     ) -> redis::RedisResult<Popped> {
         let counts = split_room(room, *busy, turn);
@@ -356,23 +361,33 @@ impl Popper {
 }
 
 /// How many of `room` requests to ask of each list: a list that was empty
-/// last time is still asked for one, so it is never starved.
-fn split_room(room: usize, busy: [bool; 2], turn: usize) -> [usize; 2] {
-    if room <= 1 {
-        return if turn % 2 == 0 { [room, 0] } else { [0, room] };
+/// last time is still asked for one, so it is never starved; the busy ones
+/// share the rest, the odd ones out turning with `turn`. With less room
+/// than lists, the lists take turns for it.
+fn split_room<const N: usize>(room: usize, busy: [bool; N], turn: usize) -> [usize; N] {
+    let mut counts = [0; N];
+    if room < N {
+        for i in 0..room {
+            counts[(turn + i) % N] += 1;
+        }
+        return counts;
     }
-    match busy {
-        [true, false] => [room - 1, 1],
-        [false, true] => [1, room - 1],
-        _ => {
-            let big = room.div_ceil(2);
-            if turn % 2 == 0 {
-                [big, room - big]
-            } else {
-                [room - big, big]
-            }
+    let busy_n = busy.iter().filter(|b| **b).count();
+    // All idle is treated as all busy: share evenly.
+    let sharing: Vec<usize> = (0..N).filter(|i| busy_n == 0 || busy[*i]).collect();
+    let mut left = room;
+    for (i, c) in counts.iter_mut().enumerate() {
+        if !sharing.contains(&i) {
+            *c = 1;
+            left -= 1;
         }
     }
+    let (each, extra) = (left / sharing.len(), left % sharing.len());
+    for (k, i) in sharing.iter().enumerate() {
+        let rank = (k + sharing.len() - turn % sharing.len()) % sharing.len();
+        counts[*i] = each + usize::from(rank < extra);
+    }
+    counts
 }
 
 /// Answers batches; shared by the batch tasks.
@@ -395,24 +410,35 @@ impl Server {
         popped: Vec<(Command, Vec<u8>)>,
         mut snapshot: Snapshot,
         permits: OwnedSemaphorePermit,
+        popped_at: Instant,
     ) {
-        let answers = batch::triage_all(&popped, unix_now(), &self.stats);
-        if !answers.is_empty() {
-            self.answer_all(&answers, &mut snapshot).await;
+        let mut answers = batch::triage_all(&popped, unix_now(), &self.stats);
+        let mut conn = self.conn.clone();
+        if let Err(e) = snapshot.read_histories(&mut conn, &answers).await {
+            // Nothing to answer them with: lost, like a reply that could
+            // not be pushed.
+            let before = answers.len();
+            answers.retain(|a| !a.asks_history());
+            BusStats::add(&self.stats.lost, before - answers.len());
+            tracing::warn!(error = %e, "reading history lists for the bus failed");
         }
+        if !answers.is_empty() && self.answer_all(&answers, &mut snapshot).await {
+            self.stats.observe(popped_at.elapsed(), answers.len());
+        }
+        self.stats.done(popped.len());
         drop(permits);
     }
 
     /// Pushes one reply per answer, retrying only what certainly did not
-    /// reach Redis, and only while someone may still wait for it.
-    async fn answer_all(&self, answers: &[Answer<'_>], snapshot: &mut Snapshot) {
+    /// reach Redis, and only while someone may still wait for it. Returns
+    /// whether the replies were pushed.
+    async fn answer_all(&self, answers: &[Answer<'_>], snapshot: &mut Snapshot) -> bool {
         let mut delay = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         loop {
             let failure = match self.try_answer(answers, snapshot).await {
-                Ok(errors) => {
-                    BusStats::add(&self.stats.replied, answers.len());
-                    BusStats::add(&self.stats.errors, errors);
-                    return;
+                Ok(codes) => {
+                    self.stats.pushed(&codes);
+                    return true;
                 }
                 Err(f) => f,
             };
@@ -428,18 +454,18 @@ impl Server {
             BusStats::add(&self.stats.lost, answers.len());
             tracing::warn!(error = %failure.error, replies = answers.len(), certainly_unsent = failure.nothing_sent,
                 "bus replies may not have been delivered; not retrying, so none is answered twice");
-            return;
+            return false;
         }
     }
 
     /// One attempt: every reply of the batch in one pipeline. Returns how
-    /// many replies were errors.
+    /// many replies were answers and errors of each code.
     async fn try_answer(
         &self,
         answers: &[Answer<'_>],
         snapshot: &mut Snapshot,
-    ) -> Result<usize, Failure> {
-        let batch::Replies { lists, errors } = batch::replies(answers, snapshot, unix_now())
+    ) -> Result<[u64; CODE_SLOTS], Failure> {
+        let batch::Replies { lists, codes, .. } = batch::replies(answers, snapshot, unix_now())
             .map_err(|e| Failure {
                 error: format!("encoding a reply: {e}"),
                 nothing_sent: false,
@@ -457,7 +483,7 @@ impl Server {
                 nothing_sent: e.is_connection_refusal(),
                 error: format!("pushing {} replies: {e}", answers.len()),
             })?;
-        Ok(errors)
+        Ok(codes)
     }
 }
 
@@ -473,6 +499,19 @@ mod tests {
         assert_eq!(split_room(32, [false, true], 0), [1, 31]);
         assert_eq!(split_room(5, [true, true], 0), [3, 2]);
         assert_eq!(split_room(5, [false, false], 1), [2, 3]);
+        assert_eq!(split_room(32, [true, false, false], 0), [30, 1, 1]);
+        assert_eq!(split_room(2, [true, true, true], 2), [1, 0, 1]);
+        for room in 1..70 {
+            for turn in 0..3 {
+                for busy in [[true, false, true], [false; 3], [true; 3]] {
+                    let c = split_room(room, busy, turn);
+                    assert_eq!(c.iter().sum::<usize>(), room);
+                    if room >= 3 {
+                        assert!(c.iter().all(|n| *n >= 1), "{c:?}");
+                    }
+                }
+            }
+        }
         for room in 1..70 {
             for turn in 0..2 {
                 let [a, b] = split_room(room, [true, false], turn);

@@ -10,16 +10,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-/// A flag the healthcheck sets when a check fails and clears when it passes.
+/// A flag a task sets when a check fails and clears when it passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Flag {
     /// The cache directory cannot be written.
     ReadonlyCache,
     /// At least one grid service could not be reached.
     NotReachable,
+    /// The provisiontest's VM did not boot (set by that task).
+    VmTestFailed,
 }
 
 impl Flag {
+    /// The healthcheck's own flags.
     pub const ALL: [Flag; 2] = [Flag::ReadonlyCache, Flag::NotReachable];
 
     /// The file name, a wire fact the power daemon knows.
@@ -27,6 +30,7 @@ impl Flag {
         match self {
             Flag::ReadonlyCache => "readonly-cache",
             Flag::NotReachable => "not-reachable",
+            Flag::VmTestFailed => "vm-test-failed",
         }
     }
 }
@@ -56,13 +60,38 @@ impl Flags {
     }
 
     /// Creates the flag as an empty file, and the directory if it is missing
-    /// (`/tmp/flags` does not survive a reboot).
+    /// (`/tmp/flags` does not survive a reboot). The directory lives in a
+    /// place anyone can write to, so it must be a real directory (not a
+    /// link) that only its owner (us or root) can write, and the flag is
+    /// created without following a link planted in its place.
     pub async fn set(&self, flag: Flag) -> anyhow::Result<()> {
+        use std::os::unix::fs::MetadataExt;
         let path = self.path(flag);
+        let shown = self.dir.display();
         tokio::fs::create_dir_all(&self.dir)
             .await
-            .with_context(|| format!("creating flags directory {}", self.dir.display()))?;
-        tokio::fs::File::create(&path)
+            .with_context(|| format!("creating flags directory {shown}"))?;
+        let meta = tokio::fs::symlink_metadata(&self.dir)
+            .await
+            .with_context(|| format!("flags directory {shown}"))?;
+        let euid = nix::unistd::geteuid().as_raw();
+        if !meta.is_dir() {
+            anyhow::bail!("flags directory {shown}: is a link or not a directory");
+        }
+        if (meta.uid() != euid && meta.uid() != 0) || meta.mode() & 0o022 != 0 {
+            anyhow::bail!(
+                "flags directory {shown}: others could write to it (owner uid {}, mode {:o})",
+                meta.uid(),
+                meta.mode() & 0o7777
+            );
+        }
+        tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .mode(0o644)
+            .open(&path)
             .await
             .with_context(|| format!("setting flag {}", path.display()))?;
         Ok(())
@@ -102,6 +131,40 @@ mod tests {
     fn flag_names_are_the_wire_names() {
         assert_eq!(Flag::ReadonlyCache.name(), "readonly-cache");
         assert_eq!(Flag::NotReachable.name(), "not-reachable");
+        assert_eq!(Flag::VmTestFailed.name(), "vm-test-failed");
+    }
+
+    #[tokio::test]
+    async fn a_link_in_place_of_a_flag_or_its_directory_is_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let target = tmp.path().join("target");
+        std::fs::write(&target, b"keep").expect("write");
+        let dir = tmp.path().join("flags");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::os::unix::fs::symlink(&target, dir.join("vm-test-failed")).expect("symlink");
+        let flags = Flags::new(&dir);
+        let err = flags.set(Flag::VmTestFailed).await.expect_err("a link");
+        assert!(format!("{err:#}").contains("vm-test-failed"), "{err:#}");
+        assert_eq!(std::fs::read(&target).expect("read"), b"keep");
+
+        let linked = tmp.path().join("linked-flags");
+        std::os::unix::fs::symlink(&dir, &linked).expect("symlink dir");
+        let err = Flags::new(&linked)
+            .set(Flag::NotReachable)
+            .await
+            .expect_err("dir link");
+        assert!(format!("{err:#}").contains("link"), "{err:#}");
+        assert!(!dir.join("not-reachable").exists());
+
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let err = Flags::new(&open)
+            .set(Flag::NotReachable)
+            .await
+            .expect_err("world-writable");
+        assert!(format!("{err:#}").contains("others could write"), "{err:#}");
     }
 
     #[tokio::test]

@@ -1,0 +1,230 @@
+//! The listener of `[metrics] listen`: `GET /metrics` and `GET /` (the
+//! dashboard), nothing else.
+//!
+//! It is reachable by whoever can reach the address, so it gives nothing
+//! away for free:
+//! - only `GET` and `HEAD` (405 with `Allow` otherwise), unknown paths 404,
+//!   a request with a body 413;
+//! - a request head is at most [`MAX_HEAD`] bytes, and must arrive within
+//!   [`HEADER_TIMEOUT`] (a slow client is cut off, never waited for);
+//! - at most [`MAX_CONNECTIONS`] at once (more are closed at accept), each
+//!   closed after [`CONNECTION_LIFETIME`] whatever it does;
+//! - a page takes under a millisecond to render, so a scrape never holds up
+//!   the monitor's runtime (and the bus runs on a thread of its own).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::dashboard;
+use super::metrics::{Exporter, Format, Sources};
+
+/// Largest request head (request line and headers) read; hyper's minimum.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Time a client has to send a whole request head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 16;
+/// Longest a connection is kept, keep-alive or not.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// What the listener serves.
+pub struct App {
+    exporter: Exporter,
+    sources: Sources,
+}
+
+impl App {
+    pub fn new(sources: Sources) -> Arc<App> {
+        Arc::new(App {
+            exporter: Exporter::new(sources.clone()),
+            sources,
+        })
+    }
+}
+
+/// Binds the listener; a taken port or a foreign address is an error that
+/// names the setting and the address.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("metrics.listen: cannot listen on {addr}"))
+}
+
+/// Serves until `shutdown`.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "metrics and dashboard listening");
+    }
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "metrics listener: accept failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "metrics listener: too many connections; closing this one");
+            continue;
+        };
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(&app, req).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                r = tokio::time::timeout(CONNECTION_LIFETIME, conn) => match r {
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "metrics connection ended"),
+                    Err(_) => tracing::debug!(%peer, "metrics connection closed after its lifetime"),
+                    Ok(Ok(())) => {}
+                },
+                _ = shutdown.cancelled() => {}
+            }
+            drop(slot);
+        });
+    }
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    response(status, "text/plain; charset=utf-8", format!("{text}\n"))
+}
+
+async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if has_body {
+        let mut r = plain(StatusCode::PAYLOAD_TOO_LARGE, "requests carry no body here");
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let format = negotiate(accept);
+            // Under a millisecond with a full history (BENCHMARKS.md,
+            // section metrics): rendered right here, no pool thread (with
+            // an allocator arena of its own) kept around for it.
+            let body = app.exporter.render(format);
+            let mut r = response(StatusCode::OK, format.content_type(), body);
+            r.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("Accept"));
+            r
+        }
+        "/" => {
+            let body = dashboard::render(&app.sources);
+            let mut r = response(StatusCode::OK, "text/html; charset=utf-8", body);
+            // The page loads nothing: say so to the browser too.
+            r.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+            );
+            r
+        }
+        _ => plain(StatusCode::NOT_FOUND, "not found: try /metrics or /"),
+    }
+}
+
+/// OpenMetrics when the client prefers it (as Prometheus does), the text
+/// format otherwise: the `q` of `application/openmetrics-text` against
+/// that of `text/plain` (or `*/*`), the named one winning a tie.
+pub fn negotiate(accept: &str) -> Format {
+    let (mut om, mut text) = (0.0f32, 0.0f32);
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => om = om.max(q),
+            "text/plain" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    if om > 0.0 && om >= text {
+        Format::OpenMetrics
+    } else {
+        Format::Text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_negotiation_follows_the_q_values() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(negotiate(prometheus), Format::OpenMetrics);
+        assert_eq!(negotiate(""), Format::Text);
+        assert_eq!(negotiate("*/*"), Format::Text);
+        assert_eq!(negotiate("text/plain"), Format::Text);
+        assert_eq!(
+            negotiate("text/plain;q=0.9, application/openmetrics-text;q=0.5"),
+            Format::Text
+        );
+        assert_eq!(
+            negotiate("application/openmetrics-text; version=1.0.0"),
+            Format::OpenMetrics
+        );
+        assert_eq!(negotiate("application/openmetrics-text;q=0"), Format::Text);
+    }
+}

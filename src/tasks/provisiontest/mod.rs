@@ -1,0 +1,398 @@
+//! `provisiontest`: can this node run a virtual machine? Once a day it boots
+//! a small test guest and waits for the guest's own user space to answer.
+//!
+//! **Schedule:** `0 0 0 * * *` (daily at midnight UTC), jitter 1800 s,
+//! timeout 20 min, exclusive (a VM boot would disturb a CPU score or a
+//! network measurement).
+//!
+//! **What it proves:** more than that a hypervisor starts. Each attempt
+//! draws a random token, boots the configured kernel and initramfs (and
+//! disk, read-only) with `zosperf.marker=<token>` on the kernel command line
+//! in a VM of 1 vCPU, 512 MiB and no network, and waits for the guest's init
+//! to print `ZOSPERF-BOOTED <token>` on the serial console (see [`guest`]).
+//! The marker must come within `deadline` (120 s) of the hypervisor's start.
+//! Then the VM is stopped and the attempt checks that nothing of it is
+//! left: no process in the hypervisor's process group, no file or socket in
+//! its private directory. The same cleanup happens on failure, timeout,
+//! cancellation and daemon shutdown (see [`backend`]).
+//!
+//! **Backends:** `cloud-hypervisor` (the default, what zos runs; command
+//! line plus its API socket, [`cloud_hypervisor`]) and `qemu`
+//! (`qemu-system-x86_64`, [`qemu`]). Acceleration `kvm` (default; a KVM that
+//! does not work fails the test with the hypervisor's own words) or `tcg`
+//! (software, qemu only).
+//!
+//! **Enabled** by default only where it can run: a guest is configured and
+//! the hypervisor program is found. Elsewhere it is off, the daemon says
+//! why at start, `run-task provisiontest` says why and stores nothing, and
+//! `get` answers `result not found`. `[tasks.provisiontest] enabled = true`
+//! forces it on; a missing piece is then a failed test.
+//!
+//! **Result:** a JSON array of error strings, `[]` when the guest answered.
+//! Each string starts with the step that failed: `hypervisor missing`,
+//! `kernel missing` (or `initramfs`/`disk`), `work directory`, `hypervisor
+//! start failed`, `KVM unusable`, `hypervisor exited`, `no marker within
+//! <deadline>`, `teardown failed`. For example
+//! `["no marker within 120s: the guest's console ended with: ..."]`.
+//!
+//! **Flag and retries:** `vm-test-failed` in the healthcheck's flags
+//! directory is set after every failing attempt and cleared after a passing
+//! one. A failing attempt is retried like a healthcheck check: after 3 min,
+//! then twice as long each time, for at most 10 min; every retry boots a
+//! new VM. The stored result is the last attempt's.
+//!
+//! **Progress:** each step is logged at `info` as it happens, so
+//! `zos-perf run-task provisiontest` shows it on the terminal (stderr).
+
+pub mod backend;
+pub mod cloud_hypervisor;
+mod config;
+pub mod guest;
+pub mod qemu;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::grid::GridContext;
+use crate::tasks::healthcheck::{backoff, Backoff, Cancelled, Flag, Flags};
+use crate::tasks::PROVISIONTEST;
+use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
+use backend::{Backend, RunDir, Vm, VmSpec};
+use guest::Marker;
+
+pub use config::{find_program, Accel, BackendKind, ProvisionTestConfig, MAX_DEADLINE};
+
+/// The description stored with every result (exact, as the Go monitor's).
+pub const DESCRIPTION: &str = "daily provision test that deploys a test VM to verify the node can run virtual machines and sets flags for the power daemon";
+
+/// The test VM's size, as zos makes it.
+pub const VCPUS: u32 = 1;
+pub const MEMORY_MIB: u32 = 512;
+
+/// The `provisiontest` task.
+pub struct ProvisionTest {
+    config: ProvisionTestConfig,
+    flags: Flags,
+}
+
+/// How one attempt went, for the logs and the benchmark.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// Empty: the guest answered and nothing was left behind.
+    pub errors: Vec<String>,
+    /// From the hypervisor's start to the marker, when it came.
+    pub to_marker: Option<Duration>,
+}
+
+impl ProvisionTest {
+    /// The task of a node with the `[provisiontest]` section `section`. The
+    /// grid plays no part: the test stays on this node.
+    pub fn new(section: &ProvisionTestConfig, _grid: &GridContext) -> ProvisionTest {
+        ProvisionTest {
+            config: section.clone(),
+            flags: Flags::new(section.flags_dir.clone()),
+        }
+    }
+
+    pub fn config(&self) -> &ProvisionTestConfig {
+        &self.config
+    }
+
+    /// Attempts with retries; the result is the last attempt's errors.
+    pub async fn check(&self, ctx: &RunContext) -> anyhow::Result<Value> {
+        let policy = Backoff {
+            initial: self.config.backoff_initial,
+            total: self.config.backoff_total,
+        };
+        let retried = backoff::retry(policy, &ctx.cancel, "vm", |n| async move {
+            if n > 1 {
+                tracing::info!(attempt = n, "retrying with a new VM");
+            }
+            let attempt = self.attempt(&ctx.cancel).await;
+            self.flags
+                .update(Flag::VmTestFailed, !attempt.errors.is_empty())
+                .await;
+            attempt.errors
+        })
+        .await
+        .map_err(|Cancelled| anyhow::anyhow!("{PROVISIONTEST}: cancelled; the VM was stopped"))?;
+        Ok(Value::from(retried.errors))
+    }
+
+    /// One attempt: check, boot, watch the console, tear down. Never leaves
+    /// a process or file behind, even when dropped half-way.
+    pub async fn attempt(&self, cancel: &CancellationToken) -> Attempt {
+        let failed = |e: String| Attempt {
+            errors: vec![e],
+            to_marker: None,
+        };
+        let c = &self.config;
+        step(1, "checking the test guest's files");
+        let (Some(kernel), Some(initramfs)) = (&c.kernel, &c.initramfs) else {
+            return failed(
+                "kernel missing: provisiontest.kernel and provisiontest.initramfs must be set"
+                    .into(),
+            );
+        };
+        for (what, path) in [
+            ("kernel", Some(kernel)),
+            ("initramfs", Some(initramfs)),
+            ("disk", c.disk.as_ref()),
+        ] {
+            if let Some(path) = path {
+                if let Err(e) = regular_file(path) {
+                    return failed(format!("{what} missing: {e}"));
+                }
+            }
+        }
+        step(2, "finding the hypervisor");
+        let program = match find_program(&c.program()) {
+            Ok(p) => p,
+            Err(e) => {
+                return failed(format!(
+                    "hypervisor missing: {} backend: {e}",
+                    c.backend.as_str()
+                ))
+            }
+        };
+        let backend: Box<dyn Backend> = match c.backend {
+            BackendKind::Qemu => Box::new(qemu::Qemu::new(program)),
+            BackendKind::CloudHypervisor => {
+                Box::new(cloud_hypervisor::CloudHypervisor::new(program))
+            }
+        };
+        let marker = Marker::random();
+        let run_dir = match RunDir::create(&c.work_dir, marker.token()) {
+            Ok(d) => d,
+            Err(e) => return failed(format!("work directory: {e}")),
+        };
+        let spec = VmSpec {
+            kernel: kernel.clone(),
+            initramfs: initramfs.clone(),
+            disk: c.disk.clone(),
+            cmdline: marker.cmdline(),
+            accel: c.accel,
+            vcpus: VCPUS,
+            memory_mib: MEMORY_MIB,
+        };
+        step(
+            3,
+            &format!(
+                "starting {} ({}, {VCPUS} vCPU, {MEMORY_MIB} MiB, no network)",
+                backend.program().display(),
+                c.accel.as_str()
+            ),
+        );
+        let started = Instant::now();
+        let mut vm = match Vm::start(backend.as_ref(), &spec, run_dir) {
+            Ok(vm) => vm,
+            Err(e) => return failed(format!("hypervisor start failed: {e}")),
+        };
+        step(
+            4,
+            &format!(
+                "waiting up to {} for the guest's marker on the serial console",
+                humantime::format_duration(c.deadline)
+            ),
+        );
+        let boot = self.boot(backend.as_ref(), &mut vm, &marker, cancel).await;
+        let to_marker = boot.is_ok().then(|| started.elapsed());
+        let mut errors = Vec::new();
+        match &boot {
+            Ok(()) => step(
+                5,
+                &format!(
+                    "marker seen after {:.1} s; stopping the VM",
+                    started.elapsed().as_secs_f64()
+                ),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "boot failed; stopping the VM");
+                errors.push(e.clone());
+            }
+        }
+        // On cancellation there is no time for a gentle stop.
+        let gently = !cancel.is_cancelled();
+        if let Err(e) = vm.teardown(backend.as_ref(), gently).await {
+            errors.push(format!("teardown failed: {e}"));
+        }
+        if errors.is_empty() {
+            step(6, "VM stopped, nothing left behind: passed");
+        }
+        Attempt { errors, to_marker }
+    }
+
+    /// From the start to the marker, within the deadline; the hypervisor's
+    /// exit or cancellation ends the wait.
+    async fn boot(
+        &self,
+        backend: &dyn Backend,
+        vm: &mut Vm,
+        marker: &Marker,
+        cancel: &CancellationToken,
+    ) -> Result<(), String> {
+        let deadline = self.config.deadline;
+        let Some(console) = vm.take_console() else {
+            return Err("hypervisor start failed: no serial console pipe".into());
+        };
+        let run_dir = vm.run_dir().to_path_buf();
+        let mut seen = Vec::new();
+        let watch = async {
+            backend
+                .ready(&run_dir)
+                .await
+                .map_err(|e| format!("hypervisor start failed: {e}"))?;
+            tracing::info!("hypervisor started; reading the serial console");
+            Ok::<bool, String>(guest::watch(console, marker, &mut seen).await)
+        };
+        let outcome = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err("cancelled during the boot".into()),
+            r = tokio::time::timeout(deadline, watch) => r,
+            status = vm.exited() => {
+                let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                let tail = vm.stderr_tail().await;
+                return Err(self.exit_error(backend, &status, &tail));
+            }
+        };
+        let console = if seen.is_empty() {
+            "the guest's console stayed silent".to_string()
+        } else {
+            format!(
+                "the guest's console ended with: {}",
+                guest::printable(&seen)
+            )
+        };
+        match outcome {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            // The console closed: the hypervisor is going; say how it went.
+            Ok(Ok(false)) => {
+                let status = match tokio::time::timeout(Duration::from_secs(2), vm.exited()).await {
+                    Ok(Ok(s)) => s.to_string(),
+                    _ => "its console closed".to_string(),
+                };
+                let tail = vm.stderr_tail().await;
+                Err(format!(
+                    "{}; {console}",
+                    self.exit_error(backend, &status, &tail)
+                ))
+            }
+            Err(_) => Err(format!(
+                "no marker within {}: {console}",
+                humantime::format_duration(deadline)
+            )),
+        }
+    }
+
+    /// The message for a hypervisor that ended before the marker. With
+    /// `kvm`, an exit whose words name KVM is the KVM failing.
+    fn exit_error(&self, backend: &dyn Backend, status: &str, stderr: &str) -> String {
+        let program = backend.program().display();
+        let said = if stderr.is_empty() {
+            String::new()
+        } else {
+            format!(": {stderr}")
+        };
+        if self.config.accel == Accel::Kvm && stderr.to_ascii_lowercase().contains("kvm") {
+            format!("KVM unusable: {program} ended ({status}){said}")
+        } else {
+            format!("hypervisor exited before the guest's marker: {program} ended ({status}){said}")
+        }
+    }
+}
+
+/// One step of an attempt, for the log (and the terminal of `run-task`).
+fn step(n: u32, what: &str) {
+    tracing::info!(step = n, "{what}");
+}
+
+/// A path the hypervisor will read: it must be a regular file (a link to
+/// one is fine: the operator configured it).
+fn regular_file(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(format!("{}: not a regular file", path.display())),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+impl Task for ProvisionTest {
+    fn name(&self) -> &'static str {
+        PROVISIONTEST
+    }
+
+    fn description(&self) -> &'static str {
+        DESCRIPTION
+    }
+
+    fn defaults(&self) -> TaskDefaults {
+        TaskDefaults {
+            cron: "0 0 0 * * *",
+            jitter: Duration::from_secs(1800),
+            timeout: Duration::from_secs(20 * 60),
+            exclusive: true,
+        }
+    }
+
+    fn not_available(&self) -> Option<String> {
+        self.config.not_available()
+    }
+
+    fn run<'a>(&'a self, ctx: &'a RunContext) -> RunFuture<'a> {
+        Box::pin(self.check(ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(section: ProvisionTestConfig) -> ProvisionTest {
+        let grid = crate::config::Config::from_toml("")
+            .expect("config")
+            .grid_context();
+        ProvisionTest::new(&section, &grid)
+    }
+
+    #[test]
+    fn defaults_and_description_are_the_zos_ones() {
+        let t = task(ProvisionTestConfig::default());
+        assert_eq!(t.name(), "provisiontest");
+        assert_eq!(t.description(), "daily provision test that deploys a test VM to verify the node can run virtual machines and sets flags for the power daemon");
+        let d = t.defaults();
+        assert_eq!(d.cron, "0 0 0 * * *");
+        assert_eq!(d.jitter, Duration::from_secs(1800));
+        assert!(d.exclusive);
+        assert!(t.not_available().is_some(), "no guest configured");
+        assert_eq!(t.flags, Flags::new("/tmp/flags"));
+    }
+
+    #[test]
+    fn an_exit_naming_kvm_is_kvm_unusable_only_when_kvm_was_asked_for() {
+        let q = qemu::Qemu::new("/usr/bin/qemu-system-x86_64".into());
+        let words = "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69 \
+                     qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion failed.";
+        let mut config = ProvisionTestConfig {
+            backend: BackendKind::Qemu,
+            ..ProvisionTestConfig::default()
+        };
+        let t = task(config.clone());
+        assert_eq!(
+            t.exit_error(&q, "signal: 6 (SIGABRT)", words),
+            format!(
+                "KVM unusable: /usr/bin/qemu-system-x86_64 ended (signal: 6 (SIGABRT)): {words}"
+            )
+        );
+        config.accel = Accel::Tcg;
+        let t = task(config);
+        assert_eq!(
+            t.exit_error(&q, "exit status: 1", "qemu: could not load kernel"),
+            "hypervisor exited before the guest's marker: /usr/bin/qemu-system-x86_64 ended \
+             (exit status: 1): qemu: could not load kernel"
+        );
+    }
+}
