@@ -234,7 +234,7 @@ async fn dispatch(cli: Cli, config: Config) -> Result<(), CliError> {
             cli::run::task(config, default_redis, &name, opts).await
         }
         Command::History { name, limit, json } => {
-            cli::history::show(&config, default_redis, &name, limit as usize, json).await
+            Ok(cli::history::show(&config, default_redis, &name, limit as usize, json).await?)
         }
         Command::Call {
             cmd,

@@ -13,13 +13,13 @@ use serde::Serialize;
 use zos_perf::config::Config;
 use zos_perf::monitor;
 use zos_perf::redis::keys;
-use zos_perf::tasks::{self, CPU_BENCHMARK, HEALTHCHECK, IPERF, PUBLIC_IP_VALIDATION};
+use zos_perf::tasks::provisiontest::Accel;
+use zos_perf::tasks::{
+    self, CPU_BENCHMARK, HEALTHCHECK, IPERF, PROVISIONTEST, PUBLIC_IP_VALIDATION,
+};
 
 use super::error::{CliError, Exit};
 use super::reader_url;
-
-/// The task that boots a VM; it needs KVM.
-const PROVISIONTEST: &str = "provisiontest";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -91,7 +91,18 @@ pub async fn run(config: &Config, default_redis: &str, as_json: bool) -> Result<
         &[HEALTHCHECK],
     ));
     found.push(finding("netns", netns(), &[PUBLIC_IP_VALIDATION]));
-    found.push(finding("kvm", kvm(), &[PROVISIONTEST]));
+    // Only a provisiontest that asks for KVM needs it; with tcg it is
+    // reported.
+    let kvm_users: &[&'static str] = match config.sections.provisiontest.accel {
+        Accel::Kvm => &[PROVISIONTEST],
+        Accel::Tcg => &[],
+    };
+    found.push(finding("kvm", kvm(), kvm_users));
+    found.push(finding(
+        "vm flags dir",
+        writable(&config.sections.provisiontest.flags_dir),
+        &[PROVISIONTEST],
+    ));
     found.push(Finding {
         what: "hypervisor",
         state: State::Info,

@@ -76,6 +76,8 @@ impl fmt::Display for CliError {
     }
 }
 
+impl std::error::Error for CliError {}
+
 impl From<anyhow::Error> for CliError {
     fn from(error: anyhow::Error) -> CliError {
         CliError {
@@ -88,6 +90,9 @@ impl From<anyhow::Error> for CliError {
 /// The code of an error from the library, by the types in its chain.
 pub fn classify(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<CliError>() {
+            return e.exit;
+        }
         if let Some(e) = cause.downcast_ref::<RunFailed>() {
             return match e.outcome {
                 Outcome::Timeout => Exit::TimedOut,

@@ -6,7 +6,6 @@ use zos_perf::outputs::terminal;
 use zos_perf::redis;
 use zos_perf::store::{history, TaskResult};
 
-use super::error::{CliError, Exit};
 use super::{reader_url, task_name};
 
 /// `history NAME [--limit N] [--json]`.
@@ -16,33 +15,33 @@ pub async fn show(
     name: &str,
     limit: usize,
     json: bool,
-) -> Result<(), CliError> {
+) -> anyhow::Result<()> {
     let name = task_name(name)?;
     let mut conn = redis::connect_once(&reader_url(config, default_redis).await).await?;
     let key = history::key_of(name);
     let records = history::read(&mut conn, name, limit).await?;
     if records.is_empty() {
-        return Err(CliError::msg(
-            Exit::NotFound,
+        return Err(super::error::CliError::msg(
+            super::error::Exit::NotFound,
             format!("{name}: no history stored ({key})"),
-        ));
+        )
+        .into());
     }
     let mut values = Vec::new();
     for (i, raw) in records.iter().enumerate() {
         match serde_json::from_str::<serde_json::Value>(raw) {
             Ok(v) => values.push(v),
-            Err(e) => errln!("zos-perf: {key}[{i}] is not JSON, skipped: {e}"),
+            Err(e) => eprintln!("zos-perf: {key}[{i}] is not JSON, skipped: {e}"),
         }
     }
     if json {
-        let text = serde_json::to_string_pretty(&values).map_err(anyhow::Error::from)?;
-        outln!("{text}");
+        println!("{}", serde_json::to_string_pretty(&values)?);
         return Ok(());
     }
     let results: Vec<TaskResult> = values
         .into_iter()
         .filter_map(|v| serde_json::from_value(v).ok())
         .collect();
-    out!("{}", terminal::history_table(name, &results));
+    print!("{}", terminal::history_table(name, &results));
     Ok(())
 }

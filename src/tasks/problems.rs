@@ -49,6 +49,7 @@ pub fn count(name: &str, result: &Value) -> u64 {
                     .count()
             })
             .unwrap_or(0),
+        // provisiontest, and any task whose result is a list of errors.
         _ => result
             .as_array()
             .map(|items| items.iter().filter(|i| i.is_string()).count())
@@ -60,6 +61,7 @@ pub fn count(name: &str, result: &Value) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tasks::PROVISIONTEST;
     use serde_json::json;
 
     #[test]
@@ -81,7 +83,7 @@ mod tests {
             ),
             1
         );
-        assert_eq!(count("provisiontest", &json!(["boot failed", "no ssh"])), 2);
-        assert_eq!(count("provisiontest", &json!([])), 0);
+        assert_eq!(count(PROVISIONTEST, &json!(["boot failed", "no ssh"])), 2);
+        assert_eq!(count(PROVISIONTEST, &json!([])), 0);
     }
 }
