@@ -13,9 +13,13 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+pub use crate::clock::config::ClockConfig;
 use crate::grid::Network;
 use crate::schedule::Schedule;
 use crate::task::TaskDefaults;
+pub use crate::tasks::healthcheck::services::{NetworkCheck, ServiceInstances};
+pub use crate::tasks::iperf::servers::IperfMode;
+pub use crate::tasks::public_ip::stun::LookupKind;
 
 /// Where the kernel command line is read from on a node.
 pub const KERNEL_CMDLINE: &str = "/proc/cmdline";
@@ -47,6 +51,7 @@ pub struct Config {
     pub iperf: IperfConfig,
     pub public_ip: PublicIpConfig,
     pub bus: BusConfig,
+    pub clock: ClockConfig,
 }
 
 /// The file's shape. Unknown fields are refused, so a typo is an error that
@@ -72,6 +77,8 @@ struct FileConfig {
     public_ip: PublicIpConfig,
     #[serde(default)]
     bus: BusConfig,
+    #[serde(default)]
+    clock: ClockConfig,
 }
 
 /// `[tasks.<name>]`: what configuration may change of a task's defaults.
@@ -132,17 +139,23 @@ pub struct CpuBenchmarkConfig {
 pub struct HealthcheckConfig {
     pub cache_dir: PathBuf,
     pub flags_dir: PathBuf,
-    /// Timeout of each TCP connection of the network check.
+    /// `per-service` (zos 2026) or `per-url` (the seed's). Unset:
+    /// `per-url` when `services` is set, else `per-service`.
+    pub network_check: Option<NetworkCheck>,
+    /// Timeout of each TCP connection of the network check. Unset: 10 s
+    /// per service, 5 s per URL (what each behaviour has always used).
     #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
+    pub connect_timeout: Option<Duration>,
     /// First wait before retrying a failing check; doubles each time.
     #[serde(with = "humantime_serde")]
     pub backoff_initial: Duration,
     /// Give up retrying after this much time in total.
     #[serde(with = "humantime_serde")]
     pub backoff_total: Duration,
-    /// Replaces the network's service list.
+    /// Replaces the network's service list (`per-url` check).
     pub services: Option<Vec<String>>,
+    /// Replaces some services' instance lists (`per-service` check).
+    pub instances: ServiceInstances,
 }
 
 impl Default for HealthcheckConfig {
@@ -150,10 +163,12 @@ impl Default for HealthcheckConfig {
         Self {
             cache_dir: PathBuf::from("/var/cache"),
             flags_dir: PathBuf::from("/tmp/flags"),
-            connect_timeout: Duration::from_secs(5),
+            network_check: None,
+            connect_timeout: None,
             backoff_initial: Duration::from_secs(3 * 60),
             backoff_total: Duration::from_secs(10 * 60),
             services: None,
+            instances: ServiceInstances::default(),
         }
     }
 }
@@ -162,15 +177,37 @@ impl Default for HealthcheckConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IperfConfig {
-    /// Port the grid's iperf3 servers listen on.
+    /// `public-servers` (zos 2026, the default) or `grid-nodes` (the seed's).
+    pub mode: IperfMode,
+    /// `public-servers`: the JSON list of public iperf3 servers.
+    pub server_list_url: String,
+    /// `public-servers`: bounds fetching the list.
+    #[serde(with = "humantime_serde")]
+    pub server_list_timeout: Duration,
+    /// `public-servers`: TCP connect timeout when picking a server.
+    #[serde(with = "humantime_serde")]
+    pub server_connect_timeout: Duration,
+    /// `public-servers`: servers tried at most before giving up.
+    pub server_tries: u32,
+    /// `public-servers`: retry of a run whose report carries an error
+    /// (first wait, largest wait, time budget, retries).
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_total: Duration,
+    pub retries: u32,
+    /// `grid-nodes`: port the grid's iperf3 servers listen on.
     pub port: u16,
     /// Length of each iperf3 run (`--time`); none = iperf3's own default.
     #[serde(with = "humantime_serde")]
     pub duration: Option<Duration>,
-    /// Kill an iperf3 run that takes longer than this.
+    /// Kill an iperf3 run that takes longer than this. Unset: 90 s with
+    /// `public-servers` (zos 2026), 60 s with `grid-nodes`.
     #[serde(with = "humantime_serde")]
-    pub run_timeout: Duration,
-    /// Nodes of other farms tested besides the free farm's.
+    pub run_timeout: Option<Duration>,
+    /// `grid-nodes`: nodes of other farms tested besides the free farm's.
     pub other_farm_nodes: u32,
     /// The free farm whose public nodes are all tested.
     pub free_farm_id: u32,
@@ -184,12 +221,31 @@ pub struct IperfConfig {
     pub iperf3: PathBuf,
 }
 
+impl IperfConfig {
+    /// The time limit of one iperf3 run in the configured mode.
+    pub fn run_timeout(&self) -> Duration {
+        self.run_timeout.unwrap_or(match self.mode {
+            IperfMode::PublicServers => Duration::from_secs(90),
+            IperfMode::GridNodes => Duration::from_secs(60),
+        })
+    }
+}
+
 impl Default for IperfConfig {
     fn default() -> Self {
         Self {
+            mode: IperfMode::PublicServers,
+            server_list_url: crate::tasks::iperf::servers::DEFAULT_LIST_URL.into(),
+            server_list_timeout: Duration::from_secs(30),
+            server_connect_timeout: Duration::from_secs(5),
+            server_tries: 20,
+            retry_initial: Duration::from_secs(10),
+            retry_max: Duration::from_secs(90),
+            retry_total: Duration::from_secs(7 * 60),
+            retries: 3,
             port: 300,
             duration: None,
-            run_timeout: Duration::from_secs(60),
+            run_timeout: None,
             other_farm_nodes: 12,
             free_farm_id: 1,
             busy_backoff_initial: Duration::from_secs(5 * 60),
@@ -208,7 +264,15 @@ pub struct PublicIpConfig {
     pub namespace: String,
     /// The macvlan link inside it.
     pub link: String,
-    /// A service that answers an HTTP GET with the caller's address as text.
+    /// How the node's public address is found: `stun` (zos 2026, the
+    /// default) or `http` (`lookup_url`, the seed's).
+    pub lookup: LookupKind,
+    /// `stun`: servers (`host:port`) asked in order until one answers.
+    pub stun_servers: Vec<String>,
+    /// `stun`: how long one server is given, retransmissions included.
+    #[serde(with = "humantime_serde")]
+    pub stun_timeout: Duration,
+    /// `http`: a service that answers an HTTP GET with the caller's address as text.
     pub lookup_url: String,
     #[serde(with = "humantime_serde")]
     pub lookup_timeout: Duration,
@@ -224,6 +288,12 @@ impl Default for PublicIpConfig {
         Self {
             namespace: "pubtestns".into(),
             link: "pub".into(),
+            lookup: LookupKind::Stun,
+            stun_servers: crate::tasks::public_ip::stun::DEFAULT_SERVERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            stun_timeout: Duration::from_secs(10),
             lookup_url: "https://api.ipify.org".into(),
             lookup_timeout: Duration::from_secs(30),
             parent_interface: None,
@@ -309,6 +379,7 @@ impl Config {
             iperf: file.iperf,
             public_ip: file.public_ip,
             bus: file.bus,
+            clock: file.clock,
         };
         config.validate()?;
         Ok(config)
@@ -350,9 +421,10 @@ impl Config {
             }
         }
         let hc = &self.healthcheck;
-        if hc.connect_timeout.is_zero() {
+        if hc.connect_timeout == Some(Duration::ZERO) {
             bail!("healthcheck.connect_timeout: must be more than zero");
         }
+        crate::tasks::healthcheck::services::validate(hc)?;
         if hc.backoff_initial.is_zero() && !hc.backoff_total.is_zero() {
             bail!("healthcheck.backoff_initial: must be more than zero");
         }
@@ -365,10 +437,11 @@ impl Config {
                     .map_err(|e| anyhow::anyhow!("healthcheck.services[{i}]: {url:?}: {e}"))?;
             }
         }
+        crate::tasks::iperf::servers::validate(&self.iperf)?;
         if self.iperf.port == 0 {
             bail!("iperf.port: must be a port number from 1 to 65535");
         }
-        if self.iperf.run_timeout.is_zero() {
+        if self.iperf.run_timeout == Some(Duration::ZERO) {
             bail!("iperf.run_timeout: must be more than zero");
         }
         if let Some(d) = self.iperf.duration {
@@ -376,7 +449,7 @@ impl Config {
             if d.is_zero() {
                 bail!("iperf.duration: must be more than zero (leave it unset for iperf3's own)");
             }
-            if self.iperf.run_timeout <= d {
+            if self.iperf.run_timeout() <= d {
                 bail!("iperf.run_timeout: must be longer than iperf.duration");
             }
         }
@@ -386,12 +459,14 @@ impl Config {
         if self.public_ip.link.is_empty() || self.public_ip.link.len() > 15 {
             bail!("public_ip.link: must be an interface name of 1 to 15 characters");
         }
+        crate::tasks::public_ip::stun::validate(&self.public_ip)?;
         if self.public_ip.ping_count == 0 {
             bail!("public_ip.ping_count: must be at least 1");
         }
         if self.bus.max_in_flight == 0 {
             bail!("bus.max_in_flight: must be at least 1");
         }
+        self.clock.validate()?;
         Ok(())
     }
 

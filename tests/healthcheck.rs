@@ -24,7 +24,9 @@ use zos_perf::redis_link::{self, RedisLink};
 use zos_perf::schedule::SystemClock;
 use zos_perf::store::{self, ResultStore};
 use zos_perf::task::{RunContext, Task};
-use zos_perf::tasks::healthcheck::{backoff, Backoff, Check, Flag, Flags, Healthcheck, Settings};
+use zos_perf::tasks::healthcheck::{
+    backoff, Backoff, Check, Flag, Flags, Healthcheck, NetworkTargets, Settings,
+};
 
 fn current_thread_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -43,7 +45,7 @@ fn settings(cache_dir: &Path, flags_dir: &Path, services: Vec<String>) -> Settin
             initial: Duration::ZERO,
             total: Duration::ZERO,
         },
-        services,
+        network: NetworkTargets::PerUrl(services),
     }
 }
 

@@ -134,7 +134,7 @@ impl Net {
     pub fn config_text(&self, lookup_path: &str) -> String {
         format!(
             "farm_id = {FARM}\nnode_id = {ME}\n[public_ip]\nnamespace = \"{}\"\nlink = \"{}\"\n\
-             lookup_url = \"{LOOKUP}{lookup_path}\"\nlookup_timeout = \"10s\"\nping_count = 3\n",
+             lookup = \"http\"\nlookup_url = \"{LOOKUP}{lookup_path}\"\nlookup_timeout = \"10s\"\nping_count = 3\n",
             self.test.name, self.link
         )
     }

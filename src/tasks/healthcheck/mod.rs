@@ -44,6 +44,7 @@ pub mod backoff;
 pub mod cache;
 pub mod flags;
 pub mod network;
+pub mod services;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,22 +69,41 @@ pub struct Settings {
     /// Per service: name resolution plus TCP connection.
     pub connect_timeout: Duration,
     pub backoff: Backoff,
-    /// Service URLs probed by the network check.
-    pub services: Vec<String>,
+    /// What the network check probes, and how.
+    pub network: NetworkTargets,
+}
+
+/// The network check's targets, by kind of check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkTargets {
+    /// Every URL on its own: one error per URL (the seed era's check).
+    PerUrl(Vec<String>),
+    /// Any instance of each service: one error per service (zos 2026).
+    PerService(Vec<services::ServiceGroup>),
 }
 
 impl Settings {
     pub fn from_config(config: &Config) -> Settings {
         let hc = &config.healthcheck;
+        let (network, default_timeout) = match services::network_check(hc) {
+            services::NetworkCheck::PerUrl => (
+                NetworkTargets::PerUrl(config.health_services()),
+                Duration::from_secs(5),
+            ),
+            services::NetworkCheck::PerService => (
+                NetworkTargets::PerService(services::groups(config.network, &hc.instances)),
+                Duration::from_secs(10),
+            ),
+        };
         Settings {
             cache_dir: hc.cache_dir.clone(),
             flags: Flags::new(hc.flags_dir.clone()),
-            connect_timeout: hc.connect_timeout,
+            connect_timeout: hc.connect_timeout.unwrap_or(default_timeout),
             backoff: Backoff {
                 initial: hc.backoff_initial,
                 total: hc.backoff_total,
             },
-            services: config.health_services(),
+            network,
         }
     }
 }
@@ -118,7 +138,14 @@ impl Check {
     pub async fn attempt(self, settings: &Settings) -> Vec<String> {
         let errors = match self {
             Check::Cache => cache::check(&settings.cache_dir).await,
-            Check::Network => network::check(&settings.services, settings.connect_timeout).await,
+            Check::Network => match &settings.network {
+                NetworkTargets::PerUrl(urls) => {
+                    network::check(urls, settings.connect_timeout).await
+                }
+                NetworkTargets::PerService(groups) => {
+                    services::check(groups, settings.connect_timeout).await
+                }
+            },
         };
         settings.flags.update(self.flag(), !errors.is_empty()).await;
         errors
@@ -221,7 +248,7 @@ mod tests {
         let s = Settings::from_config(&c);
         assert_eq!(s.cache_dir, PathBuf::from("/var/cache"));
         assert_eq!(s.flags.dir(), std::path::Path::new("/tmp/flags"));
-        assert_eq!(s.connect_timeout, Duration::from_secs(5));
+        assert_eq!(s.connect_timeout, Duration::from_secs(10));
         assert_eq!(
             s.backoff,
             Backoff {
@@ -229,13 +256,31 @@ mod tests {
                 total: Duration::from_secs(600)
             }
         );
-        assert_eq!(s.services, crate::grid::Network::Test.services());
+        assert_eq!(
+            s.network,
+            NetworkTargets::PerService(services::groups(
+                crate::grid::Network::Test,
+                &Default::default()
+            ))
+        );
+        let c =
+            Config::from_toml("network = \"test\"\n[healthcheck]\nnetwork_check = \"per-url\"\n")
+                .expect("config");
+        let s = Settings::from_config(&c);
+        assert_eq!(s.connect_timeout, Duration::from_secs(5));
+        assert_eq!(
+            s.network,
+            NetworkTargets::PerUrl(crate::grid::Network::Test.services())
+        );
         let c = Config::from_toml(
             "[healthcheck]\nservices = [\"http://192.0.2.1:8080/\"]\nconnect_timeout = \"250ms\"\n",
         )
         .expect("config");
         let s = Settings::from_config(&c);
-        assert_eq!(s.services, ["http://192.0.2.1:8080/"]);
+        assert_eq!(
+            s.network,
+            NetworkTargets::PerUrl(vec!["http://192.0.2.1:8080/".into()])
+        );
         assert_eq!(s.connect_timeout, Duration::from_millis(250));
     }
 

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use super::report::{self, Measure, Protocol};
+use super::report::{self, Measure, Protocol, Reading};
 use crate::config::IperfConfig;
 
 /// The most of iperf3's output read; its report is a few kilobytes.
@@ -64,7 +64,9 @@ pub async fn measure(
     let mut wait = config.busy_backoff_initial;
     let mut retries = 0;
     loop {
-        let m = run_once(config, &args, protocol, cancel).await?;
+        let m = run_once(config, &args, Reading::Seed(protocol), cancel)
+            .await?
+            .measure;
         if !m.is_busy() || retries >= config.busy_retries {
             return Ok(m);
         }
@@ -81,13 +83,32 @@ pub async fn measure(
     }
 }
 
+/// What one iperf3 process gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub measure: Measure,
+    /// iperf3 printed a JSON report (its `error`, if any, is iperf3's own);
+    /// false when it could not start, timed out or printed no report.
+    pub reported: bool,
+}
+
+impl From<Measure> for Attempt {
+    fn from(measure: Measure) -> Attempt {
+        Attempt {
+            measure,
+            reported: false,
+        }
+    }
+}
+
 /// One iperf3 process, from spawn to reaped.
-async fn run_once(
+pub async fn run_once(
     config: &IperfConfig,
     args: &[String],
-    protocol: Protocol,
+    reading: Reading,
     cancel: &CancellationToken,
-) -> Result<Measure, Cancelled> {
+) -> Result<Attempt, Cancelled> {
+    let run_timeout = config.run_timeout();
     let program = config.iperf3.display().to_string();
     let mut child = match Command::new(&config.iperf3)
         .args(args)
@@ -98,7 +119,7 @@ async fn run_once(
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => return Ok(Measure::failed(format!("cannot start {program}: {e}"))),
+        Err(e) => return Ok(Measure::failed(format!("cannot start {program}: {e}")).into()),
     };
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -115,7 +136,7 @@ async fn run_once(
         };
         tokio::select! {
             end = finish => end,
-            _ = tokio::time::sleep(config.run_timeout) => End::TimedOut,
+            _ = tokio::time::sleep(run_timeout) => End::TimedOut,
             _ = cancel.cancelled() => End::Cancelled,
         }
     };
@@ -125,8 +146,9 @@ async fn run_once(
             let _ = child.kill().await;
             return Ok(Measure::failed(format!(
                 "iperf3 did not finish within {}; killed",
-                humantime::format_duration(config.run_timeout)
-            )));
+                humantime::format_duration(run_timeout)
+            ))
+            .into());
         }
         End::Cancelled => {
             let _ = child.kill().await;
@@ -135,10 +157,13 @@ async fn run_once(
     };
     let status = match status {
         Ok(s) => s,
-        Err(e) => return Ok(Measure::failed(format!("waiting for {program}: {e}"))),
+        Err(e) => return Ok(Measure::failed(format!("waiting for {program}: {e}")).into()),
     };
-    match report::parse(&stdout, protocol) {
-        Ok(m) => Ok(m),
+    match report::parse_as(&stdout, reading) {
+        Ok(measure) => Ok(Attempt {
+            measure,
+            reported: true,
+        }),
         Err(parse_error) => {
             let stderr = String::from_utf8_lossy(&stderr);
             let stderr = stderr.trim();
@@ -150,7 +175,7 @@ async fn run_once(
                 let shown: String = stderr.chars().take(300).collect();
                 msg = format!("{msg}; stderr: {shown}");
             }
-            Ok(Measure::failed(msg))
+            Ok(Measure::failed(msg).into())
         }
     }
 }

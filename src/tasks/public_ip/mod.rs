@@ -52,6 +52,7 @@ pub mod election;
 mod link;
 pub mod lookup;
 pub mod netns;
+pub mod stun;
 pub mod validate;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,3 @@
+//! The clock check (placeholder while the loop is written).
+
+pub mod config;
