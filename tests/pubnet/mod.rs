@@ -38,8 +38,8 @@ pub const FARM: u32 = 7;
 pub struct Net {
     pub node: NetNs,
     pub test: NetNs,
-    _gateway: NetNs,
-    _internet: NetNs,
+    pub gateway: NetNs,
+    pub internet: NetNs,
     _elder: NetNs,
     pub link: String,
     _lookup: LookupService,
@@ -118,8 +118,8 @@ impl Net {
         Net {
             node,
             test,
-            _gateway: gateway,
-            _internet: internet,
+            gateway,
+            internet,
             _elder: elder,
             link,
             _lookup: lookup,
