@@ -191,7 +191,7 @@ pub async fn pick(servers: &[Server], timeout: Duration, tries: u32) -> anyhow::
                     addr,
                 })
             }
-            Ok(Err(e)) => failures.push(format!("{}: {e}", endpoint(server))),
+            Ok(Err(e)) => failures.push(e.to_string()),
             Err(_) => failures.push(format!(
                 "{}: no answer within {}",
                 endpoint(server),
@@ -202,11 +202,11 @@ pub async fn pick(servers: &[Server], timeout: Duration, tries: u32) -> anyhow::
             reason = failures.last().map(String::as_str).unwrap_or_default(), "server not reachable");
     }
     let tried = failures.len();
-    let mut msg = format!("{NO_SERVER} ({tried} tried of {} listed", servers.len());
-    if let Some(last) = failures.last() {
-        msg.push_str(&format!("; last: {last}"));
+    let mut msg = format!("{NO_SERVER} ({tried} tried of {} listed)", servers.len());
+    if !failures.is_empty() {
+        msg.push_str(": ");
+        msg.push_str(&failures.join("; "));
     }
-    msg.push(')');
     bail!(msg)
 }
 
