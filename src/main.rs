@@ -243,6 +243,7 @@ async fn run_daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
     let sync = tokio::spawn(store.clone().sync_loop(sync_stop.clone()));
     let monitor = Monitor::new(registered, store.clone(), Arc::new(SystemClock));
     let run = tokio::spawn(monitor.run(shutdown.clone()));
+    let clock = zos_perf::clock::spawn(&config, store.link().clone(), shutdown.clone());
     let bus = config.bus.enabled.then(|| {
         let client = store.link().client().clone();
         tokio::spawn(bus::serve(client, config.bus.clone(), shutdown.clone()))
@@ -255,6 +256,9 @@ async fn run_daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
         let _ = sync.await;
         if let Some(bus) = bus {
             let _ = bus.await;
+        }
+        if let Some(clock) = clock {
+            let _ = clock.await;
         }
     })
     .await
@@ -294,10 +298,11 @@ async fn run_task(config: Config, default_redis: &str, name: &'static str) -> an
 async fn show_tasks(config: Config, default_redis: &str) -> anyhow::Result<()> {
     let registered = monitor::register(&config, tasks::registry(&config))?;
     let url = reader_url(&config, default_redis).await;
-    let (status, results) = match redis_link::connect_once(&url).await {
+    let (status, results, clock) = match redis_link::connect_once(&url).await {
         Ok(mut conn) => (
             store::read_status(&mut conn).await?,
             store::read_all(&mut conn).await?,
+            zos_perf::clock::read_status(&mut conn).await?,
         ),
         Err(e) => {
             eprintln!("zos-perf: {e:#} (showing the configuration only)");
@@ -340,6 +345,9 @@ async fn show_tasks(config: Config, default_redis: &str) -> anyhow::Result<()> {
             fmt(last),
             outcome
         );
+    }
+    if config.clock.enabled {
+        println!("{}", zos_perf::clock::describe(clock.as_ref()));
     }
     Ok(())
 }
