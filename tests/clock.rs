@@ -224,7 +224,7 @@ async fn a_source_that_disagrees_wildly_is_passed_over() {
     let date = http_at(404, Some(truth()), "").await;
     let (mut c, _) = check(
         &[chain.url()],
-        &[service.clone()],
+        std::slice::from_ref(&service),
         &[date],
         truth(),
         &marker,
@@ -240,7 +240,7 @@ async fn a_source_that_disagrees_wildly_is_passed_over() {
     let (mut c, _) = check(
         &[chain.url()],
         &[closed_url()],
-        &[date.clone()],
+        std::slice::from_ref(&date),
         truth(),
         &marker,
     );

@@ -8,12 +8,19 @@
 //! - `cache`: creates, writes and removes the file `healthcheck` in the cache
 //!   directory (default `/var/cache`). Failure: `failed to write to cache:
 //!   <reason>` and the flag `readonly-cache`.
-//! - `network`: a TCP connection to every grid service of the node's network
-//!   (both GraphQL URLs, relay, substrate, activation, the flist hub; SPEC §6)
-//!   or to `healthcheck.services` when configured, all in parallel with one
-//!   timeout (default 5 s) covering name resolution and connection. Port: the
-//!   URL's own, else 443 for `https`/`wss`, else 80. Failure: one
-//!   `<url> is not reachable: <reason>` per service and the flag
+//! - `network`, as `[healthcheck] network_check` says (see [`services`]):
+//!   - `per-service` (default, zos 2026): each grid service (substrate,
+//!     activation, relay, graphql, hub, kyc) passes when one of its
+//!     instances accepts a TCP connection (tried in order, 10 s each); one
+//!     `all <service> instances are unreachable: ...` per failing service.
+//!   - `per-url` (the original): a TCP connection to every grid service URL
+//!     of the node's network (both GraphQL URLs, relay, substrate,
+//!     activation, the flist hub) or to `healthcheck.services`, all in
+//!     parallel with one timeout (5 s); one `<url> is not reachable:
+//!     <reason>` per URL.
+//!
+//!   Name resolution counts against the timeout. Port: the URL's own, else
+//!   443 for `https`/`wss`, else 80. Any failure sets the flag
 //!   `not-reachable`.
 //!
 //! **Flags** are empty files in the flags directory (default `/tmp/flags`,
