@@ -346,7 +346,7 @@ async fn show_tasks(config: Config, default_redis: &str) -> anyhow::Result<()> {
             outcome
         );
     }
-    if config.clock.enabled {
+    if config.clock.is_enabled() {
         println!("{}", zos_perf::clock::describe(clock.as_ref()));
     }
     Ok(())

@@ -16,8 +16,10 @@ pub const DEFAULT_TIME_SERVICES: [&str; 3] = [
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClockConfig {
-    /// Run the clock check at all.
-    pub enabled: bool,
+    /// Run the clock check at all. Unset: only on a zos node, recognised by
+    /// zinit's socket ([`ZINIT_SOCKET`]), where zos itself runs the check;
+    /// elsewhere the node's time is not ours to watch unless asked.
+    pub enabled: Option<bool>,
     /// Time between two checks (zos: 1 min).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -46,7 +48,7 @@ pub struct ClockConfig {
 impl Default for ClockConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: None,
             interval: Duration::from_secs(60),
             threshold: Duration::from_secs(10 * 60),
             command: None,
@@ -61,7 +63,16 @@ impl Default for ClockConfig {
     }
 }
 
+/// zinit's control socket: present on a zos node.
+pub const ZINIT_SOCKET: &str = "/var/run/zinit.sock";
+
 impl ClockConfig {
+    /// Whether the check runs: `enabled`, else whether this is a zos node.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+            .unwrap_or_else(|| std::path::Path::new(ZINIT_SOCKET).exists())
+    }
+
     /// Checks what types alone cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         for (key, d) in [
@@ -122,6 +133,12 @@ mod tests {
         assert_eq!(c.threshold, Duration::from_secs(600));
         assert_eq!(c.interval, Duration::from_secs(60));
         assert_eq!(c.command, None);
+        // Not on a zos node unless zinit is there; asked for, it is on.
+        assert_eq!(c.enabled, None);
+        let on = Config::from_toml("[clock]\nenabled = true\n")
+            .expect("config")
+            .clock;
+        assert!(on.is_enabled());
         for (text, field) in [
             ("[clock]\nthreshold = \"0s\"\n", "clock.threshold"),
             ("[clock]\ncommand = []\n", "clock.command"),

@@ -366,7 +366,7 @@ pub fn spawn(
     link: RedisLink,
     shutdown: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    if !config.clock.enabled {
+    if !config.clock.is_enabled() {
         return None;
     }
     match ClockCheck::from_config(config, Arc::new(crate::schedule::SystemClock)) {

@@ -5,7 +5,7 @@
 //! --json`, UDP adding `--udp --bandwidth 10M`; `duration` is
 //! `[iperf] duration`, 10 s when unset (what zos passes). The address is the
 //! one that accepted the connection when the server was picked (see
-//! [`servers`](super::servers)), so the figures and `server_ip` belong to
+//! `servers`), so the figures and `server_ip` belong to
 //! the same machine even when the name resolves to several.
 //!
 //! Figures: `upload_speed` = `end.sum_sent`, `download_speed` =
