@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::chain::{ChainServer, Mode};
+use common::clock::ManualClock;
 use common::RedisServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use zos_perf::clock::{self, ClockCheck, ClockStatus};
 use zos_perf::config::Config;
 use zos_perf::grid::chain::key;
-use zos_perf::redis_link::RedisLink;
-use zos_perf::schedule::ManualClock;
+use zos_perf::redis::RedisLink;
 
 /// "Now" for the sources.
 fn truth() -> DateTime<Utc> {

@@ -12,9 +12,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use zos_perf::config::Config;
 use zos_perf::grid::Network;
-use zos_perf::task::{RunContext, Task};
 use zos_perf::tasks::healthcheck::services::{self, ServiceGroup, SERVICES};
 use zos_perf::tasks::healthcheck::{Healthcheck, NetworkTargets, Settings};
+use zos_perf::tasks::{RunContext, Task};
 
 /// zos's built-in lists (pkg/environment/environment.go), written out.
 fn zos_table(network: Network) -> Vec<(&'static str, Vec<&'static str>)> {
@@ -131,7 +131,7 @@ fn zos_table(network: Network) -> Vec<(&'static str, Vec<&'static str>)> {
 fn every_networks_instances_are_zos_ones() {
     for network in Network::ALL {
         let config = Config::from_toml(&format!("network = \"{network}\"\n")).expect("config");
-        let settings = Settings::from_config(&config);
+        let settings = Settings::new(&config.sections.healthcheck, &config.grid_context());
         let NetworkTargets::PerService(groups) = &settings.network else {
             panic!("{network}: per-service is the default");
         };
@@ -187,7 +187,7 @@ fn first_reachable_instance_passes_one_error_per_failing_service() {
              kyc = []\n"
         );
         let config = Config::from_toml(&text).expect("config");
-        let task = Healthcheck::from_config(&config);
+        let task = Healthcheck::new(&config.sections.healthcheck, &config.grid_context());
         let result = task
             .run(&RunContext::new(CancellationToken::new()))
             .await

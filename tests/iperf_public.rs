@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use zos_perf::config::Config;
-use zos_perf::task::{RunContext, Task};
 use zos_perf::tasks::iperf::servers::NO_SERVER;
 use zos_perf::tasks::iperf::Iperf;
+use zos_perf::tasks::{RunContext, Task};
 
 /// zos 2026's `IperfResult` (pkg/perf/iperf/iperf_types.go), field for field.
 #[derive(Debug, Deserialize)]
@@ -149,7 +149,7 @@ fn run_in(
 ) -> anyhow::Result<Value> {
     in_netns(&ns.name, move || async move {
         let url = list_server(status, list).await;
-        let task = Iperf::new(&config(&url, &iperf3, extra));
+        let task = task_of(&config(&url, &iperf3, extra));
         assert_eq!(
             task.description(),
             "Test network performance against public iperf3 servers with both UDP and TCP"
@@ -167,6 +167,11 @@ fn ipv6_settled(ns: &NetNs) {
             .is_empty()
             .then_some(())
     });
+}
+
+/// The task as the registry builds it from `config`.
+fn task_of(config: &Config) -> Iperf {
+    Iperf::new(&config.sections.iperf, &config.grid_context())
 }
 
 fn decode(value: &Value) -> Vec<GoIperfResult2026> {
@@ -337,7 +342,7 @@ fn iperf3s_own_error_is_kept_where_zos_stores_an_empty_one() {
         });
         let list = json!([{"IP/HOST": "127.0.0.1", "PORT": port}]).to_string();
         let url = list_server(200, list).await;
-        let task = Iperf::new(&config(
+        let task = task_of(&config(
             &url,
             std::path::Path::new("iperf3"),
             "retries = 0\n",
@@ -391,7 +396,7 @@ fn grid_nodes_mode_still_stores_the_seed_shape() {
             gql.url()
         ))
         .expect("config");
-        let task = Iperf::new(&config);
+        let task = task_of(&config);
         assert_eq!(
             task.description(),
             "Test public nodes network performance with both UDP and TCP over IPv4 and IPv6"

@@ -26,6 +26,7 @@
 //!   ([`ClockStatus`]), shown by `zos-perf tasks`.
 
 pub mod config;
+pub use config::ClockConfig;
 pub mod sources;
 
 use std::sync::Arc;
@@ -39,9 +40,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::grid::chain::{ChainClient, ChainOptions};
-use crate::redis_link::RedisLink;
+use crate::redis::keys::STATUS as STATUS_KEY;
+use crate::redis::RedisLink;
 use crate::schedule::Clock;
-use crate::status::STATUS_KEY;
 use sources::{DateHeader, Tfchain, TimeService, TimeSource};
 
 /// The field of `perf:status` that holds the last check.
@@ -128,7 +129,11 @@ impl ClockCheck {
                 http: http.clone(),
             }));
         }
-        for url in c.date_urls.clone().unwrap_or_else(|| config.graphql_urls()) {
+        for url in c
+            .date_urls
+            .clone()
+            .unwrap_or_else(|| config.grid_context().graphql_urls)
+        {
             sources.push(Box::new(DateHeader {
                 url,
                 http: http.clone(),
@@ -363,13 +368,14 @@ pub async fn run(
 /// logged and the daemon goes on without it.
 pub fn spawn(
     config: &Config,
+    clock: Arc<dyn Clock>,
     link: RedisLink,
     shutdown: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if !config.clock.is_enabled() {
         return None;
     }
-    match ClockCheck::from_config(config, Arc::new(crate::schedule::SystemClock)) {
+    match ClockCheck::from_config(config, clock) {
         Ok(check) => Some(tokio::spawn(run(
             check,
             config.clock.interval,

@@ -90,7 +90,7 @@ impl TimeSource for TimeService {
             if !status.is_success() {
                 return Err(format!("HTTP status {status}"));
             }
-            let body = crate::http::read_capped(response, MAX_BODY).await?;
+            let body = crate::util::http::read_capped(response, MAX_BODY).await?;
             let v: Value =
                 serde_json::from_slice(&body).map_err(|e| format!("answer is not JSON: {e}"))?;
             let text = ["datetime", "currentDateTime", "dateTime"]

@@ -18,8 +18,8 @@
 use anyhow::bail;
 use serde::Deserialize;
 
+use super::config::HealthcheckConfig;
 use super::network;
-use crate::config::HealthcheckConfig;
 use crate::grid::network::FLIST_HUB;
 use crate::grid::Network;
 

@@ -15,7 +15,7 @@
 //! runs in reverse mode (the server sends): TCP over IPv4, TCP over IPv6,
 //! UDP over IPv4, UDP over IPv6. Targets are every up public node of the
 //! free farm (`free_farm_id`, farm 1) plus `other_farm_nodes` (12) up public
-//! nodes of other farms, a random window of the grid's list. Not targets:
+//! nodes of other farms, a random window of the grid's list (docs/configuration.md). Not targets:
 //! this node (`node_id`), any node whose public address is this node's own
 //! (an address on a local interface, or the one GraphQL lists for
 //! `node_id`), and any node whose addresses do not parse as usable IPs
@@ -62,9 +62,12 @@
 //! and the choice (see BENCHMARKS.md).
 
 pub mod client;
+mod config;
 pub mod public;
 pub mod report;
 pub mod servers;
+
+pub use config::IperfConfig;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -72,13 +75,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
-use crate::config::{Config, IperfConfig};
 use crate::grid::graphql::{GraphQl, Node, NodeFilter};
-use crate::task::{RunContext, RunFuture, Task, TaskDefaults};
+use crate::grid::GridContext;
+use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 use report::{Entry, Protocol};
 use servers::IperfMode;
 
-/// The description stored with `grid-nodes` results (the seed era's).
+/// The description stored with `grid-nodes` results (the original's).
 pub const DESCRIPTION: &str =
     "Test public nodes network performance with both UDP and TCP over IPv4 and IPv6";
 
@@ -91,18 +94,14 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 /// The iperf task, built from the configuration.
 pub struct Iperf {
     config: IperfConfig,
-    node_id: Option<u32>,
-    graphql_urls: Vec<String>,
-    graphql_timeout: Duration,
+    grid: GridContext,
 }
 
 impl Iperf {
-    pub fn new(config: &Config) -> Iperf {
+    pub fn new(section: &IperfConfig, grid: &GridContext) -> Iperf {
         Iperf {
-            config: config.iperf.clone(),
-            node_id: config.node_id,
-            graphql_urls: config.graphql_urls(),
-            graphql_timeout: config.grid.graphql_timeout,
+            config: section.clone(),
+            grid: grid.clone(),
         }
     }
 
@@ -115,12 +114,12 @@ impl Iperf {
     }
 
     async fn run_all(&self, ctx: &RunContext) -> anyhow::Result<Vec<Entry>> {
-        let gql = GraphQl::new(self.graphql_urls.clone(), self.graphql_timeout)?;
+        let gql = self.grid.graphql()?;
         let targets = tokio::select! {
             t = self.targets(&gql) => t?,
             _ = ctx.cancel.cancelled() => anyhow::bail!("iperf: cancelled while listing targets"),
         };
-        tracing::info!(task = "iperf", targets = targets.len(), "targets chosen");
+        tracing::info!(targets = targets.len(), "targets chosen");
         let mut entries = Vec::with_capacity(targets.len() * 4);
         for t in &targets {
             let started = Instant::now();
@@ -141,13 +140,13 @@ impl Iperf {
                     .await
                     .map_err(|_| anyhow!("iperf: cancelled while testing node {}", t.node_id))?;
                 if !m.error.is_empty() {
-                    tracing::warn!(task = "iperf", node = t.node_id, %ip,
+                    tracing::warn!(node = t.node_id, %ip,
                         protocol = protocol.as_str(), error = %m.error, "run failed");
                 }
                 settle = m.error.is_empty();
                 entries.push(m.into_entry(t.node_id, ip.to_string(), protocol));
             }
-            tracing::debug!(task = "iperf", node = t.node_id, duration = ?started.elapsed(), "node tested");
+            tracing::debug!(node = t.node_id, duration = ?started.elapsed(), "node tested");
         }
         Ok(entries)
     }
@@ -169,7 +168,7 @@ impl Iperf {
                 a
             }
             (Ok(a), Err(e)) | (Err(e), Ok(a)) => {
-                tracing::warn!(task = "iperf", error = %format!("{e:#}"),
+                tracing::warn!(error = %format!("{e:#}"),
                     "one node list failed; testing the other");
                 a
             }
@@ -180,7 +179,7 @@ impl Iperf {
             }
         };
         let mut own = local_addresses();
-        Ok(select_targets(nodes, self.node_id, &mut own))
+        Ok(select_targets(nodes, self.grid.node_id, &mut own))
     }
 }
 
@@ -258,13 +257,13 @@ pub fn select_targets(
         let (ipv4, ipv6) = match addresses {
             Ok(a) => a,
             Err(reason) => {
-                tracing::warn!(task = "iperf", node = n.node_id, public_config = ?n.public_config,
+                tracing::warn!(node = n.node_id, public_config = ?n.public_config,
                     %reason, "skipping node: its public addresses are not usable");
                 continue;
             }
         };
         if own.contains(&ipv4) || own.contains(&ipv6) {
-            tracing::info!(task = "iperf", node = n.node_id, %ipv4, %ipv6,
+            tracing::info!(node = n.node_id, %ipv4, %ipv6,
                 "skipping node: it has this node's own public address");
             continue;
         }
@@ -303,7 +302,7 @@ fn local_addresses() -> HashSet<IpAddr> {
             })
             .collect(),
         Err(e) => {
-            tracing::warn!(task = "iperf", error = %e, "cannot list local addresses");
+            tracing::warn!(error = %e, "cannot list local addresses");
             HashSet::new()
         }
     }
@@ -322,16 +321,19 @@ mod tests {
 
     #[test]
     fn defaults_and_description_follow_the_spec() {
-        let t = Iperf::new(&Config::from_toml("").expect("config"));
+        let grid = GridContext::new(crate::grid::Network::Main, &Default::default());
+        let t = Iperf::new(&IperfConfig::default(), &grid);
         assert_eq!(t.name(), "iperf");
         assert_eq!(
             t.description(),
             "Test network performance against public iperf3 servers with both UDP and TCP"
         );
-        let grid =
-            Iperf::new(&Config::from_toml("[iperf]\nmode = \"grid-nodes\"\n").expect("config"));
+        let grid_nodes = IperfConfig {
+            mode: IperfMode::GridNodes,
+            ..IperfConfig::default()
+        };
         assert_eq!(
-            grid.description(),
+            Iperf::new(&grid_nodes, &grid).description(),
             "Test public nodes network performance with both UDP and TCP over IPv4 and IPv6"
         );
         let d = t.defaults();

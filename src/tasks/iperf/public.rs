@@ -35,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use super::client::{run_once, Cancelled};
 use super::report::{CpuReport, Measure, Protocol, Reading};
 use super::servers::{self, Picked};
-use crate::config::IperfConfig;
+use super::IperfConfig;
+use crate::util::backoff::Backoff;
 
 /// The description stored with `public-servers` results (zos 2026's).
 pub const DESCRIPTION: &str =
@@ -94,7 +95,7 @@ pub async fn run(
         p = choose(config) => p?,
         _ = cancel.cancelled() => anyhow::bail!("iperf: cancelled while picking a server"),
     };
-    tracing::info!(task = "iperf", server = %servers::endpoint(&picked.server),
+    tracing::info!(server = %servers::endpoint(&picked.server),
         address = %picked.addr, "server picked");
     let mut entries = Vec::with_capacity(2);
     let mut settle = false;
@@ -111,7 +112,7 @@ pub async fn run(
                 anyhow::anyhow!("iperf: cancelled while testing {}", picked.addr)
             })?;
         if !m.error.is_empty() {
-            tracing::warn!(task = "iperf", address = %picked.addr,
+            tracing::warn!(address = %picked.addr,
                 protocol = protocol.as_str(), error = %m.error, "run failed");
         }
         settle = m.error.is_empty();
@@ -152,7 +153,7 @@ pub async fn measure(
 ) -> Result<Measure, Cancelled> {
     let args = arguments(config, addr, protocol);
     let started = Instant::now();
-    let mut interval = config.retry_initial;
+    let mut backoff = Backoff::new(config.retry_initial, config.retry_max).with_factor(1.5);
     let mut retries = 0;
     loop {
         let attempt = run_once(config, &args, Reading::Sums(protocol), cancel).await?;
@@ -160,18 +161,17 @@ pub async fn measure(
         if !retryable || retries >= config.retries {
             return Ok(attempt.measure);
         }
-        let wait = randomized(interval, &mut rand::thread_rng());
+        let wait = randomized(backoff.advance(), &mut rand::thread_rng());
         if started.elapsed() + wait > config.retry_total {
             return Ok(attempt.measure);
         }
         retries += 1;
-        tracing::info!(task = "iperf", %addr, protocol = protocol.as_str(), retry = retries,
+        tracing::info!(%addr, protocol = protocol.as_str(), retry = retries,
             wait = %humantime::format_duration(wait), error = %attempt.measure.error, "retrying");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cancel.cancelled() => return Err(Cancelled),
         }
-        interval = interval.mul_f64(1.5).min(config.retry_max);
     }
 }
 

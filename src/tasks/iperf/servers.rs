@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::net::TcpStream;
 
-use crate::config::IperfConfig;
+use super::config::IperfConfig;
 
 /// The list zos fetches (2026).
 pub const DEFAULT_LIST_URL: &str = "https://export.iperf3serverlist.net/listed_iperf3_servers.json";
@@ -105,7 +105,7 @@ pub fn parse_list(body: &[u8]) -> anyhow::Result<Vec<Server>> {
         match parse_entry(item) {
             Ok(s) => servers.push(s),
             Err(why) => {
-                tracing::debug!(task = "iperf", entry = i, %why, "skipping a server list entry")
+                tracing::debug!(entry = i, %why, "skipping a server list entry")
             }
         }
     }
@@ -167,7 +167,7 @@ pub async fn fetch_list(url: &str, timeout: Duration) -> anyhow::Result<Vec<Serv
             status.as_u16()
         );
     }
-    let body = crate::http::read_capped(response, LIST_MAX_BODY)
+    let body = crate::util::http::read_capped(response, LIST_MAX_BODY)
         .await
         .map_err(|e| anyhow::anyhow!("fetching the iperf3 server list {url}: {e}"))?;
     parse_list(&body).with_context(|| format!("iperf3 server list {url}"))
@@ -198,7 +198,7 @@ pub async fn pick(servers: &[Server], timeout: Duration, tries: u32) -> anyhow::
                 humantime::format_duration(timeout)
             )),
         }
-        tracing::info!(task = "iperf", server = %endpoint(server),
+        tracing::info!(server = %endpoint(server),
             reason = failures.last().map(String::as_str).unwrap_or_default(), "server not reachable");
     }
     let tried = failures.len();

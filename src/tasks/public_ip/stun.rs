@@ -28,8 +28,8 @@ use stun_codec::{Message, MessageClass, MessageDecoder, MessageEncoder, Transact
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
+use super::config::PublicIpConfig;
 use super::lookup::Lookup;
-use crate::config::PublicIpConfig;
 
 /// zos's servers, in zos's order.
 pub const DEFAULT_SERVERS: [&str; 5] = [
@@ -103,7 +103,7 @@ pub async fn public_ip(servers: &[String], source: IpAddr, timeout: Duration) ->
         match ask(server, source, timeout).await {
             Ok(ip) => return Lookup::Answer(ip),
             Err(why) => {
-                tracing::info!(task = super::NAME, %source, server, %why, "STUN server gave no address");
+                tracing::info!(%source, server, %why, "STUN server gave no address");
                 failures.push(format!("{server}: {why}"));
             }
         }
@@ -179,7 +179,7 @@ pub async fn transaction(
                 Answer::Failed(why) => return Err(format!("{target}: {why}")),
                 Answer::NotOurs(why) => {
                     ignored += 1;
-                    tracing::debug!(task = super::NAME, %target, %why, "ignoring a datagram");
+                    tracing::debug!(%target, %why, "ignoring a datagram");
                 }
             }
         }
