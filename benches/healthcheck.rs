@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::{dropping_ns, in_netns, NetNs};
 use serde_json::Value;
 use tokio::net::TcpListener;
-use zos_perf::tasks::healthcheck::{Backoff, Flags, Healthcheck, Settings};
+use zos_perf::tasks::healthcheck::{Backoff, Flags, Healthcheck, NetworkTargets, Settings};
 use zos_perf::tasks::{RunContext, Task};
 
 /// The six services of a network, with `a`..`f` standing for their hosts.
@@ -46,7 +46,7 @@ fn task(dir: &std::path::Path, services: Vec<String>) -> Healthcheck {
             initial: Duration::from_secs(180),
             total: Duration::ZERO,
         },
-        services,
+        network: NetworkTargets::PerUrl(services),
     })
 }
 

@@ -57,7 +57,7 @@ fn main() {
             [("1s", "duration = \"1s\"\n", 3), ("default (10 s)", "", 1)]
         {
             let cfg = Config::from_toml(&format!(
-                "node_id = 1\n[grid]\ngraphql_urls = [{:?}]\n[iperf]\n{duration}",
+                "node_id = 1\n[grid]\ngraphql_urls = [{:?}]\n[iperf]\nmode = \"grid-nodes\"\n{duration}",
                 gql.url()
             ))
             .expect("config");

@@ -392,6 +392,7 @@ fn soak(args: Args) -> bool {
          [tasks.cpu-benchmark]\n{yearly}\n[tasks.iperf]\n{yearly}\n\
          [tasks.public-ip-validation]\n{yearly}\n\
          [tasks.healthcheck]\ncron = \"*/10 * * * * *\"\n\
+         [iperf]\nmode = \"grid-nodes\"\n\
          [public_ip]\nnamespace = \"zos-perf-soak-none\"\n\
          [healthcheck]\ncache_dir = {:?}\nflags_dir = {:?}\nconnect_timeout = \"1s\"\n\
          backoff_total = \"0s\"\nservices = [{service:?}]\n",

@@ -19,6 +19,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use crate::bus::BusConfig;
+use crate::clock::ClockConfig;
 use crate::grid::{GridConfig, GridContext, Network};
 use crate::schedule::Schedule;
 use crate::tasks::{self, Sections, TaskDefaults};
@@ -59,6 +60,8 @@ pub struct Config {
     /// `text` or `json` (`log_format` in the file); `--log-format` and
     /// `ZOS_PERF_LOG_FORMAT` win.
     pub log_format: Option<String>,
+    /// `[clock]`: the clock check (a monitor loop, not a task).
+    pub clock: ClockConfig,
 }
 
 /// The file's shape. Unknown fields are refused, so a typo is an error that
@@ -92,6 +95,7 @@ struct FileConfig {
     history: crate::store::history::HistoryConfig,
     log: Option<String>,
     log_format: Option<String>,
+    clock: ClockConfig,
 }
 
 /// `[tasks.<name>]`: what configuration may change of a task's defaults.
@@ -181,6 +185,7 @@ impl Config {
             history: file.history,
             log: file.log,
             log_format: file.log_format,
+            clock: file.clock,
         };
         config.validate()?;
         Ok(config)
@@ -218,6 +223,7 @@ impl Config {
         self.bus.validate()?;
         self.metrics.validate()?;
         self.history.validate()?;
+        self.clock.validate()?;
         Ok(())
     }
 

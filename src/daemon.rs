@@ -7,10 +7,11 @@
 //!           -> link -> store (load what Redis holds) -> sync loop
 //!           -> monitor (runs the tasks) -> bus (answers requests)
 //!           -> outputs (metrics and dashboard listener, textfile)
+//!           -> clock check (when enabled)
 //!           -> READY=1 to systemd (crate::service; nothing without it)
 //! shutdown: monitor (cancels runs) -> sync loop (last pass, so perf:status
 //!           shows how the cut-short runs ended) -> bus -> outputs (the
-//!           textfile is removed) -> private Redis
+//!           textfile is removed) -> clock check -> private Redis
 //! ```
 //!
 //! `zos-perf run` is [`Daemon::start`] then [`Daemon::shutdown`] on a
@@ -53,6 +54,7 @@ pub struct Daemon {
     /// The metrics listener and the textfile writer.
     outputs: Vec<JoinHandle<()>>,
     metrics_addr: Option<std::net::SocketAddr>,
+    clock_check: Option<JoinHandle<()>>,
     private: Option<PrivateRedis>,
     /// The service manager's view (systemd's READY=1, watchdog, STOPPING=1).
     service: Service,
@@ -153,6 +155,12 @@ impl Builder {
             .filter(|r| r.settings.enabled)
             .map(|r| r.task.name())
             .collect();
+        let clock_check = crate::clock::spawn(
+            &config,
+            clock.clone(),
+            store.link().clone(),
+            shutdown.clone(),
+        );
         let monitor = Monitor::new(registered, store.clone(), clock);
         let monitor = tokio::spawn(monitor.run(shutdown.clone()));
         let mut bus_stats = None;
@@ -196,6 +204,7 @@ impl Builder {
             bus,
             outputs,
             metrics_addr,
+            clock_check,
             private,
             service,
         })
@@ -255,6 +264,7 @@ impl Daemon {
             sync,
             bus,
             outputs,
+            clock_check,
             private,
             service,
             ..
@@ -277,6 +287,9 @@ impl Daemon {
             }
             for output in outputs {
                 clean &= ended("output", output.await);
+            }
+            if let Some(c) = clock_check {
+                clean &= ended("clock check", c.await);
             }
             clean
         })

@@ -35,6 +35,7 @@
 //! calls into these.
 
 pub mod bus;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod grid;

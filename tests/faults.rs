@@ -872,7 +872,7 @@ fn sigterm_during_an_iperf3_run_exits_0_within_5_s_and_leaves_no_iperf3() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = format!(
-        "node_id = 1\n[grid]\ngraphql_urls = [{:?}]\n[iperf]\nduration = \"30s\"\n\
+        "node_id = 1\n[grid]\ngraphql_urls = [{:?}]\n[iperf]\nmode = \"grid-nodes\"\nduration = \"30s\"\n\
          run_timeout = \"60s\"\n{}",
         gql.url,
         only("iperf")
@@ -999,7 +999,7 @@ fn a_hung_task_times_out_and_a_failing_one_fails_while_the_healthcheck_and_the_b
          [tasks.healthcheck]\ncron = \"* * * * * *\"\n\
          [tasks.iperf]\ncron = \"{YEARLY}\"\ntimeout = \"2s\"\n\
          [tasks.public-ip-validation]\ncron = \"{YEARLY}\"\n\
-         [iperf]\niperf3 = {:?}\nrun_timeout = \"60s\"\n\
+         [iperf]\nmode = \"grid-nodes\"\niperf3 = {:?}\nrun_timeout = \"60s\"\n\
          [public_ip]\nnamespace = {missing_ns:?}\n{}",
         gql.url(),
         script.display().to_string(),

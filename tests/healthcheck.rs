@@ -21,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 use zos_perf::config::Config;
 use zos_perf::redis as redis_link;
 use zos_perf::store;
-use zos_perf::tasks::healthcheck::{backoff, Backoff, Check, Flag, Flags, Healthcheck, Settings};
+use zos_perf::tasks::healthcheck::{
+    backoff, Backoff, Check, Flag, Flags, Healthcheck, NetworkTargets, Settings,
+};
 use zos_perf::tasks::{RunContext, Task};
 
 fn current_thread_runtime() -> tokio::runtime::Runtime {
@@ -41,7 +43,7 @@ fn settings(cache_dir: &Path, flags_dir: &Path, services: Vec<String>) -> Settin
             initial: Duration::ZERO,
             total: Duration::ZERO,
         },
-        services,
+        network: NetworkTargets::PerUrl(services),
     }
 }
 

@@ -153,6 +153,7 @@ fn iperf(config: &Config) -> Iperf {
 fn config(urls: &[String], iperf3: &Path, extra: &str) -> Config {
     let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
     let mut iperf: Vec<String> = [
+        "mode = \"grid-nodes\"",
         "duration = \"1s\"",
         "run_timeout = \"30s\"",
         "busy_backoff_initial = \"500ms\"",

@@ -1,5 +1,6 @@
 //! `zos-perf tasks`: one line per task (schedule, next fire, last result,
 //! last outcome) fitted to the terminal, or every field as JSON (`--json`).
+//! Then the clock check's last result, when the check is enabled.
 
 use serde_json::json;
 use zos_perf::config::Config;
@@ -19,15 +20,16 @@ pub async fn show(config: Config, default_redis: &str, as_json: bool) -> Result<
         tasks::registry(&config.sections, &config.grid_context()),
     )
     .map_err(|e| CliError::new(Exit::Usage, e))?;
-    let (status, results, unreachable) = match connect(&config, default_redis).await {
+    let (status, results, clock, unreachable) = match connect(&config, default_redis).await {
         Ok(mut conn) => (
             store::read_status(&mut conn).await?,
             store::read_all(&mut conn).await?,
+            zos_perf::clock::read_status(&mut conn).await?,
             None,
         ),
         Err(e) => {
             errln!("zos-perf: {e} (showing the configuration only)");
-            (Default::default(), Vec::new(), Some(e))
+            (Default::default(), Vec::new(), None, Some(e))
         }
     };
     let now = chrono::Utc::now();
@@ -61,6 +63,9 @@ pub async fn show(config: Config, default_redis: &str, as_json: bool) -> Result<
         outln!("{text}");
     } else {
         out!("{}", table(&rows, now.timestamp(), width()));
+        if config.clock.is_enabled() {
+            outln!("{}", zos_perf::clock::describe(clock.as_ref()));
+        }
     }
     match unreachable {
         Some(e) => Err(CliError::msg(Exit::StoreUnreachable, format!("{e}"))),

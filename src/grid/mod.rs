@@ -2,6 +2,7 @@
 //! network's services, the grid's GraphQL, and the [`GridContext`] every
 //! task is built with.
 
+pub mod chain;
 mod config;
 pub mod graphql;
 pub mod network;

@@ -13,12 +13,15 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cancelled;
 
-/// A sequence of waits: `initial`, doubling each time, never above `max`.
+/// A sequence of waits: `initial`, doubling each time (or growing by the
+/// factor of [`Backoff::with_factor`]), never above `max`.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     initial: Duration,
     max: Duration,
     next: Duration,
+    /// None: doubling, exactly.
+    factor: Option<f64>,
 }
 
 impl Backoff {
@@ -29,6 +32,7 @@ impl Backoff {
             initial,
             max: max.max(initial),
             next: initial,
+            factor: None,
         }
     }
 
@@ -42,10 +46,22 @@ impl Backoff {
         self.next
     }
 
-    /// The next wait; the one after it is twice as long (up to the cap).
+    /// Each wait `factor` times the one before instead of twice (zos's
+    /// iperf retry grows by 1.5). A factor below 1 is read as 1.
+    pub fn with_factor(mut self, factor: f64) -> Backoff {
+        self.factor = Some(factor.max(1.0));
+        self
+    }
+
+    /// The next wait; the one after it is twice as long, or `factor` times
+    /// (up to the cap).
     pub fn advance(&mut self) -> Duration {
         let this = self.next;
-        self.next = this.checked_mul(2).unwrap_or(Duration::MAX).min(self.max);
+        let grown = match self.factor {
+            None => this.checked_mul(2),
+            Some(f) => Duration::try_from_secs_f64(this.as_secs_f64() * f).ok(),
+        };
+        self.next = grown.unwrap_or(Duration::MAX).min(self.max);
         this
     }
 
@@ -67,6 +83,30 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_factor_grows_the_waits_by_it() {
+        let s = Duration::from_secs;
+        let mut b = Backoff::new(s(10), s(90)).with_factor(1.5);
+        let waits: Vec<_> = (0..6).map(|_| b.advance()).collect();
+        assert_eq!(
+            waits,
+            [
+                s(10),
+                s(15),
+                Duration::from_millis(22_500),
+                Duration::from_millis(33_750),
+                Duration::from_micros(50_625_000),
+                Duration::from_micros(75_937_500)
+            ]
+        );
+        assert_eq!(b.advance(), s(90));
+        let mut huge = Backoff::uncapped(Duration::MAX).with_factor(1.5);
+        assert_eq!(
+            (huge.advance(), huge.advance()),
+            (Duration::MAX, Duration::MAX)
+        );
+    }
 
     #[test]
     fn waits_double_up_to_the_cap_and_reset() {

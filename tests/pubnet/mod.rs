@@ -38,8 +38,8 @@ pub const FARM: u32 = 7;
 pub struct Net {
     pub node: NetNs,
     pub test: NetNs,
-    _gateway: NetNs,
-    _internet: NetNs,
+    pub gateway: NetNs,
+    pub internet: NetNs,
     _elder: NetNs,
     pub link: String,
     _lookup: LookupService,
@@ -118,8 +118,8 @@ impl Net {
         Net {
             node,
             test,
-            _gateway: gateway,
-            _internet: internet,
+            gateway,
+            internet,
             _elder: elder,
             link,
             _lookup: lookup,
@@ -134,7 +134,7 @@ impl Net {
     pub fn config_text(&self, lookup_path: &str) -> String {
         format!(
             "farm_id = {FARM}\nnode_id = {ME}\n[public_ip]\nnamespace = \"{}\"\nlink = \"{}\"\n\
-             lookup_url = \"{LOOKUP}{lookup_path}\"\nlookup_timeout = \"10s\"\nping_count = 3\n",
+             lookup = \"http\"\nlookup_url = \"{LOOKUP}{lookup_path}\"\nlookup_timeout = \"10s\"\nping_count = 3\n",
             self.test.name, self.link
         )
     }

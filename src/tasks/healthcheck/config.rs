@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
+use super::services::{NetworkCheck, ServiceInstances};
 use crate::grid::Network;
 
 /// `[healthcheck]`.
@@ -14,17 +15,23 @@ use crate::grid::Network;
 pub struct HealthcheckConfig {
     pub cache_dir: PathBuf,
     pub flags_dir: PathBuf,
-    /// Timeout of each TCP connection of the network check.
+    /// `per-service` (zos 2026) or `per-url` (the original). Unset:
+    /// `per-url` when `services` is set, else `per-service`.
+    pub network_check: Option<NetworkCheck>,
+    /// Timeout of each TCP connection of the network check. Unset: 10 s
+    /// per service, 5 s per URL (what each behaviour has always used).
     #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
+    pub connect_timeout: Option<Duration>,
     /// First wait before retrying a failing check; doubles each time.
     #[serde(with = "humantime_serde")]
     pub backoff_initial: Duration,
     /// Give up retrying after this much time in total.
     #[serde(with = "humantime_serde")]
     pub backoff_total: Duration,
-    /// Replaces the network's service list.
+    /// Replaces the network's service list (`per-url` check).
     pub services: Option<Vec<String>>,
+    /// Replaces some services' instance lists (`per-service` check).
+    pub instances: ServiceInstances,
 }
 
 impl Default for HealthcheckConfig {
@@ -32,10 +39,12 @@ impl Default for HealthcheckConfig {
         Self {
             cache_dir: PathBuf::from("/var/cache"),
             flags_dir: PathBuf::from("/tmp/flags"),
-            connect_timeout: Duration::from_secs(5),
+            network_check: None,
+            connect_timeout: None,
             backoff_initial: Duration::from_secs(3 * 60),
             backoff_total: Duration::from_secs(10 * 60),
             services: None,
+            instances: ServiceInstances::default(),
         }
     }
 }
@@ -43,9 +52,10 @@ impl Default for HealthcheckConfig {
 impl HealthcheckConfig {
     /// Checks what types alone cannot; errors name the field.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.connect_timeout.is_zero() {
+        if self.connect_timeout == Some(Duration::ZERO) {
             bail!("healthcheck.connect_timeout: must be more than zero");
         }
+        super::services::validate(self)?;
         if self.backoff_initial.is_zero() && !self.backoff_total.is_zero() {
             bail!("healthcheck.backoff_initial: must be more than zero");
         }

@@ -8,12 +8,19 @@
 //! - `cache`: creates, writes and removes the file `healthcheck` in the cache
 //!   directory (default `/var/cache`). Failure: `failed to write to cache:
 //!   <reason>` and the flag `readonly-cache`.
-//! - `network`: a TCP connection to every grid service of the node's network
-//!   (both GraphQL URLs, relay, substrate, activation, the flist hub; docs/configuration.md)
-//!   or to `healthcheck.services` when configured, all in parallel with one
-//!   timeout (default 5 s) covering name resolution and connection. Port: the
-//!   URL's own, else 443 for `https`/`wss`, else 80. Failure: one
-//!   `<url> is not reachable: <reason>` per service and the flag
+//! - `network`, as `[healthcheck] network_check` says (see [`services`]):
+//!   - `per-service` (default, zos 2026): each grid service (substrate,
+//!     activation, relay, graphql, hub, kyc) passes when one of its
+//!     instances accepts a TCP connection (tried in order, 10 s each); one
+//!     `all <service> instances are unreachable: ...` per failing service.
+//!   - `per-url` (the original): a TCP connection to every grid service URL
+//!     of the node's network (both GraphQL URLs, relay, substrate,
+//!     activation, the flist hub) or to `healthcheck.services`, all in
+//!     parallel with one timeout (5 s); one `<url> is not reachable:
+//!     <reason>` per URL.
+//!
+//!   Name resolution counts against the timeout. Port: the URL's own, else
+//!   443 for `https`/`wss`, else 80. Any failure sets the flag
 //!   `not-reachable`.
 //!
 //! **Flags** are empty files in the flags directory (default `/tmp/flags`,
@@ -45,6 +52,7 @@ pub mod cache;
 mod config;
 pub mod flags;
 pub mod network;
+pub mod services;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,22 +78,41 @@ pub struct Settings {
     /// Per service: name resolution plus TCP connection.
     pub connect_timeout: Duration,
     pub backoff: Backoff,
-    /// Service URLs probed by the network check.
-    pub services: Vec<String>,
+    /// What the network check probes, and how.
+    pub network: NetworkTargets,
+}
+
+/// The network check's targets, by kind of check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkTargets {
+    /// Every URL on its own: one error per URL (the original check).
+    PerUrl(Vec<String>),
+    /// Any instance of each service: one error per service (zos 2026).
+    PerService(Vec<services::ServiceGroup>),
 }
 
 impl Settings {
     /// The settings of a node in `grid` with the `[healthcheck]` section `hc`.
     pub fn new(hc: &HealthcheckConfig, grid: &GridContext) -> Settings {
+        let (network, default_timeout) = match services::network_check(hc) {
+            services::NetworkCheck::PerUrl => (
+                NetworkTargets::PerUrl(hc.services_of(grid.network)),
+                Duration::from_secs(5),
+            ),
+            services::NetworkCheck::PerService => (
+                NetworkTargets::PerService(services::groups(grid.network, &hc.instances)),
+                Duration::from_secs(10),
+            ),
+        };
         Settings {
             cache_dir: hc.cache_dir.clone(),
             flags: Flags::new(hc.flags_dir.clone()),
-            connect_timeout: hc.connect_timeout,
+            connect_timeout: hc.connect_timeout.unwrap_or(default_timeout),
             backoff: Backoff {
                 initial: hc.backoff_initial,
                 total: hc.backoff_total,
             },
-            services: hc.services_of(grid.network),
+            network,
         }
     }
 }
@@ -120,7 +147,14 @@ impl Check {
     pub async fn attempt(self, settings: &Settings) -> Vec<String> {
         let errors = match self {
             Check::Cache => cache::check(&settings.cache_dir).await,
-            Check::Network => network::check(&settings.services, settings.connect_timeout).await,
+            Check::Network => match &settings.network {
+                NetworkTargets::PerUrl(urls) => {
+                    network::check(urls, settings.connect_timeout).await
+                }
+                NetworkTargets::PerService(groups) => {
+                    services::check(groups, settings.connect_timeout).await
+                }
+            },
         };
         settings.flags.update(self.flag(), !errors.is_empty()).await;
         errors
@@ -228,7 +262,7 @@ mod tests {
         let s = Settings::new(&HealthcheckConfig::default(), &grid(Network::Test));
         assert_eq!(s.cache_dir, PathBuf::from("/var/cache"));
         assert_eq!(s.flags.dir(), std::path::Path::new("/tmp/flags"));
-        assert_eq!(s.connect_timeout, Duration::from_secs(5));
+        assert_eq!(s.connect_timeout, Duration::from_secs(10));
         assert_eq!(
             s.backoff,
             Backoff {
@@ -237,22 +271,22 @@ mod tests {
             }
         );
         assert_eq!(
-            s.services,
-            [
-                "https://graphql.test.grid.tf/graphql",
-                "https://graphql.02.test.grid.tf/graphql",
-                "wss://relay.test.grid.tf",
-                "wss://tfchain.test.grid.tf/",
-                "https://activation.test.grid.tf/activation/activate",
-                "redis://hub.threefold.me:9900",
-            ]
+            s.network,
+            NetworkTargets::PerService(services::groups(Network::Test, &Default::default()))
         );
+        let c: HealthcheckConfig = toml::from_str("network_check = \"per-url\"\n").expect("config");
+        let s = Settings::new(&c, &grid(Network::Test));
+        assert_eq!(s.connect_timeout, Duration::from_secs(5));
+        assert_eq!(s.network, NetworkTargets::PerUrl(Network::Test.services()));
         let c: HealthcheckConfig = toml::from_str(
             "services = [\"http://192.0.2.1:8080/\"]\nconnect_timeout = \"250ms\"\n",
         )
         .expect("config");
         let s = Settings::new(&c, &grid(Network::Test));
-        assert_eq!(s.services, ["http://192.0.2.1:8080/"]);
+        assert_eq!(
+            s.network,
+            NetworkTargets::PerUrl(vec!["http://192.0.2.1:8080/".into()])
+        );
         assert_eq!(s.connect_timeout, Duration::from_millis(250));
     }
 

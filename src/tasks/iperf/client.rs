@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use super::report::{self, Measure, Protocol};
+use super::report::{self, Measure, Protocol, Reading};
 use super::IperfConfig;
 use crate::util::backoff::Backoff;
 
@@ -63,7 +63,9 @@ pub async fn measure(
     let mut wait = Backoff::new(config.busy_backoff_initial, config.busy_backoff_max);
     let mut retries = 0;
     loop {
-        let m = run_once(config, &args, protocol, cancel).await?;
+        let m = run_once(config, &args, Reading::Seed(protocol), cancel)
+            .await?
+            .measure;
         if !m.is_busy() || retries >= config.busy_retries {
             return Ok(m);
         }
@@ -76,13 +78,32 @@ pub async fn measure(
     }
 }
 
+/// What one iperf3 process gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub measure: Measure,
+    /// iperf3 printed a JSON report (its `error`, if any, is iperf3's own);
+    /// false when it could not start, timed out or printed no report.
+    pub reported: bool,
+}
+
+impl From<Measure> for Attempt {
+    fn from(measure: Measure) -> Attempt {
+        Attempt {
+            measure,
+            reported: false,
+        }
+    }
+}
+
 /// One iperf3 process, from spawn to reaped.
-async fn run_once(
+pub async fn run_once(
     config: &IperfConfig,
     args: &[String],
-    protocol: Protocol,
+    reading: Reading,
     cancel: &CancellationToken,
-) -> Result<Measure, Cancelled> {
+) -> Result<Attempt, Cancelled> {
+    let run_timeout = config.run_timeout();
     let program = config.iperf3.display().to_string();
     let mut child = match Command::new(&config.iperf3)
         .args(args)
@@ -93,7 +114,7 @@ async fn run_once(
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => return Ok(Measure::failed(format!("cannot start {program}: {e}"))),
+        Err(e) => return Ok(Measure::failed(format!("cannot start {program}: {e}")).into()),
     };
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -110,7 +131,7 @@ async fn run_once(
         };
         tokio::select! {
             end = finish => end,
-            _ = tokio::time::sleep(config.run_timeout) => End::TimedOut,
+            _ = tokio::time::sleep(run_timeout) => End::TimedOut,
             _ = cancel.cancelled() => End::Cancelled,
         }
     };
@@ -120,8 +141,9 @@ async fn run_once(
             let _ = child.kill().await;
             return Ok(Measure::failed(format!(
                 "iperf3 did not finish within {}; killed",
-                humantime::format_duration(config.run_timeout)
-            )));
+                humantime::format_duration(run_timeout)
+            ))
+            .into());
         }
         End::Cancelled => {
             let _ = child.kill().await;
@@ -130,10 +152,13 @@ async fn run_once(
     };
     let status = match status {
         Ok(s) => s,
-        Err(e) => return Ok(Measure::failed(format!("waiting for {program}: {e}"))),
+        Err(e) => return Ok(Measure::failed(format!("waiting for {program}: {e}")).into()),
     };
-    match report::parse(&stdout, protocol) {
-        Ok(m) => Ok(m),
+    match report::parse_as(&stdout, reading) {
+        Ok(measure) => Ok(Attempt {
+            measure,
+            reported: true,
+        }),
         Err(parse_error) => {
             let stderr = String::from_utf8_lossy(&stderr);
             let stderr = stderr.trim();
@@ -144,7 +169,7 @@ async fn run_once(
             if !stderr.is_empty() {
                 msg = format!("{msg}; stderr: {}", crate::util::text::clip(stderr, 300));
             }
-            Ok(Measure::failed(msg))
+            Ok(Measure::failed(msg).into())
         }
     }
 }

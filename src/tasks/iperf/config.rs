@@ -6,19 +6,43 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
+pub use super::servers::IperfMode;
+
 /// `[iperf]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IperfConfig {
-    /// Port the grid's iperf3 servers listen on.
+    /// `public-servers` (zos 2026, the default) or `grid-nodes` (the original).
+    pub mode: IperfMode,
+    /// `public-servers`: the JSON list of public iperf3 servers.
+    pub server_list_url: String,
+    /// `public-servers`: bounds fetching the list.
+    #[serde(with = "humantime_serde")]
+    pub server_list_timeout: Duration,
+    /// `public-servers`: TCP connect timeout when picking a server.
+    #[serde(with = "humantime_serde")]
+    pub server_connect_timeout: Duration,
+    /// `public-servers`: servers tried at most before giving up.
+    pub server_tries: u32,
+    /// `public-servers`: retry of a run whose report carries an error
+    /// (first wait, largest wait, time budget, retries).
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_total: Duration,
+    pub retries: u32,
+    /// `grid-nodes`: port the grid's iperf3 servers listen on.
     pub port: u16,
     /// Length of each iperf3 run (`--time`); none = iperf3's own default.
     #[serde(with = "humantime_serde")]
     pub duration: Option<Duration>,
-    /// Kill an iperf3 run that takes longer than this.
+    /// Kill an iperf3 run that takes longer than this. Unset: 90 s with
+    /// `public-servers` (zos 2026), 60 s with `grid-nodes`.
     #[serde(with = "humantime_serde")]
-    pub run_timeout: Duration,
-    /// Nodes of other farms tested besides the free farm's.
+    pub run_timeout: Option<Duration>,
+    /// `grid-nodes`: nodes of other farms tested besides the free farm's.
     pub other_farm_nodes: u32,
     /// The free farm whose public nodes are all tested.
     pub free_farm_id: u32,
@@ -35,9 +59,18 @@ pub struct IperfConfig {
 impl Default for IperfConfig {
     fn default() -> Self {
         Self {
+            mode: IperfMode::PublicServers,
+            server_list_url: super::servers::DEFAULT_LIST_URL.into(),
+            server_list_timeout: Duration::from_secs(30),
+            server_connect_timeout: Duration::from_secs(5),
+            server_tries: 20,
+            retry_initial: Duration::from_secs(10),
+            retry_max: Duration::from_secs(90),
+            retry_total: Duration::from_secs(7 * 60),
+            retries: 3,
             port: 300,
             duration: None,
-            run_timeout: Duration::from_secs(60),
+            run_timeout: None,
             other_farm_nodes: 12,
             free_farm_id: 1,
             busy_backoff_initial: Duration::from_secs(5 * 60),
@@ -49,12 +82,21 @@ impl Default for IperfConfig {
 }
 
 impl IperfConfig {
+    /// The time limit of one iperf3 run in the configured mode.
+    pub fn run_timeout(&self) -> Duration {
+        self.run_timeout.unwrap_or(match self.mode {
+            IperfMode::PublicServers => Duration::from_secs(90),
+            IperfMode::GridNodes => Duration::from_secs(60),
+        })
+    }
+
     /// Checks what types alone cannot; errors name the field.
     pub fn validate(&self) -> anyhow::Result<()> {
+        super::servers::validate(self)?;
         if self.port == 0 {
             bail!("iperf.port: must be a port number from 1 to 65535");
         }
-        if self.run_timeout.is_zero() {
+        if self.run_timeout == Some(Duration::ZERO) {
             bail!("iperf.run_timeout: must be more than zero");
         }
         if let Some(d) = self.duration {
@@ -62,7 +104,7 @@ impl IperfConfig {
             if d.is_zero() {
                 bail!("iperf.duration: must be more than zero (leave it unset for iperf3's own)");
             }
-            if self.run_timeout <= d {
+            if self.run_timeout() <= d {
                 bail!("iperf.run_timeout: must be longer than iperf.duration");
             }
         }

@@ -1,27 +1,37 @@
-//! `iperf`: network speed from this node to public nodes of the grid.
+//! `iperf`: network speed from this node, in one of two modes
+//! (`[iperf] mode`).
 //!
-//! **Schedule**: `0 0 */6 * * *` (every 6 hours, UTC), jitter 1200 s,
-//! timeout 3 h, exclusive (never beside another measurement).
+//! **Schedule** (both modes): `0 0 */6 * * *` (every 6 hours, UTC), jitter
+//! 1200 s, timeout 3 h, exclusive (never beside another measurement).
 //!
-//! **Measures**: for each target node, 4 iperf3 client runs in reverse mode
-//! (the server sends): TCP over IPv4, TCP over IPv6, UDP over IPv4, UDP over
-//! IPv6. Targets are every up public node of the free farm (`free_farm_id`,
-//! farm 1) plus `other_farm_nodes` (12) up public nodes of other farms, a
-//! random window of the grid's list (docs/configuration.md). Not targets: this node
-//! (`node_id`), any node whose public address is this node's own (an
-//! address on a local interface, or the one GraphQL lists for `node_id`), and
-//! any node whose addresses do not parse as usable IPs (logged).
+//! **`public-servers`** (the default, as zos does since 2026): one server
+//! from the public iperf3 server list, TCP then UDP; see [`public`] and
+//! [`servers`]. Description `Test network performance against public iperf3
+//! servers with both UDP and TCP`; entries carry `server_host`, `server_ip`,
+//! `server_port`. It is the default because nodes running zos today report
+//! this, and users compare the two.
 //!
-//! Each run is `iperf3 --client <ip> --port 300 --interval 20 --bandwidth 0
-//! -R --json` (UDP adds `--length 16B --udp`; `duration` adds `--time`). A
-//! server busy with another client is retried with backoff (5 min, doubling
-//! to 20 min, 3 retries). A run that fails (cannot connect, timeout, bad
-//! output, still busy) is an entry with the error and zero speeds; the task
-//! fails only when GraphQL gives no target list at all, which keeps the
-//! previous result. How figures are read from iperf3's report: see
-//! [`report`].
+//! **`grid-nodes`** (the seed era's): for each target node, 4 iperf3 client
+//! runs in reverse mode (the server sends): TCP over IPv4, TCP over IPv6,
+//! UDP over IPv4, UDP over IPv6. Targets are every up public node of the
+//! free farm (`free_farm_id`, farm 1) plus `other_farm_nodes` (12) up public
+//! nodes of other farms, a random window of the grid's list (docs/configuration.md). Not targets:
+//! this node (`node_id`), any node whose public address is this node's own
+//! (an address on a local interface, or the one GraphQL lists for
+//! `node_id`), and any node whose addresses do not parse as usable IPs
+//! (logged). It measures node-to-node paths over both address families,
+//! which the public servers do not.
 //!
-//! **Result** (one entry per run, speeds in bit/s, CPU in percent):
+//! Each `grid-nodes` run is `iperf3 --client <ip> --port 300 --interval 20
+//! --bandwidth 0 -R --json` (UDP adds `--length 16B --udp`; `duration` adds
+//! `--time`). A server busy with another client is retried with backoff
+//! (5 min, doubling to 20 min, 3 retries). A run that fails (cannot connect,
+//! timeout, bad output, still busy) is an entry with the error and zero
+//! speeds; the task fails only when GraphQL gives no target list at all,
+//! which keeps the previous result. How figures are read from iperf3's
+//! report: see [`report`].
+//!
+//! **`grid-nodes` result** (one entry per run, speeds in bit/s, CPU in percent):
 //! ```json
 //! [{"upload_speed": 911435467.2, "download_speed": 909732168.4, "node_id": 12,
 //!   "node_ip": "185.206.122.29", "test_type": "tcp", "error": "",
@@ -34,15 +44,28 @@
 //!                  "remote_total": 0.0, "remote_user": 0.0, "remote_system": 0.0}}]
 //! ```
 //!
-//! **Needs**: the `iperf3` program (3.x, `iperf3` setting), IPv4 and IPv6
-//! reach to the grid's public nodes on TCP/UDP port 300 (`port`), and the
-//! grid's GraphQL over HTTPS. One run per target takes about 4 × the iperf3
-//! duration (10 s by default) plus connection setup and a 1 s pause
-//! between runs against the same server ([`SETTLE`]): about 43 s.
+//! **`public-servers` result** (always two entries, TCP then UDP):
+//! ```json
+//! [{"upload_speed": 93412345.0, "download_speed": 93011111.0,
+//!   "server_host": "speedtest.example.net", "server_ip": "198.51.100.7",
+//!   "server_port": 5201, "test_type": "tcp", "error": "",
+//!   "cpu_report": {"host_total": 3.1, "host_user": 0.2, "host_system": 2.9,
+//!                  "remote_total": 1.2, "remote_user": 0.1, "remote_system": 1.1}}, ...]
+//! ```
+//!
+//! **Needs**: the `iperf3` program (3.x, `iperf3` setting). `grid-nodes`:
+//! IPv4 and IPv6 reach to the grid's public nodes on TCP/UDP port 300
+//! (`port`) and the grid's GraphQL over HTTPS; one target takes about 4 ×
+//! the iperf3 duration (10 s by default) plus a 1 s pause between runs
+//! against the same server ([`SETTLE`]): about 43 s. `public-servers`: HTTPS
+//! to the list, TCP/UDP to the chosen server; about 2 × 10 s plus the list
+//! and the choice (see BENCHMARKS.md).
 
 pub mod client;
 mod config;
+pub mod public;
 pub mod report;
+pub mod servers;
 
 pub use config::IperfConfig;
 
@@ -56,7 +79,9 @@ use crate::grid::graphql::{GraphQl, Node, NodeFilter};
 use crate::grid::GridContext;
 use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 use report::{Entry, Protocol};
+use servers::IperfMode;
 
+/// The description stored with `grid-nodes` results (the original's).
 pub const DESCRIPTION: &str =
     "Test public nodes network performance with both UDP and TCP over IPv4 and IPv6";
 
@@ -77,6 +102,14 @@ impl Iperf {
         Iperf {
             config: section.clone(),
             grid: grid.clone(),
+        }
+    }
+
+    /// The description stored with this mode's results.
+    pub fn description_of(mode: IperfMode) -> &'static str {
+        match mode {
+            IperfMode::PublicServers => public::DESCRIPTION,
+            IperfMode::GridNodes => DESCRIPTION,
         }
     }
 
@@ -158,7 +191,7 @@ impl Task for Iperf {
     }
 
     fn description(&self) -> &'static str {
-        DESCRIPTION
+        Self::description_of(self.config.mode)
     }
 
     fn defaults(&self) -> TaskDefaults {
@@ -172,8 +205,16 @@ impl Task for Iperf {
 
     fn run<'a>(&'a self, ctx: &'a RunContext) -> RunFuture<'a> {
         Box::pin(async move {
-            let entries = self.run_all(ctx).await?;
-            Ok(serde_json::to_value(entries)?)
+            match self.config.mode {
+                IperfMode::PublicServers => {
+                    let entries = public::run(&self.config, &ctx.cancel).await?;
+                    Ok(serde_json::to_value(entries)?)
+                }
+                IperfMode::GridNodes => {
+                    let entries = self.run_all(ctx).await?;
+                    Ok(serde_json::to_value(entries)?)
+                }
+            }
         })
     }
 }
@@ -287,6 +328,14 @@ mod tests {
         assert_eq!(t.name(), "iperf");
         assert_eq!(
             t.description(),
+            "Test network performance against public iperf3 servers with both UDP and TCP"
+        );
+        let grid_nodes = IperfConfig {
+            mode: IperfMode::GridNodes,
+            ..IperfConfig::default()
+        };
+        assert_eq!(
+            Iperf::new(&grid_nodes, &grid).description(),
             "Test public nodes network performance with both UDP and TCP over IPv4 and IPv6"
         );
         let d = t.defaults();

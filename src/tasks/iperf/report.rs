@@ -108,9 +108,28 @@ impl Measure {
     }
 }
 
+/// Which figure of the report is the download speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// The seed era's (`-R`): `sum_received` for TCP, the UDP stream's
+    /// figure for UDP.
+    Seed(Protocol),
+    /// zos 2026's (no `-R`, the client sends): `sum_received` for both.
+    Sums(Protocol),
+}
+
 /// Reads iperf3's `--json` output. A report carrying an `error` keeps the
 /// error and zero speeds, whatever partial figures it may hold.
 pub fn parse(stdout: &[u8], protocol: Protocol) -> Result<Measure, String> {
+    parse_as(stdout, Reading::Seed(protocol))
+}
+
+/// [`parse`], with the download figure chosen by `reading`.
+pub fn parse_as(stdout: &[u8], reading: Reading) -> Result<Measure, String> {
+    let (protocol, download_at) = match reading {
+        Reading::Seed(Protocol::Udp) => (Protocol::Udp, "/streams/0/udp/bits_per_second"),
+        Reading::Seed(p) | Reading::Sums(p) => (p, "/sum_received/bits_per_second"),
+    };
     let v: Value = serde_json::from_slice(stdout).map_err(|e| {
         let text = String::from_utf8_lossy(stdout);
         let text = text.trim();
@@ -141,10 +160,7 @@ pub fn parse(stdout: &[u8], protocol: Protocol) -> Result<Measure, String> {
     }
     let rate = |pointer: &str| end.pointer(pointer).and_then(Value::as_f64);
     let upload = rate("/sum_sent/bits_per_second");
-    let download = match protocol {
-        Protocol::Tcp => rate("/sum_received/bits_per_second"),
-        Protocol::Udp => rate("/streams/0/udp/bits_per_second"),
-    };
+    let download = rate(download_at);
     match (upload, download) {
         (Some(upload), Some(download)) => Ok(Measure {
             upload,
@@ -213,6 +229,13 @@ mod tests {
         // A TCP report has no UDP stream figure.
         let err = parse(TCP.as_bytes(), Protocol::Udp).expect_err("no udp stream");
         assert!(err.contains("no udp figures"), "{err}");
+    }
+
+    #[test]
+    fn the_2026_reading_takes_the_sums_for_udp_too() {
+        let m = parse_as(UDP.as_bytes(), Reading::Sums(Protocol::Udp)).expect("report");
+        assert_eq!(m.upload, 90493957.07);
+        assert_eq!(m.download, 89423617.76);
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
+use super::stun::LookupKind;
+
 /// `[public_ip]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -13,7 +15,15 @@ pub struct PublicIpConfig {
     pub namespace: String,
     /// The macvlan link inside it.
     pub link: String,
-    /// A service that answers an HTTP GET with the caller's address as text.
+    /// How the node's public address is found: `stun` (zos 2026, the
+    /// default) or `http` (`lookup_url`, the original).
+    pub lookup: LookupKind,
+    /// `stun`: servers (`host:port`) asked in order until one answers.
+    pub stun_servers: Vec<String>,
+    /// `stun`: how long one server is given, retransmissions included.
+    #[serde(with = "humantime_serde")]
+    pub stun_timeout: Duration,
+    /// `http`: a service that answers an HTTP GET with the caller's address as text.
     pub lookup_url: String,
     #[serde(with = "humantime_serde")]
     pub lookup_timeout: Duration,
@@ -29,6 +39,12 @@ impl Default for PublicIpConfig {
         Self {
             namespace: "pubtestns".into(),
             link: "pub".into(),
+            lookup: LookupKind::Stun,
+            stun_servers: super::stun::DEFAULT_SERVERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            stun_timeout: Duration::from_secs(10),
             lookup_url: "https://api.ipify.org".into(),
             lookup_timeout: Duration::from_secs(30),
             parent_interface: None,
@@ -46,6 +62,7 @@ impl PublicIpConfig {
         if self.link.is_empty() || self.link.len() > 15 {
             bail!("public_ip.link: must be an interface name of 1 to 15 characters");
         }
+        super::stun::validate(self)?;
         if self.ping_count == 0 {
             bail!("public_ip.ping_count: must be at least 1");
         }

@@ -9,9 +9,14 @@
 //! as skipped. The validating node, inside the test network namespace
 //! (`pubtestns`) on its macvlan (`pub`): removes whatever address and route
 //! was left there; then for each farm IP not assigned to a contract, adds the
-//! IP, brings the link up, adds a default route via the IP's gateway, asks a
-//! "what is my IP" service through it, compares the answer with the IP, and
-//! removes the address and routes again; at the end sets the link down.
+//! IP, brings the link up, adds a default route via the IP's gateway, asks
+//! who the node is through it, compares the answer with the IP, and removes
+//! the address and routes again; at the end sets the link down.
+//!
+//! **Lookup** (`[public_ip] lookup`): `stun` (the default, as zos since
+//! 2025) sends a STUN Binding Request from the IP to the `stun_servers` in
+//! order (see [`stun`]); `http` (the original) GETs `lookup_url` (see
+//! [`lookup`]). Only the rows marked *http* below differ.
 //!
 //! **Result sample** (key: the IP as written on the farm):
 //! ```json
@@ -28,9 +33,9 @@
 //! | the IP has a contract | `skipped` | `ip is already assigned to a contract` |
 //! | IP (CIDR) or gateway does not parse, families differ | `invalid` | `public ip or gateway data are not valid` |
 //! | the address or the route via the gateway is refused | `invalid` | `public ip or gateway data are not valid` |
-//! | the lookup service cannot be reached through the IP (gateway silent, no route, refused, timeout while connecting) | `invalid` | `public ip or gateway data are not valid` |
+//! | the lookup cannot be reached through the IP (gateway silent, no route, refused, timeout); *stun*: no server gives an address | `invalid` | `public ip or gateway data are not valid` |
 //! | the lookup answered another address | `invalid` | `public ip does not match farm ip` |
-//! | the lookup was reached but gave no usable answer (HTTP error, not an address) | `skipped` | `failed to get real public IP to the node` |
+//! | *http*: the service was reached but gave no usable answer (HTTP error, not an address) | `skipped` | `failed to get real public IP to the node` |
 //! | a lower-id node answered ping | `skipped` | `skipped, there is a node with less ID available` |
 //!
 //! A wrong gateway shows as an unreachable lookup service, which is why that
@@ -53,6 +58,7 @@ pub mod election;
 mod link;
 pub mod lookup;
 pub mod netns;
+pub mod stun;
 pub mod validate;
 
 pub use config::PublicIpConfig;

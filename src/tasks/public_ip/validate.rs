@@ -11,6 +11,7 @@ use rtnetlink::Handle;
 
 use super::link;
 use super::lookup::{self, Lookup};
+use super::stun::{self, LookupKind};
 use super::PublicIpConfig;
 use super::{
     IpReport, Report, State, FETCH_REAL_IP_FAILED, IPS_NOT_MATCHING, IP_IS_USED,
@@ -120,29 +121,44 @@ async fn check_one(
     if let Err(e) = link::add_default_route(handle, index, p.gateway).await {
         return invalid_data(format!("{e:#}"));
     }
-    Ok(
-        match lookup::public_ip(&settings.lookup_url, p.ip, settings.lookup_timeout).await? {
-            Lookup::Answer(seen) if seen == p.ip => IpReport::new(State::Valid, ""),
-            Lookup::Answer(seen) => {
-                tracing::warn!(ip = farm_ip.ip, %seen, "the lookup service sees another address");
-                IpReport::new(State::Invalid, IPS_NOT_MATCHING)
-            }
-            Lookup::Unreachable(why) => {
-                return invalid_data(format!(
-                    "lookup service {} unreachable via gateway {}: {why}",
-                    settings.lookup_url, p.gateway
-                ))
-            }
-            Lookup::Failed(why) => {
-                tracing::warn!(
-                    ip = farm_ip.ip,
-                    url = settings.lookup_url,
-                    "lookup failed: {why}"
-                );
-                IpReport::new(State::Skipped, FETCH_REAL_IP_FAILED)
-            }
-        },
-    )
+    let seen = match settings.lookup {
+        LookupKind::Http => {
+            lookup::public_ip(&settings.lookup_url, p.ip, settings.lookup_timeout).await?
+        }
+        LookupKind::Stun => {
+            stun::public_ip(&settings.stun_servers, p.ip, settings.stun_timeout).await
+        }
+    };
+    Ok(match seen {
+        Lookup::Answer(seen) if seen == p.ip => IpReport::new(State::Valid, ""),
+        Lookup::Answer(seen) => {
+            tracing::warn!(ip = farm_ip.ip, %seen, "the lookup service sees another address");
+            IpReport::new(State::Invalid, IPS_NOT_MATCHING)
+        }
+        Lookup::Unreachable(why) => {
+            return invalid_data(format!(
+                "{} lookup unreachable via gateway {}: {why}",
+                lookup_name(settings),
+                p.gateway
+            ))
+        }
+        Lookup::Failed(why) => {
+            tracing::warn!(
+                ip = farm_ip.ip,
+                url = settings.lookup_url,
+                "lookup failed: {why}"
+            );
+            IpReport::new(State::Skipped, FETCH_REAL_IP_FAILED)
+        }
+    })
+}
+
+/// The lookup as logs name it.
+fn lookup_name(settings: &PublicIpConfig) -> String {
+    match settings.lookup {
+        LookupKind::Http => format!("HTTP ({})", settings.lookup_url),
+        LookupKind::Stun => format!("STUN ({})", settings.stun_servers.join(", ")),
+    }
 }
 
 #[cfg(test)]

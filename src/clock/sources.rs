@@ -1,0 +1,217 @@
+//! Where the clock check learns the time: tfchain, HTTP time services, and
+//! the `Date` header of an HTTPS service, in that order of trust.
+//!
+//! - tfchain: `state_getStorage` of `Timestamp.Now` (the last block's
+//!   time, a SCALE `u64` of milliseconds since 1970) over the chain's
+//!   WebSocket JSON-RPC. Blocks come every 6 s, so it lags by up to that.
+//! - time services: JSON with the time in `datetime` (RFC 3339, as
+//!   worldtimeapi), `currentDateTime` (`2006-01-02T15:04Z`, minute precision,
+//!   as worldclockapi) or `dateTime` (no zone, read as UTC, as timeapi.io).
+//! - `Date` header: HTTP dates have whole seconds; any HTTPS service the
+//!   node talks to has one.
+//!
+//! Every answer is bounded (size, time) and checked: a time that does not
+//! parse, or lies before [`EARLIEST`], is a bad answer and the next source
+//! is asked.
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::grid::chain::{key, ChainClient};
+
+/// No honest source answers a time before this (2025-01-01T00:00:00Z): a
+/// chain or service that does is broken, not the node's clock.
+pub const EARLIEST: i64 = 1_735_689_600;
+
+/// The most of a time service's answer read.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Something that tells the time.
+pub trait TimeSource: Send + Sync {
+    /// How logs and `perf:status` name it.
+    fn name(&self) -> String;
+    /// The time it says it is now.
+    fn time(&self) -> BoxFuture<'_, Result<DateTime<Utc>, String>>;
+}
+
+/// tfchain's `Timestamp.Now`.
+pub struct Tfchain {
+    pub client: ChainClient,
+}
+
+impl TimeSource for Tfchain {
+    fn name(&self) -> String {
+        "tfchain".into()
+    }
+
+    fn time(&self) -> BoxFuture<'_, Result<DateTime<Utc>, String>> {
+        Box::pin(async move {
+            let bytes = self
+                .client
+                .get_storage(&key::plain("Timestamp", "Now"))
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("Timestamp.Now holds no value")?;
+            let ms = decode_moment(&bytes)?;
+            plausible(
+                i64::try_from(ms)
+                    .ok()
+                    .and_then(DateTime::<Utc>::from_timestamp_millis)
+                    .ok_or_else(|| format!("Timestamp.Now {ms} ms is out of range"))?,
+            )
+        })
+    }
+}
+
+/// A SCALE `u64` (little-endian, exactly 8 bytes).
+pub fn decode_moment(bytes: &[u8]) -> Result<u64, String> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| format!("Timestamp.Now is {} bytes, not 8", bytes.len()))?;
+    Ok(u64::from_le_bytes(arr))
+}
+
+/// A JSON time service.
+pub struct TimeService {
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+impl TimeSource for TimeService {
+    fn name(&self) -> String {
+        self.url.clone()
+    }
+
+    fn time(&self) -> BoxFuture<'_, Result<DateTime<Utc>, String>> {
+        Box::pin(async move {
+            let response = self.http.get(&self.url).send().await.map_err(chain)?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(format!("HTTP status {status}"));
+            }
+            let body = crate::util::http::read_capped(response, MAX_BODY).await?;
+            let v: Value =
+                serde_json::from_slice(&body).map_err(|e| format!("answer is not JSON: {e}"))?;
+            let text = ["datetime", "currentDateTime", "dateTime"]
+                .iter()
+                .find_map(|f| v.get(*f).and_then(Value::as_str))
+                .ok_or("answer has no datetime, currentDateTime or dateTime string")?;
+            plausible(parse_time(text)?)
+        })
+    }
+}
+
+/// The `Date` header of a web service.
+pub struct DateHeader {
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+impl TimeSource for DateHeader {
+    fn name(&self) -> String {
+        format!("Date header of {}", self.url)
+    }
+
+    fn time(&self) -> BoxFuture<'_, Result<DateTime<Utc>, String>> {
+        Box::pin(async move {
+            // Any answer has the header, whatever its status; the body is
+            // not read.
+            let response = self.http.head(&self.url).send().await.map_err(chain)?;
+            let date = response
+                .headers()
+                .get(reqwest::header::DATE)
+                .ok_or("answer has no Date header")?
+                .to_str()
+                .map_err(|_| "Date header is not text".to_string())?;
+            let t = DateTime::parse_from_rfc2822(date)
+                .map_err(|e| format!("Date header {date:?}: {e}"))?;
+            plausible(t.with_timezone(&Utc))
+        })
+    }
+}
+
+/// Reads the time formats of the known services: RFC 3339, minute
+/// precision with `Z`, or no zone (UTC).
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    let t = text.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Ok(d.with_timezone(&Utc));
+    }
+    if let Some(minutes) = t.strip_suffix('Z') {
+        if let Ok(n) = NaiveDateTime::parse_from_str(minutes, "%Y-%m-%dT%H:%M") {
+            return Ok(Utc.from_utc_datetime(&n));
+        }
+    }
+    NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f")
+        .map(|n| Utc.from_utc_datetime(&n))
+        .map_err(|_| {
+            let shown: String = t.chars().take(60).collect();
+            format!("time {shown:?} is in no known format")
+        })
+}
+
+/// Refuses times no honest source gives.
+fn plausible(t: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if t.timestamp() < EARLIEST {
+        return Err(format!("answered {t}, before 2025: not believable"));
+    }
+    Ok(t)
+}
+
+fn chain(e: reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_three_services_formats_parse() {
+        let t = |s: &str| parse_time(s).expect(s).to_rfc3339();
+        assert_eq!(
+            t("2026-11-30T19:20:05.123456+00:00"),
+            "2026-11-30T19:20:05.123456+00:00"
+        );
+        assert_eq!(t("2026-11-30T20:20:05+01:00"), "2026-11-30T19:20:05+00:00");
+        assert_eq!(t("2026-11-30T19:20Z"), "2026-11-30T19:20:00+00:00");
+        assert_eq!(
+            t("2026-11-30T19:20:05.1234567"),
+            "2026-11-30T19:20:05.123456700+00:00"
+        );
+        assert_eq!(t("2026-11-30T19:20:05"), "2026-11-30T19:20:05+00:00");
+    }
+
+    #[test]
+    fn garbage_times_are_refused_with_the_text() {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-40T99:99:99",
+            "1700000000",
+            "30/11/2026 19:20",
+        ] {
+            let err = parse_time(bad).expect_err(bad);
+            assert!(err.contains("no known format"), "{err}");
+        }
+        assert!(plausible(parse_time("1999-01-01T00:00:00Z").expect("parses")).is_err());
+    }
+
+    #[test]
+    fn a_moment_is_eight_little_endian_bytes() {
+        assert_eq!(
+            decode_moment(&1_764_530_405_123u64.to_le_bytes()),
+            Ok(1_764_530_405_123)
+        );
+        assert!(decode_moment(&[1, 2, 3]).is_err());
+        assert!(decode_moment(&[0; 9]).is_err());
+    }
+}
