@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod chain;
 pub mod graphql;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,209 @@
+//! A stand-in for a Substrate chain's RPC endpoint: a real WebSocket
+//! JSON-RPC server on 127.0.0.1 (a fresh port each) that answers
+//! `state_getStorage` from a map of storage key -> SCALE bytes, and
+//! `null` for any key it does not hold.
+//!
+//! Its [`Mode`] makes it misbehave the ways a real endpoint can: close every
+//! connection at once, answer text that is not JSON, answer a result of the
+//! wrong type, or never answer at all. It records every method it was
+//! asked, so a test can tell which endpoint a client used.
+//!
+//! The server runs on its own thread with its own runtime, so it serves
+//! synchronous and async tests alike, and stops when dropped.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How the stand-in answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Answers from its storage map.
+    Normal,
+    /// Closes every TCP connection as soon as it is accepted.
+    Refuse,
+    /// Answers every call with a text frame that is not JSON.
+    Garbage,
+    /// Answers every call with `"result": 12` (not a storage value).
+    WrongResult,
+    /// Answers every call with a JSON-RPC error object.
+    RpcError,
+    /// Completes the WebSocket handshake, then never answers.
+    Silent,
+}
+
+#[derive(Default)]
+struct State {
+    storage: HashMap<Vec<u8>, Vec<u8>>,
+    calls: Vec<String>,
+    mode: Option<Mode>,
+}
+
+/// The running stand-in; stopped when dropped.
+pub struct ChainServer {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ChainServer {
+    /// Starts a server in [`Mode::Normal`] with empty storage.
+    pub fn start() -> ChainServer {
+        Self::with_mode(Mode::Normal)
+    }
+
+    pub fn with_mode(mode: Mode) -> ChainServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the chain stand-in");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let addr = listener.local_addr().expect("stand-in address");
+        let state = Arc::new(Mutex::new(State {
+            mode: Some(mode),
+            ..State::default()
+        }));
+        let (stop, stopped) = watch::channel(false);
+        let shared = state.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("stand-in runtime");
+            rt.block_on(serve(listener, shared, stopped));
+        });
+        ChainServer {
+            addr,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// `ws://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Stores `value` (SCALE bytes) under `key`.
+    pub fn insert(&self, key: Vec<u8>, value: Vec<u8>) {
+        self.state.lock().unwrap().storage.insert(key, value);
+    }
+
+    pub fn remove(&self, key: &[u8]) {
+        self.state.lock().unwrap().storage.remove(key);
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.state.lock().unwrap().mode = Some(mode);
+    }
+
+    /// Every method called so far, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().calls.clone()
+    }
+}
+
+impl Drop for ChainServer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    state: Arc<Mutex<State>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                if state.lock().unwrap().mode == Some(Mode::Refuse) {
+                    drop(tcp);
+                    continue;
+                }
+                let state = state.clone();
+                let stopped = stopped.clone();
+                conns.spawn(connection(tcp, state, stopped));
+            }
+        }
+    }
+    conns.shutdown().await;
+}
+
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    state: Arc<Mutex<State>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+        return;
+    };
+    loop {
+        let frame = tokio::select! {
+            _ = stopped.changed() => return,
+            frame = ws.next() => frame,
+        };
+        let text = match frame {
+            Some(Ok(Message::Text(t))) => t.to_string(),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+            Some(Ok(_)) => continue,
+        };
+        let Ok(call) = serde_json::from_str::<Value>(&text) else {
+            return;
+        };
+        let id = call.get("id").cloned().unwrap_or(Value::Null);
+        let method = call
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let (mode, answer) = {
+            let mut st = state.lock().unwrap();
+            st.calls.push(method.clone());
+            let mode = st.mode.unwrap_or(Mode::Normal);
+            let answer = match method.as_str() {
+                "state_getStorage" => {
+                    let key = call["params"][0]
+                        .as_str()
+                        .and_then(|k| k.strip_prefix("0x"))
+                        .and_then(|k| hex::decode(k).ok());
+                    match key {
+                        Some(k) => json!({"jsonrpc": "2.0", "id": id, "result":
+                            st.storage.get(&k).map(|v| format!("0x{}", hex::encode(v)))}),
+                        None => json!({"jsonrpc": "2.0", "id": id,
+                            "error": {"code": -32602, "message": "invalid storage key"}}),
+                    }
+                }
+                _ => json!({"jsonrpc": "2.0", "id": id,
+                    "error": {"code": -32601, "message": "Method not found"}}),
+            };
+            (mode, answer)
+        };
+        let reply = match mode {
+            Mode::Normal | Mode::Refuse => answer.to_string(),
+            Mode::Garbage => "<html>502 Bad Gateway</html>".to_string(),
+            Mode::WrongResult => json!({"jsonrpc": "2.0", "id": id, "result": 12}).to_string(),
+            Mode::RpcError => json!({"jsonrpc": "2.0", "id": id,
+                "error": {"code": -32000, "message": "stand-in failure"}})
+            .to_string(),
+            Mode::Silent => continue,
+        };
+        if ws.send(Message::text(reply)).await.is_err() {
+            return;
+        }
+    }
+}
