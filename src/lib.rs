@@ -21,6 +21,7 @@ pub mod grid;
 pub mod http;
 pub mod monitor;
 pub mod redis_link;
+pub mod rmb;
 pub mod schedule;
 pub mod status;
 pub mod store;
