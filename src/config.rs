@@ -47,6 +47,7 @@ pub struct Config {
     pub iperf: IperfConfig,
     pub public_ip: PublicIpConfig,
     pub bus: BusConfig,
+    pub rmb: crate::rmb::RmbConfig,
 }
 
 /// The file's shape. Unknown fields are refused, so a typo is an error that
@@ -72,6 +73,8 @@ struct FileConfig {
     public_ip: PublicIpConfig,
     #[serde(default)]
     bus: BusConfig,
+    #[serde(default)]
+    rmb: crate::rmb::RmbConfig,
 }
 
 /// `[tasks.<name>]`: what configuration may change of a task's defaults.
@@ -309,6 +312,7 @@ impl Config {
             iperf: file.iperf,
             public_ip: file.public_ip,
             bus: file.bus,
+            rmb: file.rmb,
         };
         config.validate()?;
         Ok(config)
@@ -317,6 +321,7 @@ impl Config {
     /// Checks what types alone cannot: known task names, cron expressions,
     /// non-empty lists, sane limits.
     fn validate(&self) -> anyhow::Result<()> {
+        self.rmb.validate().map_err(|e| anyhow::anyhow!(e))?;
         for name in self.tasks.keys() {
             if !crate::tasks::NAMES.contains(&name.as_str()) {
                 bail!(

@@ -19,6 +19,8 @@ use zos_perf::schedule::SystemClock;
 use zos_perf::store::{self, ResultStore};
 use zos_perf::tasks;
 
+mod cli;
+
 /// How long shutdown may take before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
@@ -81,15 +83,51 @@ enum Command {
         /// Task name, e.g. healthcheck.
         name: String,
     },
-    /// Call a bus command through Redis the way the RMB peer does, and print the result.
+    /// Call a bus command and print the result: with --node or --twin on
+    /// that node over the grid's relay, else through the local Redis the
+    /// way the RMB peer does.
     Call {
         /// Command, e.g. zos.perf.get or zos.perf.get_all.
         cmd: String,
         /// Payload JSON, e.g. '{"Name": "cpu-benchmark"}' (default: empty).
         payload: Option<String>,
-        /// How long to wait for the reply.
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        timeout: Duration,
+        /// Call this node (through its twin) over the relay.
+        #[arg(long, value_name = "ID", conflicts_with = "twin")]
+        node: Option<u32>,
+        /// Call this twin over the relay.
+        #[arg(long, value_name = "ID")]
+        twin: Option<u32>,
+        /// How long to wait for the reply (default: 5s locally, [rmb] timeout over the relay).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+        #[command(flatten)]
+        rmb: cli::rmb::RmbArgs,
+    },
+    /// Print the grid identity of the configured secret: accounts, the pk
+    /// to set on the twin, and the twin the chain knows.
+    Identity {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        rmb: cli::rmb::RmbArgs,
+    },
+    /// Ask every up node of a farm over the relay and print one table.
+    Fleet {
+        /// The farm id.
+        #[arg(long, value_name = "ID")]
+        farm: u32,
+        /// Ask for this task only (default: every stored result).
+        #[arg(long, value_name = "NAME")]
+        task: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        rmb: cli::rmb::RmbArgs,
     },
 }
 
@@ -116,7 +154,9 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("zos-perf: {e:#}");
             runtime.shutdown_timeout(Duration::from_millis(200));
-            ExitCode::FAILURE
+            // RMB errors have one exit code per kind (docs/rmb.md).
+            e.downcast_ref::<zos_perf::rmb::RmbError>()
+                .map_or(ExitCode::FAILURE, |r| ExitCode::from(r.exit_code()))
         }
     }
 }
@@ -162,14 +202,41 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Call {
             cmd,
             payload,
+            node,
+            twin,
             timeout,
+            rmb,
         } => {
+            if let Some(target) = node
+                .map(cli::remote::Target::Node)
+                .or(twin.map(cli::remote::Target::Twin))
+            {
+                let payload = payload.as_deref();
+                return Ok(cli::remote::call(&config, &rmb, target, &cmd, payload, timeout).await?);
+            }
+            let timeout = timeout.unwrap_or(Duration::from_secs(5));
             let client = redis_link::client(&reader_url(&config, default_redis).await)?;
             let payload = payload.unwrap_or_default();
             let reply = bus::client::call(&client, &cmd, payload.as_bytes(), timeout).await?;
             let result = reply.result().map_err(|e| anyhow::anyhow!("{cmd}: {e}"))?;
             println!("{}", bus::client::pretty(&result));
             Ok(())
+        }
+        Command::Identity { json, rmb } => Ok(cli::identity::identity(&config, &rmb, json).await?),
+        Command::Fleet {
+            farm,
+            task,
+            json,
+            csv,
+            rmb,
+        } => {
+            let task = task.as_deref().map(task_name).transpose()?;
+            let format = match (json, csv) {
+                (true, _) => cli::fleet::Format::Json,
+                (_, true) => cli::fleet::Format::Csv,
+                _ => cli::fleet::Format::Table,
+            };
+            Ok(cli::fleet::fleet(&config, &rmb, farm, task, format).await?)
         }
     }
 }

@@ -24,7 +24,8 @@ fn interop_dir() -> PathBuf {
 fn ts(op: &str, input: Value) -> Value {
     let dir = interop_dir();
     assert!(
-        dir.join("node_modules/@threefold/rmb_direct_client").is_dir(),
+        dir.join("node_modules/@threefold/rmb_direct_client")
+            .is_dir(),
         "the TypeScript client is not installed: run scripts/interop-setup"
     );
     let mut child = Command::new("node")
@@ -109,7 +110,11 @@ fn tokens_verify_both_ways() {
 
 #[test]
 fn their_signed_encrypted_request_verifies_and_decrypts_in_ours() {
-    for (kt, encrypt) in [(KeyType::Ed25519, true), (KeyType::Sr25519, true), (KeyType::Sr25519, false)] {
+    for (kt, encrypt) in [
+        (KeyType::Ed25519, true),
+        (KeyType::Sr25519, true),
+        (KeyType::Sr25519, false),
+    ] {
         let a = Identity::from_secret(A, kt).unwrap();
         let b = Identity::from_secret(B, KeyType::Ed25519).unwrap();
         let out = ts(
@@ -119,7 +124,8 @@ fn their_signed_encrypted_request_verifies_and_decrypts_in_ours() {
                    "uid": "11111111-0000-4000-8000-000000000001", "timestamp": 1_800_000_000u64, "expiration": 120,
                    "twins": [twin_json(42, &a, kt), twin_json(7, &b, KeyType::Ed25519)]}),
         );
-        let env = Envelope::from_bytes(&hex::decode(out["envelope"].as_str().unwrap()).unwrap()).unwrap();
+        let env =
+            Envelope::from_bytes(&hex::decode(out["envelope"].as_str().unwrap()).unwrap()).unwrap();
         env.verify(&a.account_id()).unwrap();
         assert_eq!(env.source, Some(Address::session(42, Some("sess9".into()))));
         assert_eq!(env.relays, vec!["relay.example"]);
@@ -162,7 +168,10 @@ fn our_signed_encrypted_reply_verifies_and_decrypts_in_theirs() {
             ..Envelope::default()
         };
         env.sign(&node);
-        let twins = json!([twin_json(7, &node, kt), twin_json(42, &caller, KeyType::Sr25519)]);
+        let twins = json!([
+            twin_json(7, &node, kt),
+            twin_json(42, &caller, KeyType::Sr25519)
+        ]);
         let out = ts(
             "open",
             json!({"mnemonic": A, "envelope": hex::encode(env.to_bytes()), "twins": twins}),

@@ -15,6 +15,8 @@ pub mod exit {
     pub const UNKNOWN_DESTINATION: u8 = 8;
     pub const BAD_REPLY: u8 = 9;
     pub const SECRET: u8 = 10;
+    /// `fleet`: the table was printed, but some nodes could not be asked.
+    pub const PARTIAL: u8 = 11;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,8 @@ pub enum RmbError {
         code: u32,
         message: String,
     },
+    #[error("{failed} of {total} nodes could not be asked")]
+    Partial { failed: usize, total: usize },
     #[error("{0}")]
     Other(String),
 }
@@ -78,6 +82,7 @@ impl RmbError {
             RmbError::Timeout { .. } => exit::TIMEOUT,
             RmbError::BadReply { .. } => exit::BAD_REPLY,
             RmbError::Remote { .. } => exit::REMOTE_ERROR,
+            RmbError::Partial { .. } => exit::PARTIAL,
             RmbError::Other(_) => 1,
         }
     }
