@@ -36,6 +36,7 @@ pub struct Settings {
     pub mnemonic_file: Option<PathBuf>,
     pub timeout: Duration,
     pub cache_ttl: Duration,
+    pub chain_timeout: Duration,
     pub concurrency: usize,
 }
 
@@ -56,6 +57,7 @@ impl Settings {
             mnemonic_file: args.mnemonic_file.clone().or(rmb.mnemonic_file.clone()),
             timeout: rmb.timeout,
             cache_ttl: rmb.cache_ttl,
+            chain_timeout: rmb.chain_timeout,
             concurrency: rmb.concurrency,
         }
     }
@@ -68,7 +70,11 @@ impl Settings {
 
     /// The chain's twin/node lookups.
     pub fn twins(&self) -> Result<Arc<TwinDb>, RmbError> {
-        let chain = ChainClient::new(self.chains.clone(), ChainOptions::default())?;
+        let options = ChainOptions {
+            call_timeout: self.chain_timeout,
+            ..ChainOptions::default()
+        };
+        let chain = ChainClient::new(self.chains.clone(), options)?;
         Ok(Arc::new(TwinDb::new(Arc::new(chain), self.cache_ttl)))
     }
 

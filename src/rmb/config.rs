@@ -26,6 +26,9 @@ pub struct RmbConfig {
     /// How long a call waits for its reply.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// How long one chain call may take on one chain URL.
+    #[serde(with = "humantime_serde")]
+    pub chain_timeout: Duration,
     /// Chain lookups (twins, nodes) are trusted this long.
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
@@ -42,6 +45,7 @@ impl Default for RmbConfig {
             key_type: KeyType::Sr25519,
             mnemonic_file: None,
             timeout: Duration::from_secs(30),
+            chain_timeout: Duration::from_secs(10),
             cache_ttl: Duration::from_secs(5 * 60),
             concurrency: 16,
         }
@@ -88,6 +92,9 @@ impl RmbConfig {
         }
         if self.timeout.is_zero() {
             return Err("rmb.timeout: must be above zero".into());
+        }
+        if self.chain_timeout.is_zero() {
+            return Err("rmb.chain_timeout: must be above zero".into());
         }
         if !(1..=256).contains(&self.concurrency) {
             return Err(format!(

@@ -201,10 +201,8 @@ pub fn challenge(env: &Envelope) -> Vec<u8> {
         }
         _ => {}
     }
-    for field in [&env.schema, &env.federation] {
-        if let Some(s) = field {
-            out.extend_from_slice(s.as_bytes());
-        }
+    for s in [&env.schema, &env.federation].into_iter().flatten() {
+        out.extend_from_slice(s.as_bytes());
     }
     out.extend_from_slice(env.payload_bytes());
     for relay in &env.relays {

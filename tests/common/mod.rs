@@ -6,6 +6,8 @@
 
 pub mod chain;
 pub mod graphql;
+pub mod relay;
+pub mod rmbgrid;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
