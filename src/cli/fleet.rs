@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use zos_perf::config::Config;
-use zos_perf::grid::graphql::{GraphQl, NodeFilter};
+use zos_perf::grid::graphql::NodeFilter;
 use zos_perf::rmb::error::exit;
 use zos_perf::rmb::{RmbClient, RmbError};
 
@@ -62,7 +62,10 @@ pub async fn fleet(
     format: Format,
 ) -> Result<(), RmbError> {
     let settings = Settings::resolve(config, args);
-    let graphql = GraphQl::from_config(config).map_err(|e| RmbError::Other(format!("{e:#}")))?;
+    let graphql = config
+        .grid_context()
+        .graphql()
+        .map_err(|e| RmbError::Other(format!("{e:#}")))?;
     let mut nodes: Vec<u32> = graphql
         .up_nodes(&NodeFilter::farm(farm), None)
         .await

@@ -1,8 +1,37 @@
-//! Command implementations of `zos-perf` for talking to nodes over the
-//! grid's relay: [`identity`], [`remote`] (`call --node/--twin`) and
+//! The implementations of the commands of `zos-perf`, one file per group:
+//! [`run`] (the daemon, one task now), [`tasks`] (the task table),
+//! [`results`] (stored results), [`call`] (the bus, as the RMB peer calls it);
+//! over the grid's relay: [`identity`], [`remote`] (`call --node/--twin`) and
 //! [`fleet`], with their shared flags in [`rmb`].
 
+pub mod call;
 pub mod fleet;
 pub mod identity;
 pub mod remote;
+pub mod results;
 pub mod rmb;
+pub mod run;
+pub mod tasks;
+
+use anyhow::Context;
+use zos_perf::config::Config;
+use zos_perf::redis::server;
+use zos_perf::tasks::{canonical, NAMES};
+
+/// The canonical spelling of a task name given on the command line.
+pub fn task_name(name: &str) -> anyhow::Result<&'static str> {
+    canonical(name)
+        .ok_or_else(|| anyhow::anyhow!("unknown task {name:?} (known: {})", NAMES.join(", ")))
+}
+
+/// Prints stored JSON, pretty.
+pub fn print_json(raw: &str) -> anyhow::Result<()> {
+    let value: serde_json::Value = serde_json::from_str(raw).context("stored value is not JSON")?;
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
+/// The Redis the read-only commands talk to.
+pub async fn reader_url(config: &Config, default_redis: &str) -> String {
+    server::reader_url(config.redis.as_deref(), default_redis).await
+}

@@ -5,7 +5,7 @@
 //!
 //! **Measures** how long this node's CPU takes for a fixed workload, the
 //! same one the grid's long-standing C tool `cpubench` runs, so scores
-//! compare across every node (SPEC §5): from the seed `0x0a0b0c0d12345ff0`,
+//! compare across every node (docs/tasks/cpu-benchmark.md): from the seed `0x0a0b0c0d12345ff0`,
 //! 64 Mi times `seed = CRC-64/XZ(seed as 8 little-endian bytes)`, which must
 //! end on `0x409242b8972cb0b1` (any other end is a bug and fails the run).
 //! Each CRC is one carry-less-multiply fold plus a Barrett reduction, as in
@@ -31,7 +31,10 @@
 //! stop within about a millisecond of a shutdown or timeout.
 
 pub mod chain;
+mod config;
 pub mod crc;
+
+pub use config::CpuBenchmarkConfig;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,9 +44,9 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::CpuBenchmarkConfig;
-use crate::task::{RunContext, RunFuture, Task, TaskDefaults};
+use crate::grid::GridContext;
 use crate::tasks::CPU_BENCHMARK;
+use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 use chain::Stopped;
 use crc::Path;
 
@@ -64,7 +67,7 @@ pub struct CpuBenchmark {
     workload: Workload,
 }
 
-/// The length of the loop and where it must end: SPEC's 64 Mi steps, or a
+/// The length of the loop and where it must end: the documented 64 Mi steps, or a
 /// short loop for tests of everything around it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Workload {
@@ -86,7 +89,7 @@ struct Measured {
 }
 
 impl CpuBenchmark {
-    pub fn new(config: &CpuBenchmarkConfig) -> Self {
+    pub fn new(config: &CpuBenchmarkConfig, _grid: &GridContext) -> Self {
         Self {
             workloads_command: config.workloads_command.clone(),
             workload: SPEC_WORKLOAD,
@@ -102,7 +105,7 @@ impl CpuBenchmark {
         match count_workloads(command).await {
             Ok(n) => n,
             Err(e) => {
-                tracing::error!(task = CPU_BENCHMARK, error = %format!("{e:#}"),
+                tracing::error!(error = %format!("{e:#}"),
                     "workloads source is broken; reporting 0 workloads");
                 0
             }
@@ -138,15 +141,9 @@ impl Task for CpuBenchmark {
             };
             let path = Path::detect();
             let threads = online_cpus();
-            tracing::info!(
-                task = CPU_BENCHMARK,
-                threads,
-                "CRC step: {}",
-                path.describe()
-            );
+            tracing::info!(threads, "CRC step: {}", path.describe());
             let m = measure(path, threads, self.workload, &ctx.cancel).await?;
             tracing::info!(
-                task = CPU_BENCHMARK,
                 single = ?m.single,
                 multi = ?m.multi,
                 threads = m.threads,
@@ -254,9 +251,9 @@ fn online_cpus() -> usize {
     match std::fs::read_to_string(ONLINE_CPUS) {
         Ok(text) => match count_cpu_list(&text) {
             Some(n) if n > 0 => return n,
-            _ => tracing::warn!(task = CPU_BENCHMARK, "{ONLINE_CPUS}: cannot parse {text:?}"),
+            _ => tracing::warn!("{ONLINE_CPUS}: cannot parse {text:?}"),
         },
-        Err(e) => tracing::warn!(task = CPU_BENCHMARK, "{ONLINE_CPUS}: {e}"),
+        Err(e) => tracing::warn!("{ONLINE_CPUS}: {e}"),
     }
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -338,7 +335,10 @@ mod tests {
         };
         CpuBenchmark {
             workload,
-            ..CpuBenchmark::new(&config)
+            ..CpuBenchmark::new(
+                &config,
+                &GridContext::new(crate::grid::Network::Main, &Default::default()),
+            )
         }
     }
 
@@ -355,7 +355,8 @@ mod tests {
 
     #[test]
     fn name_description_and_defaults_are_the_specs() {
-        let t = CpuBenchmark::new(&CpuBenchmarkConfig::default());
+        let grid = GridContext::new(crate::grid::Network::Main, &Default::default());
+        let t = CpuBenchmark::new(&CpuBenchmarkConfig::default(), &grid);
         assert_eq!(t.name(), "cpu-benchmark");
         assert_eq!(
             t.description(),

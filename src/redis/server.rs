@@ -39,7 +39,7 @@ pub fn socket_url() -> String {
 
 /// Whether a Redis answers PING at `url` within a second.
 pub async fn answers(url: &str) -> bool {
-    let Ok(client) = crate::redis_link::client(url) else {
+    let Ok(client) = super::link::client(url) else {
         return false;
     };
     let ping = async {
@@ -52,16 +52,29 @@ pub async fn answers(url: &str) -> bool {
     )
 }
 
+/// The Redis the read-only commands talk to: the configured one, else the
+/// daemon's private one if it runs, else `default`.
+pub async fn reader_url(configured: Option<&str>, default: &str) -> String {
+    if let Some(url) = configured {
+        return url.to_string();
+    }
+    let private = socket_url();
+    if socket_path().exists() && answers(&private).await {
+        return private;
+    }
+    default.to_string()
+}
+
 /// A redis-server child process; killed when dropped.
-pub struct EmbeddedRedis {
+pub struct PrivateRedis {
     child: Child,
     socket: PathBuf,
 }
 
-impl EmbeddedRedis {
+impl PrivateRedis {
     /// Starts `redis-server` on a unix socket at `socket` with no
     /// persistence and no TCP port, and waits until it answers.
-    pub async fn start(socket: &Path) -> anyhow::Result<EmbeddedRedis> {
+    pub async fn start(socket: &Path) -> anyhow::Result<PrivateRedis> {
         let dir = socket.parent().context("socket path has no directory")?;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating runtime directory {}", dir.display()))?;
@@ -88,7 +101,7 @@ impl EmbeddedRedis {
             .kill_on_drop(true)
             .spawn()
             .context("starting redis-server (is it installed? scripts/setup installs it)")?;
-        let me = EmbeddedRedis {
+        let me = PrivateRedis {
             child,
             socket: socket.to_path_buf(),
         };

@@ -1,0 +1,34 @@
+//! `[bus]`: the settings of the bus handler.
+
+use anyhow::bail;
+use serde::Deserialize;
+
+/// `[bus]`: the RMB local protocol handler.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    pub enabled: bool,
+    /// Requests handled at the same time, at most (popped and not yet
+    /// answered). Half of it is the largest batch: bigger batches cost fewer
+    /// round trips (BENCHMARKS.md, section bus).
+    pub max_in_flight: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_in_flight: 512,
+        }
+    }
+}
+
+impl BusConfig {
+    /// Checks what types alone cannot; errors name the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.max_in_flight == 0 {
+            bail!("bus.max_in_flight: must be at least 1");
+        }
+        Ok(())
+    }
+}
