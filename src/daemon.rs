@@ -44,6 +44,7 @@ pub struct Daemon {
     monitor: JoinHandle<()>,
     sync: JoinHandle<()>,
     bus: Option<JoinHandle<()>>,
+    relay: Option<JoinHandle<()>>,
     private: Option<PrivateRedis>,
 }
 
@@ -136,6 +137,14 @@ impl Builder {
             let client = store.link().client().clone();
             tokio::spawn(bus::serve(client, config.bus.clone(), shutdown.clone()))
         });
+        let relay = match config.bus.relay.enabled {
+            true => Some(start_relay(
+                &config,
+                store.link().client().clone(),
+                shutdown.clone(),
+            )?),
+            false => None,
+        };
         Ok(Daemon {
             url,
             store,
@@ -145,6 +154,7 @@ impl Builder {
             monitor,
             sync,
             bus,
+            relay,
             private,
         })
     }
@@ -197,6 +207,7 @@ impl Daemon {
             monitor,
             sync,
             bus,
+            relay,
             private,
             ..
         } = self;
@@ -206,6 +217,9 @@ impl Daemon {
             let _ = sync.await;
             if let Some(bus) = bus {
                 let _ = bus.await;
+            }
+            if let Some(relay) = relay {
+                let _ = relay.await;
             }
         })
         .await
@@ -247,4 +261,40 @@ pub async fn run_once(
         anyhow::bail!("{name}: ran, but redis at {url} is not connected: result not stored");
     }
     Ok(result)
+}
+
+/// Starts the relay transport with the `[rmb]` identity. The secret comes
+/// from `[rmb] mnemonic_file` or `ZOS_PERF_MNEMONIC` (a daemon has nobody
+/// to prompt).
+fn start_relay(
+    config: &Config,
+    redis: ::redis::Client,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    use crate::grid::chain::{ChainClient, ChainOptions};
+    use crate::rmb::{secret, twin::TwinDb, Identity};
+    let rmb = &config.rmb;
+    if rmb.mnemonic_file.is_none() && std::env::var_os(secret::ENV_VAR).is_none() {
+        anyhow::bail!(
+            "bus.relay.enabled: needs rmb.mnemonic_file or {} for the serving twin's secret",
+            secret::ENV_VAR
+        );
+    }
+    let secret = secret::load(rmb.mnemonic_file.as_deref())?;
+    let identity = Arc::new(Identity::from_secret(&secret, rmb.key_type)?);
+    let options = ChainOptions {
+        call_timeout: rmb.chain_timeout,
+        ..ChainOptions::default()
+    };
+    let chain = ChainClient::new(rmb.chain_urls(config.network), options)?;
+    let twins = Arc::new(TwinDb::new(Arc::new(chain), rmb.cache_ttl));
+    let stats = Arc::new(bus::relay::RelayStats::default());
+    Ok(tokio::spawn(bus::relay::serve(
+        redis,
+        identity,
+        twins,
+        rmb.relays(config.network),
+        stats,
+        shutdown,
+    )))
 }

@@ -1,0 +1,177 @@
+//! The daemon serving zos.perf over the relay (`[bus.relay] enabled`):
+//! `zos-perf run` connects to the test relay as its own twin and answers
+//! `zos-perf call --twin` from another twin, through the same store as the
+//! local bus; after the relay drops every connection it reconnects and
+//! answers again.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::rmbgrid::{RmbGrid, MNEMONIC_A, MNEMONIC_B};
+use common::{KillOnDrop, RedisServer};
+use serde_json::{json, Value};
+use zos_perf::rmb::error::exit;
+use zos_perf::rmb::{Identity, KeyType};
+
+const CALLER: u32 = 100;
+const SERVER: u32 = 300;
+
+fn wait_online(g: &RmbGrid) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !g.relay.is_online(SERVER, None) {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never came online on the relay"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn call(g: &RmbGrid, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_zos-perf"))
+        .arg("call")
+        .args(args)
+        .args([
+            "--relay",
+            &g.relay.url(),
+            "--chain",
+            &g.chain.url(),
+            "--key-type",
+            "sr25519",
+        ])
+        .args(["--kernel-cmdline", "/dev/null", "--timeout", "5s"])
+        .env("ZOS_PERF_MNEMONIC", MNEMONIC_A)
+        .env_remove("ZOS_PERF_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_daemon_answers_over_the_relay_and_comes_back_after_a_relay_restart() {
+    let redis = RedisServer::start();
+    // A fresh result: the daemon does not run a task that has one (and
+    // deletes the results of disabled tasks, so this one stays enabled).
+    let now = zos_perf::rmb::relay::unix_now();
+    let stored = json!({"name": "cpu-benchmark", "description": "cpu", "timestamp": now,
+                        "result": {"single": 1.25, "multi": 9.5, "threads": 8, "workloads": 0}});
+    redis::cmd("SET")
+        .arg("perf.cpu-benchmark")
+        .arg(stored.to_string())
+        .query::<()>(&mut redis.conn())
+        .unwrap();
+    let g = RmbGrid::start();
+    g.add_twin(
+        CALLER,
+        &Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap(),
+        true,
+    );
+    g.add_twin(
+        SERVER,
+        &Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap(),
+        true,
+    );
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    let mut text = format!(
+        "redis = \"{}\"\n[bus.relay]\nenabled = true\n[rmb]\nrelays = [\"{}\"]\nchain_urls = [\"{}\"]\nkey_type = \"ed25519\"\nchain_timeout = \"2s\"\n",
+        redis.url(),
+        g.relay.url(),
+        g.chain.url()
+    );
+    for task in ["healthcheck", "iperf", "public-ip-validation"] {
+        text += &format!("[tasks.{task}]\nenabled = false\n");
+    }
+    config.write_all(text.as_bytes()).unwrap();
+    let _daemon = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_zos-perf"))
+            .args(["run", "--kernel-cmdline", "/dev/null", "--log", "warn"])
+            .arg("--config")
+            .arg(config.path())
+            .env("ZOS_PERF_MNEMONIC", MNEMONIC_B)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_online(&g);
+
+    let out = call(
+        &g,
+        &[
+            "--twin",
+            "300",
+            "zos.perf.get",
+            r#"{"Name":"cpu-benchmark"}"#,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        stored
+    );
+    let out = call(&g, &["--twin", "300", "zos.perf.get_all"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        json!([stored])
+    );
+    let out = call(&g, &["--twin", "300", "zos.perf.nope"]);
+    assert_eq!(out.status.code(), Some(i32::from(exit::REMOTE_ERROR)));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("function is not found"));
+    let out = call(
+        &g,
+        &["--twin", "300", "zos.perf.get", r#"{"Name":"iperf"}"#],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("result not found"));
+
+    // The relay drops every connection, as a restart does: the daemon
+    // comes back with a fresh token and answers again.
+    g.relay.kick_all();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while g.relay.is_online(SERVER, None) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    wait_online(&g);
+    let out = call(
+        &g,
+        &[
+            "--twin",
+            "300",
+            "zos.perf.get",
+            r#"{"Name":"cpu-benchmark"}"#,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The local bus keeps working beside it.
+    let local = Command::new(env!("CARGO_BIN_EXE_zos-perf"))
+        .args([
+            "call",
+            "zos.perf.get",
+            r#"{"Name":"cpu-benchmark"}"#,
+            "--redis",
+            &redis.url(),
+        ])
+        .args(["--kernel-cmdline", "/dev/null"])
+        .env_remove("ZOS_PERF_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&local.stdout).unwrap(),
+        stored
+    );
+}
