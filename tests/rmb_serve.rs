@@ -50,8 +50,17 @@ fn call(g: &RmbGrid, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn the_daemon_answers_over_the_relay_and_comes_back_after_a_relay_restart() {
+/// A redis holding a fresh cpu-benchmark result, the grid (caller twin
+/// 100, serving twin 300) and `zos-perf run` serving over the relay.
+struct Served {
+    daemon: KillOnDrop,
+    g: RmbGrid,
+    redis: RedisServer,
+    stored: Value,
+    _config: tempfile::NamedTempFile,
+}
+
+fn served() -> Served {
     let redis = RedisServer::start();
     // A fresh result: the daemon does not run a task that has one (and
     // deletes the results of disabled tasks, so this one stays enabled).
@@ -85,7 +94,7 @@ fn the_daemon_answers_over_the_relay_and_comes_back_after_a_relay_restart() {
         text += &format!("[tasks.{task}]\nenabled = false\n");
     }
     config.write_all(text.as_bytes()).unwrap();
-    let _daemon = KillOnDrop(
+    let daemon = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_zos-perf"))
             .args(["run", "--kernel-cmdline", "/dev/null", "--log", "warn"])
             .arg("--config")
@@ -97,6 +106,24 @@ fn the_daemon_answers_over_the_relay_and_comes_back_after_a_relay_restart() {
             .unwrap(),
     );
     wait_online(&g);
+    Served {
+        daemon,
+        g,
+        redis,
+        stored,
+        _config: config,
+    }
+}
+
+#[test]
+fn the_daemon_answers_over_the_relay_and_comes_back_after_a_relay_restart() {
+    let Served {
+        g,
+        redis,
+        stored,
+        daemon: _daemon,
+        ..
+    } = served();
 
     let out = call(
         &g,
@@ -174,4 +201,92 @@ fn the_daemon_answers_over_the_relay_and_comes_back_after_a_relay_restart() {
         serde_json::from_slice::<Value>(&local.stdout).unwrap(),
         stored
     );
+}
+
+/// Runs the TypeScript client's `call` operation (tests/interop/rmb.js).
+fn ts_call(input: Value) -> Value {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    assert!(
+        dir.join("node_modules/@threefold/rmb_direct_client")
+            .is_dir(),
+        "the TypeScript client is not installed: run scripts/interop-setup"
+    );
+    let mut child = Command::new("node")
+        .arg(dir.join("rmb.js"))
+        .arg("call")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node (scripts/setup)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "rmb.js call: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
+}
+
+#[test]
+fn the_typescript_client_calls_the_daemon_and_verifies_its_replies() {
+    let Served {
+        g,
+        stored,
+        daemon: _daemon,
+        redis: _redis,
+        ..
+    } = served();
+    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
+    let twin = |id: u32, who: &Identity, kt: KeyType, pk: bool| {
+        json!({"id": id, "account": hex::encode(who.account_id()), "keyType": kt.as_str(),
+               "relay": g.relay.host(), "pk": pk.then(|| hex::encode(who.secp256k1_public()))})
+    };
+    // An sr25519 and an ed25519 caller, each with a session id of its own.
+    // The TypeScript client insists on its pk being on chain (it would
+    // update the twin otherwise) and then encrypts, so both calls are
+    // encrypted both ways; plain calls are covered by rmb_e2e.
+    for (i, (kt, pk)) in [(KeyType::Sr25519, true), (KeyType::Ed25519, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let id = 400 + i as u32;
+        let mnemonic = if i == 0 {
+            MNEMONIC_A
+        } else {
+            "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
+        };
+        let who = Identity::from_secret(mnemonic, kt).unwrap();
+        g.add_twin(id, &who, pk);
+        let twins = json!([
+            twin(id, &who, kt, pk),
+            twin(SERVER, &server, KeyType::Ed25519, true)
+        ]);
+        let ask = |command: &str, payload: &str| {
+            ts_call(
+                json!({"mnemonic": mnemonic, "keyType": kt.as_str(), "relayUrl": g.relay.url(),
+                           "sid": format!("ts-{i}"), "twins": twins, "dest": SERVER,
+                           "command": command, "payload": payload}),
+            )
+        };
+        let out = ask("zos.perf.get", r#"{"Name":"cpu-benchmark"}"#);
+        assert_eq!(out["result"], stored, "{kt}: {out}");
+        let out = ask("zos.perf.get_all", "");
+        assert_eq!(out["result"], json!([stored]), "{kt}: {out}");
+        let out = ask("zos.perf.nope", "{}");
+        assert!(
+            out["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("function is not found"),
+            "{out}"
+        );
+    }
 }

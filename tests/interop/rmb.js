@@ -13,6 +13,10 @@
 //                                                -> {envelope: hex} signed (and encrypted) by ClientEnvelope
 //   open        {mnemonic, envelope: hex, twins} -> {verified, kind, payload, error}
 //                                                   (verify() then decrypt() as the client does for a reply)
+//   call        {mnemonic, keyType, relayUrl, sid, twins, dest, command, payload}
+//                                                -> {result} or {error}: a real Client.connect/send/read
+//                                                   through a relay; only its chain client is replaced
+//                                                   by one answering from `twins`
 "use strict";
 
 const path = require("path");
@@ -38,7 +42,7 @@ function twinMap(twins) {
   for (const t of twins || []) {
     const keyring = new Keyring({ type: t.keyType || "ed25519" });
     map.set(t.id, {
-      twin: { id: t.id, accountId: keyring.encodeAddress(unhex(t.account)), relay: t.relay || "", pk: t.pk || null },
+      twin: { id: t.id, accountId: keyring.encodeAddress(unhex(t.account)), relay: t.relay || "", pk: t.pk ? "0x" + t.pk.replace(/^0x/, "") : null },
       timestamp: 1,
     });
   }
@@ -122,6 +126,35 @@ const ops = {
       out.payload = Buffer.from(cenv.plain).toString();
     }
     return out;
+  },
+
+  async call(input) {
+    const twins = twinMap(input.twins);
+    const client = new Client("ws://chain.invalid", input.relayUrl, input.mnemonic, input.sid, input.keyType, 1);
+    const ownId = input.twins[0].id;
+    // The chain client, answering from the input instead of a tfchain.
+    client.tfclient = {
+      connect: async () => {},
+      disconnect: async () => {},
+      twins: {
+        getTwinIdByAccountId: async () => ownId,
+        get: async ({ id }) => {
+          const t = twins.get(id);
+          if (!t) throw new Error(`twin ${id} unknown`);
+          return { ...t.twin };
+        },
+        update: async () => { throw new Error("the test twin must already match"); },
+      },
+    };
+    // connect() compares the twin's relay with this spelling of the URL.
+    for (const t of twins.values()) if (t.twin.id === ownId) t.twin.relay = input.relayUrl.replace("wss://", "").replace("/", "");
+    await client.connect();
+    try {
+      const uid = await client.send(input.command, input.payload, input.dest, 1);
+      return { result: await client.read(uid) };
+    } catch (e) {
+      return { error: String(e && e.message || e) };
+    }
   },
 };
 
