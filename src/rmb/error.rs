@@ -4,15 +4,18 @@
 
 use crate::grid::chain::ChainError;
 
-/// Exit codes of `zos-perf call`, `fleet` and `identity` (2 is clap's usage
-/// error, 1 anything not listed).
+/// Exit codes of `zos-perf call --node/--twin`, `fleet` and `identity`.
+/// They extend the CLI's own table (1 failure, 2 usage, 3 not found, 4 the
+/// store unreachable, 5 timed out) with the ways a call over the relay fails.
 pub mod exit {
-    pub const REMOTE_ERROR: u8 = 3;
-    pub const TIMEOUT: u8 = 4;
-    pub const RELAY: u8 = 5;
-    pub const AUTH: u8 = 6;
-    pub const CHAIN: u8 = 7;
-    pub const UNKNOWN_DESTINATION: u8 = 8;
+    /// The node answered with an error: a failure, as for a local call.
+    pub const REMOTE_ERROR: u8 = 1;
+    /// Unknown node or twin, or a twin nobody can route to.
+    pub const UNKNOWN_DESTINATION: u8 = 3;
+    pub const TIMEOUT: u8 = 5;
+    pub const RELAY: u8 = 6;
+    pub const AUTH: u8 = 7;
+    pub const CHAIN: u8 = 8;
     pub const BAD_REPLY: u8 = 9;
     pub const SECRET: u8 = 10;
     /// `fleet`: the table was printed, but some nodes could not be asked.
