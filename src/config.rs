@@ -62,6 +62,7 @@ pub struct Config {
     pub log_format: Option<String>,
     /// `[clock]`: the clock check (a monitor loop, not a task).
     pub clock: ClockConfig,
+    pub rmb: crate::rmb::RmbConfig,
 }
 
 /// The file's shape. Unknown fields are refused, so a typo is an error that
@@ -96,6 +97,7 @@ struct FileConfig {
     log: Option<String>,
     log_format: Option<String>,
     clock: ClockConfig,
+    rmb: crate::rmb::RmbConfig,
 }
 
 /// `[tasks.<name>]`: what configuration may change of a task's defaults.
@@ -186,6 +188,7 @@ impl Config {
             log: file.log,
             log_format: file.log_format,
             clock: file.clock,
+            rmb: file.rmb,
         };
         config.validate()?;
         Ok(config)
@@ -194,6 +197,7 @@ impl Config {
     /// Checks what types alone cannot: known task names, cron expressions,
     /// non-empty lists, sane limits.
     fn validate(&self) -> anyhow::Result<()> {
+        self.rmb.validate().map_err(|e| anyhow::anyhow!(e))?;
         for name in self.tasks.keys() {
             if !tasks::NAMES.contains(&name.as_str()) {
                 bail!(

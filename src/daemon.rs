@@ -55,6 +55,7 @@ pub struct Daemon {
     outputs: Vec<JoinHandle<()>>,
     metrics_addr: Option<std::net::SocketAddr>,
     clock_check: Option<JoinHandle<()>>,
+    relay: Option<JoinHandle<()>>,
     private: Option<PrivateRedis>,
     /// The service manager's view (systemd's READY=1, watchdog, STOPPING=1).
     service: Service,
@@ -169,6 +170,14 @@ impl Builder {
             bus_stats = Some(handler.stats());
             tokio::spawn(handler.serve(shutdown.clone()))
         });
+        let relay = match config.bus.relay.enabled {
+            true => Some(start_relay(
+                &config,
+                store.link().client().clone(),
+                shutdown.clone(),
+            )?),
+            false => None,
+        };
         let sources = outputs::metrics::Sources {
             store: store.clone(),
             tasks: enabled,
@@ -205,6 +214,7 @@ impl Builder {
             outputs,
             metrics_addr,
             clock_check,
+            relay,
             private,
             service,
         })
@@ -265,6 +275,7 @@ impl Daemon {
             bus,
             outputs,
             clock_check,
+            relay,
             private,
             service,
             ..
@@ -290,6 +301,9 @@ impl Daemon {
             }
             if let Some(c) = clock_check {
                 clean &= ended("clock check", c.await);
+            }
+            if let Some(relay) = relay {
+                clean &= ended("relay", relay.await);
             }
             clean
         })
@@ -343,4 +357,40 @@ pub async fn run_once_with_progress(
         anyhow::bail!("{name}: ran, but redis at {url} is not connected: result not stored");
     }
     Ok(result)
+}
+
+/// Starts the relay transport with the `[rmb]` identity. The secret comes
+/// from `[rmb] mnemonic_file` or `ZOS_PERF_MNEMONIC` (a daemon has nobody
+/// to prompt).
+fn start_relay(
+    config: &Config,
+    redis: ::redis::Client,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    use crate::grid::chain::{ChainClient, ChainOptions};
+    use crate::rmb::{secret, twin::TwinDb, Identity};
+    let rmb = &config.rmb;
+    if rmb.mnemonic_file.is_none() && std::env::var_os(secret::ENV_VAR).is_none() {
+        anyhow::bail!(
+            "bus.relay.enabled: needs rmb.mnemonic_file or {} for the serving twin's secret",
+            secret::ENV_VAR
+        );
+    }
+    let secret = secret::load(rmb.mnemonic_file.as_deref())?;
+    let identity = Arc::new(Identity::from_secret(&secret, rmb.key_type)?);
+    let options = ChainOptions {
+        call_timeout: rmb.chain_timeout,
+        ..ChainOptions::default()
+    };
+    let chain = ChainClient::new(rmb.chain_urls(config.network), options)?;
+    let twins = Arc::new(TwinDb::new(Arc::new(chain), rmb.cache_ttl));
+    let stats = Arc::new(bus::relay::RelayStats::default());
+    Ok(tokio::spawn(bus::relay::serve(
+        redis,
+        identity,
+        twins,
+        rmb.relays(config.network),
+        stats,
+        shutdown,
+    )))
 }

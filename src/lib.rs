@@ -28,7 +28,8 @@
 //! - [`redis`]: the Redis connection, the private redis-server, every key name.
 //! - [`bus`]: the RMB protocol core and its transports (today: local Redis lists).
 //! - [`outputs`]: Prometheus metrics, the node_exporter textfile, the dashboard page.
-//! - [`grid`]: the grid networks, their GraphQL, and the context tasks share.
+//! - [`grid`]: the grid networks, their GraphQL, the chain's JSON-RPC, and the context tasks share.
+//! - [`rmb`]: RMB over the relay: identity, envelope, signature, JWT, encryption, twin lookups, relay client.
 //! - `util`: backoff, text clipping, the clock in Unix seconds, capped HTTP bodies.
 //!
 //! The binary (`src/main.rs`, `src/cli/`) parses the command line and
@@ -42,6 +43,7 @@ pub mod grid;
 pub mod monitor;
 pub mod outputs;
 pub mod redis;
+pub mod rmb;
 pub mod schedule;
 pub mod service;
 pub mod store;

@@ -114,15 +114,51 @@ enum Command {
         #[arg(long)]
         human: bool,
     },
-    /// Call a bus command through Redis the way the RMB peer does, and print the result.
+    /// Call a bus command and print the result: with --node or --twin on
+    /// that node over the grid's relay, else through the local Redis the
+    /// way the RMB peer does.
     Call {
         /// Command, e.g. zos.perf.get or zos.perf.get_all.
         cmd: String,
         /// Payload JSON, e.g. '{"Name": "cpu-benchmark"}' (default: empty).
         payload: Option<String>,
-        /// How long to wait for the reply.
-        #[arg(long, default_value = "5s", value_parser = cli::run::parse_timeout)]
-        timeout: Duration,
+        /// Call this node (through its twin) over the relay.
+        #[arg(long, value_name = "ID", conflicts_with = "twin")]
+        node: Option<u32>,
+        /// Call this twin over the relay.
+        #[arg(long, value_name = "ID")]
+        twin: Option<u32>,
+        /// How long to wait for the reply (default: 5s locally, [rmb] timeout over the relay).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+        #[command(flatten)]
+        rmb: cli::rmb::RmbArgs,
+    },
+    /// Print the grid identity of the configured secret: accounts, the pk
+    /// to set on the twin, and the twin the chain knows.
+    Identity {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        rmb: cli::rmb::RmbArgs,
+    },
+    /// Ask every up node of a farm over the relay and print one table.
+    Fleet {
+        /// The farm id.
+        #[arg(long, value_name = "ID")]
+        farm: u32,
+        /// Ask for this task only (default: every stored result).
+        #[arg(long, value_name = "NAME")]
+        task: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        rmb: cli::rmb::RmbArgs,
     },
     /// Check what the enabled tasks need on this machine, one line each;
     /// exits 0 only when every enabled task can run.
@@ -239,8 +275,45 @@ async fn dispatch(cli: Cli, config: Config) -> Result<(), CliError> {
         Command::Call {
             cmd,
             payload,
+            node,
+            twin,
             timeout,
-        } => cli::call::call(&config, default_redis, &cmd, payload, timeout).await,
+            rmb,
+        } => {
+            if let Some(target) = node
+                .map(cli::remote::Target::Node)
+                .or(twin.map(cli::remote::Target::Twin))
+            {
+                let payload = payload.as_deref();
+                return Ok(
+                    cli::remote::call(&config, &rmb, target, &cmd, payload, timeout)
+                        .await
+                        .map_err(anyhow::Error::from)?,
+                );
+            }
+            let timeout = timeout.unwrap_or(Duration::from_secs(5));
+            cli::call::call(&config, default_redis, &cmd, payload, timeout).await
+        }
+        Command::Identity { json, rmb } => Ok(cli::identity::identity(&config, &rmb, json)
+            .await
+            .map_err(anyhow::Error::from)?),
+        Command::Fleet {
+            farm,
+            task,
+            json,
+            csv,
+            rmb,
+        } => {
+            let task = task.as_deref().map(cli::task_name).transpose()?;
+            let format = match (json, csv) {
+                (true, _) => cli::fleet::Format::Json,
+                (_, true) => cli::fleet::Format::Csv,
+                _ => cli::fleet::Format::Table,
+            };
+            Ok(cli::fleet::fleet(&config, &rmb, farm, task, format)
+                .await
+                .map_err(anyhow::Error::from)?)
+        }
         Command::Check { json } => cli::check::run(&config, default_redis, json).await,
         // Printed by main() before any configuration is read.
         Command::Completions { .. } | Command::Man => Ok(()),

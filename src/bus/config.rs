@@ -12,6 +12,8 @@ pub struct BusConfig {
     /// answered). Half of it is the largest batch: bigger batches cost fewer
     /// round trips (BENCHMARKS.md, section bus).
     pub max_in_flight: usize,
+    /// `[bus.relay]`: serve over the grid's relay as well.
+    pub relay: super::relay::RelayBusConfig,
 }
 
 impl Default for BusConfig {
@@ -19,6 +21,7 @@ impl Default for BusConfig {
         Self {
             enabled: true,
             max_in_flight: 512,
+            relay: Default::default(),
         }
     }
 }

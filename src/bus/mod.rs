@@ -32,8 +32,9 @@
 //! zos-perf: zos.perf.get: error 7 (result not found): result not found
 //! ```
 //!
-//! A second transport (the relay) is a sibling of [`local`] that uses the
-//! same [`batch`] entry; nothing in the core changes for it.
+//! The second transport, [`relay`], puts the daemon itself on the grid's
+//! relay (`[bus.relay] enabled = true`) and answers through the same
+//! commands and store snapshot.
 
 pub mod batch;
 pub mod commands;
@@ -42,6 +43,7 @@ pub mod error;
 pub mod history;
 pub mod local;
 pub mod message;
+pub mod relay;
 pub mod snapshot;
 pub mod stats;
 pub mod triage;

@@ -32,11 +32,40 @@ pub enum Exit {
     NotFound = 3,
     StoreUnreachable = 4,
     TimedOut = 5,
+    /// The relay could not be reached or refused us (`call --node/--twin`, `fleet`).
+    Relay = 6,
+    /// The relay refused our token, or our identity is not usable.
+    Auth = 7,
+    /// The chain could not be asked or answered nonsense.
+    Chain = 8,
+    /// The node's reply did not verify or decode.
+    BadReply = 9,
+    /// The secret (mnemonic or seed) is missing or unreadable.
+    Secret = 10,
+    /// `fleet`: some nodes did not answer.
+    FleetPartial = 11,
 }
 
 impl Exit {
     pub fn code(self) -> ExitCode {
         ExitCode::from(self as u8)
+    }
+}
+
+impl Exit {
+    /// The exit code an RMB error names (docs/rmb.md), as one of ours.
+    pub fn from_rmb(code: u8) -> Exit {
+        match code {
+            3 => Exit::NotFound,
+            5 => Exit::TimedOut,
+            6 => Exit::Relay,
+            7 => Exit::Auth,
+            8 => Exit::Chain,
+            9 => Exit::BadReply,
+            10 => Exit::Secret,
+            11 => Exit::FleetPartial,
+            _ => Exit::Failure,
+        }
     }
 }
 
@@ -48,7 +77,9 @@ Exit codes:
   2  usage: bad arguments, configuration or --log filter
   3  not found: unknown task, no stored result
   4  the store (Redis) is unreachable
-  5  timed out: call got no reply, run-task ran past its timeout";
+  5  timed out: call got no reply, run-task ran past its timeout
+  6-11  over the relay (call --node/--twin, identity, fleet): 6 relay,
+        7 auth, 8 chain, 9 bad reply, 10 secret, 11 fleet partly answered";
 
 /// An error of a command and the code the process exits with.
 #[derive(Debug)]
@@ -98,6 +129,9 @@ pub fn classify(error: &anyhow::Error) -> Exit {
                 Outcome::Timeout => Exit::TimedOut,
                 _ => Exit::Failure,
             };
+        }
+        if let Some(e) = cause.downcast_ref::<zos_perf::rmb::RmbError>() {
+            return Exit::from_rmb(e.exit_code());
         }
         if cause.downcast_ref::<NoReply>().is_some() {
             return Exit::TimedOut;

@@ -4,7 +4,9 @@
 //! stored history), [`call`] (the bus, as
 //! the RMB peer calls it), [`check`] (what this machine lacks). [`error`]
 //! holds the exit codes, [`logging`] the log format and colour,
-//! [`completions`] the shell completions and the man page.
+//! [`completions`] the shell completions and the man page; over the grid's
+//! relay: [`identity`], [`remote`] (`call --node/--twin`) and [`fleet`],
+//! with their shared flags in [`rmb`].
 
 /// `println!` that never panics: `zos-perf tasks | head -1` closes the
 /// pipe early, and a command must not die of that.
@@ -35,10 +37,14 @@ pub mod call;
 pub mod check;
 pub mod completions;
 pub mod error;
+pub mod fleet;
 pub mod history;
 pub mod human;
+pub mod identity;
 pub mod logging;
+pub mod remote;
 pub mod results;
+pub mod rmb;
 pub mod run;
 pub mod tasks;
 

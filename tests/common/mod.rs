@@ -9,6 +9,8 @@ pub mod clock;
 pub mod graphql;
 pub mod guest;
 pub mod observe;
+pub mod relay;
+pub mod rmbgrid;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

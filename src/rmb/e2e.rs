@@ -1,0 +1,74 @@
+//! End-to-end encryption of payloads between two twins.
+//!
+//! Both sides compute the same key: SHA-256 of the x coordinate of the
+//! ECDH point between one side's secp256k1 secret and the other side's
+//! public key (the twin's `pk` on chain). The payload is sealed with
+//! AES-256-GCM, a fresh random 12-byte nonce and no associated data; the
+//! `cipher` field is `nonce ‖ ciphertext ‖ tag`.
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::identity::Identity;
+
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+/// The AES key shared between `own` and the holder of `peer_pk`
+/// (33-byte compressed, or 65-byte uncompressed, secp256k1 point).
+pub fn shared_key(own: &Identity, peer_pk: &[u8]) -> Result<Zeroizing<[u8; 32]>, String> {
+    let peer = k256::PublicKey::from_sec1_bytes(peer_pk).map_err(|_| {
+        format!(
+            "pk of {} bytes is not a secp256k1 public key",
+            peer_pk.len()
+        )
+    })?;
+    let shared =
+        k256::ecdh::diffie_hellman(own.secp256k1_secret().to_nonzero_scalar(), peer.as_affine());
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&Sha256::digest(shared.raw_secret_bytes()));
+    Ok(key)
+}
+
+/// Seals `plain` for the holder of `peer_pk` with a random nonce.
+pub fn encrypt(own: &Identity, peer_pk: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    encrypt_with_nonce(own, peer_pk, plain, &nonce)
+}
+
+/// Seals with a given nonce (for fixed test vectors; never reuse a nonce).
+pub fn encrypt_with_nonce(
+    own: &Identity,
+    peer_pk: &[u8],
+    plain: &[u8],
+    nonce: &[u8; NONCE_LEN],
+) -> Result<Vec<u8>, String> {
+    let key = shared_key(own, peer_pk)?;
+    let cipher = Aes256Gcm::new_from_slice(key.as_slice()).map_err(|e| e.to_string())?;
+    let sealed = cipher
+        .encrypt(Nonce::from_slice(nonce), plain)
+        .map_err(|_| "encryption failed".to_string())?;
+    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    out.extend_from_slice(nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens a `cipher` field sent by the holder of `peer_pk`.
+pub fn decrypt(own: &Identity, peer_pk: &[u8], cipher: &[u8]) -> Result<Vec<u8>, String> {
+    if cipher.len() < NONCE_LEN + TAG_LEN {
+        return Err(format!(
+            "cipher of {} bytes is shorter than nonce and tag",
+            cipher.len()
+        ));
+    }
+    let key = shared_key(own, peer_pk)?;
+    let aes = Aes256Gcm::new_from_slice(key.as_slice()).map_err(|e| e.to_string())?;
+    let (nonce, sealed) = cipher.split_at(NONCE_LEN);
+    aes.decrypt(Nonce::from_slice(nonce), sealed)
+        .map_err(|_| "payload does not decrypt with the sender's pk and our key".to_string())
+}

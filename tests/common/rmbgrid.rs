@@ -1,0 +1,262 @@
+//! A small grid on loopback for RMB tests: the stand-in chain holding
+//! twins and nodes (SCALE-encoded as tfchain stores them), the test relay,
+//! and test responders: twins connected to the relay that answer
+//! `zos.perf.get` / `get_all` from a fixed list of results, the way a node
+//! does (verify the caller, decrypt, answer signed and encrypted).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parity_scale_codec::Encode;
+use serde_json::Value;
+use tokio::sync::watch;
+use zos_perf::grid::chain::{ChainClient, ChainOptions};
+use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Response};
+use zos_perf::rmb::relay::{self, Event, RelayOptions};
+use zos_perf::rmb::twin::{self, NodeHead, Twin, TwinDb};
+use zos_perf::rmb::{e2e, Identity, KeyType};
+
+use super::chain::ChainServer;
+use super::relay::TestRelay;
+
+pub const MNEMONIC_A: &str =
+    "bottom drive obey lake curtain smoke basket hold race lonely fit walk";
+pub const MNEMONIC_B: &str =
+    "legal winner thank year wave sausage worth useful legal winner thank yellow";
+
+/// A fresh 32-byte hex seed per call (distinct identities for many twins).
+pub fn seed(n: u32) -> String {
+    format!("0x{:0>64x}", 0x5eed_0000u64 + u64::from(n))
+}
+
+pub struct RmbGrid {
+    pub chain: ChainServer,
+    pub relay: TestRelay,
+}
+
+impl RmbGrid {
+    pub fn start() -> RmbGrid {
+        let chain = ChainServer::start();
+        let relay = TestRelay::start(&chain.url());
+        RmbGrid { chain, relay }
+    }
+
+    /// Registers twin `id` for `who` (its account by `who`'s key type),
+    /// reachable on this relay, with `who`'s pk unless `pk` is false.
+    pub fn add_twin(&self, id: u32, who: &Identity, pk: bool) {
+        self.put_twin(Twin {
+            id,
+            account_id: who.account_id(),
+            relay: Some(self.relay.host().into_bytes()),
+            entities: vec![],
+            pk: pk.then(|| who.secp256k1_public().to_vec()),
+        });
+        self.chain
+            .insert(twin::twin_by_account_key(&who.account_id()), id.encode());
+    }
+
+    pub fn put_twin(&self, t: Twin) {
+        self.chain.insert(twin::twin_key(t.id), t.encode());
+    }
+
+    pub fn add_node(&self, node: u32, farm: u32, twin_id: u32) {
+        let mut raw = NodeHead {
+            version: 4,
+            id: node,
+            farm_id: farm,
+            twin_id,
+        }
+        .encode();
+        raw.extend_from_slice(&[0u8; 24]); // fields a reader skips
+        self.chain.insert(twin::node_key(node), raw);
+    }
+}
+
+/// How a responder misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    Normal,
+    /// Signs its replies with a key that is not its account's.
+    ForgedSignature,
+    /// Reads requests and never answers.
+    Silent,
+}
+
+/// A twin answering zos.perf requests through the relay.
+pub struct Responder {
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+    handled: Arc<AtomicUsize>,
+}
+
+impl Responder {
+    /// Connects `who` as twin `twin_id` (no session, as nodes do) and waits
+    /// until the relay has it online.
+    pub fn start(
+        grid: &RmbGrid,
+        who: Identity,
+        twin_id: u32,
+        results: Value,
+        behaviour: Behaviour,
+    ) -> Responder {
+        let (stop, stopped) = watch::channel(false);
+        let handled = Arc::new(AtomicUsize::new(0));
+        let (relay_url, chain_url, h) = (grid.relay.url(), grid.chain.url(), handled.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("responder runtime");
+            rt.block_on(async move {
+                let chain = ChainClient::new(vec![chain_url], ChainOptions::default()).unwrap();
+                let twins = TwinDb::new(Arc::new(chain), Duration::from_secs(60));
+                let link = relay::open(&relay_url, &who, twin_id, None, &RelayOptions::default())
+                    .await
+                    .expect("responder connects to the test relay");
+                let _ = ready_tx.send(());
+                serve(link, who, twin_id, twins, results, behaviour, h, stopped).await;
+            });
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("responder connected");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !grid.relay.is_online(twin_id, None) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "responder {twin_id} never online"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Responder {
+            stop,
+            thread: Some(thread),
+            handled,
+        }
+    }
+
+    /// Requests answered so far.
+    pub fn handled(&self) -> usize {
+        self.handled.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    mut link: relay::Link,
+    who: Identity,
+    twin_id: u32,
+    twins: TwinDb,
+    results: Value,
+    behaviour: Behaviour,
+    handled: Arc<AtomicUsize>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let forger = Identity::from_secret(MNEMONIC_A, KeyType::Ed25519).unwrap();
+    let sender = link.sender();
+    let own_pk = twins
+        .twin(twin_id)
+        .await
+        .is_ok_and(|t| t.public_key().is_some());
+    loop {
+        let event = tokio::select! {
+            _ = stopped.changed() => return,
+            e = link.events.recv() => e,
+        };
+        let env = match event {
+            Some(Event::Envelope(env)) => *env,
+            Some(Event::Garbage(_)) => continue,
+            Some(Event::Closed(_)) | None => return,
+        };
+        let Some(Body::Request(req)) = env.message.clone() else {
+            continue;
+        };
+        if behaviour == Behaviour::Silent {
+            continue;
+        }
+        let Ok(caller) = twins.twin(env.source_twin()).await else {
+            continue;
+        };
+        if env.verify(&caller.account_id).is_err() {
+            continue;
+        }
+        let payload = match &env.payload {
+            Some(Payload::Cipher(c)) => {
+                match caller.public_key().map(|pk| e2e::decrypt(&who, pk, c)) {
+                    Some(Ok(p)) => p,
+                    _ => continue,
+                }
+            }
+            Some(Payload::Plain(p)) => p.clone(),
+            None => vec![],
+        };
+        let (body, answer) = answer(&req.command, &payload, &results);
+        let out = serde_json::to_vec(&answer).unwrap();
+        let mut reply = Envelope {
+            uid: env.uid.clone(),
+            timestamp: relay::unix_now(),
+            expiration: 300,
+            source: Some(Address::twin(twin_id)),
+            destination: env.source.clone(),
+            message: Some(body),
+            schema: Some(envelope::SCHEMA_JSON.into()),
+            // Encrypted only when the caller can open it: both have a pk.
+            payload: Some(match (caller.public_key(), own_pk) {
+                (Some(pk), true) => Payload::Cipher(e2e::encrypt(&who, pk, &out).unwrap()),
+                _ => Payload::Plain(out),
+            }),
+            ..Envelope::default()
+        };
+        match behaviour {
+            Behaviour::ForgedSignature => reply.sign(&forger),
+            _ => reply.sign(&who),
+        }
+        if sender.send(&reply).await.is_err() {
+            return;
+        }
+        handled.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn answer(command: &str, payload: &[u8], results: &Value) -> (Body, Value) {
+    let error = |m: &str| {
+        (
+            Body::Error(envelope::Error {
+                code: 0,
+                message: m.to_string(),
+            }),
+            Value::Null,
+        )
+    };
+    match command {
+        "zos.perf.get_all" => (Body::Response(Response {}), results.clone()),
+        "zos.perf.get" => {
+            let name = serde_json::from_slice::<Value>(payload).ok().and_then(|v| {
+                v.get("Name")
+                    .or(v.get("name"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            match results
+                .as_array()
+                .and_then(|a| a.iter().find(|r| r["name"].as_str() == name.as_deref()))
+            {
+                Some(r) => (Body::Response(Response {}), r.clone()),
+                None => error("result not found"),
+            }
+        }
+        _ => error("function is not found"),
+    }
+}

@@ -1,0 +1,292 @@
+//! The daemon serving zos.perf over the relay (`[bus.relay] enabled`):
+//! `zos-perf run` connects to the test relay as its own twin and answers
+//! `zos-perf call --twin` from another twin, through the same store as the
+//! local bus; after the relay drops every connection it reconnects and
+//! answers again.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::rmbgrid::{RmbGrid, MNEMONIC_A, MNEMONIC_B};
+use common::{KillOnDrop, RedisServer};
+use serde_json::{json, Value};
+use zos_perf::rmb::error::exit;
+use zos_perf::rmb::{Identity, KeyType};
+
+const CALLER: u32 = 100;
+const SERVER: u32 = 300;
+
+fn wait_online(g: &RmbGrid) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !g.relay.is_online(SERVER, None) {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never came online on the relay"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn call(g: &RmbGrid, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_zos-perf"))
+        .arg("call")
+        .args(args)
+        .args([
+            "--relay",
+            &g.relay.url(),
+            "--chain",
+            &g.chain.url(),
+            "--key-type",
+            "sr25519",
+        ])
+        .args(["--kernel-cmdline", "/dev/null", "--timeout", "5s"])
+        .env("ZOS_PERF_MNEMONIC", MNEMONIC_A)
+        .env_remove("ZOS_PERF_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A redis holding a fresh cpu-benchmark result, the grid (caller twin
+/// 100, serving twin 300) and `zos-perf run` serving over the relay.
+struct Served {
+    daemon: KillOnDrop,
+    g: RmbGrid,
+    redis: RedisServer,
+    stored: Value,
+    _config: tempfile::NamedTempFile,
+}
+
+fn served() -> Served {
+    let redis = RedisServer::start();
+    // A fresh result: the daemon does not run a task that has one (and
+    // deletes the results of disabled tasks, so this one stays enabled).
+    let now = zos_perf::rmb::relay::unix_now();
+    let stored = json!({"name": "cpu-benchmark", "description": "cpu", "timestamp": now,
+                        "result": {"single": 1.25, "multi": 9.5, "threads": 8, "workloads": 0}});
+    redis::cmd("SET")
+        .arg("perf.cpu-benchmark")
+        .arg(stored.to_string())
+        .query::<()>(&mut redis.conn())
+        .unwrap();
+    let g = RmbGrid::start();
+    g.add_twin(
+        CALLER,
+        &Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap(),
+        true,
+    );
+    g.add_twin(
+        SERVER,
+        &Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap(),
+        true,
+    );
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    let mut text = format!(
+        "redis = \"{}\"\n[bus.relay]\nenabled = true\n[rmb]\nrelays = [\"{}\"]\nchain_urls = [\"{}\"]\nkey_type = \"ed25519\"\nchain_timeout = \"2s\"\n",
+        redis.url(),
+        g.relay.url(),
+        g.chain.url()
+    );
+    for task in ["healthcheck", "iperf", "public-ip-validation"] {
+        text += &format!("[tasks.{task}]\nenabled = false\n");
+    }
+    config.write_all(text.as_bytes()).unwrap();
+    let daemon = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_zos-perf"))
+            .args(["run", "--kernel-cmdline", "/dev/null", "--log", "warn"])
+            .arg("--config")
+            .arg(config.path())
+            .env("ZOS_PERF_MNEMONIC", MNEMONIC_B)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_online(&g);
+    Served {
+        daemon,
+        g,
+        redis,
+        stored,
+        _config: config,
+    }
+}
+
+#[test]
+fn the_daemon_answers_over_the_relay_and_comes_back_after_a_relay_restart() {
+    let Served {
+        g,
+        redis,
+        stored,
+        daemon: _daemon,
+        ..
+    } = served();
+
+    let out = call(
+        &g,
+        &[
+            "--twin",
+            "300",
+            "zos.perf.get",
+            r#"{"Name":"cpu-benchmark"}"#,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        stored
+    );
+    let out = call(&g, &["--twin", "300", "zos.perf.get_all"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        json!([stored])
+    );
+    let out = call(&g, &["--twin", "300", "zos.perf.nope"]);
+    assert_eq!(out.status.code(), Some(i32::from(exit::REMOTE_ERROR)));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("function is not found"));
+    let out = call(
+        &g,
+        &["--twin", "300", "zos.perf.get", r#"{"Name":"iperf"}"#],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("result not found"));
+
+    // The relay drops every connection, as a restart does: the daemon
+    // comes back with a fresh token and answers again.
+    g.relay.kick_all();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while g.relay.is_online(SERVER, None) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    wait_online(&g);
+    let out = call(
+        &g,
+        &[
+            "--twin",
+            "300",
+            "zos.perf.get",
+            r#"{"Name":"cpu-benchmark"}"#,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The local bus keeps working beside it.
+    let local = Command::new(env!("CARGO_BIN_EXE_zos-perf"))
+        .args([
+            "call",
+            "zos.perf.get",
+            r#"{"Name":"cpu-benchmark"}"#,
+            "--redis",
+            &redis.url(),
+        ])
+        .args(["--kernel-cmdline", "/dev/null"])
+        .env_remove("ZOS_PERF_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&local.stdout).unwrap(),
+        stored
+    );
+}
+
+/// Runs the TypeScript client's `call` operation (tests/interop/rmb.js).
+fn ts_call(input: Value) -> Value {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    assert!(
+        dir.join("node_modules/@threefold/rmb_direct_client")
+            .is_dir(),
+        "the TypeScript client is not installed: run scripts/interop-setup"
+    );
+    let mut child = Command::new("node")
+        .arg(dir.join("rmb.js"))
+        .arg("call")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node (scripts/setup)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "rmb.js call: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
+}
+
+#[test]
+fn the_typescript_client_calls_the_daemon_and_verifies_its_replies() {
+    let Served {
+        g,
+        stored,
+        daemon: _daemon,
+        redis: _redis,
+        ..
+    } = served();
+    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
+    let twin = |id: u32, who: &Identity, kt: KeyType, pk: bool| {
+        json!({"id": id, "account": hex::encode(who.account_id()), "keyType": kt.as_str(),
+               "relay": g.relay.host(), "pk": pk.then(|| hex::encode(who.secp256k1_public()))})
+    };
+    // An sr25519 and an ed25519 caller, each with a session id of its own.
+    // The TypeScript client insists on its pk being on chain (it would
+    // update the twin otherwise) and then encrypts, so both calls are
+    // encrypted both ways; plain calls are covered by rmb_e2e.
+    for (i, (kt, pk)) in [(KeyType::Sr25519, true), (KeyType::Ed25519, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let id = 400 + i as u32;
+        let mnemonic = if i == 0 {
+            MNEMONIC_A
+        } else {
+            "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
+        };
+        let who = Identity::from_secret(mnemonic, kt).unwrap();
+        g.add_twin(id, &who, pk);
+        let twins = json!([
+            twin(id, &who, kt, pk),
+            twin(SERVER, &server, KeyType::Ed25519, true)
+        ]);
+        let ask = |command: &str, payload: &str| {
+            ts_call(
+                json!({"mnemonic": mnemonic, "keyType": kt.as_str(), "relayUrl": g.relay.url(),
+                           "sid": format!("ts-{i}"), "twins": twins, "dest": SERVER,
+                           "command": command, "payload": payload}),
+            )
+        };
+        let out = ask("zos.perf.get", r#"{"Name":"cpu-benchmark"}"#);
+        assert_eq!(out["result"], stored, "{kt}: {out}");
+        let out = ask("zos.perf.get_all", "");
+        assert_eq!(out["result"], json!([stored]), "{kt}: {out}");
+        let out = ask("zos.perf.nope", "{}");
+        assert!(
+            out["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("function is not found"),
+            "{out}"
+        );
+    }
+}
