@@ -96,6 +96,7 @@ struct FileConfig {
     history: crate::store::history::HistoryConfig,
     log: Option<String>,
     log_format: Option<String>,
+    #[serde(default)]
     clock: ClockConfig,
     rmb: crate::rmb::RmbConfig,
 }

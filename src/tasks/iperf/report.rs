@@ -233,9 +233,16 @@ mod tests {
 
     #[test]
     fn the_2026_reading_takes_the_sums_for_udp_too() {
-        let m = parse_as(UDP.as_bytes(), Reading::Sums(Protocol::Udp)).expect("report");
-        assert_eq!(m.upload, 90493957.07);
-        assert_eq!(m.download, 89423617.76);
+        // Distinct figures in every field, so reading the wrong one fails.
+        let mut report: Value = serde_json::from_str(UDP).expect("fixture");
+        set(&mut report, "streams/0/udp", 1.0);
+        set(&mut report, "sum", 2.0);
+        set(&mut report, "sum_sent", 3.0);
+        set(&mut report, "sum_received", 4.0);
+        let bytes = serde_json::to_vec(&report).expect("json");
+        let m = parse_as(&bytes, Reading::Sums(Protocol::Udp)).expect("report");
+        assert_eq!(m.upload, 3.0, "upload is sum_sent");
+        assert_eq!(m.download, 4.0, "download is sum_received, not the stream");
     }
 
     #[test]
