@@ -15,6 +15,7 @@
 //! their names.
 
 pub mod bus;
+pub mod child;
 pub mod config;
 pub mod embedded;
 pub mod grid;

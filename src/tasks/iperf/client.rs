@@ -1,23 +1,26 @@
 //! One iperf3 client run, as a child process: its arguments, its time
 //! limit, and the retries while the server is busy.
 //!
-//! The child is spawned directly (no shell) with `kill_on_drop`, so a run
-//! dropped by the monitor (timeout, shutdown) takes its iperf3 with it. A
-//! run that sees `ctx.cancel` or passes its own limit kills the child and
-//! waits for it, so nothing is left behind, not even a zombie.
+//! The child is spawned directly (no shell) in a process group of its own
+//! ([`crate::child`]), so a run dropped by the monitor (timeout, shutdown)
+//! takes its iperf3 with it. A run that sees `ctx.cancel`, passes its own
+//! limit or writes too much kills the group and reaps the child, so nothing
+//! is left behind, not even a zombie.
 
 use std::net::IpAddr;
-use std::process::Stdio;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::report::{self, Measure, Protocol};
+use crate::child::{self, Ended, Limits};
 use crate::config::IperfConfig;
 
-/// The most of iperf3's output read; its report is a few kilobytes.
-const OUTPUT_LIMIT: u64 = 8 * 1024 * 1024;
+/// The most of iperf3's output read; its report is a few kilobytes. An
+/// iperf3 that writes more is killed at once (it would otherwise block on
+/// the full pipe until the run timeout) and the entry says so.
+const OUTPUT_LIMIT: usize = 8 * 1024 * 1024;
+const STDERR_LIMIT: usize = 64 * 1024;
 
 /// The run was stopped by `ctx.cancel`; the task gives up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +84,8 @@ pub async fn measure(
     }
 }
 
-/// One iperf3 process, from spawn to reaped.
+/// One iperf3 process, from spawn to reaped, in a process group of its
+/// own that goes with it (see [`crate::child`]).
 async fn run_once(
     config: &IperfConfig,
     args: &[String],
@@ -89,53 +93,32 @@ async fn run_once(
     cancel: &CancellationToken,
 ) -> Result<Measure, Cancelled> {
     let program = config.iperf3.display().to_string();
-    let mut child = match Command::new(&config.iperf3)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(c) => c,
+    let mut cmd = Command::new(&config.iperf3);
+    cmd.args(args);
+    let limits = Limits {
+        stdout: OUTPUT_LIMIT,
+        stderr: STDERR_LIMIT,
+        timeout: config.run_timeout,
+    };
+    let (status, stdout, stderr) = match child::run(&mut cmd, limits, cancel).await {
         Err(e) => return Ok(Measure::failed(format!("cannot start {program}: {e}"))),
-    };
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-
-    enum End {
-        Exited(std::io::Result<std::process::ExitStatus>, Vec<u8>, Vec<u8>),
-        TimedOut,
-        Cancelled,
-    }
-    let end = {
-        let finish = async {
-            let (out, err, status) = tokio::join!(read_all(stdout), read_all(stderr), child.wait());
-            End::Exited(status, out, err)
-        };
-        tokio::select! {
-            end = finish => end,
-            _ = tokio::time::sleep(config.run_timeout) => End::TimedOut,
-            _ = cancel.cancelled() => End::Cancelled,
+        Ok(Ended::Exited {
+            status,
+            stdout,
+            stderr,
+        }) => (status, stdout, stderr),
+        Ok(Ended::TooMuchOutput { stream, limit, .. }) => {
+            return Ok(Measure::failed(format!(
+                "{program} wrote more than {limit} bytes to {stream}; killed"
+            )))
         }
-    };
-    let (status, stdout, stderr) = match end {
-        End::Exited(status, out, err) => (status, out, err),
-        End::TimedOut => {
-            let _ = child.kill().await;
+        Ok(Ended::TimedOut) => {
             return Ok(Measure::failed(format!(
                 "iperf3 did not finish within {}; killed",
                 humantime::format_duration(config.run_timeout)
-            )));
+            )))
         }
-        End::Cancelled => {
-            let _ = child.kill().await;
-            return Err(Cancelled);
-        }
-    };
-    let status = match status {
-        Ok(s) => s,
-        Err(e) => return Ok(Measure::failed(format!("waiting for {program}: {e}"))),
+        Ok(Ended::Cancelled) => return Err(Cancelled),
     };
     match report::parse(&stdout, protocol) {
         Ok(m) => Ok(m),
@@ -153,14 +136,6 @@ async fn run_once(
             Ok(Measure::failed(msg))
         }
     }
-}
-
-async fn read_all(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
-    let mut buf = Vec::new();
-    if let Some(p) = pipe {
-        let _ = p.take(OUTPUT_LIMIT).read_to_end(&mut buf).await;
-    }
-    buf
 }
 
 #[cfg(test)]
