@@ -331,7 +331,8 @@ impl Ctx {
                 tracing::info!(task = name, duration = ?duration, outcome = "ok", "run finished")
             }
             Err((outcome, reason)) => tracing::warn!(task = name, duration = ?duration,
-                outcome = outcome.as_str(), reason = %reason, "run failed; previous result kept"),
+                outcome = outcome.as_str(), reason = %crate::logging::Escaped(reason),
+                "run failed; previous result kept"),
         }
         self.store.update_status(name, |s| {
             s.state = State::Idle;
@@ -377,8 +378,10 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     format!("panicked: {msg}")
 }
 
-/// Why a task must run at start-up, if it must: no stored result, or one
-/// older than two periods of its schedule.
+/// Why a task must run at start-up, if it must: no stored result, one
+/// older than two periods of its schedule, or one stamped in the future
+/// (written while a clock was ahead: its age cannot be known, and taking it
+/// as fresh would keep it for good).
 pub fn startup_reason(
     stored: &Option<TaskResult>,
     schedule: &Schedule,
@@ -387,8 +390,11 @@ pub fn startup_reason(
     let Some(stored) = stored else {
         return Some("no stored result");
     };
+    if stored.timestamp > now.timestamp() {
+        return Some("stored result is stamped in the future");
+    }
     let period = schedule.period_near(now)?;
-    let age = now.timestamp() - stored.timestamp;
+    let age = now.timestamp().saturating_sub(stored.timestamp);
     let limit = i64::try_from(period.as_secs().saturating_mul(2)).unwrap_or(i64::MAX);
     (age > limit).then_some("stored result is older than two periods")
 }
@@ -565,5 +571,14 @@ mod tests {
         assert_eq!(startup_reason(&result(5), &s, now), None);
         assert_eq!(startup_reason(&result(11), &s, now), None);
         assert!(startup_reason(&result(13), &s, now).is_some());
+        let mut future = result(0).expect("result");
+        future.timestamp = now.timestamp() + 86_400;
+        assert_eq!(
+            startup_reason(&Some(future), &s, now),
+            Some("stored result is stamped in the future")
+        );
+        let mut ancient = result(0).expect("result");
+        ancient.timestamp = i64::MIN;
+        assert!(startup_reason(&Some(ancient), &s, now).is_some());
     }
 }
