@@ -110,6 +110,7 @@ fn drain_ours(
     let config = BusConfig {
         enabled: true,
         max_in_flight,
+        ..BusConfig::default()
     };
     let mut handle = None;
     let took = time_drain(server, ret, || {

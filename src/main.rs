@@ -88,46 +88,43 @@ enum Command {
         /// Payload JSON, e.g. '{"Name": "cpu-benchmark"}' (default: empty).
         payload: Option<String>,
         /// How long to wait for the reply.
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "5s", value_parser = call_timeout)]
         timeout: Duration,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    zos_perf::logging::init(&cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("zos-perf: cannot start the async runtime: {e}");
+            say_error(&format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli)) {
-        Ok(()) => {
-            // Blocking work (a benchmark thread finishing its block) must not
-            // hold the exit back.
-            runtime.shutdown_timeout(Duration::from_millis(200));
-            ExitCode::SUCCESS
-        }
+    let outcome = runtime.block_on(dispatch(cli));
+    // Blocking work (a benchmark thread finishing its block) must not hold
+    // the exit back.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    zos_perf::logging::flush(Duration::from_millis(200));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("zos-perf: {e:#}");
-            runtime.shutdown_timeout(Duration::from_millis(200));
+            say_error(&format!("{e:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+/// The last words of a failing command, on stderr. Never panics (unlike
+/// `eprintln!` on a closed pipe): there is nobody left to tell.
+fn say_error(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "zos-perf: {message}");
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -146,7 +143,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Get { name } => {
             let name = task_name(&name)?;
             let mut conn =
-                redis_link::connect_once(&reader_url(&config, default_redis).await).await?;
+                redis_link::connect_once(&reader_url(&config, default_redis).await?).await?;
             match store::read_raw(&mut conn, name).await? {
                 Some(json) => print_json(&json),
                 None => anyhow::bail!("{name}: result not found"),
@@ -154,7 +151,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::GetAll => {
             let mut conn =
-                redis_link::connect_once(&reader_url(&config, default_redis).await).await?;
+                redis_link::connect_once(&reader_url(&config, default_redis).await?).await?;
             let all = store::read_all_raw(&mut conn).await?;
             print_json(&format!("[{}]", all.join(",")))
         }
@@ -164,7 +161,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             payload,
             timeout,
         } => {
-            let client = redis_link::client(&reader_url(&config, default_redis).await)?;
+            let client = redis_link::client(&reader_url(&config, default_redis).await?)?;
             let payload = payload.unwrap_or_default();
             let reply = bus::client::call(&client, &cmd, payload.as_bytes(), timeout).await?;
             let result = reply.result().map_err(|e| anyhow::anyhow!("{cmd}: {e}"))?;
@@ -172,6 +169,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--timeout` of `call`: a duration of at most an hour.
+fn call_timeout(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    zos_perf::config::bounded("--timeout", d, zos_perf::config::MAX_SHORT)
+        .map_err(|e| e.to_string())?;
+    Ok(d)
 }
 
 fn task_name(name: &str) -> anyhow::Result<&'static str> {
@@ -188,15 +193,20 @@ fn print_json(raw: &str) -> anyhow::Result<()> {
 
 /// The Redis the read-only commands talk to: the configured one, else the
 /// daemon's private one if it runs, else the default address.
-async fn reader_url(config: &Config, default_redis: &str) -> String {
+/// A private socket is trusted only in a runtime directory that is ours
+/// alone: in one another user can write, the server behind it may be theirs.
+async fn reader_url(config: &Config, default_redis: &str) -> anyhow::Result<String> {
     if let Some(url) = &config.redis {
-        return url.clone();
+        return Ok(url.clone());
     }
     let private = embedded::socket_url();
-    if embedded::socket_path().exists() && embedded::answers(&private).await {
-        return private;
+    if std::fs::symlink_metadata(embedded::socket_path()).is_ok() {
+        embedded::check_runtime_dir(&embedded::runtime_dir())?;
+        if embedded::answers(&private).await {
+            return Ok(private);
+        }
     }
-    default_redis.to_string()
+    Ok(default_redis.to_string())
 }
 
 /// Stops on SIGINT or SIGTERM.
@@ -229,12 +239,13 @@ async fn run_daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
             (server.url(), Some(server))
         }
     };
-    tracing::info!(redis = %url, network = %config.network, tasks = registered.len(), "zos-perf starting");
+    let shown = redis_link::redacted(&url);
+    tracing::info!(redis = %shown, network = %config.network, tasks = registered.len(), "zos-perf starting");
 
     let link = RedisLink::start(&url, shutdown.clone())?;
     let store = ResultStore::new(link);
     if !store.load(Duration::from_secs(3)).await {
-        tracing::warn!(redis = %url, "no stored results could be read; tasks without a result in memory run now");
+        tracing::warn!(redis = %shown, "no stored results could be read; tasks without a result in memory run now");
     }
     // The sync loop stops after the monitor, so that its last pass carries
     // how the runs cut short by shutdown ended (perf:status would otherwise
@@ -273,7 +284,7 @@ async fn run_task(config: Config, default_redis: &str, name: &'static str) -> an
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone())?;
     let registered = monitor::register(&config, tasks::registry(&config))?;
-    let url = reader_url(&config, default_redis).await;
+    let url = reader_url(&config, default_redis).await?;
     // Fail before a long run if there is nowhere to store its result.
     redis_link::connect_once(&url).await?;
     let link = RedisLink::start(&url, shutdown.clone())?;
@@ -284,7 +295,10 @@ async fn run_task(config: Config, default_redis: &str, name: &'static str) -> an
     match store.sync_once().await? {
         Some(_) => {}
         None => {
-            anyhow::bail!("{name}: ran, but redis at {url} is not connected: result not stored")
+            anyhow::bail!(
+                "{name}: ran, but redis at {} is not connected: result not stored",
+                redis_link::redacted(&url)
+            )
         }
     }
     println!("{}", serde_json::to_string_pretty(&result)?);
@@ -293,14 +307,14 @@ async fn run_task(config: Config, default_redis: &str, name: &'static str) -> an
 
 async fn show_tasks(config: Config, default_redis: &str) -> anyhow::Result<()> {
     let registered = monitor::register(&config, tasks::registry(&config))?;
-    let url = reader_url(&config, default_redis).await;
+    let url = reader_url(&config, default_redis).await?;
     let (status, results) = match redis_link::connect_once(&url).await {
         Ok(mut conn) => (
             store::read_status(&mut conn).await?,
             store::read_all(&mut conn).await?,
         ),
         Err(e) => {
-            eprintln!("zos-perf: {e:#} (showing the configuration only)");
+            say_error(&format!("{e:#} (showing the configuration only)"));
             Default::default()
         }
     };

@@ -48,6 +48,7 @@ use super::commands::{clip, Command, Snapshot};
 use super::message::unix_now;
 use super::triage::{triage, Answer, Incoming};
 use crate::config::BusConfig;
+use crate::logging::{Escaped, RateLimit};
 use crate::redis_link::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::task::TaskResult;
 use crate::tasks::NAMES;
@@ -163,6 +164,7 @@ impl Bus {
         let permits = Arc::new(Semaphore::new(max));
         let mut delay = BACKOFF_MIN;
         let mut failures: u64 = 0;
+        let logs = Arc::new(Logs::default());
         tracing::info!(
             lists = ?Command::ALL.map(Command::list),
             max_in_flight = max,
@@ -179,6 +181,8 @@ impl Bus {
                         conn,
                         stats: self.stats.clone(),
                         shutdown: shutdown.clone(),
+                        skew: self.config.clock_skew.as_secs(),
+                        logs: logs.clone(),
                     });
                     let popper = Popper {
                         conn: pop,
@@ -417,6 +421,27 @@ struct Server {
     conn: ConnectionManager,
     stats: Arc<BusStats>,
     shutdown: CancellationToken,
+    /// Seconds a sender's clock may be behind ours.
+    skew: u64,
+    logs: Arc<Logs>,
+}
+
+/// How often what any sender can cause at will is logged, at most.
+const LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// Rate limits of the log lines that input can repeat at will.
+struct Logs {
+    dropped: RateLimit,
+    expired: RateLimit,
+}
+
+impl Default for Logs {
+    fn default() -> Self {
+        Logs {
+            dropped: RateLimit::new(LOG_PERIOD),
+            expired: RateLimit::new(LOG_PERIOD),
+        }
+    }
 }
 
 /// A failed attempt to answer a batch.
@@ -436,17 +461,27 @@ impl Server {
         let now = unix_now();
         let mut answers = Vec::with_capacity(popped.len());
         for (cmd, raw) in &popped {
-            match triage(*cmd, raw, now) {
+            match triage(*cmd, raw, now, self.skew) {
                 Incoming::Answer(a) => answers.push(a),
                 Incoming::Expired => {
                     BusStats::add(&self.stats.expired, 1);
-                    tracing::debug!(list = cmd.list(), "dropping an expired request");
+                    if let Some(suppressed) = self.logs.expired.allow() {
+                        tracing::info!(
+                            list = cmd.list(),
+                            suppressed,
+                            skew_s = self.skew,
+                            "dropping an expired request (its sender gave up; is a clock wrong?)"
+                        );
+                    }
                 }
                 Incoming::Dropped(reason) => {
                     BusStats::add(&self.stats.dropped, 1);
-                    let head = String::from_utf8_lossy(&raw[..raw.len().min(400)]);
-                    tracing::warn!(list = cmd.list(), reason = %reason, message = %clip(&head, 200),
-                        "dropping a message with nobody to answer");
+                    if let Some(suppressed) = self.logs.dropped.allow() {
+                        let head = String::from_utf8_lossy(&raw[..raw.len().min(400)]);
+                        tracing::warn!(list = cmd.list(), reason = %Escaped(&reason),
+                            message = %Escaped(&clip(&head, 200)), suppressed,
+                            "dropping a message with nobody to answer");
+                    }
                 }
             }
         }

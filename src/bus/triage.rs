@@ -69,24 +69,32 @@ fn unusable_ret(ret: &str) -> Option<String> {
     None
 }
 
-/// Decides the fate of `raw`, popped from the list of `cmd`, at unix time `now`.
-pub fn triage(cmd: Command, raw: &[u8], now: u64) -> Incoming<'_> {
+/// Decides the fate of `raw`, popped from the list of `cmd`, at unix time
+/// `now`, tolerating a sender's clock up to `skew` seconds behind ours.
+///
+/// Expiry comes first: a request whose `now + exp + skew` has passed is
+/// never answered, whatever else is wrong with it (nobody waits for it).
+pub fn triage(cmd: Command, raw: &[u8], now: u64, skew: u64) -> Incoming<'_> {
+    // Comparing against `now - skew` is comparing `sent + exp + skew`
+    // against `now`, without overflow.
+    let now = now.saturating_sub(skew);
     let req = match serde_json::from_slice::<Request>(raw) {
         Ok(req) => req,
-        Err(strict) => return diagnose(raw, &strict, now),
+        Err(strict) => return diagnose(raw, &strict, now, skew),
     };
     if let Some(why) = unusable_ret(&req.ret) {
         return Incoming::Dropped(why);
     }
+    if req.expired_at(now) {
+        return Incoming::Expired;
+    }
     let outcome = if req.ver != VERSION {
         Err(unsupported(&req.ver.to_string()))
-    } else if req.expired_at(now) {
-        return Incoming::Expired;
     } else {
         payload(cmd, &req.dat)
     };
     Incoming::Answer(Answer {
-        deadline: req.now.saturating_add(req.exp),
+        deadline: req.now.saturating_add(req.exp).saturating_add(skew),
         ret: req.ret,
         reference: req.reference,
         dst: req.src,
@@ -127,7 +135,7 @@ fn unsupported(ver: &str) -> BusError {
 }
 
 /// The slow path for a message the strict parse refused.
-fn diagnose<'a>(raw: &[u8], strict: &serde_json::Error, now: u64) -> Incoming<'a> {
+fn diagnose<'a>(raw: &[u8], strict: &serde_json::Error, now: u64, skew: u64) -> Incoming<'a> {
     let value: Value = match serde_json::from_slice(raw) {
         Ok(v) => v,
         Err(e) => return Incoming::Dropped(format!("not JSON: {e}")),
@@ -150,13 +158,11 @@ fn diagnose<'a>(raw: &[u8], strict: &serde_json::Error, now: u64) -> Incoming<'a
     let (dst, reference) = (string("src").unwrap_or_default(), string("ref"));
     let int = |key: &str| map.get(key).and_then(Value::as_u64);
     let deadline = match (int("now"), int("exp")) {
-        (Some(sent), Some(exp)) => sent.saturating_add(exp),
-        _ => now,
+        (Some(sent), Some(exp)) if sent.saturating_add(exp) < now => return Incoming::Expired,
+        (Some(sent), Some(exp)) => sent.saturating_add(exp).saturating_add(skew),
+        _ => now.saturating_add(skew),
     };
-    let err = match fault(&map, strict, now) {
-        Some(err) => err,
-        None => return Incoming::Expired,
-    };
+    let err = fault(&map, strict);
     Incoming::Answer(Answer {
         ret: Cow::Owned(ret),
         reference: reference.map(Cow::Owned),
@@ -166,51 +172,41 @@ fn diagnose<'a>(raw: &[u8], strict: &serde_json::Error, now: u64) -> Incoming<'a
     })
 }
 
-/// The first thing wrong with the envelope, in the order a reader needs
-/// the fields; `None` when the request has merely expired.
-fn fault(map: &Map<String, Value>, strict: &serde_json::Error, now: u64) -> Option<BusError> {
+/// The first thing wrong with the envelope of a request that has not
+/// expired, in the order a reader needs the fields.
+fn fault(map: &Map<String, Value>, strict: &serde_json::Error) -> BusError {
     match map.get("ver") {
         Some(v) if v.as_u64() == Some(VERSION) => {}
-        Some(v) => return Some(unsupported(&v.to_string())),
-        None => return Some(unsupported("(none)")),
+        Some(v) => return unsupported(&v.to_string()),
+        None => return unsupported("(none)"),
     }
     let is_str = |k: &str| matches!(map.get(k), Some(Value::String(_)));
     let str_or_null = |k: &str| matches!(map.get(k), None | Some(Value::Null | Value::String(_)));
     if !is_str("src") {
-        return Some(BusError::invalid_request("src", "must be a string"));
+        return BusError::invalid_request("src", "must be a string");
     }
     if !str_or_null("ref") {
-        return Some(BusError::invalid_request("ref", "must be a string or null"));
+        return BusError::invalid_request("ref", "must be a string or null");
     }
-    let mut times = [0u64; 2];
-    for (slot, key) in times.iter_mut().zip(["now", "exp"]) {
-        match map.get(key).and_then(Value::as_u64) {
-            Some(v) => *slot = v,
-            None => {
-                return Some(BusError::invalid_request(
-                    key,
-                    "must be a non-negative integer",
-                ))
-            }
+    for key in ["now", "exp"] {
+        if map.get(key).and_then(Value::as_u64).is_none() {
+            return BusError::invalid_request(key, "must be a non-negative integer");
         }
-    }
-    if times[0].saturating_add(times[1]) < now {
-        return None;
     }
     for key in ["dat", "cmd"] {
         if map.contains_key(key) && !is_str(key) {
-            return Some(BusError::invalid_request(key, "must be a string"));
+            return BusError::invalid_request(key, "must be a string");
         }
     }
     for key in ["tag", "shm"] {
         if !str_or_null(key) {
-            return Some(BusError::invalid_request(key, "must be a string or null"));
+            return BusError::invalid_request(key, "must be a string or null");
         }
     }
-    Some(BusError::new(
+    BusError::new(
         ErrorCode::InvalidRequest,
         format!("invalid request: {strict}"),
-    ))
+    )
 }
 
 #[cfg(test)]
@@ -233,7 +229,7 @@ mod tests {
     }
 
     fn error_of(raw: &[u8]) -> BusError {
-        match triage(Command::Get, raw, 1000) {
+        match triage(Command::Get, raw, 1000, 0) {
             Incoming::Answer(a) => a.outcome.expect_err("should be an error"),
             other => panic!("expected an answer, got {other:?}"),
         }
@@ -241,7 +237,7 @@ mod tests {
 
     #[test]
     fn well_formed_request_is_answered_with_its_query() {
-        match triage(Command::Get, &req(json!({})), 1000) {
+        match triage(Command::Get, &req(json!({})), 1000, 0) {
             Incoming::Answer(a) => {
                 assert_eq!(a.outcome, Ok(Query::One("iperf")));
                 assert_eq!(
@@ -272,15 +268,52 @@ mod tests {
     #[test]
     fn expired_requests_are_not_answered_even_when_oddly_formed() {
         assert!(matches!(
-            triage(Command::Get, &req(json!({"now": 900, "exp": 10})), 1000),
+            triage(Command::Get, &req(json!({"now": 900, "exp": 10})), 1000, 0),
             Incoming::Expired
         ));
         assert!(matches!(
             triage(
                 Command::Get,
                 &req(json!({"now": 900, "exp": 10, "tag": 5})),
-                1000
+                1000,
+                0
             ),
+            Incoming::Expired
+        ));
+    }
+
+    #[test]
+    fn expiry_is_decided_before_the_version() {
+        for raw in [
+            req(json!({"now": 900, "exp": 10, "ver": 7})),
+            req(json!({"now": 900, "exp": 10, "ver": "<remove>"})),
+            req(json!({"now": 900, "exp": 10, "ver": "x", "src": 3})),
+        ] {
+            assert!(
+                matches!(triage(Command::Get, &raw, 1000, 0), Incoming::Expired),
+                "{}",
+                String::from_utf8_lossy(&raw)
+            );
+        }
+    }
+
+    #[test]
+    fn a_sender_clock_behind_ours_is_tolerated_up_to_the_skew() {
+        // Sent at 900 with 30 s to live, popped at 1000 by our clock.
+        let raw = req(json!({"now": 900, "exp": 30}));
+        assert!(matches!(
+            triage(Command::Get, &raw, 1000, 0),
+            Incoming::Expired
+        ));
+        match triage(Command::Get, &raw, 1000, 300) {
+            Incoming::Answer(a) => {
+                assert_eq!(a.outcome, Ok(Query::One("iperf")));
+                assert_eq!(a.deadline, 1230);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            triage(Command::Get, &raw, 1231, 300),
             Incoming::Expired
         ));
     }
@@ -297,7 +330,7 @@ mod tests {
             req(json!({"ret": 5})),
         ] {
             assert!(
-                matches!(triage(Command::Get, &raw, 1000), Incoming::Dropped(_)),
+                matches!(triage(Command::Get, &raw, 1000, 0), Incoming::Dropped(_)),
                 "{}",
                 String::from_utf8_lossy(&raw)
             );
@@ -306,7 +339,12 @@ mod tests {
 
     #[test]
     fn get_all_ignores_its_payload() {
-        match triage(Command::GetAll, &req(json!({"dat": "!!not base64"})), 1000) {
+        match triage(
+            Command::GetAll,
+            &req(json!({"dat": "!!not base64"})),
+            1000,
+            0,
+        ) {
             Incoming::Answer(a) => assert_eq!(a.outcome, Ok(Query::All)),
             other => panic!("{other:?}"),
         }
