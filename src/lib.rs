@@ -20,6 +20,7 @@ pub mod config;
 pub mod embedded;
 pub mod grid;
 pub mod http;
+pub mod lease;
 pub mod logging;
 pub mod monitor;
 pub mod redis_link;

@@ -281,6 +281,28 @@ impl Ctx {
             None
         };
 
+        // Other processes on this Redis (another daemon, `run-task`) honour
+        // the same rule through a lease in Redis.
+        let lease = if settings.exclusive {
+            self.store.update_status(name, |s| s.state = State::Waiting);
+            match crate::lease::wait_for(
+                self.store.link(),
+                crate::lease::EXCLUSIVE_KEY,
+                name,
+                &self.shutdown,
+            )
+            .await
+            {
+                Some(lease) => lease,
+                None => {
+                    self.store.update_status(name, |s| s.state = State::Idle);
+                    anyhow::bail!("{name}: shut down while waiting for the exclusive lease");
+                }
+            }
+        } else {
+            None
+        };
+
         let started_at = self.clock.now();
         let started = Instant::now();
         self.store.update_status(name, |s| {
@@ -319,8 +341,11 @@ impl Ctx {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = None;
         }
-        drop(_turn);
         let duration = started.elapsed();
+        if let Some(lease) = lease {
+            lease.release().await;
+        }
+        drop(_turn);
 
         let result = match outcome {
             Ok(value) => self.store_result(value),

@@ -660,3 +660,51 @@ fn an_expired_request_is_never_answered_even_with_a_bad_version_and_skew_is_tole
     assert_eq!(late, 0, "an expired request was answered");
     daemon.wait_log(Duration::from_secs(5), "dropping an expired request");
 }
+
+// ---------------------------------------------------------------------------
+// Processes on one Redis (item 8)
+
+#[test]
+fn run_task_waits_for_the_daemons_exclusive_measurement_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start();
+    let config = cpu_with_workloads(dir.path(), &["echo", "1"]);
+    let mut daemon = Daemon::start(dir.path(), &config, &redis.url());
+    daemon.wait_log(Duration::from_secs(20), "run started");
+    let cfg = dir.path().join("cpu.toml");
+    std::fs::write(&cfg, &config).expect("write");
+    let out = output_within(
+        zos_perf(dir.path()).arg("--config").arg(&cfg).args([
+            "--redis",
+            &redis.url(),
+            "run-task",
+            "cpu-benchmark",
+        ]),
+        Duration::from_secs(180),
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    let waited = err
+        .lines()
+        .find(|l| l.contains("waiting for the lease"))
+        .unwrap_or_else(|| panic!("run-task did not wait for the daemon's run:\n{err}"));
+    assert!(
+        waited.contains(&format!("pid {}", daemon.child.id())),
+        "{waited}"
+    );
+    // The daemon's run had finished before the manual one started.
+    let finished_at = |log: &str, what: &str| -> String {
+        log.lines()
+            .find(|l| l.contains(what))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {what:?} in:\n{log}"))
+            .to_string()
+    };
+    let daemon_done = finished_at(&daemon.log(), "run finished");
+    let manual_start = finished_at(&err, "run started");
+    assert!(
+        daemon_done <= manual_start,
+        "{daemon_done} > {manual_start}"
+    );
+    daemon.stop_cleanly();
+}
