@@ -31,6 +31,7 @@
 pub mod client;
 pub mod commands;
 pub mod error;
+pub mod fetch;
 pub mod handler;
 pub mod message;
 pub mod triage;
