@@ -13,7 +13,8 @@
 //!   are not UTF-8 only in unknown fields may be answered: serde skips
 //!   those unread);
 //! - an answer goes to that `ret`, exactly once, with the request's `ref` and
-//!   `src` as `ref` and `dst`;
+//!   `src` as `ref` and `dst` (a `src` over `MAX_SRC` bytes is dropped, a
+//!   `ref` over `MAX_FIELD` bytes is refused with an error and not echoed);
 //! - the reply is a JSON object of exactly `ver ref dat dst shm now err`;
 //!   an error reply has `dat` `""`, no `shm`, a known code and a bounded
 //!   message; a success carries the snapshot's JSON for what was asked;
@@ -24,7 +25,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 use zos_perf::bus::commands::{Command, Query, Snapshot};
 use zos_perf::bus::message::{Reply, BASE64, JSON_SCHEMA, VERSION};
-use zos_perf::bus::triage::{triage, Incoming};
+use zos_perf::bus::triage::{triage, Incoming, MAX_FIELD, MAX_SRC};
 use zos_perf::bus::ErrorCode;
 use zos_perf::tasks::NAMES;
 
@@ -102,8 +103,12 @@ fn check_one(
 ) {
     let answer = match triage(cmd, raw, NOW, 0) {
         Incoming::Dropped(reason) => {
+            let long_src = loose
+                .and_then(|m| m.get("src"))
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.len() > MAX_SRC);
             assert!(
-                usable_ret.is_none() || !utf8,
+                usable_ret.is_none() || !utf8 || long_src,
                 "dropped a request with a usable ret: {reason}"
             );
             assert!(
@@ -132,8 +137,10 @@ fn check_one(
 
     // The reference and destination are the request's, or the reply is an
     // error (and then carries what could be read of them).
+    // An oversized `ref` is refused and never echoed.
     let (want_ref, ref_ok) = match map.get("ref") {
         None | Some(Value::Null) => (None, true),
+        Some(Value::String(s)) if s.len() > MAX_FIELD => (None, false),
         Some(Value::String(s)) => (Some(s.as_str()), true),
         Some(_) => (None, false),
     };

@@ -88,17 +88,66 @@ pub fn triage(cmd: Command, raw: &[u8], now: u64, skew: u64) -> Incoming<'_> {
     if req.expired_at(now) {
         return Incoming::Expired;
     }
+    if let Some(why) = oversized_src(&req.src) {
+        return Incoming::Dropped(why);
+    }
+    let deadline = req.now.saturating_add(req.exp).saturating_add(skew);
+    let fields = [
+        ("ref", req.reference.as_deref()),
+        ("cmd", Some(req.cmd.as_ref())),
+        ("tag", req.tag.as_deref()),
+        ("shm", req.shm.as_deref()),
+    ];
+    if let Some(err) = oversized_field(&fields) {
+        return Incoming::Answer(Answer {
+            deadline,
+            ret: req.ret,
+            // Not echoed when it is the one too long.
+            reference: req.reference.filter(|r| r.len() <= MAX_FIELD),
+            dst: req.src,
+            outcome: Err(err),
+        });
+    }
     let outcome = if req.ver != VERSION {
         Err(unsupported(&req.ver.to_string()))
     } else {
         payload(cmd, &req.dat)
     };
     Incoming::Answer(Answer {
-        deadline: req.now.saturating_add(req.exp).saturating_add(skew),
+        deadline,
         ret: req.ret,
         reference: req.reference,
         dst: req.src,
         outcome,
+    })
+}
+
+/// The longest `ref`, `cmd`, `tag` or `shm` accepted (the peer's are
+/// UUIDs and short names). A longer one is answered with error 3 and not
+/// echoed back.
+pub const MAX_FIELD: usize = 1024;
+/// The longest `src`: a twin id and a connection id. A request with a
+/// longer one cannot be addressed without echoing it, so it is dropped.
+pub const MAX_SRC: usize = 256;
+
+fn oversized_src(src: &str) -> Option<String> {
+    (src.len() > MAX_SRC).then(|| {
+        format!(
+            "\"src\" is {} bytes long; the limit is {MAX_SRC}",
+            src.len()
+        )
+    })
+}
+
+fn oversized_field(fields: &[(&str, Option<&str>)]) -> Option<BusError> {
+    fields.iter().find_map(|(name, value)| {
+        let len = value.map_or(0, str::len);
+        (len > MAX_FIELD).then(|| {
+            BusError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("field {name:?} is {len} bytes long; the limit is {MAX_FIELD}"),
+            )
+        })
     })
 }
 
@@ -156,6 +205,10 @@ fn diagnose<'a>(raw: &[u8], strict: &serde_json::Error, now: u64, skew: u64) -> 
         _ => None,
     };
     let (dst, reference) = (string("src").unwrap_or_default(), string("ref"));
+    if let Some(why) = oversized_src(&dst) {
+        return Incoming::Dropped(why);
+    }
+    let reference = reference.filter(|r| r.len() <= MAX_FIELD);
     let int = |key: &str| map.get(key).and_then(Value::as_u64);
     let deadline = match (int("now"), int("exp")) {
         (Some(sent), Some(exp)) if sent.saturating_add(exp) < now => return Incoming::Expired,
@@ -316,6 +369,37 @@ mod tests {
             triage(Command::Get, &raw, 1231, 300),
             Incoming::Expired
         ));
+    }
+
+    #[test]
+    fn oversized_fields_are_refused_and_never_echoed() {
+        let long = "r".repeat(MAX_FIELD + 1);
+        match triage(Command::Get, &req(json!({"ref": long})), 1000, 0) {
+            Incoming::Answer(a) => {
+                assert_eq!(a.reference, None);
+                let e = a.outcome.expect_err("too long");
+                assert_eq!(e.code, 3, "{e}");
+                assert!(e.message.contains("\"ref\""), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match triage(Command::Get, &req(json!({"tag": long})), 1000, 0) {
+            Incoming::Answer(a) => {
+                assert_eq!(a.reference.as_deref(), Some("r1"));
+                assert_eq!(a.outcome.expect_err("too long").code, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        let src = "s".repeat(MAX_SRC + 1);
+        assert!(matches!(
+            triage(Command::Get, &req(json!({"src": src})), 1000, 0),
+            Incoming::Dropped(_)
+        ));
+        // The slow path (a field of the wrong type) bounds them too.
+        match triage(Command::Get, &req(json!({"ref": long, "tag": 5})), 1000, 0) {
+            Incoming::Answer(a) => assert_eq!(a.reference, None),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
