@@ -708,3 +708,38 @@ fn run_task_waits_for_the_daemons_exclusive_measurement_naming_it() {
     );
     daemon.stop_cleanly();
 }
+
+// ---------------------------------------------------------------------------
+// Replies only where replies belong (item 16)
+
+#[test]
+fn a_reply_is_never_pushed_into_another_services_request_queue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start();
+    let daemon = Daemon::start(dir.path(), &bus_only(), &redis.url());
+    daemon.wait_log(Duration::from_secs(10), "bus handler starting");
+    let victim = "msgbus.zos.statistics.get";
+    let ours = format!("msgbus.test.{}", std::process::id());
+    push(
+        &redis,
+        "msgbus.zos.perf.get",
+        &[
+            request(victim, "healthcheck", unix_now(), 60, 1),
+            request("msgbus.system.local", "healthcheck", unix_now(), 60, 1),
+            request(&ours, "healthcheck", unix_now(), 60, 1),
+        ],
+    );
+    pop_reply(&redis, &ours, 10).expect("the request with our own ret is answered");
+    for list in [victim, "msgbus.system.local"] {
+        let n: u64 = redis::cmd("LLEN")
+            .arg(list)
+            .query(&mut redis.conn())
+            .expect("LLEN");
+        assert_eq!(n, 0, "a reply was pushed into {list}");
+    }
+    assert!(
+        daemon.log().contains("request namespace"),
+        "{}",
+        daemon.log()
+    );
+}

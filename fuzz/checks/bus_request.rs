@@ -7,7 +7,8 @@
 //! [`Snapshot`]. The oracle reads the same bytes as loose JSON and checks:
 //!
 //! - nothing panics (the caller's harness sees a panic as a crash);
-//! - a JSON object whose `ret` names a `msgbus.` list (at most 1,024 bytes)
+//! - a JSON object whose `ret` names a `msgbus.` list (at most 1,024 bytes,
+//!   not under `msgbus.zos.` or `msgbus.system.` but `msgbus.system.reply`)
 //!   is answered or, when `now + exp` has passed, expired (never answered,
 //!   whatever else is wrong with it); anything else is dropped (bytes that
 //!   are not UTF-8 only in unknown fields may be answered: serde skips
@@ -85,7 +86,11 @@ pub fn check(raw: &[u8]) {
         .as_ref()
         .and_then(|m| m.get("ret"))
         .and_then(Value::as_str)
-        .filter(|s| s.starts_with("msgbus.") && s.len() <= 1024);
+        .filter(|s| s.starts_with("msgbus.") && s.len() <= 1024)
+        .filter(|s| {
+            *s == "msgbus.system.reply"
+                || !(s.starts_with("msgbus.zos.") || s.starts_with("msgbus.system."))
+        });
     for cmd in Command::ALL {
         for store in stores() {
             check_one(cmd, raw, utf8, loose.as_ref(), usable_ret, &store);

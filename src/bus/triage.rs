@@ -55,16 +55,28 @@ impl Answer<'_> {
     }
 }
 
-/// Replies go only to bus lists. The peer names `msgbus.system.reply`, local
-/// clients `msgbus.<something>.<id>`; a `ret` outside `msgbus.` would make
-/// the daemon push into some other service's key, so it is not used.
+/// The peer's own reply list.
+pub const PEER_REPLY: &str = "msgbus.system.reply";
+
+/// Where a reply may go. The peer names [`PEER_REPLY`], local clients a
+/// list of their own under `msgbus.` (`msgbus.<client>.<id>`). A reply
+/// pushed into a request queue would be read by that service as a request,
+/// so the namespaces of the node's own services, `msgbus.zos.` and
+/// `msgbus.system.` (other than [`PEER_REPLY`]), are refused, and so is
+/// anything outside `msgbus.` or over 1,024 bytes.
 fn unusable_ret(ret: &str) -> Option<String> {
     if ret.is_empty() {
         return Some("empty \"ret\"".into());
     }
+    let shown = || clip(ret, 64);
     if !ret.starts_with("msgbus.") || ret.len() > 1024 {
-        let shown: String = ret.chars().take(64).collect();
-        return Some(format!("\"ret\" {shown:?} is not a msgbus. list"));
+        return Some(format!("\"ret\" {:?} is not a msgbus. list", shown()));
+    }
+    if ret != PEER_REPLY && (ret.starts_with("msgbus.zos.") || ret.starts_with("msgbus.system.")) {
+        return Some(format!(
+            "\"ret\" {:?} is in a request namespace (msgbus.zos., msgbus.system.): refusing to push a reply there",
+            shown()
+        ));
     }
     None
 }
@@ -412,11 +424,31 @@ mod tests {
             req(json!({"ret": "perf.iperf"})),
             req(json!({"ret": "msgbus"})),
             req(json!({"ret": 5})),
+            req(json!({"ret": "msgbus.zos.statistics.get"})),
+            req(json!({"ret": "msgbus.zos.perf.get"})),
+            req(json!({"ret": "msgbus.system.local"})),
         ] {
             assert!(
                 matches!(triage(Command::Get, &raw, 1000, 0), Incoming::Dropped(_)),
                 "{}",
                 String::from_utf8_lossy(&raw)
+            );
+        }
+    }
+
+    #[test]
+    fn the_peers_reply_list_and_client_lists_are_usable() {
+        for ret in [
+            "msgbus.system.reply",
+            "msgbus.test.x",
+            "msgbus.zos-perf-call.1f",
+        ] {
+            assert!(
+                matches!(
+                    triage(Command::Get, &req(json!({ "ret": ret })), 1000, 0),
+                    Incoming::Answer(_)
+                ),
+                "{ret}"
             );
         }
     }
