@@ -21,11 +21,10 @@ mod support;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use zos_perf::config::CpuBenchmarkConfig;
-use zos_perf::task::{RunContext, Task};
 use zos_perf::tasks::cpu_benchmark::chain::{self, CHECK_EVERY, SEED, STEPS};
 use zos_perf::tasks::cpu_benchmark::crc::Path;
-use zos_perf::tasks::cpu_benchmark::CpuBenchmark;
+use zos_perf::tasks::cpu_benchmark::{CpuBenchmark, CpuBenchmarkConfig};
+use zos_perf::tasks::{RunContext, Task};
 
 const RUNS: usize = 5;
 const QUIET_LOAD: f64 = 0.7;
@@ -138,7 +137,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let task = CpuBenchmark::new(&CpuBenchmarkConfig::default());
+    let config = zos_perf::Config::from_toml("").expect("config");
+    let task = CpuBenchmark::new(&CpuBenchmarkConfig::default(), &config.grid_context());
     let ctx = RunContext::default();
     let tool = std::env::var("ZOS_PERF_CPUBENCH").ok();
     let (mut single, mut multi) = (Vec::new(), Vec::new());

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use common::{dropping_ns, in_netns, NetNs};
 use serde_json::Value;
 use tokio::net::TcpListener;
-use zos_perf::task::{RunContext, Task};
 use zos_perf::tasks::healthcheck::{Backoff, Flags, Healthcheck, Settings};
+use zos_perf::tasks::{RunContext, Task};
 
 /// The six services of a network, with `a`..`f` standing for their hosts.
 fn services(hosts: [&str; 6]) -> Vec<String> {
@@ -38,7 +38,7 @@ fn services(hosts: [&str; 6]) -> Vec<String> {
 
 fn task(dir: &std::path::Path, services: Vec<String>) -> Healthcheck {
     std::fs::create_dir_all(dir.join("cache")).expect("cache dir");
-    Healthcheck::new(Settings {
+    Healthcheck::with_settings(Settings {
         cache_dir: dir.join("cache"),
         flags: Flags::new(dir.join("flags")),
         connect_timeout: Duration::from_secs(5),

@@ -4,6 +4,8 @@
 //! Run: `cargo bench --bench idle` (takes about 70 s).
 //! Targets: RSS ≤ 10 MiB, CPU ≤ 0.1 %.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -31,7 +33,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn main() {
-    let redis = support::RedisProc::start(&[]);
+    let redis = common::RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("idle.toml");
     std::fs::write(

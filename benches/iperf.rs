@@ -19,9 +19,9 @@ use common::graphql::{node, GraphQlServer, Grid};
 use common::IperfPair;
 use tokio_util::sync::CancellationToken;
 use zos_perf::config::Config;
-use zos_perf::task::{RunContext, Task};
 use zos_perf::tasks::iperf::report::Entry;
 use zos_perf::tasks::iperf::Iperf;
+use zos_perf::tasks::{RunContext, Task};
 
 fn main() {
     // Busy retries and failed runs show up here (RUST_LOG=debug for more).
@@ -61,7 +61,7 @@ fn main() {
                 gql.url()
             ))
             .expect("config");
-            let task = Iperf::new(&cfg);
+            let task = Iperf::new(&cfg.sections.iperf, &cfg.grid_context());
             let mut times = Vec::new();
             let mut last = Vec::new();
             for _ in 0..repeats {

@@ -4,6 +4,8 @@
 //! Run: `cargo bench --bench scheduler` (takes about 2 minutes).
 //! Target: p99 ≤ 20 ms.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -11,13 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, Utc};
-use tokio_util::sync::CancellationToken;
-use zos_perf::config::TaskSettings;
-use zos_perf::monitor::{Monitor, Registered};
-use zos_perf::redis_link::RedisLink;
-use zos_perf::schedule::{Schedule, SystemClock};
-use zos_perf::store::ResultStore;
-use zos_perf::task::{RunContext, RunFuture, Task, TaskDefaults};
+use zos_perf::config::{Config, TaskSettings};
+use zos_perf::monitor::Registered;
+use zos_perf::schedule::Schedule;
+use zos_perf::store::TaskResult;
+use zos_perf::tasks::{RunContext, RunFuture, Task, TaskDefaults};
+use zos_perf::Daemon;
 
 const FIRES: usize = 120;
 
@@ -46,27 +47,30 @@ impl Task for Stamp {
 }
 
 fn main() {
-    let redis = support::RedisProc::start(&[]);
+    let redis = common::RedisServer::start();
     let stamps = Arc::new(Mutex::new(Vec::new()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let shutdown = CancellationToken::new();
-        let store =
-            ResultStore::new(RedisLink::start(&redis.url(), shutdown.clone()).expect("link"));
-        store.load(Duration::from_secs(5)).await;
         // A stored result, so that the start-up check does not add a run.
-        store
-            .put(zos_perf::task::TaskResult {
-                name: "healthcheck".into(),
-                description: "d".into(),
-                timestamp: Utc::now().timestamp(),
-                result: serde_json::Value::Null,
-            })
-            .expect("put");
-        tokio::spawn(store.clone().sync_loop(shutdown.clone()));
+        let stored = TaskResult {
+            name: "healthcheck".into(),
+            description: "d".into(),
+            timestamp: Utc::now().timestamp(),
+            result: serde_json::Value::Null,
+        };
+        let _: () = redis::cmd("SET")
+            .arg(zos_perf::redis::keys::result("healthcheck"))
+            .arg(serde_json::to_string(&stored).expect("json"))
+            .query(&mut redis.conn())
+            .expect("SET");
+        let config = Config::from_toml(&format!(
+            "redis = {:?}\n[bus]\nenabled = false\n",
+            redis.url()
+        ))
+        .expect("config");
         let settings = TaskSettings {
             enabled: true,
             schedule: Schedule::parse("* * * * * *").expect("cron"),
@@ -75,13 +79,16 @@ fn main() {
             exclusive: false,
         };
         let reg = Registered::new(Arc::new(Stamp(stamps.clone())), settings);
-        let monitor = Monitor::new(vec![reg], store, Arc::new(SystemClock));
-        let handle = tokio::spawn(monitor.run(shutdown.clone()));
+        let daemon = Daemon::builder(config)
+            .registered(vec![reg])
+            .load_wait(Duration::from_secs(5))
+            .start()
+            .await
+            .expect("daemon starts");
         while stamps.lock().expect("stamps").len() < FIRES {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        shutdown.cancel();
-        let _ = handle.await;
+        daemon.shutdown().await;
     });
     let stamps = stamps.lock().expect("stamps").clone();
     let mut late: Vec<f64> = stamps

@@ -33,6 +33,8 @@
 //! 600 s at 2,000/s). Writes section `soak` of BENCHMARKS.md; exits
 //! non-zero on failure.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -347,7 +349,7 @@ fn main() {
 
 /// Runs the soak and writes its section; true when it passed.
 fn soak(args: Args) -> bool {
-    let redis = support::RedisProc::start(&[]);
+    let redis = common::RedisServer::start();
     let url = redis.url();
     let dir = tempfile::tempdir().expect("tempdir");
 

@@ -3,13 +3,15 @@
 //!
 //! Run: `cargo bench --bench store`. Target: ≤ 0.3 ms median, ≥ 1000× faster.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
 fn main() {
-    let redis = support::RedisProc::start(&["--enable-debug-command", "yes"]);
+    let redis = common::RedisServer::start_with(&["--enable-debug-command", "yes"]);
     let mut conn = redis.conn();
     let _: () = redis::cmd("DEBUG")
         .arg("POPULATE")

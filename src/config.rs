@@ -4,7 +4,12 @@
 //!
 //! Every error names the field it is about, as a dotted path
 //! (`tasks.iperf.cron`, `healthcheck.backoff_total`), so an operator can find
-//! the line to fix. See `zos-perf.example.toml` for every field.
+//! the line to fix. See `zos-perf.example.toml` and docs/configuration.md
+//! for every field.
+//!
+//! This module composes the sections; each section's struct, defaults and
+//! checks live with what it configures (`tasks/<task>/config.rs`,
+//! `grid/config.rs`, `bus/config.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,9 +18,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::grid::Network;
+use crate::bus::BusConfig;
+use crate::grid::{GridConfig, GridContext, Network};
 use crate::schedule::Schedule;
-use crate::task::TaskDefaults;
+use crate::tasks::{self, Sections, TaskDefaults};
 
 /// Where the kernel command line is read from on a node.
 pub const KERNEL_CMDLINE: &str = "/proc/cmdline";
@@ -42,10 +48,8 @@ pub struct Config {
     /// Per-task overrides, by task name.
     pub tasks: BTreeMap<String, TaskOverride>,
     pub grid: GridConfig,
-    pub cpu_benchmark: CpuBenchmarkConfig,
-    pub healthcheck: HealthcheckConfig,
-    pub iperf: IperfConfig,
-    pub public_ip: PublicIpConfig,
+    /// The tasks' own sections (`[iperf]`, `[healthcheck]`, ...).
+    pub sections: Sections,
     pub bus: BusConfig,
 }
 
@@ -63,13 +67,13 @@ struct FileConfig {
     #[serde(default)]
     grid: GridConfig,
     #[serde(default)]
-    cpu_benchmark: CpuBenchmarkConfig,
+    cpu_benchmark: tasks::cpu_benchmark::CpuBenchmarkConfig,
     #[serde(default)]
-    healthcheck: HealthcheckConfig,
+    healthcheck: tasks::healthcheck::HealthcheckConfig,
     #[serde(default)]
-    iperf: IperfConfig,
+    iperf: tasks::iperf::IperfConfig,
     #[serde(default)]
-    public_ip: PublicIpConfig,
+    public_ip: tasks::public_ip::PublicIpConfig,
     #[serde(default)]
     bus: BusConfig,
 }
@@ -95,167 +99,6 @@ pub struct TaskSettings {
     pub jitter: Duration,
     pub timeout: Duration,
     pub exclusive: bool,
-}
-
-/// `[grid]`: how the grid's GraphQL is reached.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GridConfig {
-    /// Replaces the network's GraphQL URLs (tried in order).
-    pub graphql_urls: Option<Vec<String>>,
-    /// Per-request timeout.
-    #[serde(with = "humantime_serde")]
-    pub graphql_timeout: Duration,
-}
-
-impl Default for GridConfig {
-    fn default() -> Self {
-        Self {
-            graphql_urls: None,
-            graphql_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// `[cpu_benchmark]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CpuBenchmarkConfig {
-    /// A command (program and arguments, no shell) that prints the number of
-    /// workloads on the node; none means 0.
-    pub workloads_command: Option<Vec<String>>,
-}
-
-/// `[healthcheck]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HealthcheckConfig {
-    pub cache_dir: PathBuf,
-    pub flags_dir: PathBuf,
-    /// Timeout of each TCP connection of the network check.
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    /// First wait before retrying a failing check; doubles each time.
-    #[serde(with = "humantime_serde")]
-    pub backoff_initial: Duration,
-    /// Give up retrying after this much time in total.
-    #[serde(with = "humantime_serde")]
-    pub backoff_total: Duration,
-    /// Replaces the network's service list.
-    pub services: Option<Vec<String>>,
-}
-
-impl Default for HealthcheckConfig {
-    fn default() -> Self {
-        Self {
-            cache_dir: PathBuf::from("/var/cache"),
-            flags_dir: PathBuf::from("/tmp/flags"),
-            connect_timeout: Duration::from_secs(5),
-            backoff_initial: Duration::from_secs(3 * 60),
-            backoff_total: Duration::from_secs(10 * 60),
-            services: None,
-        }
-    }
-}
-
-/// `[iperf]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IperfConfig {
-    /// Port the grid's iperf3 servers listen on.
-    pub port: u16,
-    /// Length of each iperf3 run (`--time`); none = iperf3's own default.
-    #[serde(with = "humantime_serde")]
-    pub duration: Option<Duration>,
-    /// Kill an iperf3 run that takes longer than this.
-    #[serde(with = "humantime_serde")]
-    pub run_timeout: Duration,
-    /// Nodes of other farms tested besides the free farm's.
-    pub other_farm_nodes: u32,
-    /// The free farm whose public nodes are all tested.
-    pub free_farm_id: u32,
-    /// Backoff when a server answers that it is busy.
-    #[serde(with = "humantime_serde")]
-    pub busy_backoff_initial: Duration,
-    #[serde(with = "humantime_serde")]
-    pub busy_backoff_max: Duration,
-    pub busy_retries: u32,
-    /// The iperf3 program.
-    pub iperf3: PathBuf,
-}
-
-impl Default for IperfConfig {
-    fn default() -> Self {
-        Self {
-            port: 300,
-            duration: None,
-            run_timeout: Duration::from_secs(60),
-            other_farm_nodes: 12,
-            free_farm_id: 1,
-            busy_backoff_initial: Duration::from_secs(5 * 60),
-            busy_backoff_max: Duration::from_secs(20 * 60),
-            busy_retries: 3,
-            iperf3: PathBuf::from("iperf3"),
-        }
-    }
-}
-
-/// `[public_ip]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PublicIpConfig {
-    /// The test network namespace.
-    pub namespace: String,
-    /// The macvlan link inside it.
-    pub link: String,
-    /// A service that answers an HTTP GET with the caller's address as text.
-    pub lookup_url: String,
-    #[serde(with = "humantime_serde")]
-    pub lookup_timeout: Duration,
-    /// When set and the namespace or macvlan is missing, create them with a
-    /// macvlan over this interface. When unset, a missing one is an error.
-    pub parent_interface: Option<String>,
-    /// Echo requests sent to each lower-id node during the election.
-    pub ping_count: u32,
-}
-
-impl Default for PublicIpConfig {
-    fn default() -> Self {
-        Self {
-            namespace: "pubtestns".into(),
-            link: "pub".into(),
-            lookup_url: "https://api.ipify.org".into(),
-            lookup_timeout: Duration::from_secs(30),
-            parent_interface: None,
-            ping_count: 3,
-        }
-    }
-}
-
-/// `[bus]`: the RMB local protocol handler.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BusConfig {
-    pub enabled: bool,
-    /// Requests handled at the same time, at most (popped and not yet
-    /// answered). Half of it is the largest batch: bigger batches cost fewer
-    /// round trips (BENCHMARKS.md, section bus).
-    pub max_in_flight: usize,
-    /// How far a sender's clock may be behind ours before its request counts
-    /// as expired: grid calls carry deadlines of ~30 s, and a node whose
-    /// clock runs ahead would otherwise drop them all.
-    #[serde(with = "humantime_serde")]
-    pub clock_skew: Duration,
-}
-
-impl Default for BusConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            max_in_flight: 512,
-            clock_skew: Duration::from_secs(5 * 60),
-        }
-    }
 }
 
 impl Config {
@@ -309,10 +152,12 @@ impl Config {
             node_id: o.node_id.or(file.node_id),
             tasks: file.tasks,
             grid: file.grid,
-            cpu_benchmark: file.cpu_benchmark,
-            healthcheck: file.healthcheck,
-            iperf: file.iperf,
-            public_ip: file.public_ip,
+            sections: Sections {
+                cpu_benchmark: file.cpu_benchmark,
+                healthcheck: file.healthcheck,
+                iperf: file.iperf,
+                public_ip: file.public_ip,
+            },
             bus: file.bus,
         };
         config.validate()?;
@@ -323,10 +168,10 @@ impl Config {
     /// non-empty lists, sane limits.
     fn validate(&self) -> anyhow::Result<()> {
         for name in self.tasks.keys() {
-            if !crate::tasks::NAMES.contains(&name.as_str()) {
+            if !tasks::NAMES.contains(&name.as_str()) {
                 bail!(
                     "tasks.{name}: unknown task (known: {})",
-                    crate::tasks::NAMES.join(", ")
+                    tasks::NAMES.join(", ")
                 );
             }
         }
@@ -350,71 +195,18 @@ impl Config {
         }
         self.check_durations()?;
         if let Some(url) = &self.redis {
-            check_redis_url(url).context("redis")?;
+            crate::redis::check_url(url).context("redis")?;
         }
-        if let Some(urls) = &self.grid.graphql_urls {
-            if urls.is_empty() {
-                bail!("grid.graphql_urls: must name at least one URL");
-            }
-        }
-        if self.grid.graphql_timeout.is_zero() {
-            bail!("grid.graphql_timeout: must be more than zero");
-        }
-        if let Some(cmd) = &self.cpu_benchmark.workloads_command {
-            if cmd.is_empty() || cmd[0].is_empty() {
-                bail!("cpu_benchmark.workloads_command: must name a program");
-            }
-        }
-        let hc = &self.healthcheck;
-        if hc.connect_timeout.is_zero() {
-            bail!("healthcheck.connect_timeout: must be more than zero");
-        }
-        if hc.backoff_initial.is_zero() && !hc.backoff_total.is_zero() {
-            bail!("healthcheck.backoff_initial: must be more than zero");
-        }
-        if let Some(services) = &hc.services {
-            if services.is_empty() {
-                bail!("healthcheck.services: must name at least one URL");
-            }
-            for (i, url) in services.iter().enumerate() {
-                crate::tasks::healthcheck::network::Target::parse(url)
-                    .map_err(|e| anyhow::anyhow!("healthcheck.services[{i}]: {url:?}: {e}"))?;
-            }
-        }
-        if self.iperf.port == 0 {
-            bail!("iperf.port: must be a port number from 1 to 65535");
-        }
-        if self.iperf.run_timeout.is_zero() {
-            bail!("iperf.run_timeout: must be more than zero");
-        }
-        if let Some(d) = self.iperf.duration {
-            // iperf3 reads `--time 0` as "run forever".
-            if d.is_zero() {
-                bail!("iperf.duration: must be more than zero (leave it unset for iperf3's own)");
-            }
-            if self.iperf.run_timeout <= d {
-                bail!("iperf.run_timeout: must be longer than iperf.duration");
-            }
-        }
-        if self.public_ip.namespace.is_empty() {
-            bail!("public_ip.namespace: must not be empty");
-        }
-        if self.public_ip.link.is_empty() || self.public_ip.link.len() > 15 {
-            bail!("public_ip.link: must be an interface name of 1 to 15 characters");
-        }
-        if self.public_ip.ping_count == 0 {
-            bail!("public_ip.ping_count: must be at least 1");
-        }
-        if self.bus.max_in_flight == 0 {
-            bail!("bus.max_in_flight: must be at least 1");
-        }
+        self.grid.validate()?;
+        self.sections.validate()?;
+        self.bus.validate()?;
         Ok(())
     }
 
     /// Every duration from outside has an upper bound, checked here, so that
     /// no later `Instant + Duration` or doubling can overflow at use.
     fn check_durations(&self) -> anyhow::Result<()> {
-        let (hc, ip) = (&self.healthcheck, &self.iperf);
+        let (hc, ip) = (&self.sections.healthcheck, &self.sections.iperf);
         let fields = [
             ("grid.graphql_timeout", self.grid.graphql_timeout, MAX_SHORT),
             ("healthcheck.connect_timeout", hc.connect_timeout, MAX_SHORT),
@@ -430,7 +222,7 @@ impl Config {
             ("iperf.busy_backoff_max", ip.busy_backoff_max, MAX_LONG),
             (
                 "public_ip.lookup_timeout",
-                self.public_ip.lookup_timeout,
+                self.sections.public_ip.lookup_timeout,
                 MAX_SHORT,
             ),
             ("bus.clock_skew", self.bus.clock_skew, MAX_SKEW),
@@ -459,24 +251,12 @@ impl Config {
         })
     }
 
-    /// The GraphQL URLs to try, in order.
-    pub fn graphql_urls(&self) -> Vec<String> {
-        match &self.grid.graphql_urls {
-            Some(urls) => urls.clone(),
-            None => self
-                .network
-                .graphql_urls()
-                .iter()
-                .map(|u| u.to_string())
-                .collect(),
-        }
-    }
-
-    /// The services the healthcheck probes.
-    pub fn health_services(&self) -> Vec<String> {
-        match &self.healthcheck.services {
-            Some(s) => s.clone(),
-            None => self.network.services(),
+    /// What every task knows of the grid: network, farm, node, GraphQL.
+    pub fn grid_context(&self) -> GridContext {
+        GridContext {
+            farm_id: self.farm_id,
+            node_id: self.node_id,
+            ..GridContext::new(self.network, &self.grid)
         }
     }
 }
@@ -550,23 +330,6 @@ fn kernel_arg(cmdline: &str, key: &str) -> Option<u32> {
     })
 }
 
-/// Accepts the two URL forms: `redis://host:port` and `unix:///path`.
-/// Errors show the URL with its credentials hidden.
-pub fn check_redis_url(url: &str) -> anyhow::Result<()> {
-    let shown = crate::redis_link::redacted(url);
-    if let Some(path) = url.strip_prefix("unix://") {
-        if !path.starts_with('/') {
-            bail!("{shown:?}: a unix socket URL needs an absolute path, e.g. unix:///var/run/redis.sock");
-        }
-        return Ok(());
-    }
-    if url.starts_with("redis://") || url.starts_with("rediss://") {
-        redis::Client::open(url).map_err(|e| anyhow::anyhow!("{shown:?}: {e}"))?;
-        return Ok(());
-    }
-    bail!("{shown:?}: expected redis://host:port or unix:///path/to/socket")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,11 +339,12 @@ mod tests {
         let c = Config::from_toml("").expect("empty config");
         assert_eq!(c.network, Network::Main);
         assert_eq!(c.redis, None);
-        assert_eq!(c.healthcheck.cache_dir, PathBuf::from("/var/cache"));
-        assert_eq!(c.healthcheck.flags_dir, PathBuf::from("/tmp/flags"));
-        assert_eq!(c.iperf.port, 300);
-        assert_eq!(c.public_ip.namespace, "pubtestns");
-        assert_eq!(c.public_ip.link, "pub");
+        let s = &c.sections;
+        assert_eq!(s.healthcheck.cache_dir, PathBuf::from("/var/cache"));
+        assert_eq!(s.healthcheck.flags_dir, PathBuf::from("/tmp/flags"));
+        assert_eq!(s.iperf.port, 300);
+        assert_eq!(s.public_ip.namespace, "pubtestns");
+        assert_eq!(s.public_ip.link, "pub");
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! due again while its run still goes on is skipped (and logged), a jump of
 //! the clock fires a task at most once, and exclusive tasks (the
 //! measurements) take turns through one lock.
+//!
+//! Longer than most files (about 500 lines before its tests) on purpose: the
+//! loop, the run of one task and the due-time plan share their invariants
+//! (skip-on-overlap, one fire per clock jump, status updates), and reading
+//! them apart would hide how they hold together.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -19,12 +24,12 @@ use futures::FutureExt;
 use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::{Config, TaskSettings};
 use crate::schedule::{jitter_delay, Clock, Schedule};
-use crate::status::{Outcome, State};
-use crate::store::ResultStore;
-use crate::task::{RunContext, Task, TaskResult};
+use crate::store::{Outcome, ResultStore, State, TaskResult};
+use crate::tasks::{RunContext, Task};
 
 /// The longest the loop sleeps before it reads the clock again.
 pub const SLICE: Duration = Duration::from_secs(1);
@@ -285,9 +290,9 @@ impl Ctx {
         // the same rule through a lease in Redis.
         let lease = if settings.exclusive {
             self.store.update_status(name, |s| s.state = State::Waiting);
-            match crate::lease::wait_for(
+            match crate::redis::lease::wait_for(
                 self.store.link(),
-                crate::lease::EXCLUSIVE_KEY,
+                crate::redis::lease::EXCLUSIVE_KEY,
                 name,
                 &self.shutdown,
             )
@@ -314,7 +319,10 @@ impl Ctx {
         let cancel = self.shutdown.child_token();
         let ctx = RunContext::new(cancel.clone());
         let outcome = {
-            let run = AssertUnwindSafe(task.run(&ctx)).catch_unwind();
+            // Everything the task logs carries its name from this span; a
+            // task never names itself.
+            let span = tracing::info_span!("run", task = name);
+            let run = AssertUnwindSafe(task.run(&ctx).instrument(span)).catch_unwind();
             tokio::select! {
                 r = tokio::time::timeout(settings.timeout, run) => match r {
                     Ok(Ok(Ok(value))) => Ok(value),

@@ -6,7 +6,6 @@
 //! bounded slices (see `monitor`), so a wall-clock step or a suspend is seen
 //! within one slice.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -114,43 +113,6 @@ impl Clock for SystemClock {
 
     fn sleep(&self, d: Duration) -> futures::future::BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(d))
-    }
-}
-
-/// A clock for tests: time stands still until the test moves it, and every
-/// sleep is a short real pause so that the monitor keeps re-reading `now`.
-#[derive(Debug, Clone)]
-pub struct ManualClock {
-    now: Arc<Mutex<DateTime<Utc>>>,
-    poll: Duration,
-}
-
-impl ManualClock {
-    pub fn new(start: DateTime<Utc>) -> Self {
-        Self {
-            now: Arc::new(Mutex::new(start)),
-            poll: Duration::from_millis(2),
-        }
-    }
-
-    /// Steps the clock to `t` (forward or backward), as NTP or a resume would.
-    pub fn set(&self, t: DateTime<Utc>) {
-        *self.now.lock().unwrap_or_else(|p| p.into_inner()) = t;
-    }
-
-    pub fn advance(&self, d: chrono::Duration) {
-        let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
-        *now += d;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.now.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn sleep(&self, d: Duration) -> futures::future::BoxFuture<'static, ()> {
-        Box::pin(tokio::time::sleep(d.min(self.poll)))
     }
 }
 
@@ -273,14 +235,5 @@ mod tests {
             (700..1300).contains(&low),
             "low half drawn {low} times of 2000"
         );
-    }
-
-    #[test]
-    fn manual_clock_steps_both_ways() {
-        let c = ManualClock::new(at(2026, 1, 1, 0, 0, 0));
-        c.advance(chrono::Duration::days(1));
-        assert_eq!(c.now(), at(2026, 1, 2, 0, 0, 0));
-        c.set(at(2025, 12, 31, 0, 0, 0));
-        assert_eq!(c.now(), at(2025, 12, 31, 0, 0, 0));
     }
 }

@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use common::RedisServer;
+use zos_perf::bus::BusConfig;
 use zos_perf::bus::{self, Bus, BusStats, Command};
-use zos_perf::config::BusConfig;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 

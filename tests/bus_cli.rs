@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use common::{KillOnDrop, RedisServer};
 use zos_perf::bus;
-use zos_perf::config::BusConfig;
+use zos_perf::bus::BusConfig;
 
 const CPU: &str = r#"{"name":"cpu-benchmark","description":"Measures the performance of the node CPU by reporting the timespent of computing a task in seconds.","timestamp":1700000000,"result":{"single":1.234,"multi":5.678,"threads":4,"workloads":0}}"#;
 

@@ -31,7 +31,8 @@ use serde_json::{json, Value};
 
 use common::graphql::{closed_url, node as gql_node, public_ip as gql_ip, GraphQlServer, Grid};
 use common::{unique_name, wait_for, IperfPair, RedisServer};
-use zos_perf::status::{Outcome, State, TaskStatus, STATUS_KEY};
+use zos_perf::redis::keys::STATUS as STATUS_KEY;
+use zos_perf::store::{Outcome, State, TaskStatus};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zos-perf");
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -1063,22 +1064,22 @@ fn a_hung_task_times_out_and_a_failing_one_fails_while_the_healthcheck_and_the_b
 
 struct Panicky;
 
-impl zos_perf::task::Task for Panicky {
+impl zos_perf::tasks::Task for Panicky {
     fn name(&self) -> &'static str {
         "panicky"
     }
     fn description(&self) -> &'static str {
         "panics on every run"
     }
-    fn defaults(&self) -> zos_perf::task::TaskDefaults {
-        zos_perf::task::TaskDefaults {
+    fn defaults(&self) -> zos_perf::tasks::TaskDefaults {
+        zos_perf::tasks::TaskDefaults {
             cron: "* * * * * *",
             jitter: Duration::ZERO,
             timeout: Duration::from_secs(10),
             exclusive: false,
         }
     }
-    fn run<'a>(&'a self, _ctx: &'a zos_perf::task::RunContext) -> zos_perf::task::RunFuture<'a> {
+    fn run<'a>(&'a self, _ctx: &'a zos_perf::tasks::RunContext) -> zos_perf::tasks::RunFuture<'a> {
         Box::pin(async move { panic!("the panicky task panics on purpose") })
     }
 }
@@ -1086,39 +1087,34 @@ impl zos_perf::task::Task for Panicky {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_task_is_caught_and_the_healthcheck_beside_it_goes_on() {
     use std::sync::Arc;
-    use tokio_util::sync::CancellationToken;
     use zos_perf::config::Config;
-    use zos_perf::monitor::{self, Monitor};
-    use zos_perf::task::Task;
+    use zos_perf::tasks::Task;
+    use zos_perf::Daemon;
 
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let (_listener, service) = loopback_service();
     let config = Config::from_toml(&format!(
-        "[tasks.healthcheck]\ncron = \"* * * * * *\"\n{}",
+        "redis = {:?}\n[bus]\nenabled = false\n[tasks.healthcheck]\ncron = \"* * * * * *\"\n{}",
+        redis.url(),
         healthcheck_section(dir.path(), &service, true)
     ))
     .expect("config");
     let tasks: Vec<Arc<dyn Task>> = vec![
-        Arc::new(zos_perf::tasks::healthcheck::Healthcheck::from_config(
-            &config,
+        Arc::new(zos_perf::tasks::healthcheck::Healthcheck::new(
+            &config.sections.healthcheck,
+            &config.grid_context(),
         )),
         Arc::new(Panicky),
     ];
-    let registered = monitor::register(&config, tasks).expect("register");
-
-    let shutdown = CancellationToken::new();
-    let link =
-        zos_perf::redis_link::RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
-    let store = zos_perf::store::ResultStore::new(link);
-    assert!(store.load(Duration::from_secs(5)).await, "redis answers");
-    let sync = tokio::spawn(store.clone().sync_loop(shutdown.clone()));
-    let monitor = Monitor::new(
-        registered,
-        store.clone(),
-        Arc::new(zos_perf::schedule::SystemClock),
-    );
-    let run = tokio::spawn(monitor.run(shutdown.clone()));
+    let daemon = Daemon::builder(config)
+        .tasks(tasks)
+        .expect("register")
+        .load_wait(Duration::from_secs(5))
+        .start()
+        .await
+        .expect("daemon starts");
+    assert!(daemon.loaded(), "redis answers");
 
     let (panicky, health) = tokio::task::spawn_blocking(move || {
         let panicky = wait_status(&redis, "panicky", "three panics", |s| s.runs >= 3);
@@ -1138,11 +1134,8 @@ async fn a_panicking_task_is_caught_and_the_healthcheck_beside_it_goes_on() {
     assert_eq!(health.last_outcome, Some(Outcome::Ok), "{health:?}");
     assert_eq!(health.failures, 0, "{health:?}");
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), async {
-        run.await.expect("monitor");
-        sync.await.expect("sync");
-    })
-    .await
-    .expect("the monitor stops within 5 s");
+    assert!(
+        daemon.shutdown().await,
+        "the daemon stops within its grace time"
+    );
 }

@@ -19,12 +19,10 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use zos_perf::config::Config;
-use zos_perf::monitor::{self, Monitor};
-use zos_perf::redis_link::{self, RedisLink};
-use zos_perf::schedule::SystemClock;
-use zos_perf::store::{self, ResultStore};
-use zos_perf::task::{RunContext, Task};
+use zos_perf::redis as redis_link;
+use zos_perf::store;
 use zos_perf::tasks::healthcheck::{backoff, Backoff, Check, Flag, Flags, Healthcheck, Settings};
+use zos_perf::tasks::{RunContext, Task};
 
 fn current_thread_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -427,23 +425,17 @@ fn a_run_that_keeps_failing_stops_at_the_total_and_stores_its_errors_in_the_spec
 
     let (took, stored) = in_netns(&ns.name, move || async move {
         let config = Config::from_toml(&config_text).expect("config");
-        let tasks = zos_perf::tasks::registry(&config);
+        let tasks = zos_perf::tasks::registry(&config.sections, &config.grid_context());
         assert!(
             tasks.iter().any(|t| t.name() == "healthcheck"),
             "registered"
         );
-        let registered = monitor::register(&config, tasks).expect("register");
         let shutdown = CancellationToken::new();
-        let store = ResultStore::new(RedisLink::start(&url, shutdown.clone()).expect("link"));
-        assert!(store.load(Duration::from_secs(5)).await, "redis answers");
-        let monitor = Monitor::new(registered, store.clone(), std::sync::Arc::new(SystemClock));
         let t = Instant::now();
-        monitor
-            .run_now("healthcheck", shutdown.clone())
+        zos_perf::daemon::run_once(&config, &url, "healthcheck", shutdown.clone())
             .await
             .expect("run");
         let took = t.elapsed();
-        store.sync_once().await.expect("sync").expect("connected");
         let mut conn = redis_link::connect_once(&url).await.expect("connect");
         let raw = store::read_raw(&mut conn, "healthcheck")
             .await
@@ -512,7 +504,7 @@ async fn a_passing_run_is_two_empty_lists_and_clears_both_flags() {
         initial: Duration::from_secs(3600),
         total: Duration::from_secs(7200),
     };
-    let task = Healthcheck::new(s);
+    let task = Healthcheck::with_settings(s);
 
     let v = task.run(&RunContext::default()).await.expect("run");
 
@@ -529,7 +521,7 @@ async fn cancel_interrupts_the_backoff_wait_and_fails_the_run() {
         initial: Duration::from_secs(3600),
         total: Duration::from_secs(7200),
     };
-    let task = std::sync::Arc::new(Healthcheck::new(s));
+    let task = std::sync::Arc::new(Healthcheck::with_settings(s));
     let ctx = RunContext::default();
     let cancel = ctx.cancel.clone();
     let run = tokio::spawn({

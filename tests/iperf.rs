@@ -14,7 +14,6 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::graphql::{closed_url, node, GraphQlServer, Grid, Reply};
@@ -22,10 +21,9 @@ use common::{sh, unique_name, KillOnDrop, NetNs, RedisServer};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use zos_perf::config::Config;
-use zos_perf::schedule::SystemClock;
-use zos_perf::task::{RunContext, Task};
 use zos_perf::tasks::iperf::report::{Entry, BUSY};
 use zos_perf::tasks::iperf::Iperf;
+use zos_perf::tasks::{RunContext, Task};
 
 /// This node's id in every test; never a target.
 const ME: u32 = 1;
@@ -144,6 +142,11 @@ fn block_on<F: Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// The iperf task of `config`.
+fn iperf(config: &Config) -> Iperf {
+    Iperf::new(&config.sections.iperf, &config.grid_context())
+}
+
 /// A configuration for tests: short runs, short backoff, the given GraphQL
 /// URLs and iperf3 program; `extra` lines of `[iperf]` replace the defaults
 /// they name.
@@ -260,14 +263,14 @@ fn one_node_gives_tcp_and_udp_over_v4_and_v6_with_speeds_and_cpu() {
         grid.nodes.push(lab.node(0, 10, 1));
         let gql = GraphQlServer::grid(grid);
         // The first URL is down: the second answers.
-        let task = Iperf::new(&config(&[closed_url(), gql.url()], &tee.program(), ""));
+        let task = iperf(&config(&[closed_url(), gql.url()], &tee.program(), ""));
         let entries = block_on(run(&task, CancellationToken::new())).expect("iperf run");
         (entries, gql.queries())
     });
     assert_eq!(shape(&entries), expected_shape(10, s.v4, s.v6));
     entries.iter().for_each(assert_good);
 
-    // The figures are the ones of SPEC §5, read from iperf3's own reports.
+    // The figures are the documented ones (docs/tasks/iperf.md), read from iperf3's own reports.
     // A run may meet the server still busy closing the previous test and
     // be retried: pair each entry with the last invocation of its run.
     let report_of = |pid: u32| -> Value {
@@ -352,7 +355,7 @@ fn a_busy_server_is_retried_until_it_is_free() {
         let mut grid = Grid::default();
         grid.nodes.push(lab.node(0, 10, 1));
         let gql = GraphQlServer::grid(grid);
-        let task = Iperf::new(&config(&[gql.url()], &logged.program(), ""));
+        let task = iperf(&config(&[gql.url()], &logged.program(), ""));
         block_on(run(&task, CancellationToken::new())).expect("iperf run")
     });
     assert_eq!(shape(&entries), expected_shape(10, s.v4, s.v6));
@@ -378,7 +381,7 @@ fn an_unreachable_target_gets_errors_and_zero_speeds_and_the_others_still_run() 
         ));
         grid.nodes.push(lab.node(0, 20, 7));
         let gql = GraphQlServer::grid(grid);
-        let task = Iperf::new(&config(&[gql.url()], Path::new("iperf3"), ""));
+        let task = iperf(&config(&[gql.url()], Path::new("iperf3"), ""));
         block_on(run(&task, CancellationToken::new())).expect("iperf run")
     });
     let v4: IpAddr = "203.0.113.77".parse().expect("ip");
@@ -421,7 +424,7 @@ fn malformed_or_own_addresses_are_skipped_without_starting_iperf3() {
             grid.nodes.push(node(id, 1, Some(v4), Some(v6), ""));
         }
         let gql = GraphQlServer::grid(grid);
-        let task = Iperf::new(&config(&[gql.url()], &logged.program(), ""));
+        let task = iperf(&config(&[gql.url()], &logged.program(), ""));
         block_on(run(&task, CancellationToken::new())).expect("iperf run")
     });
     let ids: HashSet<u32> = entries.iter().map(|e| e.node_id).collect();
@@ -453,7 +456,7 @@ fn a_run_past_its_time_limit_is_killed_and_reported() {
         &hang.program(),
         "run_timeout = \"300ms\"\nduration = \"100ms\"",
     );
-    let task = Iperf::new(&cfg);
+    let task = iperf(&cfg);
     let entries = block_on(run(&task, CancellationToken::new())).expect("iperf run");
     assert_eq!(entries.len(), 4);
     for e in &entries {
@@ -481,7 +484,7 @@ fn output_that_is_not_a_report_becomes_the_entry_error() {
         "",
     ));
     let gql = GraphQlServer::grid(grid);
-    let task = Iperf::new(&config(&[gql.url()], &bad.program(), ""));
+    let task = iperf(&config(&[gql.url()], &bad.program(), ""));
     let entries = block_on(run(&task, CancellationToken::new())).expect("iperf run");
     assert_eq!(entries.len(), 4);
     for e in &entries {
@@ -507,19 +510,9 @@ fn all_graphql_urls_down_fails_the_run_and_keeps_the_previous_result() {
     let cfg = config(&[down.clone(), broken.url()], &logged.program(), "");
     let err = block_on(async {
         let shutdown = CancellationToken::new();
-        let link =
-            zos_perf::redis_link::RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
-        let store = zos_perf::store::ResultStore::new(link);
-        assert!(store.load(Duration::from_secs(5)).await, "redis answers");
-        let tasks: Vec<Arc<dyn Task>> = vec![Arc::new(Iperf::new(&cfg))];
-        let registered = zos_perf::monitor::register(&cfg, tasks).expect("register");
-        let monitor =
-            zos_perf::monitor::Monitor::new(registered, store.clone(), Arc::new(SystemClock));
-        let err = monitor
-            .run_now("iperf", shutdown.clone())
+        let err = zos_perf::daemon::run_once(&cfg, &redis.url(), "iperf", shutdown.clone())
             .await
             .expect_err("run fails");
-        store.sync_once().await.expect("sync");
         shutdown.cancel();
         err
     });
@@ -546,7 +539,7 @@ fn shutdown_during_a_run_leaves_no_iperf3_behind() {
         let mut grid = Grid::default();
         grid.nodes.push(lab.node(0, 10, 1));
         let gql = GraphQlServer::grid(grid);
-        let task = Iperf::new(&config(
+        let task = iperf(&config(
             &[gql.url()],
             &logged.program(),
             "duration = \"30s\"\nrun_timeout = \"60s\"\n",

@@ -10,14 +10,18 @@ use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use common::clock::ManualClock;
 use common::{wait_for, RedisServer};
+use zos_perf::config::Config;
 use zos_perf::config::TaskSettings;
-use zos_perf::monitor::{Monitor, Registered};
-use zos_perf::redis_link::RedisLink;
-use zos_perf::schedule::{Clock, ManualClock, Schedule, SystemClock};
-use zos_perf::status::{Outcome, TaskStatus, STATUS_KEY};
+use zos_perf::monitor::Registered;
+use zos_perf::redis::keys::STATUS as STATUS_KEY;
+use zos_perf::schedule::{Clock, Schedule, SystemClock};
 use zos_perf::store::ResultStore;
-use zos_perf::task::{RunContext, RunFuture, Task, TaskDefaults, TaskResult};
+use zos_perf::store::TaskResult;
+use zos_perf::store::{Outcome, TaskStatus};
+use zos_perf::tasks::{RunContext, RunFuture, Task, TaskDefaults};
+use zos_perf::Daemon;
 
 /// What a test task does when run.
 #[derive(Clone)]
@@ -113,31 +117,42 @@ fn settings(cron: &str, timeout: Duration, exclusive: bool) -> TaskSettings {
     }
 }
 
-struct Daemon {
-    store: Arc<ResultStore>,
-    shutdown: CancellationToken,
-    handle: tokio::task::JoinHandle<()>,
+/// The daemon of a test: its Redis, these tasks, this clock, no bus.
+fn daemon(redis: &RedisServer) -> zos_perf::daemon::Builder {
+    let config = Config::from_toml(&format!(
+        "redis = {:?}\n[bus]\nenabled = false\n",
+        redis.url()
+    ))
+    .expect("config");
+    Daemon::builder(config).load_wait(Duration::from_secs(5))
 }
 
-impl Daemon {
+/// A daemon running test tasks.
+struct Started {
+    store: Arc<ResultStore>,
+    daemon: Daemon,
+}
+
+impl Started {
     async fn start(
         redis: &RedisServer,
         tasks: Vec<(Arc<TestTask>, TaskSettings)>,
         clock: Arc<dyn Clock>,
-    ) -> Daemon {
-        let shutdown = CancellationToken::new();
-        let link = RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
-        let store = ResultStore::new(link);
-        assert!(store.load(Duration::from_secs(5)).await, "redis answers");
-        tokio::spawn(store.clone().sync_loop(shutdown.clone()));
+    ) -> Started {
         let names: Vec<(&'static str, bool)> =
             tasks.iter().map(|(t, s)| (t.name, s.enabled)).collect();
         let regs = tasks
             .into_iter()
             .map(|(t, s)| Registered::new(t as Arc<dyn Task>, s))
             .collect();
-        let monitor = Monitor::new(regs, store.clone(), clock);
-        let handle = tokio::spawn(monitor.run(shutdown.clone()));
+        let daemon = daemon(redis)
+            .registered(regs)
+            .clock(clock)
+            .start()
+            .await
+            .expect("daemon starts");
+        assert!(daemon.loaded(), "redis answers");
+        let store = daemon.store().clone();
         // The monitor has read the clock once it publishes next fire times:
         // only then may a test move the clock.
         for (name, _) in names.into_iter().filter(|(_, enabled)| *enabled) {
@@ -145,25 +160,17 @@ impl Daemon {
                 store.status(name).and_then(|s| s.next_fire)
             });
         }
-        Daemon {
-            store,
-            shutdown,
-            handle,
-        }
+        Started { store, daemon }
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(5), self.handle)
-            .await
-            .expect("monitor stops within 5 s")
-            .expect("monitor task");
+        assert!(self.daemon.shutdown().await, "the daemon stops in time");
     }
 }
 
 fn stored(redis: &RedisServer, name: &str) -> Option<String> {
     redis::cmd("GET")
-        .arg(TaskResult::key_of(name))
+        .arg(zos_perf::redis::keys::result(name))
         .query(&mut redis.conn())
         .expect("GET")
 }
@@ -182,7 +189,7 @@ fn put_result(redis: &RedisServer, name: &str, timestamp: i64) -> String {
         r#"{{"name": "{name}", "description": "old",  "timestamp": {timestamp}, "result": {{"kept": true}}}}"#
     );
     let _: () = redis::cmd("SET")
-        .arg(TaskResult::key_of(name))
+        .arg(zos_perf::redis::keys::result(name))
         .arg(&value)
         .query(&mut redis.conn())
         .expect("SET");
@@ -225,7 +232,7 @@ async fn start_up_check_runs_exactly_the_missing_and_stale_once() {
     let missing = TestTask::new("healthcheck", Behaviour::Count(Duration::ZERO));
     let six_h = || settings("0 0 */6 * * *", Duration::from_secs(30), false);
     let clock = Arc::new(ManualClock::new(now));
-    let d = Daemon::start(
+    let d = Started::start(
         &redis,
         vec![
             (fresh.clone(), six_h()),
@@ -255,7 +262,7 @@ async fn a_task_slower_than_its_schedule_never_runs_twice_at_once() {
         Duration::from_millis(10),
     );
     let slow = TestTask::new("healthcheck", Behaviour::Count(Duration::from_millis(150)));
-    let d = Daemon::start(
+    let d = Started::start(
         &redis,
         vec![(
             slow.clone(),
@@ -307,7 +314,7 @@ async fn exclusive_tasks_due_together_run_one_after_the_other() {
         TestTask::new("public-ip-validation", work()),
     );
     let cron = "10 0 12 * * *";
-    let d = Daemon::start(
+    let d = Started::start(
         &redis,
         vec![
             (a.clone(), settings(cron, Duration::from_secs(30), true)),
@@ -348,7 +355,7 @@ async fn clock_jumps_cause_one_catch_up_run_and_no_duplicate() {
     put_result(&redis, "healthcheck", now.timestamp());
     let clock = ManualClock::new(now);
     let task = TestTask::new("healthcheck", Behaviour::Count(Duration::ZERO));
-    let d = Daemon::start(
+    let d = Started::start(
         &redis,
         vec![(
             task.clone(),
@@ -397,7 +404,7 @@ async fn a_failing_run_keeps_the_old_value_byte_for_byte() {
     let old = put_result(&redis, "healthcheck", now.timestamp());
     let clock = ManualClock::new(now);
     let task = TestTask::new("healthcheck", Behaviour::Fail);
-    let d = Daemon::start(
+    let d = Started::start(
         &redis,
         vec![(
             task.clone(),
@@ -432,7 +439,7 @@ async fn a_panicking_task_and_a_hanging_one_leave_the_others_running() {
     let panics = TestTask::new("iperf", Behaviour::Panic);
     let hangs = TestTask::new("public-ip-validation", Behaviour::SpawnSleep(pid.clone()));
     let healthy = TestTask::new("healthcheck", Behaviour::Count(Duration::ZERO));
-    let d = Daemon::start(
+    let d = Started::start(
         &redis,
         vec![
             (
@@ -489,7 +496,7 @@ async fn redis_restarted_empty_gets_every_result_back_within_5_s() {
     let mut redis = RedisServer::start();
     let fresh = TestTask::new("cpu-benchmark", Behaviour::Count(Duration::ZERO));
     let every_second = TestTask::new("healthcheck", Behaviour::Count(Duration::ZERO));
-    let d = Daemon::start(
+    let d = Started::start(
         &redis,
         vec![
             (
@@ -549,22 +556,19 @@ async fn redis_restarted_empty_gets_every_result_back_within_5_s() {
 async fn redis_absent_at_start_gets_the_results_once_it_appears() {
     let mut redis = RedisServer::start();
     redis.kill();
-    let shutdown = CancellationToken::new();
-    let link = RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
-    let store = ResultStore::new(link);
-    assert!(
-        !store.load(Duration::from_millis(300)).await,
-        "nothing answers yet"
-    );
-    tokio::spawn(store.clone().sync_loop(shutdown.clone()));
     let task = TestTask::new("healthcheck", Behaviour::Count(Duration::ZERO));
     let regs = vec![Registered::new(
         task.clone() as Arc<dyn Task>,
         settings("0 0 0 1 1 *", Duration::from_secs(30), false),
     )];
-    let handle = tokio::spawn(
-        Monitor::new(regs, store.clone(), Arc::new(SystemClock)).run(shutdown.clone()),
-    );
+    let d = daemon(&redis)
+        .load_wait(Duration::from_millis(300))
+        .registered(regs)
+        .clock(Arc::new(SystemClock))
+        .start()
+        .await
+        .expect("daemon starts");
+    assert!(!d.loaded(), "nothing answers yet");
     wait_for(Duration::from_secs(5), "the start-up run", || {
         (task.runs() == 1).then_some(())
     });
@@ -572,10 +576,7 @@ async fn redis_absent_at_start_gets_the_results_once_it_appears() {
     wait_for(Duration::from_secs(10), "result published", || {
         stored(&redis, "healthcheck")
     });
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), handle)
-        .await
-        .expect("stops");
+    assert!(d.shutdown().await, "stops in time");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -586,7 +587,7 @@ async fn a_disabled_task_has_its_stale_key_removed() {
     let task = TestTask::new("iperf", Behaviour::Count(Duration::ZERO));
     let mut s = settings("0 0 */6 * * *", Duration::from_secs(30), true);
     s.enabled = false;
-    let d = Daemon::start(
+    let d = Started::start(
         &redis,
         vec![(task.clone(), s)],
         Arc::new(ManualClock::new(t0())),
@@ -607,7 +608,7 @@ async fn a_disabled_task_has_its_stale_key_removed() {
 async fn shutdown_cancels_a_long_run_promptly() {
     let redis = RedisServer::start();
     let task = TestTask::new("iperf", Behaviour::Count(Duration::from_secs(600)));
-    let d = Daemon::start(
+    let d = Started::start(
         &redis,
         vec![(
             task.clone(),
@@ -626,4 +627,13 @@ async fn shutdown_cancels_a_long_run_promptly() {
         "stopped in {:?}",
         t.elapsed()
     );
+}
+
+#[test]
+fn manual_clock_steps_both_ways() {
+    let c = ManualClock::new(t0());
+    c.advance(chrono::Duration::days(1));
+    assert_eq!(c.now(), t0() + chrono::Duration::days(1));
+    c.set(t0() - chrono::Duration::days(1));
+    assert_eq!(c.now(), t0() - chrono::Duration::days(1));
 }

@@ -11,11 +11,11 @@ use pubnet::*;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use zos_perf::config::Config;
-use zos_perf::task::{RunContext, Task};
 use zos_perf::tasks::public_ip::{
     PublicIpValidation, FETCH_REAL_IP_FAILED, IPS_NOT_MATCHING, IP_IS_USED, PUBLIC_IP_DATA_INVALID,
     SKIPPED_FOR_LOWER_NODE,
 };
+use zos_perf::tasks::{RunContext, Task};
 
 #[test]
 fn a_working_ip_is_valid_and_broken_data_is_invalid() {
@@ -86,7 +86,7 @@ fn the_registered_task_takes_the_farm_from_graphql() {
                 server.url()
             ))
             .expect("config");
-            let task = zos_perf::tasks::registry(&config)
+            let task = zos_perf::tasks::registry(&config.sections, &config.grid_context())
                 .into_iter()
                 .find(|t| t.name() == "public-ip-validation")
                 .expect("registered");
@@ -244,7 +244,7 @@ fn a_farm_without_ips_still_leaves_a_clean_link() {
 /// returns the run's outcome (None if dropped).
 fn interrupted_run(net: &Net, drop_it: bool) -> Option<anyhow::Result<Value>> {
     let mut config = net.config("/hang");
-    config.public_ip.lookup_timeout = Duration::from_secs(60);
+    config.sections.public_ip.lookup_timeout = Duration::from_secs(60);
     let source = farm(vec![], vec![ip("203.0.113.10/24", GATEWAY, 0)]);
     let cancel = CancellationToken::new();
     let (on_link_tx, on_link_rx) = tokio::sync::oneshot::channel::<()>();
@@ -254,7 +254,11 @@ fn interrupted_run(net: &Net, drop_it: bool) -> Option<anyhow::Result<Value>> {
             let node = net.node.name.clone();
             in_netns(&node, move || {
                 Box::pin(async move {
-                    let task = PublicIpValidation::new(&config, source);
+                    let task = PublicIpValidation::with_source(
+                        &config.sections.public_ip,
+                        &config.grid_context(),
+                        source,
+                    );
                     let ctx = RunContext::new(run_cancel);
                     let run = task.run(&ctx);
                     if drop_it {
@@ -306,8 +310,8 @@ fn a_run_cancelled_midway_fails_and_leaves_the_link_clean() {
 fn a_missing_namespace_is_named() {
     let net = Net::new();
     let mut config = net.config("/");
-    config.public_ip.namespace = unique_name("pnone");
-    let missing = config.public_ip.namespace.clone();
+    config.sections.public_ip.namespace = unique_name("pnone");
+    let missing = config.sections.public_ip.namespace.clone();
     let err = run_task(
         &net,
         config,
@@ -322,7 +326,7 @@ fn a_missing_namespace_is_named() {
 fn a_missing_macvlan_is_named() {
     let net = Net::new();
     let mut config = net.config("/");
-    config.public_ip.link = "nosuchlink".into();
+    config.sections.public_ip.link = "nosuchlink".into();
     let err = run_task(
         &net,
         config,
@@ -351,9 +355,9 @@ fn with_a_parent_interface_the_namespace_and_macvlan_are_created() {
     let net = Net::new();
     let mut config = net.config("/");
     let created = Created(unique_name("pc"));
-    config.public_ip.namespace = created.0.clone();
-    config.public_ip.link = "pub".into();
-    config.public_ip.parent_interface = Some("up0".into());
+    config.sections.public_ip.namespace = created.0.clone();
+    config.sections.public_ip.link = "pub".into();
+    config.sections.public_ip.parent_interface = Some("up0".into());
     let source = farm(vec![], vec![ip("203.0.113.10/24", GATEWAY, 0)]);
     let result = run_task(&net, config.clone(), source).expect("run");
     assert_eq!(result, json!({"203.0.113.10/24": entry("valid", "")}));
@@ -380,7 +384,11 @@ fn without_cap_net_admin_the_run_fails_saying_so() {
             .build()
             .expect("runtime")
             .block_on(async move {
-                let task = PublicIpValidation::new(&config, source);
+                let task = PublicIpValidation::with_source(
+                    &config.sections.public_ip,
+                    &config.grid_context(),
+                    source,
+                );
                 task.run(&RunContext::new(CancellationToken::new())).await
             })
     })
@@ -434,7 +442,11 @@ fn drop_effective_capability(bit: u32) {
 #[test]
 fn the_task_has_the_spec_name_description_and_defaults() {
     let config = Config::from_toml("").expect("config");
-    let task = PublicIpValidation::new(&config, farm(vec![], vec![]));
+    let task = PublicIpValidation::with_source(
+        &config.sections.public_ip,
+        &config.grid_context(),
+        farm(vec![], vec![]),
+    );
     assert_eq!(task.name(), "public-ip-validation");
     assert_eq!(
         task.description(),

@@ -24,8 +24,9 @@
 
 use base64::Engine;
 use serde_json::{Map, Value};
-use zos_perf::bus::commands::{Command, Query, Snapshot};
+use zos_perf::bus::commands::{Command, Query};
 use zos_perf::bus::message::{Reply, BASE64, JSON_SCHEMA, VERSION};
+use zos_perf::bus::snapshot::Snapshot;
 use zos_perf::bus::triage::{triage, Incoming, MAX_FIELD, MAX_SRC};
 use zos_perf::bus::ErrorCode;
 use zos_perf::tasks::NAMES;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use zos_perf::config::Config;
 use zos_perf::schedule::Schedule;
-use zos_perf::task::TaskDefaults;
+use zos_perf::tasks::TaskDefaults;
 use zos_perf::tasks::NAMES;
 
 /// Instants the schedules are asked about: the epoch, a leap day, an
@@ -64,9 +64,16 @@ fn check_config(text: &str) {
         assert!(!settings.timeout.is_zero(), "{name}: zero timeout accepted");
         check_schedule(&settings.schedule);
     }
-    assert!(!config.graphql_urls().is_empty(), "no GraphQL URL");
     assert!(
-        !config.health_services().is_empty(),
+        !config.grid_context().graphql_urls.is_empty(),
+        "no GraphQL URL"
+    );
+    assert!(
+        !config
+            .sections
+            .healthcheck
+            .services_of(config.network)
+            .is_empty(),
         "no healthcheck service"
     );
 }

@@ -1,4 +1,4 @@
-//! The messages of the RMB local protocol (`RMB-LOCAL.md`), as serde types.
+//! The messages of the RMB local protocol (docs/bus.md), as serde types.
 //!
 //! One type serves both ends: the handler reads requests borrowed from the
 //! popped bytes (`Request<'_>`), the local client builds owned ones
@@ -183,14 +183,6 @@ pub fn decoded_len(b64: &str) -> usize {
     let bytes = b64.as_bytes();
     let pad = bytes.iter().rev().take(2).filter(|&&b| b == b'=').count();
     (bytes.len() / 4 * 3 + (bytes.len() % 4) * 3 / 4).saturating_sub(pad)
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -1,13 +1,22 @@
-//! The bus: `zos.perf.get` and `zos.perf.get_all` (SPEC §4) over the RMB
-//! local protocol (`RMB-LOCAL.md`).
+//! The bus: `zos.perf.get` and `zos.perf.get_all` (docs/bus.md), answered
+//! from the result store, never from the tasks.
 //!
-//! The RMB peer on the node pushes requests onto `msgbus.zos.perf.get` and
-//! `msgbus.zos.perf.get_all`; [`serve`] pops them, answers each from the
-//! result store (never from the tasks) and pushes one reply onto the list
-//! each request names in `ret`.
+//! The core knows the protocol and nothing of how messages travel:
 //!
-//! An operator checks it on a node with the local client, which stands in
-//! for the peer:
+//! - [`message`]: the request and reply envelopes.
+//! - [`triage`]: what to do with one received message (answer, drop, expire).
+//! - [`commands`]: the two commands and their payloads.
+//! - [`snapshot`]: the store as one batch of requests sees it.
+//! - [`error`]: the error codes a reply can carry (the table lives there).
+//! - [`batch`]: the one entry of a transport: raw requests in, replies out.
+//! - [`stats`]: the counters.
+//! - [`config`]: the `[bus]` section.
+//!
+//! A transport moves messages. Today there is one, [`local`]: the RMB peer
+//! on the node pushes requests onto `msgbus.zos.perf.get` /
+//! `msgbus.zos.perf.get_all`; the local transport pops them, hands them to
+//! [`batch`] with a [`snapshot`] of the store, and pushes each reply onto
+//! the list the request names in `ret`. Its client stands in for the peer:
 //!
 //! ```text
 //! $ zos-perf call zos.perf.get '{"Name": "cpu-benchmark"}'
@@ -21,22 +30,22 @@
 //! zos-perf: zos.perf.get: error 7 (result not found): result not found
 //! ```
 //!
-//! - [`message`]: the request and reply types of the protocol.
-//! - [`triage`]: what to do with one popped message (answer, drop, expire).
-//! - [`commands`]: the two commands and the per-batch store snapshot.
-//! - [`handler`]: the serve loop (batching, bounded work, reconnects).
-//! - [`client`]: the local client behind `zos-perf call`.
-//! - [`error`]: the error codes a reply can carry (the table lives there).
+//! A second transport (the relay) is a sibling of [`local`] that uses the
+//! same [`batch`] entry; nothing in the core changes for it.
 
-pub mod client;
+pub mod batch;
 pub mod commands;
+mod config;
 pub mod error;
-pub mod fetch;
-pub mod handler;
+pub mod local;
 pub mod message;
+pub mod snapshot;
+pub mod stats;
 pub mod triage;
 
 pub use commands::Command;
+pub use config::BusConfig;
 pub use error::{BusError, ErrorCode};
-pub use handler::{serve, Bus, BusStats, StatsSnapshot};
+pub use local::{serve, Bus};
 pub use message::{Reply, Request};
+pub use stats::{BusStats, StatsSnapshot};

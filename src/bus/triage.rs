@@ -11,9 +11,12 @@ use std::borrow::Cow;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::commands::{clip, Command, Query, Snapshot};
+use super::commands::{Command, Query};
 use super::error::{BusError, ErrorCode};
 use super::message::{decoded_len, Reply, Request, BASE64, MAX_PAYLOAD, VERSION};
+use super::snapshot::Snapshot;
+use crate::redis::keys;
+use crate::util::text::clip;
 
 /// The fate of one message.
 #[derive(Debug)]
@@ -69,7 +72,7 @@ fn unusable_ret(ret: &str) -> Option<String> {
         return Some("empty \"ret\"".into());
     }
     let shown = || clip(ret, 64);
-    if !ret.starts_with("msgbus.") || ret.len() > 1024 {
+    if !ret.starts_with(keys::MSGBUS_PREFIX) || ret.len() > 1024 {
         return Some(format!("\"ret\" {:?} is not a msgbus. list", shown()));
     }
     if ret != PEER_REPLY && (ret.starts_with("msgbus.zos.") || ret.starts_with("msgbus.system.")) {

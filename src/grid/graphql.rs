@@ -1,4 +1,4 @@
-//! The grid's GraphQL (SPEC §6): which nodes are up, their public
+//! The grid's GraphQL (docs/tasks/iperf.md): which nodes are up, their public
 //! addresses, and a farm's public IPs.
 //!
 //! Every question is one HTTP POST of `{"query": ...}`. The network has more
@@ -8,6 +8,10 @@
 //! next URL. Only when every URL failed is the question an error, and that
 //! error lists what each URL did.
 //!
+//! Longer than most files (about 470 lines before its tests): the query
+//! texts, the answer types and the failover client are one contract with
+//! the indexer and change together.
+//!
 //! The grid's GraphQL is the tfchain indexer: filters are `where` objects
 //! with `<field>_eq`-style operators, and `OR` inside a `where` object means
 //! "this object's conditions, or those". Numbers are written into the query
@@ -15,7 +19,7 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use rand::Rng;
@@ -23,10 +27,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::config::Config;
-
 /// A node reports its uptime every 40 minutes; one that has not updated for
-/// two such periods is taken to be down (SPEC §6).
+/// two such periods is taken to be down (docs/tasks/iperf.md).
 pub const UP_WINDOW: Duration = Duration::from_secs(2 * 40 * 60);
 
 /// The "up" condition: `power` is null, or its state and target are both
@@ -255,11 +257,6 @@ impl GraphQl {
         Ok(Self { client, urls })
     }
 
-    /// The client of the configured network (or `grid.graphql_urls`).
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        Self::new(config.graphql_urls(), config.grid.graphql_timeout)
-    }
-
     pub fn urls(&self) -> &[String] {
         &self.urls
     }
@@ -297,7 +294,8 @@ impl GraphQl {
             .await
             .map_err(|e| transport_error(&e))?;
         let status = response.status();
-        let bytes = crate::http::read_capped(response, crate::http::GRAPHQL_MAX_BODY).await?;
+        let bytes =
+            crate::util::http::read_capped(response, crate::util::http::GRAPHQL_MAX_BODY).await?;
         if !status.is_success() {
             return Err(format!("HTTP {status}: {}", snippet(&bytes)));
         }
@@ -408,11 +406,7 @@ impl NodeFilter {
 
 /// Unix seconds from which a node's last update makes it up.
 fn up_since() -> i64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    now - UP_WINDOW.as_secs() as i64
+    crate::util::clock::unix_now() as i64 - UP_WINDOW.as_secs() as i64
 }
 
 /// A uniformly random offset in `[0, total - n]` (0 when `total <= n`).
@@ -605,10 +599,7 @@ mod tests {
 
     #[test]
     fn up_since_is_eighty_minutes_ago() {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_secs() as i64;
+        let now = crate::util::clock::unix_now() as i64;
         let since = up_since();
         assert!((now - since - 4800).abs() <= 2, "{}", now - since);
     }

@@ -1,4 +1,4 @@
-//! The four grid networks and the URLs of their services (SPEC §6).
+//! The four grid networks and the URLs of their services (docs/configuration.md).
 
 use std::fmt;
 use std::str::FromStr;

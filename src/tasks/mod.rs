@@ -1,15 +1,28 @@
-//! The registered tasks, one module each. Their names are wire facts
-//! (SPEC §2): results are stored under `perf.<name>` and asked for by name.
+//! The tasks, one folder each, and the registry that builds them.
+//!
+//! A task folder holds everything of one task: what it measures, its
+//! section of the configuration (`config.rs`: struct, defaults, validation)
+//! and its defaults of schedule and limits. Every task is built the same
+//! way, `new(&section, &grid)`, from its own section and the shared
+//! [`GridContext`]; it never sees the whole configuration.
+//!
+//! Task names are wire facts (docs/redis.md): results are stored under
+//! `perf.<name>` and asked for by name over the bus. Adding a task is one
+//! folder here, one line in [`registry`] and [`NAMES`], and its section in
+//! [`Sections`] (see docs/architecture.md).
 
 use std::sync::Arc;
 
-use crate::config::Config;
-use crate::task::Task;
+use crate::grid::GridContext;
 
+pub mod child;
 pub mod cpu_benchmark;
 pub mod healthcheck;
 pub mod iperf;
 pub mod public_ip;
+mod task;
+
+pub use task::{RunContext, RunFuture, Task, TaskDefaults};
 
 pub const PUBLIC_IP_VALIDATION: &str = "public-ip-validation";
 pub const CPU_BENCHMARK: &str = "cpu-benchmark";
@@ -21,13 +34,38 @@ pub const IPERF: &str = "iperf";
 /// lives in Redis.
 pub const NAMES: [&str; 4] = [PUBLIC_IP_VALIDATION, CPU_BENCHMARK, HEALTHCHECK, IPERF];
 
-/// Builds every task from the configuration, in registration order.
-pub fn registry(config: &Config) -> Vec<Arc<dyn Task>> {
+/// The tasks' sections of the configuration, one per task.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sections {
+    pub cpu_benchmark: cpu_benchmark::CpuBenchmarkConfig,
+    pub healthcheck: healthcheck::HealthcheckConfig,
+    pub iperf: iperf::IperfConfig,
+    pub public_ip: public_ip::PublicIpConfig,
+}
+
+impl Sections {
+    /// Checks every section; an error names the field (`iperf.port`).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.cpu_benchmark.validate()?;
+        self.healthcheck.validate()?;
+        self.iperf.validate()?;
+        self.public_ip.validate()
+    }
+}
+
+/// Builds every task from its section and the grid, in registration order.
+pub fn registry(sections: &Sections, grid: &GridContext) -> Vec<Arc<dyn Task>> {
     vec![
-        Arc::new(public_ip::PublicIpValidation::from_config(config)),
-        Arc::new(cpu_benchmark::CpuBenchmark::new(&config.cpu_benchmark)),
-        Arc::new(healthcheck::Healthcheck::from_config(config)),
-        Arc::new(iperf::Iperf::new(config)),
+        Arc::new(public_ip::PublicIpValidation::new(
+            &sections.public_ip,
+            grid,
+        )),
+        Arc::new(cpu_benchmark::CpuBenchmark::new(
+            &sections.cpu_benchmark,
+            grid,
+        )),
+        Arc::new(healthcheck::Healthcheck::new(&sections.healthcheck, grid)),
+        Arc::new(iperf::Iperf::new(&sections.iperf, grid)),
     ]
 }
 

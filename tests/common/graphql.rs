@@ -3,7 +3,7 @@
 //! answers from a handler, by the query's shape.
 //!
 //! [`Grid`] is a ready handler holding canned nodes and farm public IPs. It
-//! answers the three query shapes of SPEC §6 (`nodes`, `nodesConnection`,
+//! answers the three query shapes the daemon asks (docs/tasks/iperf.md) (`nodes`, `nodesConnection`,
 //! `publicIps`) and refuses, with a GraphQL error, a nodes query that lacks
 //! the up-node filter, so a client that forgets it fails the test.
 //!
@@ -293,7 +293,7 @@ impl Grid {
     }
 }
 
-/// The up-node filter of SPEC §6: updated within 80 minutes, power null or Up/Up.
+/// The up-node filter (docs/tasks/iperf.md): updated within 80 minutes, power null or Up/Up.
 fn check_up_filter(query: &str) -> Result<(), String> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

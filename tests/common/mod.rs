@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod clock;
 pub mod graphql;
 
 use std::path::{Path, PathBuf};
@@ -16,21 +17,21 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     socket: PathBuf,
+    /// Extra redis-server arguments, kept for restarts.
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts a fresh, empty server and waits until it answers.
     pub fn start() -> RedisServer {
-        let dir = tempfile::Builder::new()
-            .prefix("zos-perf-redis-")
-            .tempdir()
-            .expect("temp dir for redis");
-        let socket = dir.path().join("redis.sock");
-        let mut me = RedisServer {
-            child: None,
-            dir,
-            socket,
-        };
+        RedisServer::start_with(&[])
+    }
+
+    /// Starts one with extra redis-server arguments (benchmarks enable
+    /// `DEBUG`, for example).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let mut me = RedisServer::not_started();
+        me.extra = extra.iter().map(|a| a.to_string()).collect();
         me.spawn();
         me
     }
@@ -47,6 +48,7 @@ impl RedisServer {
             child: None,
             dir,
             socket,
+            extra: Vec::new(),
         }
     }
 
@@ -56,6 +58,7 @@ impl RedisServer {
             .arg(&self.socket)
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

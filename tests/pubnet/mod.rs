@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use zos_perf::config::Config;
 use zos_perf::grid::graphql::{Interface, Node, PublicIp};
-use zos_perf::task::{RunContext, Task};
 use zos_perf::tasks::public_ip::{FarmSource, PublicIpValidation};
+use zos_perf::tasks::{RunContext, Task};
 
 use crate::common::{unique_name, NetNs};
 
@@ -231,7 +231,11 @@ pub use super::common::in_netns;
 pub fn run_task(net: &Net, config: Config, source: Arc<dyn FarmSource>) -> anyhow::Result<Value> {
     in_netns(&net.node.name, move || {
         Box::pin(async move {
-            let task = PublicIpValidation::new(&config, source);
+            let task = PublicIpValidation::with_source(
+                &config.sections.public_ip,
+                &config.grid_context(),
+                source,
+            );
             task.run(&RunContext::new(CancellationToken::new())).await
         })
     })

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use super::crc::ClmulKernel;
 use super::crc::{portable_update, Block, Path};
 
-/// The fixed start of every chain (SPEC §5).
+/// The fixed start of every chain (docs/tasks/cpu-benchmark.md).
 pub const SEED: u64 = 0x0a0b_0c0d_1234_5ff0;
 /// Steps of one chain: 64 Mi.
 pub const STEPS: u64 = 64 * 1024 * 1024;

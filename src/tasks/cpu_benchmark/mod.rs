@@ -5,7 +5,7 @@
 //!
 //! **Measures** how long this node's CPU takes for a fixed workload, the
 //! same one the grid's long-standing C tool `cpubench` runs, so scores
-//! compare across every node (SPEC §5): from the seed `0x0a0b0c0d12345ff0`,
+//! compare across every node (docs/tasks/cpu-benchmark.md): from the seed `0x0a0b0c0d12345ff0`,
 //! 64 Mi times `seed = CRC-64/XZ(seed as 8 little-endian bytes)`, which must
 //! end on `0x409242b8972cb0b1` (any other end is a bug and fails the run).
 //! Each CRC is one carry-less-multiply fold plus a Barrett reduction, as in
@@ -31,7 +31,10 @@
 //! stop within about a millisecond of a shutdown or timeout.
 
 pub mod chain;
+mod config;
 pub mod crc;
+
+pub use config::CpuBenchmarkConfig;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,10 +44,10 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::child::Ended;
-use crate::config::CpuBenchmarkConfig;
-use crate::task::{RunContext, RunFuture, Task, TaskDefaults};
+use crate::grid::GridContext;
+use crate::tasks::child::Ended;
 use crate::tasks::CPU_BENCHMARK;
+use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 use chain::Stopped;
 use crc::Path;
 
@@ -67,7 +70,7 @@ pub struct CpuBenchmark {
     workload: Workload,
 }
 
-/// The length of the loop and where it must end: SPEC's 64 Mi steps, or a
+/// The length of the loop and where it must end: the documented 64 Mi steps, or a
 /// short loop for tests of everything around it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Workload {
@@ -89,7 +92,7 @@ struct Measured {
 }
 
 impl CpuBenchmark {
-    pub fn new(config: &CpuBenchmarkConfig) -> Self {
+    pub fn new(config: &CpuBenchmarkConfig, _grid: &GridContext) -> Self {
         Self {
             workloads_command: config.workloads_command.clone(),
             workload: SPEC_WORKLOAD,
@@ -105,7 +108,7 @@ impl CpuBenchmark {
         match count_workloads(command).await {
             Ok(n) => n,
             Err(e) => {
-                tracing::error!(task = CPU_BENCHMARK, error = %format!("{e:#}"),
+                tracing::error!(error = %format!("{e:#}"),
                     "workloads source is broken; reporting 0 workloads");
                 0
             }
@@ -141,15 +144,9 @@ impl Task for CpuBenchmark {
             };
             let path = Path::detect();
             let threads = online_cpus();
-            tracing::info!(
-                task = CPU_BENCHMARK,
-                threads,
-                "CRC step: {}",
-                path.describe()
-            );
+            tracing::info!(threads, "CRC step: {}", path.describe());
             let m = measure(path, threads, self.workload, &ctx.cancel).await?;
             tracing::info!(
-                task = CPU_BENCHMARK,
                 single = ?m.single,
                 multi = ?m.multi,
                 threads = m.threads,
@@ -257,9 +254,9 @@ fn online_cpus() -> usize {
     match std::fs::read_to_string(ONLINE_CPUS) {
         Ok(text) => match count_cpu_list(&text) {
             Some(n) if n > 0 => return n,
-            _ => tracing::warn!(task = CPU_BENCHMARK, "{ONLINE_CPUS}: cannot parse {text:?}"),
+            _ => tracing::warn!("{ONLINE_CPUS}: cannot parse {text:?}"),
         },
-        Err(e) => tracing::warn!(task = CPU_BENCHMARK, "{ONLINE_CPUS}: {e}"),
+        Err(e) => tracing::warn!("{ONLINE_CPUS}: {e}"),
     }
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -286,13 +283,13 @@ async fn count_workloads(command: &[String]) -> anyhow::Result<u64> {
         .context("cpu_benchmark.workloads_command is empty")?;
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args);
-    let limits = crate::child::Limits {
+    let limits = crate::tasks::child::Limits {
         stdout: WORKLOADS_OUTPUT,
         stderr: WORKLOADS_OUTPUT,
         timeout: WORKLOADS_TIMEOUT,
     };
     let never = CancellationToken::new();
-    let ended = crate::child::run(&mut cmd, limits, &never)
+    let ended = crate::tasks::child::run(&mut cmd, limits, &never)
         .await
         .with_context(|| format!("workloads command {program:?}: cannot run it"))?;
     let (status, stdout, stderr) = match ended {
@@ -356,7 +353,10 @@ mod tests {
         };
         CpuBenchmark {
             workload,
-            ..CpuBenchmark::new(&config)
+            ..CpuBenchmark::new(
+                &config,
+                &GridContext::new(crate::grid::Network::Main, &Default::default()),
+            )
         }
     }
 
@@ -373,7 +373,8 @@ mod tests {
 
     #[test]
     fn name_description_and_defaults_are_the_specs() {
-        let t = CpuBenchmark::new(&CpuBenchmarkConfig::default());
+        let grid = GridContext::new(crate::grid::Network::Main, &Default::default());
+        let t = CpuBenchmark::new(&CpuBenchmarkConfig::default(), &grid);
         assert_eq!(t.name(), "cpu-benchmark");
         assert_eq!(
             t.description(),

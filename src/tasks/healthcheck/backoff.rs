@@ -32,10 +32,7 @@ pub struct Retried {
     pub attempts: u32,
 }
 
-/// The run was cancelled (shutdown or the task's timeout) before the check
-/// came to an end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cancelled;
+pub use crate::util::backoff::Cancelled;
 
 /// Runs `attempt` (given its number, from 1) until it returns no errors or
 /// the backoff's total time is used up. `cancel` stops the attempts and the
@@ -51,7 +48,7 @@ where
     Fut: Future<Output = Vec<String>>,
 {
     let deadline = Instant::now() + backoff.total;
-    let mut wait = backoff.initial;
+    let mut waits = crate::util::backoff::Backoff::uncapped(backoff.initial);
     let mut n = 0u32;
     loop {
         n += 1;
@@ -64,7 +61,6 @@ where
         if errors.is_empty() || left.is_zero() {
             if n > 1 {
                 tracing::info!(
-                    task = "healthcheck",
                     check = label,
                     attempts = n,
                     passed = errors.is_empty(),
@@ -76,15 +72,14 @@ where
                 attempts: n,
             });
         }
-        let this_wait = wait.min(left);
-        tracing::warn!(task = "healthcheck", check = label, attempt = n, ?errors,
+        let this_wait = waits.advance().min(left);
+        tracing::warn!(check = label, attempt = n, ?errors,
             retry_in = ?this_wait, "check failed; retrying");
         tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(Cancelled),
             _ = tokio::time::sleep(this_wait) => {}
         }
-        wait = wait.checked_mul(2).unwrap_or(Duration::MAX);
     }
 }
 

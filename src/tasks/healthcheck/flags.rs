@@ -181,7 +181,7 @@ impl Flags {
             self.clear(flag).await
         };
         if let Err(e) = &done {
-            tracing::error!(task = "healthcheck", flag = flag.name(), error = %format!("{e:#}"),
+            tracing::error!(flag = flag.name(), error = %format!("{e:#}"),
                 "cannot update the flag the power daemon reads");
         }
         done

@@ -9,7 +9,7 @@
 //!   directory (default `/var/cache`). Failure: `failed to write to cache:
 //!   <reason>` and the flag `readonly-cache`.
 //! - `network`: a TCP connection to every grid service of the node's network
-//!   (both GraphQL URLs, relay, substrate, activation, the flist hub; SPEC §6)
+//!   (both GraphQL URLs, relay, substrate, activation, the flist hub; docs/configuration.md)
 //!   or to `healthcheck.services` when configured, all in parallel with one
 //!   timeout (default 5 s) covering name resolution and connection. Port: the
 //!   URL's own, else 443 for `https`/`wss`, else 80. Failure: one
@@ -42,6 +42,7 @@
 
 pub mod backoff;
 pub mod cache;
+mod config;
 pub mod flags;
 pub mod network;
 
@@ -50,14 +51,15 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::config::Config;
-use crate::task::{RunContext, RunFuture, Task, TaskDefaults};
+use crate::grid::GridContext;
 use crate::tasks::HEALTHCHECK;
+use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 
 pub use backoff::{Backoff, Cancelled, Retried};
+pub use config::HealthcheckConfig;
 pub use flags::{Flag, Flags};
 
-/// The description stored with every result (SPEC §2, exact).
+/// The description stored with every result (exact, docs/tasks/healthcheck.md).
 pub const DESCRIPTION: &str = "health check task runs multiple checks to ensure the node is in a usable state and set flags for the power daemon to stop reporting uptime if it is not usable";
 
 /// What the healthcheck looks at and how hard it tries.
@@ -73,8 +75,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(config: &Config) -> Settings {
-        let hc = &config.healthcheck;
+    /// The settings of a node in `grid` with the `[healthcheck]` section `hc`.
+    pub fn new(hc: &HealthcheckConfig, grid: &GridContext) -> Settings {
         Settings {
             cache_dir: hc.cache_dir.clone(),
             flags: Flags::new(hc.flags_dir.clone()),
@@ -83,7 +85,7 @@ impl Settings {
                 initial: hc.backoff_initial,
                 total: hc.backoff_total,
             },
-            services: config.health_services(),
+            services: hc.services_of(grid.network),
         }
     }
 }
@@ -149,16 +151,15 @@ pub struct Healthcheck {
 }
 
 impl Healthcheck {
-    pub fn new(settings: Settings) -> Healthcheck {
+    /// The task as the daemon registers it.
+    pub fn new(section: &HealthcheckConfig, grid: &GridContext) -> Healthcheck {
+        Healthcheck::with_settings(Settings::new(section, grid))
+    }
+
+    /// The task with settings made by hand (tests point it at their own
+    /// directories and services).
+    pub fn with_settings(settings: Settings) -> Healthcheck {
         Healthcheck { settings }
-    }
-
-    pub fn from_config(config: &Config) -> Healthcheck {
-        Healthcheck::new(Settings::from_config(config))
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.settings
     }
 
     /// Both checks at once, each with its own retries; the result maps each
@@ -208,10 +209,15 @@ impl Task for Healthcheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grid::{GridConfig, Network};
+
+    fn grid(network: Network) -> GridContext {
+        GridContext::new(network, &GridConfig::default())
+    }
 
     #[test]
     fn defaults_and_description_are_the_spec_ones() {
-        let t = Healthcheck::from_config(&Config::from_toml("").expect("config"));
+        let t = Healthcheck::new(&HealthcheckConfig::default(), &grid(Network::Main));
         assert_eq!(t.name(), "healthcheck");
         assert_eq!(t.description(), "health check task runs multiple checks to ensure the node is in a usable state and set flags for the power daemon to stop reporting uptime if it is not usable");
         let d = t.defaults();
@@ -223,8 +229,7 @@ mod tests {
 
     #[test]
     fn settings_come_from_the_config_and_the_network_table() {
-        let c = Config::from_toml("network = \"test\"\n").expect("config");
-        let s = Settings::from_config(&c);
+        let s = Settings::new(&HealthcheckConfig::default(), &grid(Network::Test));
         assert_eq!(s.cache_dir, PathBuf::from("/var/cache"));
         assert_eq!(s.flags.dir(), std::path::Path::new("/tmp/flags"));
         assert_eq!(s.connect_timeout, Duration::from_secs(5));
@@ -236,11 +241,11 @@ mod tests {
             }
         );
         assert_eq!(s.services, crate::grid::Network::Test.services());
-        let c = Config::from_toml(
-            "[healthcheck]\nservices = [\"http://192.0.2.1:8080/\"]\nconnect_timeout = \"250ms\"\n",
+        let c: HealthcheckConfig = toml::from_str(
+            "services = [\"http://192.0.2.1:8080/\"]\nconnect_timeout = \"250ms\"\n",
         )
         .expect("config");
-        let s = Settings::from_config(&c);
+        let s = Settings::new(&c, &grid(Network::Test));
         assert_eq!(s.services, ["http://192.0.2.1:8080/"]);
         assert_eq!(s.connect_timeout, Duration::from_millis(250));
     }
@@ -251,23 +256,5 @@ mod tests {
         assert_eq!(Check::Cache.flag(), Flag::ReadonlyCache);
         assert_eq!(Check::Network.label(), "network");
         assert_eq!(Check::Network.flag(), Flag::NotReachable);
-    }
-
-    #[test]
-    fn configured_services_must_be_urls_with_a_host() {
-        let err = Config::from_toml(
-            "[healthcheck]\nservices = [\"https://ok.example/\", \"relay.grid.tf\"]\n",
-        )
-        .expect_err("a bare host name is not a URL");
-        let msg = format!("{err:#}");
-        assert!(
-            msg.starts_with("healthcheck.services[1]: \"relay.grid.tf\": invalid URL"),
-            "{msg}"
-        );
-        let err = Config::from_toml("[healthcheck]\nservices = []\n").expect_err("empty list");
-        assert!(
-            format!("{err:#}").starts_with("healthcheck.services"),
-            "{err:#}"
-        );
     }
 }

@@ -45,7 +45,7 @@ impl Target {
     }
 }
 
-/// The port probed for a URL (SPEC §5): the URL's own, else 443 for
+/// The port probed for a URL (docs/tasks/healthcheck.md): the URL's own, else 443 for
 /// `https` and `wss`, else 80.
 ///
 /// The `url` crate drops a port equal to its scheme's default (`https://x:443`

@@ -13,8 +13,9 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::report::{self, Measure, Protocol};
-use crate::child::{self, Ended, Limits};
-use crate::config::IperfConfig;
+use super::IperfConfig;
+use crate::tasks::child::{self, Ended, Limits};
+use crate::util::backoff::Backoff;
 
 /// The most of iperf3's output read; its report is a few kilobytes. An
 /// iperf3 that writes more is killed at once (it would otherwise block on
@@ -22,11 +23,9 @@ use crate::config::IperfConfig;
 const OUTPUT_LIMIT: usize = 8 * 1024 * 1024;
 const STDERR_LIMIT: usize = 64 * 1024;
 
-/// The run was stopped by `ctx.cancel`; the task gives up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cancelled;
+pub use crate::util::backoff::Cancelled;
 
-/// The iperf3 arguments of SPEC §5 for one run.
+/// The iperf3 arguments of one run (docs/tasks/iperf.md).
 pub fn arguments(config: &IperfConfig, ip: IpAddr, protocol: Protocol) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "--client".into(),
@@ -64,7 +63,7 @@ pub async fn measure(
     cancel: &CancellationToken,
 ) -> Result<Measure, Cancelled> {
     let args = arguments(config, ip, protocol);
-    let mut wait = config.busy_backoff_initial;
+    let mut wait = Backoff::new(config.busy_backoff_initial, config.busy_backoff_max);
     let mut retries = 0;
     loop {
         let m = run_once(config, &args, protocol, cancel).await?;
@@ -73,14 +72,10 @@ pub async fn measure(
         }
         retries += 1;
         tracing::info!(
-            task = "iperf", %ip, protocol = protocol.as_str(), retry = retries,
-            wait = %humantime::format_duration(wait), "server busy; retrying"
+            %ip, protocol = protocol.as_str(), retry = retries,
+            wait = %humantime::format_duration(wait.peek()), "server busy; retrying"
         );
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = cancel.cancelled() => return Err(Cancelled),
-        }
-        wait = (wait * 2).min(config.busy_backoff_max.max(config.busy_backoff_initial));
+        wait.sleep(cancel).await?;
     }
 }
 
@@ -130,8 +125,7 @@ async fn run_once(
                 msg = format!("{program} exited with {status}; {msg}");
             }
             if !stderr.is_empty() {
-                let shown: String = stderr.chars().take(300).collect();
-                msg = format!("{msg}; stderr: {shown}");
+                msg = format!("{msg}; stderr: {}", crate::util::text::clip(stderr, 300));
             }
             Ok(Measure::failed(msg))
         }

@@ -7,7 +7,7 @@
 //! (the server sends): TCP over IPv4, TCP over IPv6, UDP over IPv4, UDP over
 //! IPv6. Targets are every up public node of the free farm (`free_farm_id`,
 //! farm 1) plus `other_farm_nodes` (12) up public nodes of other farms, a
-//! random window of the grid's list (SPEC §6). Not targets: this node
+//! random window of the grid's list (docs/configuration.md). Not targets: this node
 //! (`node_id`), any node whose public address is this node's own (an
 //! address on a local interface, or the one GraphQL lists for `node_id`), and
 //! any node whose addresses do not parse as usable IPs (logged).
@@ -41,7 +41,10 @@
 //! between runs against the same server ([`SETTLE`]): about 43 s.
 
 pub mod client;
+mod config;
 pub mod report;
+
+pub use config::IperfConfig;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -49,9 +52,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
-use crate::config::{Config, IperfConfig};
 use crate::grid::graphql::{GraphQl, Node, NodeFilter};
-use crate::task::{RunContext, RunFuture, Task, TaskDefaults};
+use crate::grid::GridContext;
+use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 use report::{Entry, Protocol};
 
 pub const DESCRIPTION: &str =
@@ -66,28 +69,24 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 /// The iperf task, built from the configuration.
 pub struct Iperf {
     config: IperfConfig,
-    node_id: Option<u32>,
-    graphql_urls: Vec<String>,
-    graphql_timeout: Duration,
+    grid: GridContext,
 }
 
 impl Iperf {
-    pub fn new(config: &Config) -> Iperf {
+    pub fn new(section: &IperfConfig, grid: &GridContext) -> Iperf {
         Iperf {
-            config: config.iperf.clone(),
-            node_id: config.node_id,
-            graphql_urls: config.graphql_urls(),
-            graphql_timeout: config.grid.graphql_timeout,
+            config: section.clone(),
+            grid: grid.clone(),
         }
     }
 
     async fn run_all(&self, ctx: &RunContext) -> anyhow::Result<Vec<Entry>> {
-        let gql = GraphQl::new(self.graphql_urls.clone(), self.graphql_timeout)?;
+        let gql = self.grid.graphql()?;
         let targets = tokio::select! {
             t = self.targets(&gql) => t?,
             _ = ctx.cancel.cancelled() => anyhow::bail!("iperf: cancelled while listing targets"),
         };
-        tracing::info!(task = "iperf", targets = targets.len(), "targets chosen");
+        tracing::info!(targets = targets.len(), "targets chosen");
         let mut entries = Vec::with_capacity(targets.len() * 4);
         for t in &targets {
             let started = Instant::now();
@@ -108,13 +107,13 @@ impl Iperf {
                     .await
                     .map_err(|_| anyhow!("iperf: cancelled while testing node {}", t.node_id))?;
                 if !m.error.is_empty() {
-                    tracing::warn!(task = "iperf", node = t.node_id, %ip,
+                    tracing::warn!(node = t.node_id, %ip,
                         protocol = protocol.as_str(), error = %m.error, "run failed");
                 }
                 settle = m.error.is_empty();
                 entries.push(m.into_entry(t.node_id, ip.to_string(), protocol));
             }
-            tracing::debug!(task = "iperf", node = t.node_id, duration = ?started.elapsed(), "node tested");
+            tracing::debug!(node = t.node_id, duration = ?started.elapsed(), "node tested");
         }
         Ok(entries)
     }
@@ -136,7 +135,7 @@ impl Iperf {
                 a
             }
             (Ok(a), Err(e)) | (Err(e), Ok(a)) => {
-                tracing::warn!(task = "iperf", error = %format!("{e:#}"),
+                tracing::warn!(error = %format!("{e:#}"),
                     "one node list failed; testing the other");
                 a
             }
@@ -147,7 +146,7 @@ impl Iperf {
             }
         };
         let mut own = local_addresses();
-        Ok(select_targets(nodes, self.node_id, &mut own))
+        Ok(select_targets(nodes, self.grid.node_id, &mut own))
     }
 }
 
@@ -217,13 +216,13 @@ pub fn select_targets(
         let (ipv4, ipv6) = match addresses {
             Ok(a) => a,
             Err(reason) => {
-                tracing::warn!(task = "iperf", node = n.node_id, public_config = ?n.public_config,
+                tracing::warn!(node = n.node_id, public_config = ?n.public_config,
                     %reason, "skipping node: its public addresses are not usable");
                 continue;
             }
         };
         if own.contains(&ipv4) || own.contains(&ipv6) {
-            tracing::info!(task = "iperf", node = n.node_id, %ipv4, %ipv6,
+            tracing::info!(node = n.node_id, %ipv4, %ipv6,
                 "skipping node: it has this node's own public address");
             continue;
         }
@@ -262,7 +261,7 @@ fn local_addresses() -> HashSet<IpAddr> {
             })
             .collect(),
         Err(e) => {
-            tracing::warn!(task = "iperf", error = %e, "cannot list local addresses");
+            tracing::warn!(error = %e, "cannot list local addresses");
             HashSet::new()
         }
     }
@@ -281,7 +280,8 @@ mod tests {
 
     #[test]
     fn defaults_and_description_follow_the_spec() {
-        let t = Iperf::new(&Config::from_toml("").expect("config"));
+        let grid = GridContext::new(crate::grid::Network::Main, &Default::default());
+        let t = Iperf::new(&IperfConfig::default(), &grid);
         assert_eq!(t.name(), "iperf");
         assert_eq!(
             t.description(),

@@ -1,5 +1,5 @@
 //! What one iperf3 run leaves in the result: its JSON report read into an
-//! [`Entry`] (SPEC §5).
+//! [`Entry`] (docs/tasks/iperf.md).
 //!
 //! iperf3 3.12 with `-R --json` prints one JSON object. The figures used:
 //! - `end.sum_sent.bits_per_second`: the sending side's rate. With `-R` the
@@ -8,7 +8,7 @@
 //! - `end.sum_received.bits_per_second`: what we received. Stored as
 //!   `download_speed` for TCP.
 //! - UDP: `end.streams[0].udp.bits_per_second` is stored as `download_speed`
-//!   (SPEC §5). In 3.12 that stream figure is computed from the bytes the
+//!   (docs/tasks/iperf.md). In 3.12 that stream figure is computed from the bytes the
 //!   server sent over our elapsed time (the stream's `bytes` equal
 //!   `sum_sent.bytes`), with our receiver-side `lost_packets`/`jitter_ms`
 //!   beside it; `sum_received` holds the bytes that actually arrived. So
@@ -54,7 +54,7 @@ pub struct CpuReport {
     pub remote_system: f64,
 }
 
-/// One element of the iperf result array (SPEC §5); the field names are
+/// One element of the iperf result array (docs/tasks/iperf.md); the field names are
 /// wire facts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -114,8 +114,10 @@ pub fn parse(stdout: &[u8], protocol: Protocol) -> Result<Measure, String> {
     let v: Value = serde_json::from_slice(stdout).map_err(|e| {
         let text = String::from_utf8_lossy(stdout);
         let text = text.trim();
-        let shown: String = text.chars().take(200).collect();
-        format!("iperf3 output is not a JSON report ({e}): {shown:?}")
+        format!(
+            "iperf3 output is not a JSON report ({e}): {:?}",
+            crate::util::text::clip(text, 200)
+        )
     })?;
     let Some(report) = v.as_object() else {
         return Err("iperf3 output is not a JSON object".into());

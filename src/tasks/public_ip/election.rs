@@ -41,7 +41,6 @@ pub async fn lower_node_answering(
                 address,
             }),
             None => tracing::debug!(
-                task = super::NAME,
                 node = node.node_id,
                 "lower-id node has no parseable zos address; not asked"
             ),
@@ -60,7 +59,6 @@ pub async fn lower_node_answering(
             return Ok(Some(elder));
         }
         tracing::debug!(
-            task = super::NAME,
             node = elder.node_id,
             address = %elder.address,
             "lower-id node does not answer"

@@ -49,7 +49,7 @@ pub async fn public_ip(url: &str, source: IpAddr, timeout: Duration) -> anyhow::
         if !status.is_success() {
             return Lookup::Failed(format!("answered with HTTP status {status}"));
         }
-        match crate::http::read_capped(response, crate::http::LOOKUP_MAX_BODY).await {
+        match crate::util::http::read_capped(response, crate::util::http::LOOKUP_MAX_BODY).await {
             Ok(body) => parse_answer(&String::from_utf8_lossy(&body)),
             Err(e) => Lookup::Failed(e),
         }
@@ -64,10 +64,10 @@ pub fn parse_answer(body: &str) -> Lookup {
     let text = body.trim();
     match text.parse::<IpAddr>() {
         Ok(ip) => Lookup::Answer(ip.to_canonical()),
-        Err(_) => {
-            let shown: String = text.chars().take(60).collect();
-            Lookup::Failed(format!("answer {shown:?} is not an IP address"))
-        }
+        Err(_) => Lookup::Failed(format!(
+            "answer {:?} is not an IP address",
+            crate::util::text::clip(text, 60)
+        )),
     }
 }
 

@@ -48,11 +48,14 @@
 //! Whatever ends a run (error, timeout, shutdown, panic), the link is left
 //! with no address, no route, and down: see [`netns`].
 
+mod config;
 pub mod election;
 mod link;
 pub mod lookup;
 pub mod netns;
 pub mod validate;
+
+pub use config::PublicIpConfig;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,14 +65,14 @@ use anyhow::Context;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use crate::config::{Config, PublicIpConfig};
 use crate::grid::graphql::{GraphQl, Node, PublicIp};
-use crate::task::{RunContext, RunFuture, Task, TaskDefaults};
+use crate::grid::GridContext;
+use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 
 pub const NAME: &str = crate::tasks::PUBLIC_IP_VALIDATION;
 pub const DESCRIPTION: &str = "Runs on the least NodeID node in a farm to validate all its IPs.";
 
-/// The reasons of SPEC §5, exact.
+/// The reasons, exact (docs/tasks/public-ip-validation.md).
 pub const IPS_NOT_MATCHING: &str = "public ip does not match farm ip";
 pub const PUBLIC_IP_DATA_INVALID: &str = "public ip or gateway data are not valid";
 pub const IP_IS_USED: &str = "ip is already assigned to a contract";
@@ -147,20 +150,24 @@ pub struct PublicIpValidation {
 
 impl PublicIpValidation {
     /// The task as the daemon registers it: farm data from the grid's GraphQL.
-    pub fn from_config(config: &Config) -> Self {
-        let source: Arc<dyn FarmSource> = match GraphQl::from_config(config) {
+    pub fn new(section: &PublicIpConfig, grid: &GridContext) -> Self {
+        let source: Arc<dyn FarmSource> = match grid.graphql() {
             Ok(client) => Arc::new(client),
             Err(e) => Arc::new(Unavailable(format!("{e:#}"))),
         };
-        Self::new(config, source)
+        Self::with_source(section, grid, source)
     }
 
     /// The task with its farm data from `source`.
-    pub fn new(config: &Config, source: Arc<dyn FarmSource>) -> Self {
+    pub fn with_source(
+        section: &PublicIpConfig,
+        grid: &GridContext,
+        source: Arc<dyn FarmSource>,
+    ) -> Self {
         PublicIpValidation {
-            settings: config.public_ip.clone(),
-            farm_id: config.farm_id,
-            node_id: config.node_id,
+            settings: section.clone(),
+            farm_id: grid.farm_id,
+            node_id: grid.node_id,
             source,
         }
     }
@@ -185,7 +192,6 @@ impl PublicIpValidation {
             election::lower_node_answering(&nodes, me, self.settings.ping_count).await?
         {
             tracing::warn!(
-                task = NAME,
                 node = me,
                 lower_node = elder.node_id,
                 address = %elder.address,
@@ -199,7 +205,6 @@ impl PublicIpValidation {
                 .collect());
         }
         tracing::info!(
-            task = NAME,
             node = me,
             farm,
             ips = ips.len(),

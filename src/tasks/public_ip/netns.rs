@@ -29,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::link;
 use super::validate::check_all;
+use super::PublicIpConfig;
 use super::Report;
-use crate::config::PublicIpConfig;
 use crate::grid::graphql::PublicIp;
 
 /// Where named network namespaces are bind-mounted (as by `ip netns`).
@@ -97,9 +97,12 @@ pub async fn validate_in_namespace(
         ips,
         cancel: stop.clone(),
     };
+    // The thread logs inside the run's span (it carries the task's name).
+    let span = tracing::Span::current();
     std::thread::Builder::new()
         .name("pubip-netns".into())
         .spawn(move || {
+            let _span = span.enter();
             // Dropped last: tells JoinOnDrop the cleanup is over.
             let _done = done_tx;
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()))
@@ -132,7 +135,6 @@ impl Drop for JoinOnDrop {
         let started = Instant::now();
         if let Err(mpsc::RecvTimeoutError::Timeout) = self.done.recv_timeout(CLEANUP_WAIT) {
             tracing::error!(
-                task = super::NAME,
                 waited = ?started.elapsed(),
                 "namespace thread still cleaning up; not waiting longer"
             );
@@ -215,7 +217,6 @@ impl Job {
         match (root, &s.parent_interface) {
             (Some(root), Some(parent)) => {
                 tracing::info!(
-                    task = super::NAME,
                     link = s.link,
                     namespace = s.namespace,
                     parent,
@@ -279,7 +280,7 @@ impl Drop for LinkGuard {
     fn drop(&mut self) {
         if self.armed {
             if let Err(e) = self.clean() {
-                tracing::error!(task = super::NAME, "{e:#}");
+                tracing::error!("{e:#}");
             }
         }
     }

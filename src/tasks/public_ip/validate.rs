@@ -1,4 +1,4 @@
-//! The steps of SPEC §5 for the farm IPs, on the test link, inside the
+//! The steps of docs/tasks/public-ip-validation.md for the farm IPs, on the test link, inside the
 //! namespace (called on the namespace thread, see `netns`): clear the link,
 //! then for each IP add it, bring the link up, route via its gateway, ask
 //! who we are, compare, and clear the link again.
@@ -11,11 +11,11 @@ use rtnetlink::Handle;
 
 use super::link;
 use super::lookup::{self, Lookup};
+use super::PublicIpConfig;
 use super::{
-    IpReport, Report, State, FETCH_REAL_IP_FAILED, IPS_NOT_MATCHING, IP_IS_USED, NAME,
+    IpReport, Report, State, FETCH_REAL_IP_FAILED, IPS_NOT_MATCHING, IP_IS_USED,
     PUBLIC_IP_DATA_INVALID,
 };
-use crate::config::PublicIpConfig;
 use crate::grid::graphql::PublicIp;
 
 /// A farm IP parsed for use: address, prefix length, gateway.
@@ -58,7 +58,7 @@ pub fn parse_farm_ip(ip: &str, gateway: &str) -> Result<Parsed, String> {
     })
 }
 
-/// The steps of SPEC §5 on the test link, inside the namespace: clear it,
+/// The steps of docs/tasks/public-ip-validation.md on the test link, inside the namespace: clear it,
 /// check each IP, clear it again after each. (Setting it down at the end is
 /// the namespace thread's guard's job, which runs on every path.)
 pub(super) async fn check_all(
@@ -81,7 +81,6 @@ pub(super) async fn check_all(
         let outcome = outcome?;
         cleared?;
         tracing::info!(
-            task = NAME,
             ip = farm_ip.ip,
             state = ?outcome.state,
             reason = outcome.reason,
@@ -102,12 +101,7 @@ async fn check_one(
     settings: &PublicIpConfig,
 ) -> anyhow::Result<IpReport> {
     let invalid_data = |why: String| {
-        tracing::warn!(
-            task = NAME,
-            ip = farm_ip.ip,
-            gateway = farm_ip.gateway,
-            "{why}"
-        );
+        tracing::warn!(ip = farm_ip.ip, gateway = farm_ip.gateway, "{why}");
         Ok(IpReport::new(State::Invalid, PUBLIC_IP_DATA_INVALID))
     };
     if farm_ip.contract_id != 0 {
@@ -128,7 +122,7 @@ async fn check_one(
         match lookup::public_ip(&settings.lookup_url, p.ip, settings.lookup_timeout).await? {
             Lookup::Answer(seen) if seen == p.ip => IpReport::new(State::Valid, ""),
             Lookup::Answer(seen) => {
-                tracing::warn!(task = NAME, ip = farm_ip.ip, %seen, "the lookup service sees another address");
+                tracing::warn!(ip = farm_ip.ip, %seen, "the lookup service sees another address");
                 IpReport::new(State::Invalid, IPS_NOT_MATCHING)
             }
             Lookup::Unreachable(why) => {
@@ -139,7 +133,6 @@ async fn check_one(
             }
             Lookup::Failed(why) => {
                 tracing::warn!(
-                    task = NAME,
                     ip = farm_ip.ip,
                     url = settings.lookup_url,
                     "lookup failed: {why}"

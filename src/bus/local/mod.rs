@@ -1,4 +1,12 @@
-//! The serve loop: pop requests, answer each from the store, push replies.
+//! The local transport: the RMB peer on the node pushes requests onto
+//! Redis lists and waits for replies on lists; this module pops them and
+//! pushes the replies, and leaves everything else to the bus core
+//! ([`super::batch`]). The local client behind `zos-perf call` is in
+//! [`client`].
+//!
+//! Longer than most files (about 460 lines before its tests): the popper,
+//! the batch server and their reconnect sessions share the at-most-once
+//! rules below, which hold only when read together.
 //!
 //! ```text
 //!  popper (own connection), one round trip each:     batch tasks (shared ConnectionManager)
@@ -34,8 +42,9 @@
 //!   drain rate and the round trip are better (BENCHMARKS.md, section bus);
 //!   it also keeps answering while the daemon's own runtime is busy.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+pub mod client;
+pub mod fetch;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,14 +53,17 @@ use redis::AsyncConnectionConfig;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::commands::{clip, Command, Snapshot};
-use super::message::unix_now;
-use super::triage::{triage, Answer, Incoming};
-use crate::config::BusConfig;
-use crate::logging::{Escaped, RateLimit};
-use crate::redis_link::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
-use crate::task::TaskResult;
+use super::batch;
+use super::commands::Command;
+use super::snapshot::Snapshot;
+use super::stats::BusStats;
+use super::triage::Answer;
+use super::BusConfig;
+use crate::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::store::result_keys;
 use crate::tasks::NAMES;
+use crate::util::backoff::Backoff;
+use crate::util::clock::unix_now;
 
 /// How long one BRPOP blocks: also how long shutdown may wait for it.
 const BRPOP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -61,52 +73,6 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// A session that lasted this long was working: its end starts backoff afresh.
 const SESSION_OK: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// What the bus has done since it started; for logs, tests and benchmarks.
-#[derive(Debug, Default)]
-pub struct BusStats {
-    received: AtomicU64,
-    replied: AtomicU64,
-    errors: AtomicU64,
-    expired: AtomicU64,
-    dropped: AtomicU64,
-    lost: AtomicU64,
-}
-
-/// A copy of the counters at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    /// Requests popped.
-    pub received: u64,
-    /// Replies pushed (errors included).
-    pub replied: u64,
-    /// Of those, error replies.
-    pub errors: u64,
-    /// Dropped unanswered because `now + exp` had passed.
-    pub expired: u64,
-    /// Dropped unanswered because there was nobody to answer.
-    pub dropped: u64,
-    /// Replies that may not have arrived (Redis failed under the push).
-    pub lost: u64,
-}
-
-impl BusStats {
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        StatsSnapshot {
-            received: get(&self.received),
-            replied: get(&self.replied),
-            errors: get(&self.errors),
-            expired: get(&self.expired),
-            dropped: get(&self.dropped),
-            lost: get(&self.lost),
-        }
-    }
-
-    fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
-}
 
 /// Serves `zos.perf.get` and `zos.perf.get_all` from the Redis of `client`
 /// until `shutdown`, then waits for the replies in flight.
@@ -162,9 +128,9 @@ impl Bus {
     async fn run(self, shutdown: CancellationToken) {
         let max = self.config.max_in_flight.clamp(1, MAX_IN_FLIGHT);
         let permits = Arc::new(Semaphore::new(max));
-        let mut delay = BACKOFF_MIN;
+        let mut delay = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         let mut failures: u64 = 0;
-        let logs = Arc::new(Logs::default());
+        let logs = Arc::new(batch::Logs::default());
         tracing::info!(
             lists = ?Command::ALL.map(Command::list),
             max_in_flight = max,
@@ -186,7 +152,7 @@ impl Bus {
                     });
                     let popper = Popper {
                         conn: pop,
-                        result_keys: NAMES.iter().map(|n| TaskResult::key_of(n)).collect(),
+                        result_keys: result_keys(),
                         server,
                         permits: permits.clone(),
                         batch_max: batch_size(max),
@@ -199,12 +165,12 @@ impl Bus {
                             // failures; one that fails at once (Redis refusing
                             // BRPOP itself) must not spin.
                             if started.elapsed() >= SESSION_OK {
-                                delay = BACKOFF_MIN;
+                                delay.reset();
                                 failures = 0;
                             }
                             failures += 1;
                             if failures == 1 || failures % 12 == 0 {
-                                tracing::warn!(error = %e, retry_in = ?delay, failures,
+                                tracing::warn!(error = %e, retry_in = ?delay.peek(), failures,
                                     "bus handler lost redis; reconnecting");
                             }
                         }
@@ -213,16 +179,13 @@ impl Bus {
                 Err(e) => {
                     failures += 1;
                     if failures == 1 || failures % 12 == 0 {
-                        tracing::warn!(error = %e, retry_in = ?delay, failures,
+                        tracing::warn!(error = %e, retry_in = ?delay.peek(), failures,
                             "bus handler cannot reach redis; requests wait in redis until it can");
                     }
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.cancelled() => {}
-            }
-            delay = (delay * 2).min(BACKOFF_MAX);
+            // Cancelled: the loop's condition sees it.
+            let _ = delay.sleep(&shutdown).await;
         }
         // Every permit back means every batch has pushed its replies (or
         // given up on them).
@@ -423,25 +386,7 @@ struct Server {
     shutdown: CancellationToken,
     /// Seconds a sender's clock may be behind ours.
     skew: u64,
-    logs: Arc<Logs>,
-}
-
-/// How often what any sender can cause at will is logged, at most.
-const LOG_PERIOD: Duration = Duration::from_secs(10);
-
-/// Rate limits of the log lines that input can repeat at will.
-struct Logs {
-    dropped: RateLimit,
-    expired: RateLimit,
-}
-
-impl Default for Logs {
-    fn default() -> Self {
-        Logs {
-            dropped: RateLimit::new(LOG_PERIOD),
-            expired: RateLimit::new(LOG_PERIOD),
-        }
-    }
+    logs: Arc<batch::Logs>,
 }
 
 /// A failed attempt to answer a batch.
@@ -458,33 +403,7 @@ impl Server {
         mut snapshot: Snapshot,
         permits: OwnedSemaphorePermit,
     ) {
-        let now = unix_now();
-        let mut answers = Vec::with_capacity(popped.len());
-        for (cmd, raw) in &popped {
-            match triage(*cmd, raw, now, self.skew) {
-                Incoming::Answer(a) => answers.push(a),
-                Incoming::Expired => {
-                    BusStats::add(&self.stats.expired, 1);
-                    if let Some(suppressed) = self.logs.expired.allow() {
-                        tracing::info!(
-                            list = cmd.list(),
-                            suppressed,
-                            skew_s = self.skew,
-                            "dropping an expired request (its sender gave up; is a clock wrong?)"
-                        );
-                    }
-                }
-                Incoming::Dropped(reason) => {
-                    BusStats::add(&self.stats.dropped, 1);
-                    if let Some(suppressed) = self.logs.dropped.allow() {
-                        let head = String::from_utf8_lossy(&raw[..raw.len().min(400)]);
-                        tracing::warn!(list = cmd.list(), reason = %Escaped(&reason),
-                            message = %Escaped(&clip(&head, 200)), suppressed,
-                            "dropping a message with nobody to answer");
-                    }
-                }
-            }
-        }
+        let answers = batch::triage_all(&popped, unix_now(), self.skew, &self.stats, &self.logs);
         if !answers.is_empty() {
             self.answer_all(&answers, &mut snapshot).await;
         }
@@ -494,7 +413,7 @@ impl Server {
     /// Pushes one reply per answer, retrying only what certainly did not
     /// reach Redis, and only while someone may still wait for it.
     async fn answer_all(&self, answers: &[Answer<'_>], snapshot: &mut Snapshot) {
-        let mut delay = BACKOFF_MIN;
+        let mut delay = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         loop {
             let failure = match self.try_answer(answers, snapshot).await {
                 Ok(errors) => {
@@ -507,13 +426,10 @@ impl Server {
             let now = unix_now();
             let awaited = answers.iter().any(|a| a.deadline >= now);
             if failure.nothing_sent && awaited && !self.shutdown.is_cancelled() {
-                tracing::debug!(error = %failure.error, retry_in = ?delay, replies = answers.len(),
+                tracing::debug!(error = %failure.error, retry_in = ?delay.peek(), replies = answers.len(),
                     "redis unreachable; replies wait");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = self.shutdown.cancelled() => {}
-                }
-                delay = (delay * 2).min(BACKOFF_MAX);
+                // Cancelled: the next pass sees the shutdown and gives up.
+                let _ = delay.sleep(&self.shutdown).await;
                 continue;
             }
             BusStats::add(&self.stats.lost, answers.len());
@@ -530,22 +446,11 @@ impl Server {
         answers: &[Answer<'_>],
         snapshot: &mut Snapshot,
     ) -> Result<usize, Failure> {
-        let now = unix_now();
-        let mut errors = 0;
-        let mut lists: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        for a in answers {
-            let (encoded, is_error) = a.reply(snapshot, now).map_err(|e| Failure {
+        let batch::Replies { lists, errors } = batch::replies(answers, snapshot, unix_now())
+            .map_err(|e| Failure {
                 error: format!("encoding a reply: {e}"),
                 nothing_sent: false,
             })?;
-            errors += usize::from(is_error);
-            let i = *index.entry(a.ret.as_ref()).or_insert_with(|| {
-                lists.push((a.ret.as_ref(), Vec::new()));
-                lists.len() - 1
-            });
-            lists[i].1.push(encoded);
-        }
 
         // LPUSH of several values keeps their order for a BRPOP reader.
         let mut conn = self.conn.clone();

@@ -24,7 +24,7 @@ use redis::aio::ConnectionLike;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::redis_link::RedisLink;
+use crate::redis::RedisLink;
 
 /// One daemon per Redis.
 pub const DAEMON_KEY: &str = "perf:lease:daemon";

@@ -1,5 +1,5 @@
-//! The result store (SPEC §3): `perf.<name>` = the task's latest
-//! `TaskResult` as JSON, plus the operators' `perf:status` hash.
+//! The result store (docs/redis.md): `perf.<name>` = the task's latest
+//! [`TaskResult`] as JSON, plus the operators' `perf:status` hash.
 //!
 //! The daemon keeps every result it holds in memory and mirrors it to Redis
 //! from one sync loop. Memory is the truth, because on a node Redis keeps
@@ -7,9 +7,9 @@
 //! within a second and writes them back. If Redis is away, tasks still run
 //! and their results wait in memory until it answers.
 //!
-//! Readers (the bus, the CLI) use the free functions at the bottom, which
-//! read exactly the keys of the known task names: their cost never grows
-//! with the rest of the keyspace.
+//! - [`record`]: the stored record of one run ([`TaskResult`]).
+//! - [`status`]: the status entry of each task in `perf:status`.
+//! - [`read`]: the read side the CLI and the bus use.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,10 +20,15 @@ use redis::aio::ConnectionLike;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::redis_link::RedisLink;
-use crate::status::{TaskStatus, STATUS_KEY};
-use crate::task::TaskResult;
-use crate::tasks::NAMES;
+use crate::redis::{keys, RedisLink};
+
+mod read;
+mod record;
+mod status;
+
+pub use read::{read_all, read_all_raw, read_raw, read_status, result_keys};
+pub use record::TaskResult;
+pub use status::{Outcome, State, TaskStatus};
 
 /// How often the sync loop checks that Redis still holds what we hold.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -35,7 +40,7 @@ struct Entry<T> {
 }
 
 #[derive(Default)]
-struct State {
+struct Held {
     /// Whether the results already in Redis have been read in.
     loaded: bool,
     results: BTreeMap<String, Entry<TaskResult>>,
@@ -47,16 +52,14 @@ struct State {
 /// What one sync pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SyncReport {
-    pub written: usize,
+    /// Values found missing in Redis and written again.
     pub restored: usize,
-    pub deleted: usize,
-    pub adopted: usize,
 }
 
 /// The daemon's store: memory first, mirrored to Redis.
 pub struct ResultStore {
     link: RedisLink,
-    state: Mutex<State>,
+    state: Mutex<Held>,
     wake: Notify,
 }
 
@@ -64,7 +67,7 @@ impl ResultStore {
     pub fn new(link: RedisLink) -> Arc<ResultStore> {
         Arc::new(ResultStore {
             link,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(Held::default()),
             wake: Notify::new(),
         })
     }
@@ -73,7 +76,7 @@ impl ResultStore {
         &self.link
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, Held> {
         // A panic elsewhere while holding the lock leaves plain data behind;
         // keep serving it.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -104,8 +107,7 @@ impl ResultStore {
         let mut st = self.state();
         let mut adopted = 0;
         for r in stored {
-            if st.results.contains_key(&r.name) || st.deletes.contains(&TaskResult::key_of(&r.name))
-            {
+            if st.results.contains_key(&r.name) || st.deletes.contains(&keys::result(&r.name)) {
                 continue;
             }
             let json = serde_json::to_string(&r)?;
@@ -149,7 +151,7 @@ impl ResultStore {
         let mut st = self.state();
         st.results.remove(name);
         st.status.remove(name);
-        st.deletes.insert(TaskResult::key_of(name));
+        st.deletes.insert(keys::result(name));
         drop(st);
         self.wake.notify_one();
     }
@@ -234,7 +236,7 @@ impl ResultStore {
         };
         let mut report = SyncReport::default();
         if !self.state().loaded {
-            report.adopted = self.adopt(&mut conn).await?;
+            self.adopt(&mut conn).await?;
         }
 
         // Snapshot under the lock; talk to Redis without it.
@@ -271,21 +273,21 @@ impl ResultStore {
         let mut pipe = redis::pipe();
         for key in &deletes {
             pipe.del(key).ignore();
-            if let Some(name) = key.strip_prefix("perf.") {
-                pipe.hdel(STATUS_KEY, name).ignore();
+            if let Some(name) = keys::task_of(key) {
+                pipe.hdel(keys::STATUS, name).ignore();
             }
         }
         for (name, json) in &writes {
-            pipe.set(TaskResult::key_of(name), json).ignore();
+            pipe.set(keys::result(name), json).ignore();
         }
         for (name, json) in &status_writes {
-            pipe.hset(STATUS_KEY, name, json).ignore();
+            pipe.hset(keys::STATUS, name, json).ignore();
         }
         for name in &present {
-            pipe.exists(TaskResult::key_of(name));
+            pipe.exists(keys::result(name));
         }
         for name in &status_present {
-            pipe.hexists(STATUS_KEY, name);
+            pipe.hexists(keys::STATUS, name);
         }
         if present.is_empty() && status_present.is_empty() {
             // Nothing to check: still make one round trip so that a dead
@@ -301,7 +303,6 @@ impl ResultStore {
         for key in &deletes {
             st.deletes.remove(key);
         }
-        report.deleted = deletes.len();
         for (name, json) in &writes {
             if let Some(e) = st.results.get_mut(name) {
                 // Only if no newer result came in meanwhile.
@@ -310,7 +311,6 @@ impl ResultStore {
                 }
             }
         }
-        report.written = writes.len();
         for (name, json) in &status_writes {
             if let Some(e) = st.status.get_mut(name) {
                 if &e.json == json {
@@ -336,80 +336,4 @@ impl ResultStore {
         }
         Ok(Some(report))
     }
-}
-
-/// The stored JSON of one task's result, as written.
-pub async fn read_raw(
-    conn: &mut impl ConnectionLike,
-    name: &str,
-) -> anyhow::Result<Option<String>> {
-    let key = TaskResult::key_of(name);
-    redis::cmd("GET")
-        .arg(&key)
-        .query_async(conn)
-        .await
-        .with_context(|| format!("reading {key}"))
-}
-
-/// The stored JSON of every known task's result, in task order, absent ones
-/// left out. One MGET of the known keys: no keyspace walk.
-pub async fn read_all_raw(conn: &mut impl ConnectionLike) -> anyhow::Result<Vec<String>> {
-    let keys: Vec<String> = NAMES.iter().map(|n| TaskResult::key_of(n)).collect();
-    let values: Vec<Option<String>> = redis::cmd("MGET")
-        .arg(&keys)
-        .query_async(conn)
-        .await
-        .context("reading perf.* results")?;
-    Ok(values.into_iter().flatten().collect())
-}
-
-/// One task's stored result, decoded.
-pub async fn read(
-    conn: &mut impl ConnectionLike,
-    name: &str,
-) -> anyhow::Result<Option<TaskResult>> {
-    match read_raw(conn, name).await? {
-        Some(json) => Ok(Some(decode(name, &json)?)),
-        None => Ok(None),
-    }
-}
-
-/// Every stored result, decoded. A value that does not decode is skipped
-/// and logged: one bad key must not hide the others.
-pub async fn read_all(conn: &mut impl ConnectionLike) -> anyhow::Result<Vec<TaskResult>> {
-    let raw = read_all_raw(conn).await?;
-    Ok(raw
-        .iter()
-        .filter_map(|json| match serde_json::from_str::<TaskResult>(json) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!(error = %e, "skipping a stored result that does not decode");
-                None
-            }
-        })
-        .collect())
-}
-
-/// Every task's status from `perf:status`.
-pub async fn read_status(
-    conn: &mut impl ConnectionLike,
-) -> anyhow::Result<BTreeMap<String, TaskStatus>> {
-    let raw: BTreeMap<String, String> = redis::cmd("HGETALL")
-        .arg(STATUS_KEY)
-        .query_async(conn)
-        .await
-        .with_context(|| format!("reading {STATUS_KEY}"))?;
-    Ok(raw
-        .into_iter()
-        .filter_map(|(k, v)| serde_json::from_str(&v).ok().map(|s| (k, s)))
-        .collect())
-}
-
-fn decode(name: &str, json: &str) -> anyhow::Result<TaskResult> {
-    serde_json::from_str(json).with_context(|| {
-        format!(
-            "stored value of {} is not a task result",
-            TaskResult::key_of(name)
-        )
-    })
 }

@@ -4,9 +4,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The hash that holds every task's status.
-pub const STATUS_KEY: &str = "perf:status";
-
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

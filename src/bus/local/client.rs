@@ -12,8 +12,9 @@ use anyhow::Context;
 use base64::Engine;
 use redis::AsyncConnectionConfig;
 
-use super::message::{unix_now, Reply, Request, BASE64, JSON_SCHEMA, VERSION};
-use crate::redis_link::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::bus::message::{Reply, Request, BASE64, JSON_SCHEMA, VERSION};
+use crate::redis::{keys, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::util::clock::unix_now;
 
 /// The caller this client says it is: twin 0, connection `zos-perf-call`.
 pub const SOURCE: &str = "0:zos-perf-call";
@@ -25,7 +26,7 @@ pub async fn call(
     payload: &[u8],
     timeout: Duration,
 ) -> anyhow::Result<Reply<'static>> {
-    let ret = format!("msgbus.zos-perf-call.{:016x}", rand::random::<u64>());
+    let ret = keys::call_reply_list(rand::random::<u64>());
     let reference = format!("{:016x}", rand::random::<u64>());
     let request = Request {
         ver: VERSION,
@@ -53,7 +54,7 @@ pub async fn call(
                 client.get_connection_info().addr
             )
         })?;
-    let list = format!("msgbus.{cmd}");
+    let list = keys::request_list(cmd);
     redis::cmd("LPUSH")
         .arg(&list)
         .arg(&encoded)

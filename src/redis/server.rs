@@ -89,7 +89,7 @@ pub fn socket_url() -> String {
 
 /// Whether a Redis answers PING at `url` within a second.
 pub async fn answers(url: &str) -> bool {
-    let Ok(client) = crate::redis_link::client(url) else {
+    let Ok(client) = super::link::client(url) else {
         return false;
     };
     let ping = async {
@@ -102,16 +102,34 @@ pub async fn answers(url: &str) -> bool {
     )
 }
 
+/// The Redis the read-only commands talk to: the configured one, else the
+/// daemon's private one if it runs, else `default`. A private socket is
+/// trusted only in a runtime directory that is ours alone: in one another
+/// user can write, the server behind it may be theirs.
+pub async fn reader_url(configured: Option<&str>, default: &str) -> anyhow::Result<String> {
+    if let Some(url) = configured {
+        return Ok(url.to_string());
+    }
+    let private = socket_url();
+    if std::fs::symlink_metadata(socket_path()).is_ok() {
+        check_runtime_dir(&runtime_dir())?;
+        if answers(&private).await {
+            return Ok(private);
+        }
+    }
+    Ok(default.to_string())
+}
+
 /// A redis-server child process; killed when dropped.
-pub struct EmbeddedRedis {
+pub struct PrivateRedis {
     child: Child,
     socket: PathBuf,
 }
 
-impl EmbeddedRedis {
+impl PrivateRedis {
     /// Starts `redis-server` on a unix socket at `socket` with no
     /// persistence and no TCP port, and waits until it answers.
-    pub async fn start(socket: &Path) -> anyhow::Result<EmbeddedRedis> {
+    pub async fn start(socket: &Path) -> anyhow::Result<PrivateRedis> {
         let dir = socket.parent().context("socket path has no directory")?;
         prepare_runtime_dir(dir)?;
         let _ = std::fs::remove_file(socket);
@@ -137,7 +155,7 @@ impl EmbeddedRedis {
             .kill_on_drop(true)
             .spawn()
             .context("starting redis-server (is it installed? scripts/setup installs it)")?;
-        let me = EmbeddedRedis {
+        let me = PrivateRedis {
             child,
             socket: socket.to_path_buf(),
         };

@@ -8,19 +8,39 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::util::backoff::Backoff;
 
 /// How long one command may take before it counts as failed. Our commands
 /// are small; a Redis that does not answer in this time is as good as gone.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Accepts the two Redis URL forms (docs/configuration.md):
+/// `redis://host:port` and `unix:///path`. Errors show the URL with its
+/// credentials hidden.
+pub fn check_url(url: &str) -> anyhow::Result<()> {
+    let shown = redacted(url);
+    if let Some(path) = url.strip_prefix("unix://") {
+        if !path.starts_with('/') {
+            bail!("{shown:?}: a unix socket URL needs an absolute path, e.g. unix:///var/run/redis.sock");
+        }
+        return Ok(());
+    }
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        redis::Client::open(url).map_err(|e| anyhow::anyhow!("{shown:?}: {e}"))?;
+        return Ok(());
+    }
+    bail!("{shown:?}: expected redis://host:port or unix:///path/to/socket")
+}
+
 /// A Redis URL made into a client (`unix:///path` or `redis://`).
 pub fn client(url: &str) -> anyhow::Result<redis::Client> {
-    crate::config::check_redis_url(url)?;
+    check_url(url)?;
     redis::Client::open(url).with_context(|| format!("redis URL {:?}", redacted(url)))
 }
 
@@ -128,8 +148,7 @@ async fn connect_loop(
     tx: watch::Sender<Option<ConnectionManager>>,
     shutdown: CancellationToken,
 ) {
-    let mut delay = Duration::from_millis(100);
-    let max = Duration::from_secs(5);
+    let mut delay = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut attempts: u64 = 0;
     loop {
         let config = ConnectionManagerConfig::new()
@@ -153,16 +172,14 @@ async fn connect_loop(
                 attempts += 1;
                 // Say it loudly once, then about every minute.
                 if attempts == 1 || attempts % 12 == 0 {
-                    tracing::warn!(redis = %url, error = %e, retry_in = ?delay, attempts,
+                    tracing::warn!(redis = %url, error = %e, retry_in = ?delay.peek(), attempts,
                         "redis unreachable; tasks keep running and results are published once it answers");
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.cancelled() => return,
+        if delay.sleep(&shutdown).await.is_err() {
+            return;
         }
-        delay = (delay * 2).min(max);
     }
 }
 

@@ -1,14 +1,13 @@
-//! What a task is, and what one run of it leaves behind.
+//! What a task is: the one trait every task implements.
 //!
 //! A task knows how to measure one thing and nothing else: it does not know
 //! about Redis, the bus or its schedule. The monitor decides when it runs,
-//! stamps its value into a [`TaskResult`] and hands that to the store.
+//! stamps its value into a stored record and hands that to the store.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -22,10 +21,11 @@ pub type RunFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Value>> + Se
 /// but work on OS threads has to watch the token itself, and child processes
 /// must be spawned with `kill_on_drop(true)` so that dropping kills them.
 pub trait Task: Send + Sync + 'static {
-    /// The task's id: the wire name of SPEC §2 (`cpu-benchmark`, ...).
+    /// The task's id: its wire name (`cpu-benchmark`, ...; docs/tasks/).
     fn name(&self) -> &'static str;
 
-    /// The one-line description stored with every result (SPEC §2, exact).
+    /// The one-line description stored with every result (exact wire text,
+    /// docs/tasks/).
     fn description(&self) -> &'static str;
 
     /// Schedule and limits this task has when configuration says nothing.
@@ -35,7 +35,8 @@ pub trait Task: Send + Sync + 'static {
     fn run<'a>(&'a self, ctx: &'a RunContext) -> RunFuture<'a>;
 }
 
-/// The defaults of SPEC §2 for one task; configuration may override each.
+/// A task's schedule and limits when configuration says nothing (see
+/// docs/tasks/); configuration may override each.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskDefaults {
     /// 6-field cron expression, seconds first, in UTC.
@@ -58,51 +59,5 @@ pub struct RunContext {
 impl RunContext {
     pub fn new(cancel: CancellationToken) -> Self {
         Self { cancel }
-    }
-}
-
-/// The stored form of one run (SPEC §3): exactly these four fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskResult {
-    pub name: String,
-    pub description: String,
-    /// Unix seconds when the run finished.
-    pub timestamp: i64,
-    pub result: Value,
-}
-
-impl TaskResult {
-    /// The Redis key of a task's result: `perf.<name>`.
-    pub fn key_of(name: &str) -> String {
-        format!("perf.{name}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stored_value_has_exactly_the_four_fields_with_an_integer_timestamp() {
-        let r = TaskResult {
-            name: "cpu-benchmark".into(),
-            description: "d".into(),
-            timestamp: 1_700_000_000,
-            result: serde_json::json!({"single": 1.0}),
-        };
-        let v: Value = serde_json::to_value(&r).expect("serialize");
-        let obj = v.as_object().expect("object");
-        let mut keys: Vec<_> = obj.keys().map(String::as_str).collect();
-        keys.sort();
-        assert_eq!(keys, ["description", "name", "result", "timestamp"]);
-        assert!(obj["timestamp"].is_i64());
-        assert_eq!(TaskResult::key_of("iperf"), "perf.iperf");
-    }
-
-    #[test]
-    fn a_value_with_an_extra_field_is_refused() {
-        let bad = r#"{"name":"x","description":"d","timestamp":1,"result":null,"extra":1}"#;
-        assert!(serde_json::from_str::<TaskResult>(bad).is_err());
     }
 }

@@ -1,0 +1,103 @@
+//! The bus core's one entry for a transport: a batch of raw requests in,
+//! the replies to deliver out. A transport (today the Redis lists of
+//! [`super::local`]) only receives requests with a [`Snapshot`] of the store
+//! and delivers what [`replies`] gives; triage, the commands and the error
+//! codes stay here.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::commands::Command;
+use super::snapshot::Snapshot;
+use super::stats::BusStats;
+use super::triage::{triage, Answer, Incoming};
+use crate::logging::{Escaped, RateLimit};
+use crate::util::text::clip;
+
+/// How often what any sender can cause at will is logged, at most.
+const LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// Rate limits of the log lines that input can repeat at will: one line
+/// per period, with the count of those held back.
+pub struct Logs {
+    dropped: RateLimit,
+    expired: RateLimit,
+}
+
+impl Default for Logs {
+    fn default() -> Self {
+        Logs {
+            dropped: RateLimit::new(LOG_PERIOD),
+            expired: RateLimit::new(LOG_PERIOD),
+        }
+    }
+}
+
+/// Triages every popped message at unix time `now`, tolerating senders'
+/// clocks `skew` seconds behind: the requests to answer, in order. Expired
+/// and unanswerable messages are counted and logged (rate-limited, their
+/// bytes escaped: a caller can neither flood the log nor forge a line).
+pub fn triage_all<'a>(
+    popped: &'a [(Command, Vec<u8>)],
+    now: u64,
+    skew: u64,
+    stats: &BusStats,
+    logs: &Logs,
+) -> Vec<Answer<'a>> {
+    let mut answers = Vec::with_capacity(popped.len());
+    for (cmd, raw) in popped {
+        match triage(*cmd, raw, now, skew) {
+            Incoming::Answer(a) => answers.push(a),
+            Incoming::Expired => {
+                BusStats::add(&stats.expired, 1);
+                if let Some(suppressed) = logs.expired.allow() {
+                    tracing::info!(
+                        list = cmd.list(),
+                        suppressed,
+                        skew_s = skew,
+                        "dropping an expired request (its sender gave up; is a clock wrong?)"
+                    );
+                }
+            }
+            Incoming::Dropped(reason) => {
+                BusStats::add(&stats.dropped, 1);
+                if let Some(suppressed) = logs.dropped.allow() {
+                    let head = String::from_utf8_lossy(&raw[..raw.len().min(400)]);
+                    tracing::warn!(list = cmd.list(), reason = %Escaped(&reason),
+                        message = %Escaped(&clip(&head, 200)), suppressed,
+                        "dropping a message with nobody to answer");
+                }
+            }
+        }
+    }
+    answers
+}
+
+/// The encoded replies of a batch, grouped by the list (`ret`) each goes
+/// to, in the order the requests came.
+pub struct Replies<'a> {
+    pub lists: Vec<(&'a str, Vec<Vec<u8>>)>,
+    /// How many of them are error replies.
+    pub errors: usize,
+}
+
+/// Answers every request from `snapshot` at unix time `now`.
+pub fn replies<'a>(
+    answers: &'a [Answer<'_>],
+    snapshot: &mut Snapshot,
+    now: u64,
+) -> serde_json::Result<Replies<'a>> {
+    let mut errors = 0;
+    let mut lists: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for a in answers {
+        let (encoded, is_error) = a.reply(snapshot, now)?;
+        errors += usize::from(is_error);
+        let i = *index.entry(a.ret.as_ref()).or_insert_with(|| {
+            lists.push((a.ret.as_ref(), Vec::new()));
+            lists.len() - 1
+        });
+        lists[i].1.push(encoded);
+    }
+    Ok(Replies { lists, errors })
+}

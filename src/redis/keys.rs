@@ -1,0 +1,49 @@
+//! Every Redis key and list name this daemon reads or writes, spelled once
+//! (docs/redis.md, docs/bus.md).
+
+/// Where each task's latest result lives.
+pub const RESULT_PREFIX: &str = "perf.";
+
+/// The hash of every task's status, one JSON field per task. Outside the
+/// `perf.` key space on purpose: no reader of results mistakes it for one.
+pub const STATUS: &str = "perf:status";
+
+/// The prefix of every RMB list: requests arrive on `msgbus.<command>`,
+/// replies go to the list a request names, which must start with it.
+pub const MSGBUS_PREFIX: &str = "msgbus.";
+
+/// The key of a task's result: `perf.<name>`.
+pub fn result(name: &str) -> String {
+    format!("{RESULT_PREFIX}{name}")
+}
+
+/// The task a result key belongs to.
+pub fn task_of(key: &str) -> Option<&str> {
+    key.strip_prefix(RESULT_PREFIX)
+}
+
+/// The list the RMB peer pushes requests of `command` onto:
+/// `msgbus.<command>`.
+pub fn request_list(command: &str) -> String {
+    format!("{MSGBUS_PREFIX}{command}")
+}
+
+/// The list `zos-perf call` waits on for its reply: unique per call.
+pub fn call_reply_list(nonce: u64) -> String {
+    format!("{MSGBUS_PREFIX}zos-perf-call.{nonce:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_spelled_as_documented() {
+        assert_eq!(result("iperf"), "perf.iperf");
+        assert_eq!(task_of("perf.iperf"), Some("iperf"));
+        assert_eq!(task_of("perf:status"), None);
+        assert_eq!(STATUS, "perf:status");
+        assert_eq!(request_list("zos.perf.get"), "msgbus.zos.perf.get");
+        assert_eq!(call_reply_list(1), "msgbus.zos-perf-call.0000000000000001");
+    }
+}
