@@ -743,3 +743,63 @@ fn a_reply_is_never_pushed_into_another_services_request_queue() {
         daemon.log()
     );
 }
+
+// ---------------------------------------------------------------------------
+// Stored values as bytes (item 1)
+
+#[test]
+fn a_stored_value_that_is_not_utf8_is_named_by_the_cli_and_stops_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start();
+    redis::cmd("SET")
+        .arg("perf.healthcheck")
+        .arg(&b"\xff\xfe{}"[..])
+        .query::<()>(&mut redis.conn())
+        .expect("SET");
+    let cpu = json!({"name": "cpu-benchmark", "description": "d", "timestamp": 1,
+        "result": {"single": 1.5}});
+    redis::cmd("SET")
+        .arg("perf.cpu-benchmark")
+        .arg(cpu.to_string())
+        .query::<()>(&mut redis.conn())
+        .expect("SET");
+    let out = output_within(
+        zos_perf(dir.path()).args(["--redis", &redis.url(), "get", "healthcheck"]),
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("perf.healthcheck") && err.contains("UTF-8"),
+        "{err}"
+    );
+    let out = output_within(
+        zos_perf(dir.path()).args(["--redis", &redis.url(), "get-all"]),
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let all: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(all, json!([cpu]));
+    assert!(err.contains("perf.healthcheck"), "{err}");
+
+    // The daemon starts on it: it runs the healthcheck, whose result
+    // replaces the bad value, and writes its status.
+    let service = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", service.local_addr().expect("addr"));
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &healthcheck_only(dir.path(), &dir.path().join("flags"), &url),
+        &redis.url(),
+    );
+    wait_for(Duration::from_secs(20), "a healthcheck result", || {
+        stored(&redis, "healthcheck")
+    });
+    let status: Option<String> = redis::cmd("HGET")
+        .arg("perf:status")
+        .arg("healthcheck")
+        .query(&mut redis.conn())
+        .expect("HGET");
+    assert!(status.is_some(), "no status written");
+    daemon.stop_cleanly();
+}

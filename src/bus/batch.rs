@@ -22,6 +22,7 @@ const LOG_PERIOD: Duration = Duration::from_secs(10);
 pub struct Logs {
     dropped: RateLimit,
     expired: RateLimit,
+    oversized: RateLimit,
 }
 
 impl Default for Logs {
@@ -29,7 +30,16 @@ impl Default for Logs {
         Logs {
             dropped: RateLimit::new(LOG_PERIOD),
             expired: RateLimit::new(LOG_PERIOD),
+            oversized: RateLimit::new(LOG_PERIOD),
         }
+    }
+}
+
+impl Logs {
+    /// Whether a message dropped for its size may be logged now, and how
+    /// many were held back since the last one.
+    pub fn oversized(&self) -> Option<u64> {
+        self.oversized.allow()
     }
 }
 

@@ -26,7 +26,7 @@ mod read;
 mod record;
 mod status;
 
-pub use read::{read_all, read_all_raw, read_raw, read_status, result_keys};
+pub use read::{checked, read_all, read_all_raw, read_raw, read_status, result_keys, MAX_STORED};
 pub use record::TaskResult;
 pub use status::{Outcome, State, TaskStatus};
 

@@ -32,14 +32,7 @@ pub enum Popped {
     WrongType(String),
 }
 
-/// One stored value, as [`fetch`] reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stored {
-    Absent,
-    Bytes(Vec<u8>),
-    TooLarge(usize),
-    WrongType(String),
-}
+pub use crate::bus::snapshot::Fetched as Stored;
 
 const POP: &str = r#"
 local max = tonumber(ARGV[#KEYS + 1])
