@@ -77,7 +77,7 @@ pub fn checked(key: &str, fetched: Fetched) -> anyhow::Result<Option<String>> {
         Fetched::Bytes(bytes) => {
             let text = String::from_utf8(bytes)
                 .map_err(|e| anyhow::anyhow!("{key}: stored value is not UTF-8 ({e})"))?;
-            serde_json::from_str::<serde::de::IgnoredAny>(&text)
+            serde_json::from_str::<serde_json::Value>(&text)
                 .map_err(|e| anyhow::anyhow!("{key}: stored value is not JSON ({e})"))?;
             Ok(Some(text))
         }
