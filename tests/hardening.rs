@@ -803,3 +803,58 @@ fn a_stored_value_that_is_not_utf8_is_named_by_the_cli_and_stops_nothing() {
     assert!(status.is_some(), "no status written");
     daemon.stop_cleanly();
 }
+
+// ---------------------------------------------------------------------------
+// Keys of ours of the wrong type (item 19)
+
+#[test]
+fn keys_of_ours_turned_into_another_type_are_repaired_and_tasks_still_shows_the_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start();
+    let service = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", service.local_addr().expect("addr"));
+    let config = healthcheck_only(dir.path(), &dir.path().join("flags"), &url);
+    let mut daemon = Daemon::start(dir.path(), &config, &redis.url());
+    wait_for(Duration::from_secs(20), "a healthcheck result", || {
+        stored(&redis, "healthcheck")
+    });
+    let mut conn = redis.conn();
+    redis::pipe()
+        .del("perf.healthcheck")
+        .hset("perf.healthcheck", "x", "y")
+        .del("perf:status")
+        .rpush("perf:status", "junk")
+        .query::<()>(&mut conn)
+        .expect("corrupt");
+    let cfg = dir.path().join("zos-perf.toml");
+    let out = output_within(
+        zos_perf(dir.path())
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--redis", &redis.url(), "tasks"]),
+        Duration::from_secs(20),
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("healthcheck"), "{table}");
+    let kind = |key: &str| -> String {
+        redis::cmd("TYPE")
+            .arg(key)
+            .query(&mut redis.conn())
+            .expect("TYPE")
+    };
+    wait_for(Duration::from_secs(20), "the keys repaired", || {
+        (kind("perf.healthcheck") == "string" && kind("perf:status") == "hash").then_some(())
+    });
+    assert!(stored(&redis, "healthcheck").is_some());
+    daemon.stop_cleanly();
+    assert!(
+        daemon.log().contains("held another type"),
+        "{}",
+        daemon.log()
+    );
+}

@@ -17,10 +17,19 @@ pub async fn show(config: Config, default_redis: &str) -> anyhow::Result<()> {
     )?;
     let url = reader_url(&config, default_redis).await?;
     let (status, results) = match redis::connect_once(&url).await {
-        Ok(mut conn) => (
-            store::read_status(&mut conn).await?,
-            store::read_all(&mut conn).await?,
-        ),
+        // Either may be unreadable (a key of the wrong type): say so and
+        // show the rest, the configuration at least.
+        Ok(mut conn) => {
+            let status = store::read_status(&mut conn).await.unwrap_or_else(|e| {
+                say(&format!("{e:#} (showing no status)"));
+                Default::default()
+            });
+            let results = store::read_all(&mut conn).await.unwrap_or_else(|e| {
+                say(&format!("{e:#} (showing no results)"));
+                Default::default()
+            });
+            (status, results)
+        }
         Err(e) => {
             use std::io::Write;
             let _ = writeln!(
@@ -68,4 +77,10 @@ pub async fn show(config: Config, default_redis: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A line on stderr that never panics.
+fn say(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "zos-perf: {message}");
 }
