@@ -98,6 +98,7 @@ struct FileConfig {
     log_format: Option<String>,
     #[serde(default)]
     clock: ClockConfig,
+    #[serde(default)]
     rmb: crate::rmb::RmbConfig,
 }
 
@@ -131,8 +132,7 @@ impl Config {
     pub fn load(overrides: &Overrides, cmdline: &Path) -> anyhow::Result<Config> {
         let file = match &overrides.config_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("config file {}: cannot read", path.display()))?;
+                let text = read_config_file(path)?;
                 Self::parse_file(&text)
                     .with_context(|| format!("config file {}", path.display()))?
             }
@@ -214,12 +214,23 @@ impl Config {
             if o.timeout == Some(Duration::ZERO) {
                 bail!("tasks.{name}.timeout: must be more than zero");
             }
+            if let Some(t) = o.timeout {
+                bounded(&format!("tasks.{name}.timeout"), t, MAX_LONG)?;
+            }
+            if let Some(j) = o.jitter {
+                bounded(
+                    &format!("tasks.{name}.jitter"),
+                    Duration::from_secs(j),
+                    MAX_LONG,
+                )?;
+            }
         }
         if let Some(f) = &self.log_format {
             if f != "text" && f != "json" {
                 bail!("log_format: {f:?} is neither \"text\" nor \"json\"");
             }
         }
+        self.check_durations()?;
         if let Some(url) = &self.redis {
             crate::redis::check_url(url).context("redis")?;
         }
@@ -229,6 +240,44 @@ impl Config {
         self.metrics.validate()?;
         self.history.validate()?;
         self.clock.validate()?;
+        Ok(())
+    }
+
+    /// Every duration from outside has an upper bound, checked here, so that
+    /// no later `Instant + Duration` or doubling can overflow at use.
+    fn check_durations(&self) -> anyhow::Result<()> {
+        let (hc, ip) = (&self.sections.healthcheck, &self.sections.iperf);
+        let fields = [
+            ("grid.graphql_timeout", self.grid.graphql_timeout, MAX_SHORT),
+            (
+                "healthcheck.connect_timeout",
+                hc.connect_timeout.unwrap_or_default(),
+                MAX_SHORT,
+            ),
+            ("healthcheck.backoff_initial", hc.backoff_initial, MAX_LONG),
+            ("healthcheck.backoff_total", hc.backoff_total, MAX_LONG),
+            (
+                "iperf.run_timeout",
+                ip.run_timeout.unwrap_or_default(),
+                MAX_LONG,
+            ),
+            ("iperf.duration", ip.duration.unwrap_or_default(), MAX_LONG),
+            (
+                "iperf.busy_backoff_initial",
+                ip.busy_backoff_initial,
+                MAX_LONG,
+            ),
+            ("iperf.busy_backoff_max", ip.busy_backoff_max, MAX_LONG),
+            (
+                "public_ip.lookup_timeout",
+                self.sections.public_ip.lookup_timeout,
+                MAX_SHORT,
+            ),
+            ("bus.clock_skew", self.bus.clock_skew, MAX_SKEW),
+        ];
+        for (field, value, max) in fields {
+            bounded(field, value, max)?;
+        }
         Ok(())
     }
 
@@ -258,6 +307,67 @@ impl Config {
             ..GridContext::new(self.network, &self.grid)
         }
     }
+}
+
+/// The largest configuration file read; a real one is a few KiB.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Limit of the durations that bound a single wait (timeouts of one
+/// connection or request).
+pub const MAX_SHORT: Duration = Duration::from_secs(60 * 60);
+/// Limit of the durations of whole runs, schedules and backoffs.
+pub const MAX_LONG: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// Limit of the tolerated clock skew of bus requests.
+pub const MAX_SKEW: Duration = Duration::from_secs(60 * 60);
+
+/// Refuses a duration over `max`, naming the field and the limit.
+pub fn bounded(field: &str, value: Duration, max: Duration) -> anyhow::Result<()> {
+    if value > max {
+        bail!(
+            "{field}: {} is too long; the limit is {}",
+            humantime::format_duration(value),
+            humantime::format_duration(max)
+        );
+    }
+    Ok(())
+}
+
+/// Reads a configuration file: a regular file only (a FIFO would block for
+/// ever, a device such as /dev/zero never ends) and at most
+/// [`MAX_CONFIG_BYTES`]. Opened non-blocking so that even opening a FIFO
+/// cannot hang.
+fn read_config_file(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let what = || format!("config file {}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| format!("{}: cannot open", what()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("{}: cannot stat", what()))?;
+    if !meta.is_file() {
+        bail!("{}: not a regular file", what());
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        bail!(
+            "{}: {} bytes; the limit is {MAX_CONFIG_BYTES}",
+            what(),
+            meta.len()
+        );
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("{}: cannot read", what()))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        bail!(
+            "{}: larger than the limit of {MAX_CONFIG_BYTES} bytes",
+            what()
+        );
+    }
+    String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{}: not UTF-8: {e}", what()))
 }
 
 /// `key=<u32>` from a kernel command line.
@@ -370,6 +480,47 @@ mod tests {
         let s = c.task_settings("iperf", &d).expect("settings");
         assert!(s.enabled);
         assert_eq!(s.timeout, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn every_duration_is_bounded_at_parse_time_naming_field_and_limit() {
+        let huge = "\"18446744073709551615s\"";
+        for (section, field) in [
+            ("healthcheck", "connect_timeout"),
+            ("healthcheck", "backoff_initial"),
+            ("healthcheck", "backoff_total"),
+            ("iperf", "run_timeout"),
+            ("iperf", "busy_backoff_initial"),
+            ("iperf", "busy_backoff_max"),
+            ("public_ip", "lookup_timeout"),
+            ("grid", "graphql_timeout"),
+            ("bus", "clock_skew"),
+            ("tasks.iperf", "timeout"),
+        ] {
+            let text = format!("[{section}]\n{field} = {huge}\n");
+            let err = Config::from_toml(&text).expect_err(&text);
+            let msg = format!("{err:#}");
+            assert!(msg.contains(&format!("{section}.{field}")), "{msg}");
+            assert!(msg.contains("the limit is"), "{msg}");
+        }
+        let err = Config::from_toml("[tasks.iperf]\njitter = 9223372036854775807\n")
+            .expect_err("huge jitter");
+        assert!(format!("{err:#}").contains("tasks.iperf.jitter"), "{err:#}");
+    }
+
+    #[test]
+    fn a_config_file_must_be_a_regular_file_of_bounded_size() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let err = read_config_file(Path::new("/dev/zero")).expect_err("/dev/zero");
+        assert!(format!("{err:#}").contains("not a regular file"), "{err:#}");
+        let fifo = tmp.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let err = read_config_file(&fifo).expect_err("fifo");
+        assert!(format!("{err:#}").contains("not a regular file"), "{err:#}");
+        let big = tmp.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; MAX_CONFIG_BYTES as usize + 1]).expect("write");
+        let err = read_config_file(&big).expect_err("big");
+        assert!(format!("{err:#}").contains("limit"), "{err:#}");
     }
 
     #[test]

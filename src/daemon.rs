@@ -138,14 +138,15 @@ impl Builder {
                 (private.url(), Some(private))
             }
         };
-        tracing::info!(redis = %url, network = %config.network, tasks = registered.len(), "zos-perf starting");
+        let shown = redis::redacted(&url);
+        tracing::info!(redis = %shown, network = %config.network, tasks = registered.len(), "zos-perf starting");
 
         let shutdown = CancellationToken::new();
         let store =
             ResultStore::with_history(RedisLink::start(&url, shutdown.clone())?, &config.history);
         let loaded = store.load(load_wait).await;
         if !loaded {
-            tracing::warn!(redis = %url, "no stored results could be read; tasks without a result in memory run now");
+            tracing::warn!(redis = %shown, "no stored results could be read; tasks without a result in memory run now");
         }
         // The sync loop stops after the monitor, so that its last pass
         // carries how the runs cut short by shutdown ended.
@@ -354,7 +355,10 @@ pub async fn run_once_with_progress(
     let synced = store.sync_once().await;
     let result = result?;
     if synced?.is_none() {
-        anyhow::bail!("{name}: ran, but redis at {url} is not connected: result not stored");
+        anyhow::bail!(
+            "{name}: ran, but redis at {} is not connected: result not stored",
+            redis::redacted(url)
+        );
     }
     Ok(result)
 }

@@ -30,6 +30,7 @@
 //! - [`outputs`]: Prometheus metrics, the node_exporter textfile, the dashboard page.
 //! - [`grid`]: the grid networks, their GraphQL, the chain's JSON-RPC, and the context tasks share.
 //! - [`rmb`]: RMB over the relay: identity, envelope, signature, JWT, encryption, twin lookups, relay client.
+//! - [`logging`]: a log sink that never blocks or panics, escaping, rate limits.
 //! - `util`: backoff, text clipping, the clock in Unix seconds, capped HTTP bodies.
 //!
 //! The binary (`src/main.rs`, `src/cli/`) parses the command line and
@@ -40,6 +41,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod grid;
+pub mod logging;
 pub mod monitor;
 pub mod outputs;
 pub mod redis;

@@ -129,7 +129,7 @@ enum Command {
         #[arg(long, value_name = "ID")]
         twin: Option<u32>,
         /// How long to wait for the reply (default: 5s locally, [rmb] timeout over the relay).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = call_timeout)]
         timeout: Option<Duration>,
         #[command(flatten)]
         rmb: cli::rmb::RmbArgs,
@@ -211,7 +211,9 @@ fn main() -> ExitCode {
     };
     cli::logging::init(
         &log,
-        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+        // Queued to a thread of its own: never blocks or panics on a stuck
+        // or closed stderr.
+        zos_perf::logging::queued_stderr(),
     );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -227,6 +229,7 @@ fn main() -> ExitCode {
     // Blocking work (a benchmark thread finishing its block) must not hold
     // the exit back.
     runtime.shutdown_timeout(Duration::from_millis(200));
+    zos_perf::logging::flush(Duration::from_millis(200));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -318,4 +321,12 @@ async fn dispatch(cli: Cli, config: Config) -> Result<(), CliError> {
         // Printed by main() before any configuration is read.
         Command::Completions { .. } | Command::Man => Ok(()),
     }
+}
+
+/// `--timeout` of `call`: a duration of at most an hour.
+fn call_timeout(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    zos_perf::config::bounded("--timeout", d, zos_perf::config::MAX_SHORT)
+        .map_err(|e| e.to_string())?;
+    Ok(d)
 }

@@ -316,6 +316,28 @@ impl Ctx {
             None
         };
 
+        // Other processes on this Redis (another daemon, `run-task`) honour
+        // the same rule through a lease in Redis.
+        let lease = if settings.exclusive {
+            self.store.update_status(name, |s| s.state = State::Waiting);
+            match crate::redis::lease::wait_for(
+                self.store.link(),
+                crate::redis::lease::EXCLUSIVE_KEY,
+                name,
+                &self.shutdown,
+            )
+            .await
+            {
+                Some(lease) => lease,
+                None => {
+                    self.store.update_status(name, |s| s.state = State::Idle);
+                    anyhow::bail!("{name}: shut down while waiting for the exclusive lease");
+                }
+            }
+        } else {
+            None
+        };
+
         let started_at = self.clock.now();
         let started = Instant::now();
         self.store.update_status(name, |s| {
@@ -357,8 +379,11 @@ impl Ctx {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = None;
         }
-        drop(_turn);
         let duration = started.elapsed();
+        if let Some(lease) = lease {
+            lease.release().await;
+        }
+        drop(_turn);
 
         let result = match outcome {
             Ok(value) => self.store_result(value),
@@ -370,7 +395,8 @@ impl Ctx {
                 tracing::info!(task = name, duration = ?duration, outcome = "ok", problems, "run finished")
             }
             Err((outcome, reason)) => tracing::warn!(task = name, duration = ?duration,
-                outcome = outcome.as_str(), reason = %reason, "run failed; previous result kept"),
+                outcome = outcome.as_str(), reason = %crate::logging::Escaped(reason),
+                "run failed; previous result kept"),
         }
         self.store.update_status(name, |s| {
             s.state = State::Idle;
@@ -434,8 +460,10 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     format!("panicked: {msg}")
 }
 
-/// Why a task must run at start-up, if it must: no stored result, or one
-/// older than two periods of its schedule.
+/// Why a task must run at start-up, if it must: no stored result, one
+/// older than two periods of its schedule, or one stamped in the future
+/// (written while a clock was ahead: its age cannot be known, and taking it
+/// as fresh would keep it for good).
 pub fn startup_reason(
     stored: &Option<TaskResult>,
     schedule: &Schedule,
@@ -444,8 +472,11 @@ pub fn startup_reason(
     let Some(stored) = stored else {
         return Some("no stored result");
     };
+    if stored.timestamp > now.timestamp() {
+        return Some("stored result is stamped in the future");
+    }
     let period = schedule.period_near(now)?;
-    let age = now.timestamp() - stored.timestamp;
+    let age = now.timestamp().saturating_sub(stored.timestamp);
     let limit = i64::try_from(period.as_secs().saturating_mul(2)).unwrap_or(i64::MAX);
     (age > limit).then_some("stored result is older than two periods")
 }
@@ -622,5 +653,14 @@ mod tests {
         assert_eq!(startup_reason(&result(5), &s, now), None);
         assert_eq!(startup_reason(&result(11), &s, now), None);
         assert!(startup_reason(&result(13), &s, now).is_some());
+        let mut future = result(0).expect("result");
+        future.timestamp = now.timestamp() + 86_400;
+        assert_eq!(
+            startup_reason(&Some(future), &s, now),
+            Some("stored result is stamped in the future")
+        );
+        let mut ancient = result(0).expect("result");
+        ancient.timestamp = i64::MIN;
+        assert!(startup_reason(&Some(ancient), &s, now).is_some());
     }
 }

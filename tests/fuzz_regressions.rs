@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 mod bus_request;
 #[path = "../fuzz/checks/config_cron.rs"]
 mod config_cron;
+#[path = "../fuzz/checks/stored_value.rs"]
+mod stored_value;
 
 /// Every file of `fuzz/<dir>/<target>`, sorted.
 fn inputs(dir: &str, target: &str) -> Vec<PathBuf> {
@@ -76,4 +78,13 @@ fn config_cron_seeds_and_corpus() {
     let mut files = inputs("seeds", "config_cron");
     files.extend(inputs("corpus", "config_cron"));
     replay(&files, config_cron::check);
+}
+
+#[test]
+fn stored_value_seeds_corpus_and_regressions() {
+    let mut files = inputs("seeds", "stored_value");
+    files.extend(inputs("corpus", "stored_value"));
+    files.extend(inputs("regressions", "stored_value"));
+    assert!(!files.is_empty(), "no stored_value inputs");
+    replay(&files, stored_value::check);
 }

@@ -109,7 +109,11 @@ fn each_exit_code_means_one_thing() {
     // 1: the stored value is broken.
     let out = zos_perf(&["--redis", &url, "get", "iperf"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(stderr(&out).contains("iperf: the stored value is not a result"));
+    assert!(
+        stderr(&out).contains("perf.iperf: stored value is not JSON"),
+        "{}",
+        stderr(&out)
+    );
     // 2: usage: a bad flag, a bad configuration, a bad filter.
     assert_eq!(code(&zos_perf(&["--redis", &url, "get", "--nope"])), 2);
     let dir = tempfile::tempdir().expect("tempdir");

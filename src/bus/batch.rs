@@ -5,33 +5,78 @@
 //! codes stay here.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use super::commands::Command;
 use super::snapshot::Snapshot;
 use super::stats::{BusStats, CODE_SLOTS};
 use super::triage::{triage, Answer, Incoming};
+use crate::logging::{Escaped, RateLimit};
 use crate::util::text::clip;
 
-/// Triages every popped message at unix time `now`: the requests to answer,
-/// in order. Expired and unanswerable messages are counted and logged.
+/// How often what any sender can cause at will is logged, at most.
+const LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// Rate limits of the log lines that input can repeat at will: one line
+/// per period, with the count of those held back.
+pub struct Logs {
+    dropped: RateLimit,
+    expired: RateLimit,
+    oversized: RateLimit,
+}
+
+impl Default for Logs {
+    fn default() -> Self {
+        Logs {
+            dropped: RateLimit::new(LOG_PERIOD),
+            expired: RateLimit::new(LOG_PERIOD),
+            oversized: RateLimit::new(LOG_PERIOD),
+        }
+    }
+}
+
+impl Logs {
+    /// Whether a message dropped for its size may be logged now, and how
+    /// many were held back since the last one.
+    pub fn oversized(&self) -> Option<u64> {
+        self.oversized.allow()
+    }
+}
+
+/// Triages every popped message at unix time `now`, tolerating senders'
+/// clocks `skew` seconds behind: the requests to answer, in order. Expired
+/// and unanswerable messages are counted and logged (rate-limited, their
+/// bytes escaped: a caller can neither flood the log nor forge a line).
 pub fn triage_all<'a>(
     popped: &'a [(Command, Vec<u8>)],
     now: u64,
+    skew: u64,
     stats: &BusStats,
+    logs: &Logs,
 ) -> Vec<Answer<'a>> {
     let mut answers = Vec::with_capacity(popped.len());
     for (cmd, raw) in popped {
-        match triage(*cmd, raw, now) {
+        match triage(*cmd, raw, now, skew) {
             Incoming::Answer(a) => answers.push(a),
             Incoming::Expired => {
                 BusStats::add(&stats.expired, 1);
-                tracing::debug!(list = cmd.list(), "dropping an expired request");
+                if let Some(suppressed) = logs.expired.allow() {
+                    tracing::info!(
+                        list = cmd.list(),
+                        suppressed,
+                        skew_s = skew,
+                        "dropping an expired request (its sender gave up; is a clock wrong?)"
+                    );
+                }
             }
             Incoming::Dropped(reason) => {
                 BusStats::add(&stats.dropped, 1);
-                let head = String::from_utf8_lossy(&raw[..raw.len().min(400)]);
-                tracing::warn!(list = cmd.list(), reason = %reason, message = %clip(&head, 200),
-                    "dropping a message with nobody to answer");
+                if let Some(suppressed) = logs.dropped.allow() {
+                    let head = String::from_utf8_lossy(&raw[..raw.len().min(400)]);
+                    tracing::warn!(list = cmd.list(), reason = %Escaped(&reason),
+                        message = %Escaped(&clip(&head, 200)), suppressed,
+                        "dropping a message with nobody to answer");
+                }
             }
         }
     }
@@ -46,6 +91,8 @@ pub struct Replies<'a> {
     pub errors: usize,
     /// How many are answers (slot 0) and errors of each code.
     pub codes: [u64; CODE_SLOTS],
+    /// The same, per list of `lists`.
+    pub list_codes: Vec<[u64; CODE_SLOTS]>,
 }
 
 /// Answers every request from `snapshot` at unix time `now`.
@@ -57,23 +104,28 @@ pub fn replies<'a>(
     let mut errors = 0;
     let mut codes = [0u64; CODE_SLOTS];
     let mut lists: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
+    let mut list_codes: Vec<[u64; CODE_SLOTS]> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for a in answers {
         let (encoded, code) = a.reply_coded(snapshot, now)?;
         errors += usize::from(code.is_some());
-        // A code of ours counts in its slot; a foreign one in none.
-        if let Some(slot) = codes.get_mut(code.map_or(0, |c| c as usize)) {
-            *slot += 1;
-        }
         let i = *index.entry(a.ret.as_ref()).or_insert_with(|| {
             lists.push((a.ret.as_ref(), Vec::new()));
+            list_codes.push([0; CODE_SLOTS]);
             lists.len() - 1
         });
         lists[i].1.push(encoded);
+        // A code of ours counts in its slot; a foreign one in none.
+        let slot = code.map_or(0, |c| c as usize);
+        if slot < CODE_SLOTS {
+            codes[slot] += 1;
+            list_codes[i][slot] += 1;
+        }
     }
     Ok(Replies {
         lists,
         errors,
         codes,
+        list_codes,
     })
 }

@@ -1,6 +1,8 @@
 //! `[bus]`: the settings of the bus handler.
 
 use anyhow::bail;
+use std::time::Duration;
+
 use serde::Deserialize;
 
 /// `[bus]`: the RMB local protocol handler.
@@ -14,6 +16,11 @@ pub struct BusConfig {
     pub max_in_flight: usize,
     /// `[bus.relay]`: serve over the grid's relay as well.
     pub relay: super::relay::RelayBusConfig,
+    /// How far a sender's clock may be behind ours before its request counts
+    /// as expired: grid calls carry deadlines of ~30 s, and a node whose
+    /// clock runs ahead would otherwise drop them all.
+    #[serde(with = "humantime_serde")]
+    pub clock_skew: Duration,
 }
 
 impl Default for BusConfig {
@@ -22,6 +29,7 @@ impl Default for BusConfig {
             enabled: true,
             max_in_flight: 512,
             relay: Default::default(),
+            clock_skew: Duration::from_secs(5 * 60),
         }
     }
 }

@@ -3,7 +3,6 @@
 //! most once, whatever the number of requests asking for it.
 
 use base64::Engine;
-use serde::de::IgnoredAny;
 
 use super::commands::Query;
 use super::error::{BusError, ErrorCode};
@@ -11,6 +10,17 @@ use super::history::{self, HistoryQuery};
 use super::message::BASE64;
 use super::triage::Answer;
 use crate::redis::keys;
+
+/// One stored value as read from Redis, before any check: its length and
+/// type are looked at inside Redis, so a huge or wrong-typed value never
+/// travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    Absent,
+    Bytes(Vec<u8>),
+    TooLarge(usize),
+    WrongType(String),
+}
 
 /// The store as read for one batch, each value checked and encoded at
 /// most once, and only when a request of the batch asks for it.
@@ -24,30 +34,31 @@ pub struct Snapshot {
 enum Stored {
     Absent,
     /// As read; not looked at yet.
-    Unchecked(String),
+    Unchecked(Fetched),
     /// Checked to be JSON; its base64 made on first use.
     Json {
         json: String,
         b64: Option<String>,
     },
-    /// The key holds something that is not JSON.
-    Corrupt,
+    /// The key holds something that cannot be served, and why.
+    Corrupt(String),
 }
 
 impl Stored {
     /// Checks an unchecked value once: the store writes JSON, but Redis is
     /// open to anyone on the node.
     fn check(&mut self, name: &str) -> &mut Stored {
-        if let Stored::Unchecked(raw) = self {
-            let raw = std::mem::take(raw);
-            *self = if serde_json::from_str::<IgnoredAny>(&raw).is_ok() {
-                Stored::Json {
-                    json: raw,
-                    b64: None,
+        if let Stored::Unchecked(fetched) = self {
+            let fetched = std::mem::replace(fetched, Fetched::Absent);
+            let key = keys::result(name);
+            *self = match crate::store::checked(&key, fetched) {
+                Ok(None) => Stored::Absent,
+                Ok(Some(json)) => Stored::Json { json, b64: None },
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    tracing::warn!(key = %key, error = %crate::logging::Escaped(&why), "stored result cannot be served");
+                    Stored::Corrupt(why)
                 }
-            } else {
-                tracing::warn!(key = %keys::result(name), "stored result is not JSON; not serving it");
-                Stored::Corrupt
             };
         }
         self
@@ -58,9 +69,24 @@ impl Snapshot {
     /// From `(name, stored JSON)` pairs of the known tasks, as read with
     /// one MGET of their keys.
     pub fn new(raw: Vec<(&'static str, Option<String>)>) -> Snapshot {
+        Self::fetched(
+            raw.into_iter()
+                .map(|(name, v)| {
+                    (
+                        name,
+                        v.map_or(Fetched::Absent, |v| Fetched::Bytes(v.into_bytes())),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// From the values of the known tasks as the transport fetched them
+    /// (bytes, checked here on first use).
+    pub fn fetched(raw: Vec<(&'static str, Fetched)>) -> Snapshot {
         let results = raw
             .into_iter()
-            .map(|(name, json)| (name, json.map_or(Stored::Absent, Stored::Unchecked)))
+            .map(|(name, f)| (name, Stored::Unchecked(f)))
             .collect();
         Snapshot {
             results,
@@ -91,7 +117,21 @@ impl Snapshot {
         for q in &queries {
             pipe.lrange(keys::history(q.name), 0, q.limit as isize - 1);
         }
-        let lists: Vec<Vec<String>> = pipe.query_async(conn).await?;
+        let lists: Vec<Vec<String>> = match pipe.query_async(conn).await {
+            Ok(lists) => lists,
+            // A key of another type (Redis is open to anyone on the node):
+            // those requests get an error, the rest of the batch its answers.
+            Err(e) if !e.is_io_error() && !e.is_timeout() && !e.is_connection_dropped() => {
+                let why = crate::util::text::clip(&format!("reading history lists: {e}"), 200);
+                tracing::warn!(error = %crate::logging::Escaped(&why), "history cannot be served");
+                for q in queries {
+                    let err = BusError::new(ErrorCode::StoredResultInvalid, why.clone());
+                    self.histories.push((q, Err(err)));
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         for (q, records) in queries.into_iter().zip(lists) {
             self.add_history(q, &records);
         }
@@ -115,9 +155,9 @@ impl Snapshot {
                     Stored::Json { json, b64 } => {
                         Ok(b64.get_or_insert_with(|| BASE64.encode(json.as_bytes())))
                     }
-                    Stored::Corrupt => Err(BusError::new(
+                    Stored::Corrupt(why) => Err(BusError::new(
                         ErrorCode::StoredResultInvalid,
-                        format!("stored value of {} is not JSON", keys::result(name)),
+                        crate::util::text::clip(why, 200),
                     )),
                     _ => Err(BusError::result_not_found()),
                 }
@@ -172,5 +212,31 @@ mod tests {
         );
         let all = s.answer(Query::All).expect("all");
         assert_eq!(decode(all), r#"[{"a":1},[]]"#);
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_served_is_error_8_naming_key_and_reason() {
+        let mut s = Snapshot::fetched(vec![
+            ("healthcheck", Fetched::Bytes(b"\xff\xfe{}".to_vec())),
+            ("iperf", Fetched::TooLarge(100 << 20)),
+            ("cpu-benchmark", Fetched::WrongType("hash".into())),
+            (
+                "public-ip-validation",
+                Fetched::Bytes(br#"{"ok":1}"#.to_vec()),
+            ),
+        ]);
+        for (name, why) in [
+            ("healthcheck", "not UTF-8"),
+            ("iperf", "the limit is"),
+            ("cpu-benchmark", "holds a hash"),
+        ] {
+            let e = s.answer(Query::One(name)).expect_err(name);
+            assert_eq!(e.code, 8, "{e}");
+            assert!(e.message.contains(&format!("perf.{name}")), "{e}");
+            assert!(e.message.contains(why), "{e}");
+        }
+        assert!(s.answer(Query::One("public-ip-validation")).is_ok());
+        let decode = |b: &str| String::from_utf8(BASE64.decode(b).expect("b64")).expect("utf8");
+        assert_eq!(decode(s.answer(Query::All).expect("all")), r#"[{"ok":1}]"#);
     }
 }

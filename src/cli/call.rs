@@ -20,7 +20,7 @@ pub async fn call(
     payload: Option<String>,
     timeout: Duration,
 ) -> Result<(), CliError> {
-    let url = reader_url(config, default_redis).await;
+    let url = reader_url(config, default_redis).await?;
     let redis = redis::client(&url).map_err(|e| CliError::new(Exit::Usage, e))?;
     let payload = payload.unwrap_or_default();
     let reply = match client::call(&redis, cmd, payload.as_bytes(), timeout).await {

@@ -66,7 +66,7 @@ pub async fn run(config: &Config, default_redis: &str, as_json: bool) -> Result<
         .map(|(n, _)| n)
         .collect();
 
-    let url = reader_url(config, default_redis).await;
+    let url = reader_url(config, default_redis).await?;
     let (redis, clock) = redis_probe(&url).await;
     let mut found = vec![finding("redis", redis, &tasks::NAMES)];
     let iperf3 = &config.sections.iperf.iperf3;

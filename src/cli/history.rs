@@ -17,7 +17,7 @@ pub async fn show(
     json: bool,
 ) -> anyhow::Result<()> {
     let name = task_name(name)?;
-    let mut conn = redis::connect_once(&reader_url(config, default_redis).await).await?;
+    let mut conn = redis::connect_once(&reader_url(config, default_redis).await?).await?;
     let key = history::key_of(name);
     let records = history::read(&mut conn, name, limit).await?;
     if records.is_empty() {

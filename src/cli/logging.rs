@@ -97,7 +97,10 @@ pub fn init(settings: &Settings, writer: BoxMakeWriter) {
     let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer)
+        // The writer never fails; tracing's own fallback would print to a
+        // stderr that may be a closed pipe.
+        .log_internal_errors(false);
     // try_init: a subscriber already set (a test harness) is kept.
     let _ = match settings.format {
         LogFormat::Text => builder.with_ansi(settings.colour).try_init(),

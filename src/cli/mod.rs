@@ -95,13 +95,13 @@ pub fn decode(name: &str, raw: &str) -> Result<TaskResult, CliError> {
 }
 
 /// The Redis the read-only commands talk to.
-pub async fn reader_url(config: &Config, default_redis: &str) -> String {
+pub async fn reader_url(config: &Config, default_redis: &str) -> anyhow::Result<String> {
     server::reader_url(config.redis.as_deref(), default_redis).await
 }
 
 /// A connection to that Redis; not answering is exit code 4.
 pub async fn connect(config: &Config, default_redis: &str) -> Result<ConnectionManager, CliError> {
-    let url = reader_url(config, default_redis).await;
+    let url = reader_url(config, default_redis).await?;
     zos_perf::redis::connect_once(&url)
         .await
         .map_err(|e| CliError::new(Exit::StoreUnreachable, e))

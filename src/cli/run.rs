@@ -91,7 +91,7 @@ pub async fn task(
     }
     let cancel = CancellationToken::new();
     on_signal(cancel.clone())?;
-    let url = reader_url(&config, default_redis).await;
+    let url = reader_url(&config, default_redis).await?;
     let progress = if opts.verbose || std::io::stderr().is_terminal() {
         Progress::new(move |note| errln!("zos-perf: {name}: {note}"))
     } else {

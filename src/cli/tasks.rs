@@ -21,10 +21,23 @@ pub async fn show(config: Config, default_redis: &str, as_json: bool) -> Result<
     )
     .map_err(|e| CliError::new(Exit::Usage, e))?;
     let (status, results, clock, unreachable) = match connect(&config, default_redis).await {
+        // Any of them may be unreadable (a key of the wrong type): say so
+        // and show the rest, the configuration at least.
         Ok(mut conn) => (
-            store::read_status(&mut conn).await?,
-            store::read_all(&mut conn).await?,
-            zos_perf::clock::read_status(&mut conn).await?,
+            store::read_status(&mut conn).await.unwrap_or_else(|e| {
+                errln!("zos-perf: {e:#} (showing no status)");
+                Default::default()
+            }),
+            store::read_all(&mut conn).await.unwrap_or_else(|e| {
+                errln!("zos-perf: {e:#} (showing no results)");
+                Default::default()
+            }),
+            zos_perf::clock::read_status(&mut conn)
+                .await
+                .unwrap_or_else(|e| {
+                    errln!("zos-perf: {e:#} (showing no clock check)");
+                    None
+                }),
             None,
         ),
         Err(e) => {

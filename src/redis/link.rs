@@ -21,25 +21,65 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Accepts the two Redis URL forms (docs/configuration.md):
-/// `redis://host:port` and `unix:///path`.
+/// `redis://host:port` and `unix:///path`. Errors show the URL with its
+/// credentials hidden.
 pub fn check_url(url: &str) -> anyhow::Result<()> {
+    let shown = redacted(url);
     if let Some(path) = url.strip_prefix("unix://") {
         if !path.starts_with('/') {
-            bail!("{url:?}: a unix socket URL needs an absolute path, e.g. unix:///var/run/redis.sock");
+            bail!("{shown:?}: a unix socket URL needs an absolute path, e.g. unix:///var/run/redis.sock");
         }
         return Ok(());
     }
     if url.starts_with("redis://") || url.starts_with("rediss://") {
-        redis::Client::open(url).map_err(|e| anyhow::anyhow!("{url:?}: {e}"))?;
+        redis::Client::open(url).map_err(|e| anyhow::anyhow!("{shown:?}: {e}"))?;
         return Ok(());
     }
-    bail!("{url:?}: expected redis://host:port or unix:///path/to/socket")
+    bail!("{shown:?}: expected redis://host:port or unix:///path/to/socket")
 }
 
 /// A Redis URL made into a client (`unix:///path` or `redis://`).
 pub fn client(url: &str) -> anyhow::Result<redis::Client> {
     check_url(url)?;
-    redis::Client::open(url).with_context(|| format!("redis URL {url:?}"))
+    redis::Client::open(url).with_context(|| format!("redis URL {:?}", redacted(url)))
+}
+
+/// `url` fit for a log line or an error message: a user name, password or
+/// `pass`/`password` query parameter is replaced with `***`. A URL that
+/// does not parse keeps only its scheme.
+pub fn redacted(url: &str) -> String {
+    const HIDDEN: &str = "***";
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return match url.split_once("://") {
+            Some((scheme, rest)) if rest.contains('@') || rest.contains('?') => {
+                format!("{scheme}://{HIDDEN}")
+            }
+            Some(_) => url.to_string(),
+            None => HIDDEN.to_string(),
+        };
+    };
+    if !parsed.username().is_empty() {
+        let _ = parsed.set_username(HIDDEN);
+    }
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some(HIDDEN));
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = matches!(k.as_ref(), "pass" | "password" | "user" | "username");
+                let v = if secret {
+                    HIDDEN.to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 /// One connection attempt, for commands that need Redis now (the CLI).
@@ -51,12 +91,13 @@ pub async fn connect_once(url: &str) -> anyhow::Result<ConnectionManager> {
         .set_number_of_retries(1);
     ConnectionManager::new_with_config(client, config)
         .await
-        .with_context(|| format!("cannot connect to redis at {url}"))
+        .with_context(|| format!("cannot connect to redis at {}", redacted(url)))
 }
 
 /// A shared, self-healing connection.
 #[derive(Clone)]
 pub struct RedisLink {
+    /// Redacted: this is what logs and errors show.
     url: String,
     client: redis::Client,
     conn: watch::Receiver<Option<ConnectionManager>>,
@@ -67,14 +108,15 @@ impl RedisLink {
     pub fn start(url: &str, shutdown: CancellationToken) -> anyhow::Result<RedisLink> {
         let client = client(url)?;
         let (tx, rx) = watch::channel(None);
-        tokio::spawn(connect_loop(url.to_string(), client.clone(), tx, shutdown));
+        tokio::spawn(connect_loop(redacted(url), client.clone(), tx, shutdown));
         Ok(RedisLink {
-            url: url.to_string(),
+            url: redacted(url),
             client,
             conn: rx,
         })
     }
 
+    /// The URL with any credentials hidden.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -137,6 +179,34 @@ async fn connect_loop(
         }
         if delay.sleep(&shutdown).await.is_err() {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn credentials_never_show() {
+        for (url, shown) in [
+            (
+                "redis://:secret@127.0.0.1:6379",
+                "redis://:***@127.0.0.1:6379",
+            ),
+            ("redis://admin:secret@h:1/0", "redis://***:***@h:1/0"),
+            ("rediss://u@h", "rediss://***@h"),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("unix:///run/r.sock", "unix:///run/r.sock"),
+            (
+                "unix:///run/r.sock?db=1&pass=secret",
+                "unix:///run/r.sock?db=1&pass=***",
+            ),
+            ("redis://:sec ret@[bad", "redis://***"),
+        ] {
+            let out = redacted(url);
+            assert_eq!(out, shown, "{url}");
+            assert!(!out.contains("secret") && !out.contains("sec ret"), "{out}");
         }
     }
 }

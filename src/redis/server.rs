@@ -27,6 +27,56 @@ pub fn runtime_dir() -> PathBuf {
     std::env::temp_dir().join(format!("zos-perf-{}", nix::unistd::geteuid()))
 }
 
+/// Refuses a runtime directory that is not ours alone: a link, not a
+/// directory, owned by another user, or open to group or others. Another
+/// user who could create it first (it lies under `/tmp` when there is no
+/// `XDG_RUNTIME_DIR`) could otherwise put their own server behind our
+/// socket path and feed us forged results.
+pub fn check_runtime_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir)
+        .with_context(|| format!("runtime directory {}", dir.display()))?;
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        anyhow::bail!(
+            "runtime directory {} is not a directory (a link?): refusing it",
+            dir.display()
+        );
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        anyhow::bail!(
+            "runtime directory {} is owned by uid {}, not by us (uid {me}): refusing it",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "runtime directory {} is open to other users (mode {:o}; it must be 700): refusing it",
+            dir.display(),
+            meta.mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
+/// Creates the runtime directory (mode 700) if missing, then checks it.
+pub fn prepare_runtime_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating runtime directory {}", dir.display()))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("creating runtime directory {}", dir.display()))
+        }
+    }
+    check_runtime_dir(dir)
+}
+
 /// The socket of the private redis-server, when one runs.
 pub fn socket_path() -> PathBuf {
     runtime_dir().join("redis.sock")
@@ -53,43 +103,21 @@ pub async fn answers(url: &str) -> bool {
 }
 
 /// The Redis the read-only commands talk to: the configured one, else the
-/// daemon's private one if it runs, else `default`.
-pub async fn reader_url(configured: Option<&str>, default: &str) -> String {
+/// daemon's private one if it runs, else `default`. A private socket is
+/// trusted only in a runtime directory that is ours alone: in one another
+/// user can write, the server behind it may be theirs.
+pub async fn reader_url(configured: Option<&str>, default: &str) -> anyhow::Result<String> {
     if let Some(url) = configured {
-        return url.to_string();
+        return Ok(url.to_string());
     }
     let private = socket_url();
-    if socket_path().exists() && answers(&private).await {
-        return private;
-    }
-    default.to_string()
-}
-
-/// Makes `dir` (mode 0700) or checks the one there: a real directory of
-/// this user, never a link, closed to others. The daemon runs as root and
-/// must not put its socket where another user could swap it.
-fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(e).with_context(|| format!("creating runtime directory {}", dir.display()))
+    if std::fs::symlink_metadata(socket_path()).is_ok() {
+        check_runtime_dir(&runtime_dir())?;
+        if answers(&private).await {
+            return Ok(private);
         }
     }
-    let meta = std::fs::symlink_metadata(dir)
-        .with_context(|| format!("reading runtime directory {}", dir.display()))?;
-    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
-        anyhow::bail!(
-            "runtime directory {} is not a directory of this user (a link, or someone else's): refusing to use it",
-            dir.display()
-        );
-    }
-    if meta.mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("closing runtime directory {} to others", dir.display()))?;
-    }
-    Ok(())
+    Ok(default.to_string())
 }
 
 /// A redis-server child process; killed when dropped.
@@ -103,7 +131,7 @@ impl PrivateRedis {
     /// persistence and no TCP port, and waits until it answers.
     pub async fn start(socket: &Path) -> anyhow::Result<PrivateRedis> {
         let dir = socket.parent().context("socket path has no directory")?;
-        private_dir(dir)?;
+        prepare_runtime_dir(dir)?;
         let _ = std::fs::remove_file(socket);
         let child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
@@ -153,5 +181,32 @@ impl PrivateRedis {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
         let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_runtime_directory_open_to_others_or_a_link_is_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("zos-perf");
+        prepare_runtime_dir(&dir).expect("created");
+        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let err = prepare_runtime_dir(&dir).expect_err("777");
+        assert!(
+            format!("{err:#}").contains("open to other users"),
+            "{err:#}"
+        );
+
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).expect("symlink");
+        let err = check_runtime_dir(&link).expect_err("link");
+        assert!(format!("{err:#}").contains("not a directory"), "{err:#}");
     }
 }

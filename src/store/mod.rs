@@ -32,7 +32,7 @@ mod read;
 mod record;
 mod status;
 
-pub use read::{read_all, read_all_raw, read_raw, read_status, result_keys};
+pub use read::{checked, read_all, read_all_raw, read_raw, read_status, result_keys, MAX_STORED};
 pub use record::TaskResult;
 pub use status::{Outcome, State, TaskStatus};
 
@@ -305,7 +305,9 @@ impl ResultStore {
             pipe.hset(keys::STATUS, name, json).ignore();
         }
         for name in &present {
-            pipe.exists(keys::result(name));
+            // STRLEN, not EXISTS: a key of ours turned into another type
+            // fails the pass (and is repaired) instead of passing for present.
+            pipe.cmd("STRLEN").arg(keys::result(name));
         }
         for name in &status_present {
             pipe.hexists(keys::STATUS, name);
@@ -315,10 +317,21 @@ impl ResultStore {
             // connection is noticed (and re-made) now.
             pipe.cmd("PING").ignore();
         }
-        let found: Vec<bool> = pipe
-            .query_async(&mut conn)
-            .await
-            .with_context(|| format!("syncing results to redis at {}", self.link.url()))?;
+        let found: Vec<bool> = match pipe.query_async(&mut conn).await {
+            Ok(found) => found,
+            Err(e) => {
+                if !e.is_io_error() && !e.is_timeout() {
+                    // Most likely a key of ours turned into another type:
+                    // put it right, so that the next pass goes through.
+                    let mut ours: Vec<String> = vec![keys::STATUS.to_string()];
+                    ours.extend(writes.iter().map(|(n, _)| keys::result(n)));
+                    ours.extend(present.iter().map(|n| keys::result(n)));
+                    repair(&mut conn, &ours).await;
+                }
+                return Err(e)
+                    .with_context(|| format!("syncing results to redis at {}", self.link.url()));
+            }
+        };
 
         {
             let mut st = self.state();
@@ -361,5 +374,28 @@ impl ResultStore {
         let history = self.history.sync_once(&mut conn).await?;
         report.restored += history.rewritten;
         Ok(Some(report))
+    }
+}
+
+/// Deletes those of `ours` (perf:status, result keys) that hold another
+/// type than the store writes there, logging each: they are ours, and as
+/// they are, every sync would fail. The next pass writes them afresh.
+async fn repair(conn: &mut impl ConnectionLike, ours: &[String]) {
+    for key in ours {
+        let want = if key == keys::STATUS {
+            "hash"
+        } else {
+            "string"
+        };
+        let kind: redis::RedisResult<String> = redis::cmd("TYPE").arg(key).query_async(conn).await;
+        match kind {
+            Ok(kind) if kind != want && kind != "none" => {
+                let deleted: redis::RedisResult<i64> =
+                    redis::cmd("DEL").arg(key).query_async(conn).await;
+                tracing::warn!(key = %key, held = %kind, expected = want, deleted = deleted.is_ok(),
+                    "a key of ours held another type; replaced");
+            }
+            _ => {}
+        }
     }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::grid::GridContext;
 
+pub mod child;
 pub mod cpu_benchmark;
 pub mod healthcheck;
 pub mod iperf;

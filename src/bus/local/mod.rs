@@ -43,6 +43,7 @@
 //!   it also keeps answering while the daemon's own runtime is busy.
 
 pub mod client;
+pub mod fetch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,12 +55,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch;
 use super::commands::Command;
+use super::commands::Query;
 use super::snapshot::Snapshot;
 use super::stats::{BusStats, CODE_SLOTS};
 use super::triage::Answer;
 use super::BusConfig;
+use crate::logging::Escaped;
+use crate::redis::keys;
 use crate::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
-use crate::store::result_keys;
+use crate::store::MAX_STORED;
 use crate::tasks::NAMES;
 use crate::util::backoff::Backoff;
 use crate::util::clock::unix_now;
@@ -129,6 +133,7 @@ impl Bus {
         let permits = Arc::new(Semaphore::new(max));
         let mut delay = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         let mut failures: u64 = 0;
+        let logs = Arc::new(batch::Logs::default());
         tracing::info!(
             lists = ?Command::ALL.map(Command::list),
             max_in_flight = max,
@@ -145,10 +150,12 @@ impl Bus {
                         conn,
                         stats: self.stats.clone(),
                         shutdown: shutdown.clone(),
+                        skew: self.config.clock_skew.as_secs(),
+                        logs: logs.clone(),
                     });
                     let popper = Popper {
                         conn: pop,
-                        result_keys: result_keys(),
+                        broken: std::array::from_fn(|_| None),
                         server,
                         permits: permits.clone(),
                         batch_max: batch_size(max),
@@ -229,13 +236,23 @@ fn batch_size(max_in_flight: usize) -> usize {
     (max_in_flight / 2).max(1)
 }
 
-/// What one pop brings: the requests and the store as it was then.
-type Popped = (Vec<(Command, Vec<u8>)>, Vec<Option<String>>);
+/// The request lists, one per command of [`Command::ALL`].
+const LISTS: usize = Command::ALL.len();
+
+/// What one pop brings.
+type Popped = Vec<(Command, Vec<u8>)>;
+
+/// The largest request message taken: a 64 KiB payload in base64 plus a
+/// generous envelope. A longer one is dropped inside Redis (see [`fetch`]).
+pub const MAX_MESSAGE: usize = 128 * 1024;
+/// How often a request list found to hold another type is looked at again.
+const BROKEN_RECHECK: Duration = Duration::from_secs(10);
 
 struct Popper {
     conn: MultiplexedConnection,
-    /// `perf.<name>` of every known task: the store, read with each pop.
-    result_keys: Vec<String>,
+    /// Per list of [`Command::ALL`]: when it was found not to be a list
+    /// (its type then), left out of every pop until looked at again.
+    broken: [Option<(Instant, String)>; LISTS],
     server: Arc<Server>,
     permits: Arc<Semaphore>,
     batch_max: usize,
@@ -247,7 +264,6 @@ impl Popper {
     /// error (`Err`: the caller reconnects).
     async fn run(mut self) -> redis::RedisResult<()> {
         let mut draining = false;
-        let mut can_drain = true;
         // Whether each list gave requests when last drained.
         let mut busy = [true; Command::ALL.len()];
         let mut turn = 0usize;
@@ -273,19 +289,9 @@ impl Popper {
             }
             let room = held.num_permits();
             turn = turn.wrapping_add(1);
-            let (popped, stored) = if draining && can_drain {
-                match self.drain(room, &mut busy, turn).await {
-                    Ok(popped) => popped,
-                    // An answer rather than a broken line: Redis before 6.2
-                    // refuses RPOP with a count.
-                    Err(e) if !e.is_io_error() => {
-                        tracing::info!(error = %e,
-                            "redis refuses RPOP with a count (it needs 6.2); serving one request per BRPOP");
-                        can_drain = false;
-                        Default::default()
-                    }
-                    Err(e) => return Err(e),
-                }
+            self.recheck_broken();
+            let popped = if draining {
+                self.drain(room, &mut busy, turn).await?
             } else {
                 self.block(turn).await?
             };
@@ -299,64 +305,144 @@ impl Popper {
             }
             let popped_at = Instant::now();
             self.server.stats.taken(&popped);
-            let snapshot = Snapshot::new(NAMES.into_iter().zip(stored).collect());
-            tokio::spawn(
-                self.server
-                    .clone()
-                    .serve_batch(popped, snapshot, held, popped_at),
+            tokio::spawn(self.server.clone().serve_batch(popped, held, popped_at));
+        }
+    }
+
+    /// Lets a list found broken be tried again after a while.
+    fn recheck_broken(&mut self) {
+        for slot in &mut self.broken {
+            if slot
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() >= BROKEN_RECHECK)
+            {
+                *slot = None;
+            }
+        }
+    }
+
+    /// Records that list `i` holds `kind`, not a list: its requests cannot
+    /// be read, and it is left out so the other commands go on.
+    fn mark_broken(&mut self, i: usize, kind: String) {
+        if self.broken[i].is_none() {
+            tracing::error!(key = Command::ALL[i].list(), holds = %kind,
+                "request list holds another type, not a list: its requests cannot be read; the other commands are served as usual");
+        }
+        self.broken[i] = Some((Instant::now(), kind));
+    }
+
+    /// One BRPOP on the lists that are lists, alternating which is looked
+    /// at first. A Redis error that is not a broken line (a list of the
+    /// wrong type) is diagnosed with a pop of nothing, and the list left out.
+    async fn block(&mut self, turn: usize) -> redis::RedisResult<Popped> {
+        let n = Command::ALL.len();
+        let lists: Vec<&str> = (0..n)
+            .map(|k| (turn + k) % n)
+            .filter(|i| self.broken[*i].is_none())
+            .map(|i| Command::ALL[i].list())
+            .collect();
+        if lists.is_empty() {
+            // Nothing to wait on; look again after a BRPOP's time.
+            tokio::select! {
+                _ = tokio::time::sleep(BRPOP_TIMEOUT) => {}
+                _ = self.shutdown.cancelled() => {}
+            }
+            return Ok(Vec::new());
+        }
+        let popped: redis::RedisResult<Option<(String, Vec<u8>)>> = redis::cmd("BRPOP")
+            .arg(&lists)
+            .arg(BRPOP_TIMEOUT.as_secs())
+            .query_async(&mut self.conn)
+            .await;
+        let popped = match popped {
+            Ok(p) => p,
+            Err(e) if !e.is_io_error() && !e.is_timeout() => {
+                // Nothing was popped: an error reply pops nothing.
+                self.drain_counts([0; LISTS]).await?;
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(popped
+            .and_then(|(list, raw)| {
+                let cmd = Command::from_list(&list)?;
+                self.keep(cmd, raw)
+            })
+            .map(|m| vec![m])
+            .unwrap_or_default())
+    }
+
+    /// A message from BRPOP, unless it is over [`MAX_MESSAGE`] (counted and
+    /// dropped).
+    fn keep(&self, cmd: Command, raw: Vec<u8>) -> Option<(Command, Vec<u8>)> {
+        if raw.len() > MAX_MESSAGE {
+            self.oversized(cmd, raw.len());
+            return None;
+        }
+        Some((cmd, raw))
+    }
+
+    fn oversized(&self, cmd: Command, len: usize) {
+        BusStats::add(&self.server.stats.received, 1);
+        BusStats::add(&self.server.stats.dropped, 1);
+        if let Some(suppressed) = self.server.logs.oversized() {
+            tracing::warn!(
+                list = cmd.list(),
+                bytes = len,
+                limit = MAX_MESSAGE,
+                suppressed,
+                "dropping a message over the size limit, unread"
             );
         }
     }
 
-    /// One BRPOP on every list, turning which is looked at first.
-    async fn block(&mut self, turn: usize) -> redis::RedisResult<Popped> {
-        let n = Command::ALL.len();
-        let mut pipe = redis::pipe();
-        let brpop = pipe.cmd("BRPOP");
-        for i in 0..n {
-            brpop.arg(Command::ALL[(turn + i) % n].list());
-        }
-        brpop.arg(BRPOP_TIMEOUT.as_secs());
-        pipe.cmd("MGET").arg(&self.result_keys);
-        type Blocked = (Option<(String, Vec<u8>)>, Vec<Option<String>>);
-        let (popped, stored): Blocked = pipe.query_async(&mut self.conn).await?;
-        let popped = popped
-            .and_then(|(list, raw)| Command::from_list(&list).map(|c| vec![(c, raw)]))
-            .unwrap_or_default();
-        Ok((popped, stored))
-    }
-
-    /// Up to `room` requests from both lists in one round trip.
+    /// Up to `room` requests from the lists in one round trip.
     async fn drain(
         &mut self,
         room: usize,
         busy: &mut [bool; Command::ALL.len()],
         turn: usize,
     ) -> redis::RedisResult<Popped> {
-        let counts = split_room(room, *busy, turn);
-        let mut pipe = redis::pipe();
-        for (cmd, n) in Command::ALL.iter().zip(counts) {
-            if n > 0 {
-                pipe.cmd("RPOP").arg(cmd.list()).arg(n);
+        let mut counts = split_room(room, *busy, turn);
+        for (i, n) in counts.iter_mut().enumerate() {
+            if self.broken[i].is_some() {
+                *n = 0;
             }
         }
-        pipe.cmd("MGET").arg(&self.result_keys);
-        let mut values: Vec<redis::Value> = pipe.query_async(&mut self.conn).await?;
-        let stored: Vec<Option<String>> =
-            redis::from_owned_redis_value(values.pop().unwrap_or(redis::Value::Nil))?;
-        let results: Vec<Option<Vec<Vec<u8>>>> =
-            redis::from_owned_redis_value(redis::Value::Array(values))?;
-        let mut results = results.into_iter();
+        let got = self.drain_counts(counts).await?;
         let mut popped = Vec::new();
-        for (i, (cmd, n)) in Command::ALL.iter().zip(counts).enumerate() {
-            if n == 0 {
-                continue;
+        for (i, msgs) in got.into_iter().enumerate() {
+            if counts[i] > 0 {
+                busy[i] = !msgs.is_empty();
             }
-            let got = results.next().flatten().unwrap_or_default();
-            busy[i] = !got.is_empty();
-            popped.extend(got.into_iter().map(|raw| (*cmd, raw)));
+            popped.extend(msgs.into_iter().map(|raw| (Command::ALL[i], raw)));
         }
-        Ok((popped, stored))
+        Ok(popped)
+    }
+
+    /// Pops `counts[i]` from list `i` with the bounded script: per list,
+    /// the messages kept. Wrong-typed lists are marked broken.
+    async fn drain_counts(
+        &mut self,
+        counts: [usize; LISTS],
+    ) -> redis::RedisResult<[Vec<Vec<u8>>; LISTS]> {
+        let lists = Command::ALL.map(Command::list);
+        let got = fetch::pop(&mut self.conn, &lists, &counts, MAX_MESSAGE).await?;
+        let mut out: [Vec<Vec<u8>>; LISTS] = std::array::from_fn(|_| Vec::new());
+        for (i, popped) in got.into_iter().enumerate().take(LISTS) {
+            match popped {
+                fetch::Popped::WrongType(kind) => self.mark_broken(i, kind),
+                fetch::Popped::Messages(msgs) => {
+                    for m in msgs {
+                        match m {
+                            fetch::Message::Raw(raw) => out[i].push(raw),
+                            fetch::Message::Oversized(len) => self.oversized(Command::ALL[i], len),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -395,6 +481,9 @@ struct Server {
     conn: ConnectionManager,
     stats: Arc<BusStats>,
     shutdown: CancellationToken,
+    /// Seconds a sender's clock may be behind ours.
+    skew: u64,
+    logs: Arc<batch::Logs>,
 }
 
 /// A failed attempt to answer a batch.
@@ -408,21 +497,11 @@ impl Server {
     async fn serve_batch(
         self: Arc<Self>,
         popped: Vec<(Command, Vec<u8>)>,
-        mut snapshot: Snapshot,
         permits: OwnedSemaphorePermit,
         popped_at: Instant,
     ) {
-        let mut answers = batch::triage_all(&popped, unix_now(), &self.stats);
-        let mut conn = self.conn.clone();
-        if let Err(e) = snapshot.read_histories(&mut conn, &answers).await {
-            // Nothing to answer them with: lost, like a reply that could
-            // not be pushed.
-            let before = answers.len();
-            answers.retain(|a| !a.asks_history());
-            BusStats::add(&self.stats.lost, before - answers.len());
-            tracing::warn!(error = %e, "reading history lists for the bus failed");
-        }
-        if !answers.is_empty() && self.answer_all(&answers, &mut snapshot).await {
+        let answers = batch::triage_all(&popped, unix_now(), self.skew, &self.stats, &self.logs);
+        if !answers.is_empty() && self.answer_all(&answers).await {
             self.stats.observe(popped_at.elapsed(), answers.len());
         }
         self.stats.done(popped.len());
@@ -432,12 +511,22 @@ impl Server {
     /// Pushes one reply per answer, retrying only what certainly did not
     /// reach Redis, and only while someone may still wait for it. Returns
     /// whether the replies were pushed.
-    async fn answer_all(&self, answers: &[Answer<'_>], snapshot: &mut Snapshot) -> bool {
+    async fn answer_all(&self, answers: &[Answer<'_>]) -> bool {
         let mut delay = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         loop {
-            let failure = match self.try_answer(answers, snapshot).await {
-                Ok(codes) => {
+            let failure = match self.try_answer(answers).await {
+                Ok(Pushed { codes, refused }) => {
                     self.stats.pushed(&codes);
+                    if !refused.is_empty() {
+                        let n: usize = refused.iter().map(|(_, n)| n).sum();
+                        BusStats::add(&self.stats.lost, n);
+                        let lists: Vec<String> = refused
+                            .iter()
+                            .map(|(l, _)| Escaped(l).to_string())
+                            .collect();
+                        tracing::warn!(replies = n, lists = ?lists,
+                            "replies not delivered: their ret list holds another type, not a list");
+                    }
                     return true;
                 }
                 Err(f) => f,
@@ -458,33 +547,89 @@ impl Server {
         }
     }
 
-    /// One attempt: every reply of the batch in one pipeline. Returns how
-    /// many replies were answers and errors of each code.
-    async fn try_answer(
-        &self,
-        answers: &[Answer<'_>],
-        snapshot: &mut Snapshot,
-    ) -> Result<[u64; CODE_SLOTS], Failure> {
-        let batch::Replies { lists, codes, .. } = batch::replies(answers, snapshot, unix_now())
+    /// The results the batch asks for, and nothing else, each bounded
+    /// ([`MAX_STORED`]) and checked before use.
+    async fn snapshot(&self, answers: &[Answer<'_>]) -> Result<Snapshot, Failure> {
+        let mut wanted: Vec<&'static str> = Vec::new();
+        for a in answers {
+            match a.outcome {
+                Ok(Query::All) => {
+                    wanted = NAMES.to_vec();
+                    break;
+                }
+                Ok(Query::One(name)) if !wanted.contains(&name) => wanted.push(name),
+                _ => {}
+            }
+        }
+        let keys: Vec<String> = wanted.iter().map(|n| keys::result(n)).collect();
+        let mut conn = self.conn.clone();
+        let fetched = fetch::fetch(&mut conn, &keys, MAX_STORED)
+            .await
             .map_err(|e| Failure {
-                error: format!("encoding a reply: {e}"),
-                nothing_sent: false,
+                nothing_sent: true,
+                error: format!("reading the results asked for: {e}"),
             })?;
+        let mut snapshot = Snapshot::fetched(wanted.into_iter().zip(fetched).collect());
+        snapshot
+            .read_histories(&mut conn, answers)
+            .await
+            .map_err(|e| Failure {
+                nothing_sent: true,
+                error: format!("reading the history lists asked for: {e}"),
+            })?;
+        Ok(snapshot)
+    }
 
-        // LPUSH of several values keeps their order for a BRPOP reader.
+    /// One attempt: reads what the batch asks for, then pushes every reply
+    /// in one pipeline, each list's push isolated from the others.
+    async fn try_answer(&self, answers: &[Answer<'_>]) -> Result<Pushed, Failure> {
+        let mut snapshot = self.snapshot(answers).await?;
+        let batch::Replies {
+            lists, list_codes, ..
+        } = batch::replies(answers, &mut snapshot, unix_now()).map_err(|e| Failure {
+            error: format!("encoding a reply: {e}"),
+            nothing_sent: false,
+        })?;
+
+        // LPUSH of several values keeps their order for a BRPOP reader; each
+        // in a script that reports a list of the wrong type instead of
+        // failing the pipeline, so one bad `ret` costs only its replies.
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         for (ret, replies) in &lists {
-            pipe.cmd("LPUSH").arg(*ret).arg(replies).ignore();
+            pipe.cmd("EVAL").arg(PUSH).arg(1).arg(*ret).arg(replies);
         }
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| Failure {
-                nothing_sent: e.is_connection_refusal(),
-                error: format!("pushing {} replies: {e}", answers.len()),
-            })?;
-        Ok(codes)
+        let pushed: Vec<i64> = pipe.query_async(&mut conn).await.map_err(|e| Failure {
+            nothing_sent: e.is_connection_refusal(),
+            error: format!("pushing {} replies: {e}", answers.len()),
+        })?;
+        let mut out = Pushed {
+            codes: [0; CODE_SLOTS],
+            refused: Vec::new(),
+        };
+        for (((ret, replies), codes), n) in lists.iter().zip(&list_codes).zip(pushed) {
+            if n < 0 {
+                out.refused.push((ret.to_string(), replies.len()));
+            } else {
+                for (total, c) in out.codes.iter_mut().zip(codes) {
+                    *total += c;
+                }
+            }
+        }
+        Ok(out)
     }
+}
+
+/// `LPUSH KEYS[1] ARGV...`, or -1 when the key holds another type.
+const PUSH: &str = "if redis.call('TYPE', KEYS[1]).ok ~= 'list' and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end \
+     return redis.call('LPUSH', KEYS[1], unpack(ARGV))";
+
+/// What one push did.
+struct Pushed {
+    /// Replies delivered: answers (slot 0) and errors of each code.
+    codes: [u64; CODE_SLOTS],
+    /// Lists (`ret`) that hold another type, and their replies not pushed.
+    refused: Vec<(String, usize)>,
 }
 
 #[cfg(test)]

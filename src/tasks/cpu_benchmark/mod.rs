@@ -45,6 +45,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::grid::GridContext;
+use crate::tasks::child::Ended;
 use crate::tasks::CPU_BENCHMARK;
 use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 use chain::Stopped;
@@ -55,6 +56,8 @@ const DESCRIPTION: &str =
 
 /// How long the workloads command may take before it counts as broken.
 const WORKLOADS_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most the workloads command may print (it prints one number).
+const WORKLOADS_OUTPUT: usize = 4096;
 
 /// Where the kernel lists its online CPUs (what `_SC_NPROCESSORS_ONLN`
 /// reads, as `cpubench` asks for it).
@@ -278,29 +281,44 @@ async fn count_workloads(command: &[String]) -> anyhow::Result<u64> {
     let (program, args) = command
         .split_first()
         .context("cpu_benchmark.workloads_command is empty")?;
-    let run = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(WORKLOADS_TIMEOUT, run)
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args);
+    let limits = crate::tasks::child::Limits {
+        stdout: WORKLOADS_OUTPUT,
+        stderr: WORKLOADS_OUTPUT,
+        timeout: WORKLOADS_TIMEOUT,
+    };
+    let never = CancellationToken::new();
+    let ended = crate::tasks::child::run(&mut cmd, limits, &never)
         .await
-        .map_err(|_| {
-            anyhow!("workloads command {program:?}: no answer within {WORKLOADS_TIMEOUT:?}")
-        })?
         .with_context(|| format!("workloads command {program:?}: cannot run it"))?;
-    if !output.status.success() {
+    let (status, stdout, stderr) = match ended {
+        Ended::Exited {
+            status,
+            stdout,
+            stderr,
+        } => (status, stdout, stderr),
+        Ended::TooMuchOutput { stream, limit, .. } => {
+            bail!(
+                "workloads command {program:?}: wrote more than {limit} bytes to {stream}; killed"
+            )
+        }
+        Ended::TimedOut | Ended::Cancelled => {
+            bail!("workloads command {program:?}: no answer within {WORKLOADS_TIMEOUT:?}; killed")
+        }
+    };
+    if !status.success() {
         bail!(
             "workloads command {program:?}: {} ({})",
-            output.status,
-            excerpt(&output.stderr)
+            status,
+            excerpt(&stderr)
         );
     }
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = String::from_utf8_lossy(&stdout);
     text.trim().parse::<u64>().map_err(|e| {
         anyhow!(
             "workloads command {program:?}: printed {:?}, not a number of workloads ({e})",
-            excerpt(&output.stdout)
+            excerpt(&stdout)
         )
     })
 }

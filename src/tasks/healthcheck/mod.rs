@@ -145,7 +145,7 @@ impl Check {
 
     /// One attempt: runs the check, then sets or clears its flag.
     pub async fn attempt(self, settings: &Settings) -> Vec<String> {
-        let errors = match self {
+        let mut errors = match self {
             Check::Cache => cache::check(&settings.cache_dir).await,
             Check::Network => match &settings.network {
                 NetworkTargets::PerUrl(urls) => {
@@ -156,7 +156,13 @@ impl Check {
                 }
             },
         };
-        settings.flags.update(self.flag(), !errors.is_empty()).await;
+        if let Err(e) = settings.flags.update(self.flag(), !errors.is_empty()).await {
+            // The power daemon was not told what this attempt found.
+            errors.push(format!(
+                "failed to update flag {}: {e:#}",
+                self.flag().name()
+            ));
+        }
         errors
     }
 

@@ -1,24 +1,27 @@
 //! One iperf3 client run, as a child process: its arguments, its time
 //! limit, and the retries while the server is busy.
 //!
-//! The child is spawned directly (no shell) with `kill_on_drop`, so a run
-//! dropped by the monitor (timeout, shutdown) takes its iperf3 with it. A
-//! run that sees `ctx.cancel` or passes its own limit kills the child and
-//! waits for it, so nothing is left behind, not even a zombie.
+//! The child is spawned directly (no shell) in a process group of its own
+//! ([`crate::child`]), so a run dropped by the monitor (timeout, shutdown)
+//! takes its iperf3 with it. A run that sees `ctx.cancel`, passes its own
+//! limit or writes too much kills the group and reaps the child, so nothing
+//! is left behind, not even a zombie.
 
 use std::net::IpAddr;
-use std::process::Stdio;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::report::{self, Measure, Protocol, Reading};
 use super::IperfConfig;
+use crate::tasks::child::{self, Ended, Limits};
 use crate::util::backoff::Backoff;
 
-/// The most of iperf3's output read; its report is a few kilobytes.
-const OUTPUT_LIMIT: u64 = 8 * 1024 * 1024;
+/// The most of iperf3's output read; its report is a few kilobytes. An
+/// iperf3 that writes more is killed at once (it would otherwise block on
+/// the full pipe until the run timeout) and the entry says so.
+const OUTPUT_LIMIT: usize = 8 * 1024 * 1024;
+const STDERR_LIMIT: usize = 64 * 1024;
 
 pub use crate::util::backoff::Cancelled;
 
@@ -96,7 +99,8 @@ impl From<Measure> for Attempt {
     }
 }
 
-/// One iperf3 process, from spawn to reaped.
+/// One iperf3 process, from spawn to reaped, in a process group of its
+/// own that goes with it (see [`crate::child`]).
 pub async fn run_once(
     config: &IperfConfig,
     args: &[String],
@@ -105,54 +109,34 @@ pub async fn run_once(
 ) -> Result<Attempt, Cancelled> {
     let run_timeout = config.run_timeout();
     let program = config.iperf3.display().to_string();
-    let mut child = match Command::new(&config.iperf3)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(c) => c,
+    let mut cmd = Command::new(&config.iperf3);
+    cmd.args(args);
+    let limits = Limits {
+        stdout: OUTPUT_LIMIT,
+        stderr: STDERR_LIMIT,
+        timeout: run_timeout,
+    };
+    let (status, stdout, stderr) = match child::run(&mut cmd, limits, cancel).await {
         Err(e) => return Ok(Measure::failed(format!("cannot start {program}: {e}")).into()),
-    };
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-
-    enum End {
-        Exited(std::io::Result<std::process::ExitStatus>, Vec<u8>, Vec<u8>),
-        TimedOut,
-        Cancelled,
-    }
-    let end = {
-        let finish = async {
-            let (out, err, status) = tokio::join!(read_all(stdout), read_all(stderr), child.wait());
-            End::Exited(status, out, err)
-        };
-        tokio::select! {
-            end = finish => end,
-            _ = tokio::time::sleep(run_timeout) => End::TimedOut,
-            _ = cancel.cancelled() => End::Cancelled,
+        Ok(Ended::Exited {
+            status,
+            stdout,
+            stderr,
+        }) => (status, stdout, stderr),
+        Ok(Ended::TooMuchOutput { stream, limit, .. }) => {
+            return Ok(Measure::failed(format!(
+                "{program} wrote more than {limit} bytes to {stream}; killed"
+            ))
+            .into())
         }
-    };
-    let (status, stdout, stderr) = match end {
-        End::Exited(status, out, err) => (status, out, err),
-        End::TimedOut => {
-            let _ = child.kill().await;
+        Ok(Ended::TimedOut) => {
             return Ok(Measure::failed(format!(
                 "iperf3 did not finish within {}; killed",
                 humantime::format_duration(run_timeout)
             ))
-            .into());
+            .into())
         }
-        End::Cancelled => {
-            let _ = child.kill().await;
-            return Err(Cancelled);
-        }
-    };
-    let status = match status {
-        Ok(s) => s,
-        Err(e) => return Ok(Measure::failed(format!("waiting for {program}: {e}")).into()),
+        Ok(Ended::Cancelled) => return Err(Cancelled),
     };
     match report::parse_as(&stdout, reading) {
         Ok(measure) => Ok(Attempt {
@@ -172,14 +156,6 @@ pub async fn run_once(
             Ok(Measure::failed(msg).into())
         }
     }
-}
-
-async fn read_all(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
-    let mut buf = Vec::new();
-    if let Some(p) = pipe {
-        let _ = p.take(OUTPUT_LIMIT).read_to_end(&mut buf).await;
-    }
-    buf
 }
 
 #[cfg(test)]

@@ -112,10 +112,16 @@ impl ProvisionTest {
                 tracing::info!(attempt = n, "retrying with a new VM");
             }
             let attempt = self.attempt(&ctx.cancel).await;
-            self.flags
-                .update(Flag::VmTestFailed, !attempt.errors.is_empty())
-                .await;
-            attempt.errors
+            let mut errors = attempt.errors;
+            // The power daemon was not told: the check counts as failed.
+            if let Err(e) = self
+                .flags
+                .update(Flag::VmTestFailed, !errors.is_empty())
+                .await
+            {
+                errors.push(format!("{e:#}"));
+            }
+            errors
         })
         .await
         .map_err(|Cancelled| anyhow::anyhow!("{PROVISIONTEST}: cancelled; the VM was stopped"))?;

@@ -1,0 +1,297 @@
+//! Leases in Redis: what every zos-perf process on one Redis honours.
+//!
+//! Two leases exist, each one key holding who has it (pid, host, what for,
+//! since when, a random token) with an expiry:
+//!
+//! - [`DAEMON_KEY`]: one daemon per Redis. A second daemon started on the
+//!   same Redis refuses to run and names the first, unless the first's lease
+//!   has expired (it died without releasing it).
+//! - [`EXCLUSIVE_KEY`]: the exclusive measurements (cpu-benchmark, iperf,
+//!   public-ip-validation) of every process on this Redis, daemons and
+//!   `run-task` alike, run one at a time, so none distorts another's figures.
+//!
+//! A holder renews its lease every third of [`TTL`]; one that stops (killed,
+//! frozen, cut off from Redis) loses it after at most [`TTL`]. Renewal and
+//! release only touch a lease whose token is still ours (compare-and-set in
+//! a Lua script), so a holder that lost its lease can never cut short the
+//! next holder's. A key of ours that is not a lease (wrong type, no expiry,
+//! not our JSON) is replaced and the repair logged.
+
+use std::fmt;
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::redis::RedisLink;
+
+/// One daemon per Redis.
+pub const DAEMON_KEY: &str = "perf:lease:daemon";
+/// The exclusive measurements, one at a time across processes.
+pub const EXCLUSIVE_KEY: &str = "perf:lease:exclusive";
+/// A lease not renewed within this time is free again.
+pub const TTL: Duration = Duration::from_secs(30);
+
+/// Who holds a lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub host: String,
+    /// What the lease is held for (`daemon`, `cpu-benchmark`, ...).
+    pub what: String,
+    /// Unix seconds when it was taken.
+    pub since: i64,
+    /// Tells this holder from any other, even with the same pid and host.
+    pub token: String,
+}
+
+impl Holder {
+    /// This process, holding a lease for `what`.
+    pub fn me(what: &str) -> Holder {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown host".into());
+        Holder {
+            pid: std::process::id(),
+            host,
+            what: what.to_string(),
+            since: chrono::Utc::now().timestamp(),
+            token: format!("{:016x}", rand::random::<u64>()),
+        }
+    }
+
+    fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let since = chrono::DateTime::from_timestamp(self.since, 0)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "?".into());
+        write!(
+            f,
+            "pid {} on {} ({}, since {since})",
+            self.pid,
+            crate::logging::Escaped(&self.host),
+            crate::logging::Escaped(&self.what)
+        )
+    }
+}
+
+/// The outcome of one attempt to take a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    Mine,
+    /// Someone else has it (and who, when that can be read).
+    HeldBy(Option<Holder>),
+}
+
+const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('DEL', KEYS[1]) else return 0 end";
+/// Removes `KEYS[1]` when it is not a lease that can expire: a string of
+/// our JSON with a TTL. Returns 1 when it removed something.
+const REPAIR: &str = "local t = redis.call('TYPE', KEYS[1]).ok \
+     if t == 'none' then return 0 end \
+     if t ~= 'string' or redis.call('PTTL', KEYS[1]) < 0 then \
+       redis.call('DEL', KEYS[1]) return 1 end \
+     local ok = pcall(cjson.decode, redis.call('GET', KEYS[1])) \
+     if not ok then redis.call('DEL', KEYS[1]) return 1 end \
+     return 0";
+
+/// `EVAL <script> 1 <key>`: the scripts are a few lines, sent whole.
+fn eval(script: &str, key: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(1).arg(key);
+    cmd
+}
+
+/// One attempt to take the lease at `key` for `ttl`.
+pub async fn try_acquire(
+    conn: &mut impl ConnectionLike,
+    key: &str,
+    me: &Holder,
+    ttl: Duration,
+) -> redis::RedisResult<Taken> {
+    let ms = ttl.as_millis().max(1) as u64;
+    for _ in 0..2 {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(me.encode())
+            .arg("NX")
+            .arg("PX")
+            .arg(ms)
+            .query_async(conn)
+            .await?;
+        if set.is_some() {
+            return Ok(Taken::Mine);
+        }
+        let repaired: i64 = eval(REPAIR, key).query_async(conn).await?;
+        if repaired == 0 {
+            break;
+        }
+        tracing::warn!(
+            key,
+            "the lease key held something that is not a lease; replaced it"
+        );
+    }
+    let raw: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(conn).await?;
+    let holder = raw.and_then(|r| serde_json::from_slice::<Holder>(&r).ok());
+    Ok(Taken::HeldBy(holder))
+}
+
+/// Extends our lease; `false` when it is no longer ours.
+pub async fn renew(
+    conn: &mut impl ConnectionLike,
+    key: &str,
+    me: &Holder,
+    ttl: Duration,
+) -> redis::RedisResult<bool> {
+    let n: i64 = eval(RENEW, key)
+        .arg(me.encode())
+        .arg(ttl.as_millis().max(1) as u64)
+        .query_async(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// Gives our lease back (someone else's is left alone).
+pub async fn release(
+    conn: &mut impl ConnectionLike,
+    key: &str,
+    me: &Holder,
+) -> redis::RedisResult<bool> {
+    let n: i64 = eval(RELEASE, key)
+        .arg(me.encode())
+        .query_async(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// A lease we hold, renewed in the background until [`Held::release`] or
+/// drop. `lost` fires when a renewal finds it is no longer ours.
+pub struct Held {
+    key: &'static str,
+    me: Holder,
+    link: RedisLink,
+    stop: CancellationToken,
+    pub lost: CancellationToken,
+}
+
+impl Held {
+    /// Starts renewing the lease `me` holds at `key`.
+    pub fn keep(link: RedisLink, key: &'static str, me: Holder) -> Held {
+        let stop = CancellationToken::new();
+        let lost = CancellationToken::new();
+        let (l, m, s, lo) = (link.clone(), me.clone(), stop.clone(), lost.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(TTL / 3) => {}
+                    _ = s.cancelled() => return,
+                }
+                let Some(mut conn) = l.get() else { continue };
+                match renew(&mut conn, key, &m, TTL).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(key, holder = %m, "lost the lease (expired and taken over?)");
+                        lo.cancel();
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "cannot renew the lease; trying again")
+                    }
+                }
+            }
+        });
+        Held {
+            key,
+            me,
+            link,
+            stop,
+            lost,
+        }
+    }
+
+    pub fn holder(&self) -> &Holder {
+        &self.me
+    }
+
+    /// Stops renewing and gives the lease back.
+    pub async fn release(self) {
+        self.stop.cancel();
+        if let Some(mut conn) = self.link.get() {
+            let done = release(&mut conn, self.key, &self.me);
+            let _ = tokio::time::timeout(Duration::from_secs(1), done).await;
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // Renewal stops; the lease then expires by itself within TTL.
+        self.stop.cancel();
+    }
+}
+
+/// Waits until the lease at `key` is ours (or `cancel` fires: `None`),
+/// saying once who holds it meanwhile. Without Redis, nobody can hold it:
+/// the caller goes on without (`Some(None)`), as it cannot store anything
+/// that another process could distort either.
+pub async fn wait_for(
+    link: &RedisLink,
+    key: &'static str,
+    what: &str,
+    cancel: &CancellationToken,
+) -> Option<Option<Held>> {
+    let me = Holder::me(what);
+    let mut told = false;
+    loop {
+        let Some(mut conn) = link.get() else {
+            return Some(None);
+        };
+        match try_acquire(&mut conn, key, &me, TTL).await {
+            Ok(Taken::Mine) => return Some(Some(Held::keep(link.clone(), key, me))),
+            Ok(Taken::HeldBy(holder)) => {
+                if !told {
+                    let by = holder.map(|h| h.to_string()).unwrap_or_else(|| "?".into());
+                    tracing::info!(key, what, held_by = %by, "waiting for the lease");
+                    told = true;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(key, error = %e, "cannot take the lease; going on without it");
+                return Some(None);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = cancel.cancelled() => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_is_named_by_pid_host_and_purpose() {
+        let h = Holder {
+            pid: 42,
+            host: "node\n1".into(),
+            what: "daemon".into(),
+            since: 0,
+            token: "t".into(),
+        };
+        assert_eq!(
+            h.to_string(),
+            "pid 42 on node\\n1 (daemon, since 1970-01-01 00:00:00 UTC)"
+        );
+        assert_ne!(Holder::me("x").token, Holder::me("x").token);
+    }
+}
