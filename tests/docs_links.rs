@@ -1,7 +1,7 @@
 //! The repository documents itself: every relative link in its Markdown
 //! files must lead to a file or directory inside the repository, and an
 //! anchor (`file.md#section`) must name a heading of that file. A link that
-//! leaves the repository (`../shared/...`) is an error even when the target
+//! leaves the repository (`../elsewhere/...`) is an error even when the target
 //! happens to exist on this machine: it is dead for anyone who clones.
 //!
 //! External links (`https:`, `mailto:`, ...) are not followed: the suite
@@ -541,16 +541,16 @@ fn a_link_to_a_missing_file_is_reported_with_file_and_line() {
 
 #[test]
 fn a_link_that_leaves_the_repository_is_reported_even_if_the_target_exists() {
-    let outer = repo(&[("shared/notes.md", "# Notes\n")]);
+    let outer = repo(&[("elsewhere/notes.md", "# Notes\n")]);
     std::fs::create_dir(outer.path().join("repo")).expect("mkdir");
     std::fs::write(
         outer.path().join("repo/README.md"),
-        "The contract is [there](../shared/notes.md).\n",
+        "The contract is [there](../elsewhere/notes.md).\n",
     )
     .expect("write");
     let broken = check(&outer.path().join("repo"));
     assert_eq!(broken.len(), 1, "{broken:?}");
-    assert_eq!(broken[0].link, "../shared/notes.md");
+    assert_eq!(broken[0].link, "../elsewhere/notes.md");
     assert!(
         broken[0].why.contains("leaves the repository"),
         "{broken:?}"
