@@ -175,7 +175,7 @@ fn request(seq: u64, sent_us: u64, ret: &str) -> (&'static str, String) {
             GET,
             envelope(1, now.saturating_sub(120), b64(r#"{"Name": "iperf"}"#)),
         ),
-        Kind::Garbage if seq % 2 == 0 => (GET, format!("garbage {reference}")),
+        Kind::Garbage if seq.is_multiple_of(2) => (GET, format!("garbage {reference}")),
         Kind::Garbage => (GET_ALL, json!({"ver": 1, "ref": reference}).to_string()),
     }
 }

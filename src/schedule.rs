@@ -9,8 +9,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use croner::parser::{CronParser, Seconds};
 use croner::Cron;
-use rand::Rng;
+use rand::RngExt;
 
 /// A parsed cron expression: `sec min hour day-of-month month day-of-week`.
 #[derive(Debug, Clone)]
@@ -30,9 +31,12 @@ impl Schedule {
                 "invalid cron expression {expr:?}: expected 6 fields (sec min hour day-of-month month day-of-week), found {fields}"
             );
         }
-        let cron = Cron::new(expr)
-            .with_seconds_required()
-            .parse()
+        // Seconds first and required; `0/10` accepted as `*/10` was before.
+        let cron = CronParser::builder()
+            .seconds(Seconds::Required)
+            .sloppy_ranges(true)
+            .build()
+            .parse(expr)
             .map_err(|e| anyhow::anyhow!("invalid cron expression {expr:?}: {e}"))?;
         // croner takes some fields that select nothing (`,` or `L` as the
         // seconds, minutes or hours) and would then search second by
@@ -91,7 +95,7 @@ pub fn jitter_delay(max: Duration) -> Duration {
         return Duration::ZERO;
     }
     let ms = max.as_millis().min(u64::MAX as u128) as u64;
-    Duration::from_millis(rand::thread_rng().gen_range(0..=ms))
+    Duration::from_millis(rand::rng().random_range(0..=ms))
 }
 
 /// The wall clock the monitor reads, and how it waits. Injectable so that

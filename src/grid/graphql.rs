@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use rand::Rng;
+use rand::{Rng, RngExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -365,7 +365,7 @@ impl GraphQl {
         if total <= n {
             return self.up_nodes(filter, None).await;
         }
-        let offset = random_offset(total, n, &mut rand::thread_rng());
+        let offset = random_offset(total, n, &mut rand::rng());
         self.up_nodes(filter, Some((n, offset))).await
     }
 
@@ -414,7 +414,7 @@ pub fn random_offset(total: u64, n: u64, rng: &mut impl Rng) -> u64 {
     if total <= n {
         0
     } else {
-        rng.gen_range(0..=total - n)
+        rng.random_range(0..=total - n)
     }
 }
 

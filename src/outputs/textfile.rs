@@ -14,7 +14,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -70,18 +69,17 @@ fn libc_flags(f: OFlag) -> i32 {
 /// Writes `text` as `dir/zos_perf.prom`, atomically.
 pub fn write(dir: &Path, text: &str) -> anyhow::Result<()> {
     let d = open_dir(dir)?;
-    let fd = Some(d.as_raw_fd());
+    let fd = &d;
     // A temporary file left by a crash is ours to remove.
     let _ = unlinkat(fd, TEMP_NAME, UnlinkatFlags::NoRemoveDir);
-    let raw = openat(
+    let owned = openat(
         fd,
         TEMP_NAME,
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(0o644),
     )
     .with_context(|| format!("creating {}", dir.join(TEMP_NAME).display()))?;
-    // SAFETY: `raw` was just returned by openat and is owned by nobody else.
-    let mut file = unsafe { File::from_raw_fd(raw) };
+    let mut file = File::from(owned);
     let written = file.write_all(text.as_bytes()).and_then(|()| file.flush());
     drop(file);
     if let Err(e) = written {
@@ -95,7 +93,7 @@ pub fn write(dir: &Path, text: &str) -> anyhow::Result<()> {
 /// Removes the file (on shutdown).
 pub fn remove(dir: &Path) -> anyhow::Result<()> {
     let d = open_dir(dir)?;
-    match unlinkat(Some(d.as_raw_fd()), FILE_NAME, UnlinkatFlags::NoRemoveDir) {
+    match unlinkat(&d, FILE_NAME, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
         Err(e) => Err(e).with_context(|| format!("removing {}", dir.join(FILE_NAME).display())),
     }

@@ -86,8 +86,8 @@ pub fn redacted(url: &str) -> String {
 pub async fn connect_once(url: &str) -> anyhow::Result<ConnectionManager> {
     let client = client(url)?;
     let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(CONNECT_TIMEOUT)
-        .set_response_timeout(RESPONSE_TIMEOUT)
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_number_of_retries(1);
     ConnectionManager::new_with_config(client, config)
         .await
@@ -152,12 +152,12 @@ async fn connect_loop(
     let mut attempts: u64 = 0;
     loop {
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(CONNECT_TIMEOUT)
-            .set_response_timeout(RESPONSE_TIMEOUT)
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
             // Reconnection after a drop is retried by our sync loop's
             // next command; keep each reconnect attempt short.
             .set_number_of_retries(2)
-            .set_max_delay(1000);
+            .set_max_delay(Duration::from_millis(1000));
         match ConnectionManager::new_with_config(client.clone(), config).await {
             Ok(conn) => {
                 if attempts > 0 {
@@ -171,7 +171,7 @@ async fn connect_loop(
             Err(e) => {
                 attempts += 1;
                 // Say it loudly once, then about every minute.
-                if attempts == 1 || attempts % 12 == 0 {
+                if attempts == 1 || attempts.is_multiple_of(12) {
                     tracing::warn!(redis = %url, error = %e, retry_in = ?delay.peek(), attempts,
                         "redis unreachable; tasks keep running and results are published once it answers");
                 }

@@ -8,7 +8,7 @@
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
-use rand::RngCore;
+use rand::Rng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -36,7 +36,7 @@ pub fn shared_key(own: &Identity, peer_pk: &[u8]) -> Result<Zeroizing<[u8; 32]>,
 /// Seals `plain` for the holder of `peer_pk` with a random nonce.
 pub fn encrypt(own: &Identity, peer_pk: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
     let mut nonce = [0u8; NONCE_LEN];
-    rand::thread_rng().fill_bytes(&mut nonce);
+    rand::rng().fill_bytes(&mut nonce);
     encrypt_with_nonce(own, peer_pk, plain, &nonce)
 }
 

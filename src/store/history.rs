@@ -279,7 +279,7 @@ impl History {
             .tracks
             .values()
             .any(|t| t.pending > 0 || t.rewrite);
-        if !work && pass % CHECK_EVERY != 0 {
+        if !work && !pass.is_multiple_of(CHECK_EVERY) {
             return Ok(report);
         }
         enum Op {

@@ -43,15 +43,15 @@ pub async fn call(
     let encoded = serde_json::to_vec(&request).context("encoding the request")?;
 
     let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(CONNECT_TIMEOUT)
-        .set_response_timeout(timeout + RESPONSE_TIMEOUT);
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(timeout + RESPONSE_TIMEOUT));
     let mut conn = client
         .get_multiplexed_async_connection_with_config(&config)
         .await
         .with_context(|| {
             format!(
                 "cannot connect to redis at {}",
-                client.get_connection_info().addr
+                client.get_connection_info().addr()
             )
         })?;
     let list = keys::request_list(cmd);

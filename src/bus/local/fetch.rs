@@ -103,7 +103,7 @@ pub async fn fetch(
 
 fn bad(what: &str) -> redis::RedisError {
     (
-        redis::ErrorKind::TypeError,
+        redis::ErrorKind::UnexpectedReturnType,
         "unexpected script reply",
         what.to_string(),
     )
@@ -118,19 +118,19 @@ fn tagged(v: Value) -> redis::RedisResult<(String, Vec<Value>)> {
     if items.is_empty() {
         return Err(bad("empty entry"));
     }
-    let tag: String = redis::from_owned_redis_value(items.remove(0))?;
+    let tag: String = redis::from_redis_value(items.remove(0))?;
     Ok((tag, items))
 }
 
 fn parse_popped(v: Value) -> redis::RedisResult<Popped> {
     let (tag, mut rest) = tagged(v)?;
     match (tag.as_str(), rest.pop()) {
-        ("wrongtype", Some(t)) => Ok(Popped::WrongType(redis::from_owned_redis_value(t)?)),
+        ("wrongtype", Some(t)) => Ok(Popped::WrongType(redis::from_redis_value(t)?)),
         ("ok", Some(Value::Array(items))) => items
             .into_iter()
             .map(|item| match item {
                 Value::Int(n) => Ok(Message::Oversized(usize::try_from(n).unwrap_or(0))),
-                other => Ok(Message::Raw(redis::from_owned_redis_value(other)?)),
+                other => Ok(Message::Raw(redis::from_redis_value(other)?)),
             })
             .collect::<redis::RedisResult<_>>()
             .map(Popped::Messages),
@@ -144,9 +144,9 @@ fn parse_stored(v: Value) -> redis::RedisResult<Stored> {
     let (tag, mut rest) = tagged(v)?;
     match (tag.as_str(), rest.pop()) {
         ("absent", None) => Ok(Stored::Absent),
-        ("wrongtype", Some(t)) => Ok(Stored::WrongType(redis::from_owned_redis_value(t)?)),
-        ("toolarge", Some(n)) => Ok(Stored::TooLarge(redis::from_owned_redis_value(n)?)),
-        ("ok", Some(bytes)) => Ok(Stored::Bytes(redis::from_owned_redis_value(bytes)?)),
+        ("wrongtype", Some(t)) => Ok(Stored::WrongType(redis::from_redis_value(t)?)),
+        ("toolarge", Some(n)) => Ok(Stored::TooLarge(redis::from_redis_value(n)?)),
+        ("ok", Some(bytes)) => Ok(Stored::Bytes(redis::from_redis_value(bytes)?)),
         _ => Err(bad(&tag)),
     }
 }

@@ -172,7 +172,7 @@ impl Bus {
                                 failures = 0;
                             }
                             failures += 1;
-                            if failures == 1 || failures % 12 == 0 {
+                            if failures == 1 || failures.is_multiple_of(12) {
                                 tracing::warn!(error = %e, retry_in = ?delay.peek(), failures,
                                     "bus handler lost redis; reconnecting");
                             }
@@ -181,7 +181,7 @@ impl Bus {
                 }
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures % 12 == 0 {
+                    if failures == 1 || failures.is_multiple_of(12) {
                         tracing::warn!(error = %e, retry_in = ?delay.peek(), failures,
                             "bus handler cannot reach redis; requests wait in redis until it can");
                     }
@@ -214,17 +214,17 @@ impl Bus {
     /// the push (which must not be retried), so the request would be lost.
     async fn connect(&self) -> redis::RedisResult<(MultiplexedConnection, ConnectionManager)> {
         let pop_config = AsyncConnectionConfig::new()
-            .set_connection_timeout(CONNECT_TIMEOUT)
-            .set_response_timeout(BRPOP_TIMEOUT + RESPONSE_TIMEOUT);
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(BRPOP_TIMEOUT + RESPONSE_TIMEOUT));
         let pop = self
             .client
             .get_multiplexed_async_connection_with_config(&pop_config)
             .await?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(CONNECT_TIMEOUT)
-            .set_response_timeout(RESPONSE_TIMEOUT)
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(1)
-            .set_max_delay(500);
+            .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_with_config(self.client.clone(), config).await?;
         Ok((pop, conn))
     }

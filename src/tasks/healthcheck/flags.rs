@@ -15,7 +15,6 @@
 
 use std::fs::File;
 use std::io::ErrorKind;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -82,7 +81,7 @@ impl Flags {
         let dir = self.open_dir(true)?.context("flags directory vanished")?;
         let path = self.path(flag);
         let fd = nix::fcntl::openat(
-            Some(dir.as_raw_fd()),
+            &dir,
             flag.name(),
             OFlag::O_WRONLY
                 | OFlag::O_CREAT
@@ -98,8 +97,8 @@ impl Flags {
             ),
             e => anyhow::anyhow!("setting flag {}: {e}", path.display()),
         })?;
-        let kind = nix::sys::stat::fstat(fd).map(|st| st.st_mode & SFlag::S_IFMT.bits());
-        let _ = nix::unistd::close(fd);
+        let kind = nix::sys::stat::fstat(&fd).map(|st| st.st_mode & SFlag::S_IFMT.bits());
+        drop(fd);
         match kind {
             Ok(k) if k == SFlag::S_IFREG.bits() => Ok(()),
             Ok(_) => bail!("setting flag {}: not a regular file", path.display()),
@@ -114,11 +113,7 @@ impl Flags {
         let Some(dir) = self.open_dir(false)? else {
             return Ok(());
         };
-        match nix::unistd::unlinkat(
-            Some(dir.as_raw_fd()),
-            flag.name(),
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        ) {
+        match nix::unistd::unlinkat(&dir, flag.name(), nix::unistd::UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => Ok(()),
             Err(e) => bail!("clearing flag {}: {e}", path.display()),
         }

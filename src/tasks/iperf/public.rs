@@ -27,7 +27,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -161,7 +161,7 @@ pub async fn measure(
         if !retryable || retries >= config.retries {
             return Ok(attempt.measure);
         }
-        let wait = randomized(backoff.advance(), &mut rand::thread_rng());
+        let wait = randomized(backoff.advance(), &mut rand::rng());
         if started.elapsed() + wait > config.retry_total {
             return Ok(attempt.measure);
         }
@@ -177,7 +177,7 @@ pub async fn measure(
 
 /// `interval` ±50 %, uniformly (the usual exponential backoff jitter).
 pub fn randomized(interval: Duration, rng: &mut impl Rng) -> Duration {
-    interval.mul_f64(rng.gen_range(0.5..=1.5))
+    interval.mul_f64(rng.random_range(0.5..=1.5))
 }
 
 #[cfg(test)]
@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn backoff_jitter_stays_within_half_either_way() {
-        let mut rng = rand::thread_rng();
+        let mut rng = rand::rng();
         for _ in 0..1000 {
             let d = randomized(Duration::from_secs(10), &mut rng);
             assert!(

@@ -175,7 +175,7 @@ pub async fn fetch_list(url: &str, timeout: Duration) -> anyhow::Result<Vec<Serv
 
 /// Shuffles the list (every order equally likely).
 pub fn shuffle(servers: &mut [Server]) {
-    servers.shuffle(&mut rand::thread_rng());
+    servers.shuffle(&mut rand::rng());
 }
 
 /// Walks `servers` in order and returns the first that accepts a TCP

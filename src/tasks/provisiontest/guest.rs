@@ -9,7 +9,6 @@
 
 use std::fmt::Write as _;
 
-use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The kernel parameter carrying the token.
@@ -28,7 +27,7 @@ pub struct Marker {
 impl Marker {
     /// A fresh random token (64 bits, hex).
     pub fn random() -> Marker {
-        let n: u64 = rand::thread_rng().gen();
+        let n: u64 = rand::random();
         Marker {
             token: format!("{n:016x}"),
         }
