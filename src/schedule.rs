@@ -222,7 +222,12 @@ mod tests {
         ] {
             let started = std::time::Instant::now();
             let err = Schedule::parse(bad).expect_err(bad).to_string();
-            assert!(err.contains(&format!("{field} field")), "{bad}: {err}");
+            // croner (since 3) refuses `L` outside the day fields itself;
+            // `,` still reaches our check.
+            assert!(
+                err.contains(&format!("{field} field")) || err.contains("illegal character 'L'"),
+                "{bad}: {err}"
+            );
             // Without the check, the search runs for seconds to minutes.
             assert!(started.elapsed() < Duration::from_secs(2), "{bad}");
         }
