@@ -778,8 +778,9 @@ fn sigterm_while_redis_is_down_exits_0_without_waiting_for_it() {
 fn redis_missing_at_start_the_daemon_retries_runs_its_tasks_and_publishes_once_redis_appears() {
     let mut redis = RedisServer::not_started();
     let dir = tempfile::tempdir().expect("tempdir");
-    // Refused: the check fails at once and sets its flag.
-    let refused = "http://127.0.0.1:1";
+    // Refused (a port held by a socket that never listens): the check
+    // fails at once and sets its flag.
+    let refused = &format!("http://127.0.0.1:{}", common::closed_port());
     let config = format!(
         "[tasks.cpu-benchmark]\nenabled = false\n[tasks.iperf]\nenabled = false\n\
          [tasks.public-ip-validation]\nenabled = false\n{}",

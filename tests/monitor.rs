@@ -876,12 +876,15 @@ impl Clock for BreakingClock {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_reports_a_part_that_panicked() {
     let redis = RedisServer::start();
+    // A fresh result: no run at start, so only the monitor's loop reads
+    // the clock (a run reading it would panic in the run, not the loop).
+    put_result(&redis, "healthcheck", Utc::now().timestamp());
     let clock = Arc::new(BreakingClock::default());
     let task = TestTask::new("healthcheck", Behaviour::Count(Duration::ZERO));
     let d = Started::start(
         &redis,
         vec![(
-            task,
+            task.clone(),
             settings("0 0 0 1 1 *", Duration::from_secs(30), false),
         )],
         clock.clone(),
@@ -893,6 +896,7 @@ async fn shutdown_reports_a_part_that_panicked() {
             clock.broke.load(Ordering::SeqCst).then_some(())
         })
     });
+    assert_eq!(task.runs(), 0);
     let t = Instant::now();
     let clean = d.daemon.shutdown().await;
     assert!(!clean, "a part panicked: shutdown must not call that clean");
