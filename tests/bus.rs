@@ -1010,3 +1010,51 @@ async fn one_reply_list_of_the_wrong_type_costs_only_its_own_reply() {
     let s = h.stats.snapshot();
     assert_eq!((s.replied, s.lost), (10, 1), "{s:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_far_above_max_in_flight_never_has_more_in_flight() {
+    const MAX: usize = 8;
+    const BURST: usize = 4000;
+    let h = Harness::start_with(BusConfig {
+        max_in_flight: MAX,
+        ..BusConfig::default()
+    });
+    h.set("perf.cpu-benchmark", CPU).await;
+    let ret = ret_list();
+    // The whole burst is in Redis before the handler has answered much of
+    // it: both lists, pushed in one pipeline.
+    let (mut gets, mut alls) = (redis::cmd("LPUSH"), redis::cmd("LPUSH"));
+    gets.arg(Command::Get.list());
+    alls.arg(Command::GetAll.list());
+    for i in 0..BURST {
+        let (cmd, payload) = match i % 2 {
+            0 => (&mut gets, get_name("cpu-benchmark")),
+            _ => (&mut alls, Vec::new()),
+        };
+        cmd.arg(serde_json::to_vec(&request(&ret, &format!("b{i}"), &payload)).expect("encode"));
+    }
+    let mut conn = h.conn().await;
+    redis::pipe()
+        .add_command(gets)
+        .ignore()
+        .add_command(alls)
+        .ignore()
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("pushing the burst");
+
+    let mut seen = HashSet::new();
+    while seen.len() < BURST {
+        let reply = h.reply(&ret).await;
+        result_of(&reply);
+        let reference = reply["ref"].as_str().expect("ref").to_string();
+        assert!(seen.insert(reference.clone()), "{reference} answered twice");
+    }
+    h.quiesce().await;
+    assert_eq!(h.stats.snapshot().received, BURST as u64);
+    assert_eq!(h.stats.in_flight(), 0);
+    // Never above the bound, and the burst did press against it (two
+    // batches of half the permits each in flight together), so a bound not
+    // kept would have shown.
+    assert_eq!(h.stats.peak_in_flight(), MAX as u64);
+}

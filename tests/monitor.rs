@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -850,6 +850,62 @@ async fn shutdown_while_waiting_for_an_exclusive_turn_is_prompt_and_runs_nothing
     assert_eq!((st.state, st.runs), (State::Idle, 0), "{st:?}");
     let st = store.status("cpu-benchmark").expect("status");
     assert_eq!(st.last_outcome, Some(Outcome::Cancelled), "{st:?}");
+}
+
+/// The system clock until armed; from then on reading it panics, and so
+/// does the monitor, which reads it every slice.
+#[derive(Default)]
+struct BreakingClock {
+    armed: AtomicBool,
+    broke: AtomicBool,
+}
+
+impl Clock for BreakingClock {
+    fn now(&self) -> chrono::DateTime<Utc> {
+        if self.armed.load(Ordering::SeqCst) {
+            self.broke.store(true, Ordering::SeqCst);
+            panic!("the test clock breaks on purpose");
+        }
+        Utc::now()
+    }
+    fn sleep(&self, d: Duration) -> futures::future::BoxFuture<'static, ()> {
+        SystemClock.sleep(d)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_reports_a_part_that_panicked() {
+    let redis = RedisServer::start();
+    // A fresh result: no run at start, so only the monitor's loop reads
+    // the clock (a run reading it would panic in the run, not the loop).
+    put_result(&redis, "healthcheck", Utc::now().timestamp());
+    let clock = Arc::new(BreakingClock::default());
+    let task = TestTask::new("healthcheck", Behaviour::Count(Duration::ZERO));
+    let d = Started::start(
+        &redis,
+        vec![(
+            task.clone(),
+            settings("0 0 0 1 1 *", Duration::from_secs(30), false),
+        )],
+        clock.clone(),
+    )
+    .await;
+    clock.armed.store(true, Ordering::SeqCst);
+    tokio::task::block_in_place(|| {
+        wait_for(Duration::from_secs(5), "the monitor to panic", || {
+            clock.broke.load(Ordering::SeqCst).then_some(())
+        })
+    });
+    assert_eq!(task.runs(), 0);
+    let t = Instant::now();
+    let clean = d.daemon.shutdown().await;
+    assert!(!clean, "a part panicked: shutdown must not call that clean");
+    // Not for want of time: the other parts stopped well within the grace.
+    assert!(
+        t.elapsed() < zos_perf::daemon::SHUTDOWN_GRACE,
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[test]

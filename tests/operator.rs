@@ -359,8 +359,8 @@ fn get_human_renders_each_task_for_a_person() {
 fn run_task_that_finds_problems_says_so_in_status_and_tasks() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    // Port 1 on loopback refuses: one problem, no retries.
-    let cfg = healthcheck_only(dir.path(), &["http://127.0.0.1:1".into()], "0s");
+    // A loopback port that refuses: one problem, no retries.
+    let cfg = healthcheck_only(dir.path(), &[refused_url()], "0s");
     let out = zos_perf(&[
         "--config",
         &cfg,
@@ -392,7 +392,7 @@ fn run_task_timeout_exits_5_and_verbose_shows_each_attempt() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     // Refused, retried for ten minutes: only --timeout ends it.
-    let cfg = healthcheck_only(dir.path(), &["http://127.0.0.1:1".into()], "10m");
+    let cfg = healthcheck_only(dir.path(), &[refused_url()], "10m");
     let out = zos_perf(&[
         "--config",
         &cfg,
@@ -450,7 +450,7 @@ fn run_task_timeout_exits_5_and_verbose_shows_each_attempt() {
 fn logs_have_no_colour_in_a_file_and_json_lines_parse() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = healthcheck_only(dir.path(), &["http://127.0.0.1:1".into()], "0s");
+    let cfg = healthcheck_only(dir.path(), &[refused_url()], "0s");
     let out = zos_perf(&[
         "--config",
         &cfg,
@@ -673,4 +673,11 @@ fn check_here_and_without_iperf3() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(code(&out), 0, "{text}");
     assert!(text.contains("info     iperf3 "), "{text}");
+}
+
+/// A loopback URL on which connections are refused, and stay refused (the
+/// port is held by a socket that never listens): nothing is assumed of any
+/// fixed port.
+fn refused_url() -> String {
+    format!("http://127.0.0.1:{}", common::closed_port())
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use common::{guest, wait_for, RedisServer};
 use zos_perf::config::Config;
 use zos_perf::tasks::provisiontest::ProvisionTest;
-use zos_perf::tasks::RunContext;
+use zos_perf::tasks::{RunContext, Task};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zos-perf");
 const FLAG: &str = "vm-test-failed";
@@ -417,4 +417,124 @@ fn run_task_shows_each_step_and_get_answers_not_found_when_it_cannot_run() {
     let out = cli(&["get", "provisiontest"]);
     assert!(out.status.success());
     s.assert_nothing_left();
+}
+
+/// The real provisiontest, run by the monitor, except that a run panics
+/// once its hypervisor and the hypervisor's own child are up: what a bug in
+/// the task would do mid-boot. Each run waits for a permit of `gate` first.
+struct PanicsMidBoot {
+    inner: ProvisionTest,
+    work: PathBuf,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl zos_perf::tasks::Task for PanicsMidBoot {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn description(&self) -> &'static str {
+        self.inner.description()
+    }
+    fn defaults(&self) -> zos_perf::tasks::TaskDefaults {
+        zos_perf::tasks::TaskDefaults {
+            cron: "* * * * * *",
+            jitter: Duration::ZERO,
+            ..self.inner.defaults()
+        }
+    }
+    fn run<'a>(&'a self, ctx: &'a RunContext) -> zos_perf::tasks::RunFuture<'a> {
+        Box::pin(async move {
+            self.gate.acquire().await?.forget();
+            let work = self.work.clone();
+            let up = tokio::task::spawn_blocking(move || {
+                wait_for(
+                    Duration::from_secs(60),
+                    "the hypervisor and its child",
+                    || (guest::processes_under(&work).len() >= 2).then_some(()),
+                )
+            });
+            tokio::select! {
+                r = self.inner.run(ctx) => r,
+                _ = up => panic!("provisiontest panics mid-boot on purpose"),
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_panics_mid_boot_leaves_nothing_is_recorded_and_the_monitor_goes_on() {
+    use zos_perf::store::Outcome;
+
+    let s = Scene::new();
+    let redis = RedisServer::start();
+    // A hypervisor with a child of its own, both in the run directory.
+    let hypervisor = s.tmp.path().join("qemu-with-child");
+    std::fs::write(
+        &hypervisor,
+        "#!/bin/sh\nsleep 1000 &\nexec qemu-system-x86_64 \"$@\"\n",
+    )
+    .expect("write hypervisor");
+    std::fs::set_permissions(
+        &hypervisor,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let config = Config::from_toml(&format!(
+        "redis = {:?}\n[bus]\nenabled = false\n{}",
+        redis.url(),
+        s.config(&format!(
+            "hypervisor = {hypervisor:?}\ninitramfs = {:?}\ndeadline = \"10m\"",
+            guest::dir().join("silent.cpio")
+        ))
+    ))
+    .expect("config");
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    let task = PanicsMidBoot {
+        inner: ProvisionTest::new(&config.sections.provisiontest, &config.grid_context()),
+        work: s.work(),
+        gate: gate.clone(),
+    };
+    let name = task.name();
+    let daemon = zos_perf::Daemon::builder(config)
+        .tasks(vec![std::sync::Arc::new(task)])
+        .expect("register")
+        .load_wait(Duration::from_secs(5))
+        .start()
+        .await
+        .expect("daemon starts");
+    let store = daemon.store().clone();
+
+    for run in 1..=2u64 {
+        let st = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || {
+                wait_for(Duration::from_secs(120), "the run to end", || {
+                    store.status(name).filter(|s| s.runs >= run)
+                })
+            })
+            .await
+            .expect("join")
+        };
+        assert_eq!(st.runs, run, "{st:?}");
+        assert_eq!(st.failures, run, "{st:?}");
+        assert_eq!(st.last_outcome, Some(Outcome::Panicked), "{st:?}");
+        assert_eq!(
+            st.last_error.as_deref(),
+            Some("panicked: provisiontest panics mid-boot on purpose")
+        );
+        // The hypervisor, its child and the run directory are gone.
+        tokio::task::block_in_place(|| s.assert_nothing_left());
+        assert!(
+            store.latest(name).is_none(),
+            "a panicked run stores nothing"
+        );
+        // The monitor goes on: the next fire runs the task again (and the
+        // exclusive lease of the panicked run was given back, or it would
+        // wait for it).
+        if run == 1 {
+            gate.add_permits(1);
+        }
+    }
+    assert!(daemon.shutdown().await, "the daemon stops in time");
+    tokio::task::block_in_place(|| s.assert_nothing_left());
 }

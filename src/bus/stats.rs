@@ -21,6 +21,8 @@ pub struct BusStats {
     pub(crate) by_code: [AtomicU64; CODE_SLOTS],
     /// Taken and not yet answered (or dropped).
     pub(crate) in_flight: AtomicU64,
+    /// The most ever in flight at once: `max_in_flight` bounds it.
+    peak_in_flight: AtomicU64,
     /// Seconds from taking a request to pushing its reply.
     handling: [AtomicU64; HANDLING_BUCKETS.len()],
     handling_sum_micros: AtomicU64,
@@ -83,7 +85,9 @@ impl BusStats {
     /// Counts requests taken (per command, and in flight).
     pub(crate) fn taken(&self, popped: &[(Command, Vec<u8>)]) {
         Self::add(&self.received, popped.len());
-        Self::add(&self.in_flight, popped.len());
+        let n = popped.len() as u64;
+        let now = self.in_flight.fetch_add(n, Ordering::Relaxed) + n;
+        self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
         for (cmd, _) in popped {
             Self::add(&self.by_command[cmd.index()], 1);
         }
@@ -122,6 +126,11 @@ impl BusStats {
 
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The most requests ever in flight at once since the start.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.peak_in_flight.load(Ordering::Relaxed)
     }
 
     pub fn handling(&self) -> HandlingSnapshot {

@@ -201,6 +201,7 @@ impl Bus {
             expired = s.expired,
             dropped = s.dropped,
             lost = s.lost,
+            peak_in_flight = self.stats.peak_in_flight(),
             "bus handler stopped"
         );
     }
