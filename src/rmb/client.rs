@@ -302,7 +302,12 @@ async fn dispatch(mut link: relay::Link, pending: Arc<Mutex<Pending>>) {
                     }
                 }
             }
-            Some(Event::Garbage(why)) => {
+            Some(event @ (Event::Garbage(_) | Event::Oversized(_))) => {
+                let why = match event {
+                    Event::Oversized(n) => format!("a frame of {n} bytes, over the size limit"),
+                    Event::Garbage(why) => why,
+                    _ => unreachable!("matched above"),
+                };
                 // A frame nobody can match to a call. With a single call in
                 // flight it can only be its reply: fail it now.
                 let mut p = lock(&pending);
