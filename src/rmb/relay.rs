@@ -12,6 +12,11 @@
 //! for `dead_after` (the relay answers Pings, so a live relay is never
 //! silent that long). Reconnecting is the owner's choice: a one-shot
 //! caller reports the loss, a server opens a new link with a fresh token.
+//!
+//! Under the WebSocket layer sits a [`FrameGuard`]: a frame over
+//! `max_message` is skipped as it arrives and reported as
+//! [`Event::Oversized`], so a huge frame from anyone costs neither memory
+//! nor the connection.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
