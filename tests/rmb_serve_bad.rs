@@ -335,6 +335,17 @@ async fn bad_input_is_refused_or_dropped_and_counted_and_the_connection_stays_up
     );
     still_up(&mut c, &s, connections).await;
 
+    // zos.perf.history, read from the same store as the local bus.
+    let record = json!({"timestamp": 1, "result": {"single": 1.0}});
+    redis::cmd("LPUSH")
+        .arg(zos_perf::redis::keys::history("cpu-benchmark"))
+        .arg(record.to_string())
+        .query::<()>(&mut s.redis.conn())
+        .unwrap();
+    let payload = Payload::Plain(br#"{"Name":"cpu-benchmark"}"#.to_vec());
+    let env = c.request("zos.perf.history", Some(payload));
+    assert_eq!(c.answered(&env).await, json!([record]));
+
     for (reason, n) in [
         ("bad_signature", 2.0),
         ("expired", 1.0),
@@ -347,7 +358,7 @@ async fn bad_input_is_refused_or_dropped_and_counted_and_the_connection_stays_up
     }
     assert_eq!(
         metric(addr, "zos_perf_relay_replies_total{outcome=\"ok\"}"),
-        10.0
+        11.0
     );
     assert_eq!(metric(addr, "zos_perf_relay_connections_total"), 1.0);
     assert_eq!(metric(addr, "zos_perf_relay_connected"), 1.0);
