@@ -34,6 +34,8 @@ const CLIENTS: u32 = 4;
 const IN_FLIGHT: usize = 16;
 const CALLS_PER_TASK: usize = 150;
 const TS_CALLS: usize = 500;
+/// Calls through the client's own `read()`, which polls once a second.
+const TS_READ_CALLS: usize = 5;
 const IDLE_SECONDS: u64 = 20;
 
 fn rss_kib(pid: u32) -> u64 {
@@ -162,7 +164,7 @@ fn main() {
     let input = json!({"mnemonic": MNEMONIC_A, "keyType": "sr25519", "relayUrl": g.relay.url(),
         "sid": "bench", "twins": [twin(100, &ts_caller, "sr25519"), twin(SERVER, &server, "ed25519")],
         "dest": SERVER, "command": "zos.perf.get", "payload": r#"{"Name":"cpu-benchmark"}"#,
-        "calls": TS_CALLS, "warmup": 50});
+        "calls": TS_CALLS, "warmup": 50, "readCalls": TS_READ_CALLS});
     let mut node = Command::new("node")
         .arg(dir.join("rmb.js"))
         .arg("bench")
@@ -192,9 +194,10 @@ fn main() {
         "`zos-perf run` serving `zos.perf.get` over the test relay on loopback (ed25519 serving twin; callers sr25519; payloads encrypted both ways, signatures checked both ways; daemon, relay, chain stand-in and callers on the same machine):\n\n\
          | what | figure |\n|---|---:|\n\
          | requests served per second ({CLIENTS} client sessions × {IN_FLIGHT} calls outstanding, {served} calls) | **{:.0}/s** |\n\
-         | TypeScript client (`@threefold/rmb_direct_client`), {} sequential calls, round trip p50 | {:.2} ms |\n\
+         | TypeScript client (`@threefold/rmb_direct_client`), {} sequential calls, round trip p50 (send until the reply is verified, decrypted and parsed) | {:.2} ms |\n\
          | the same, p99 | {:.2} ms |\n\
          | the same, max | {:.2} ms |\n\
+         | the same through the client's own `read()`, which looks for the reply once a second ({} calls), p50 | {:.0} ms |\n\
          | daemon idle RSS with the relay transport on (max over {IDLE_SECONDS} s, after 3 s settling) | {:.1} MiB |\n\
          | daemon idle RSS at the end of that | {:.1} MiB |\n\
          | daemon RSS after the throughput run | {:.1} MiB |\n",
@@ -203,6 +206,8 @@ fn main() {
         ts["p50_ms"].as_f64().unwrap_or(f64::NAN),
         ts["p99_ms"].as_f64().unwrap_or(f64::NAN),
         ts["max_ms"].as_f64().unwrap_or(f64::NAN),
+        ts["read"]["calls"],
+        ts["read"]["p50_ms"].as_f64().unwrap_or(f64::NAN),
         mib(idle_max),
         mib(idle_end),
         mib(busy_rss),
