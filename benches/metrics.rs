@@ -28,7 +28,7 @@ const SECONDS: u64 = 60;
 fn iperf_result(k: f64) -> Value {
     let entries: Vec<Value> = (0..160)
         .map(|i| {
-            let ip = if i % 2 == 0 {
+            let ip = if i.is_multiple_of(2) {
                 format!("198.51.100.{}", i % 250)
             } else {
                 format!("2001:db8::{i:x}")

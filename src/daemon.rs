@@ -171,18 +171,25 @@ impl Builder {
             bus_stats = Some(handler.stats());
             tokio::spawn(handler.serve(shutdown.clone()))
         });
-        let relay = match config.bus.relay.enabled {
-            true => Some(start_relay(
+        let relay_stats = config
+            .bus
+            .relay
+            .enabled
+            .then(|| Arc::new(bus::relay::RelayStats::default()));
+        let relay = match &relay_stats {
+            Some(stats) => Some(start_relay(
                 &config,
                 store.link().client().clone(),
+                stats.clone(),
                 shutdown.clone(),
             )?),
-            false => None,
+            None => None,
         };
         let sources = outputs::metrics::Sources {
             store: store.clone(),
             tasks: enabled,
             bus: bus_stats,
+            relay: relay_stats,
         };
         let mut outputs = Vec::new();
         if let Some(listener) = listener {
@@ -369,6 +376,7 @@ pub async fn run_once_with_progress(
 fn start_relay(
     config: &Config,
     redis: ::redis::Client,
+    stats: Arc<bus::relay::RelayStats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     use crate::grid::chain::{ChainClient, ChainOptions};
@@ -388,13 +396,17 @@ fn start_relay(
     };
     let chain = ChainClient::new(rmb.chain_urls(config.network), options)?;
     let twins = Arc::new(TwinDb::new(Arc::new(chain), rmb.cache_ttl));
-    let stats = Arc::new(bus::relay::RelayStats::default());
+    let options = bus::relay::ServeOptions {
+        clock_skew: config.bus.clock_skew,
+        ..Default::default()
+    };
     Ok(tokio::spawn(bus::relay::serve(
         redis,
         identity,
         twins,
         rmb.relays(config.network),
         stats,
+        options,
         shutdown,
     )))
 }

@@ -8,7 +8,8 @@
 //! - [`triage`]: what to do with one received message (answer, drop, expire).
 //! - [`commands`]: the commands and their payloads.
 //! - [`history`]: `zos.perf.history`, an extension of ours.
-//! - [`snapshot`]: the store as one batch of requests sees it.
+//! - [`snapshot`]: the store as one batch of requests sees it, read with
+//!   [`fetch`] (bounded inside Redis).
 //! - [`error`]: the error codes a reply can carry (the table lives there).
 //! - [`batch`]: the one entry of a transport: raw requests in, replies out.
 //! - [`stats`]: the counters.
@@ -40,6 +41,7 @@ pub mod batch;
 pub mod commands;
 mod config;
 pub mod error;
+pub mod fetch;
 pub mod history;
 pub mod local;
 pub mod message;

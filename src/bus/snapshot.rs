@@ -1,6 +1,7 @@
-//! The store as one batch of requests sees it: read once with the pop
-//! (one MGET of the known keys), each value checked and base64-encoded at
-//! most once, whatever the number of requests asking for it.
+//! The store as one batch of requests sees it: read once for the batch
+//! ([`Snapshot::read`]: only the keys asked for, each bounded), each value
+//! checked and base64-encoded at most once, whatever the number of requests
+//! asking for it.
 
 use base64::Engine;
 
@@ -8,8 +9,9 @@ use super::commands::Query;
 use super::error::{BusError, ErrorCode};
 use super::history::{self, HistoryQuery};
 use super::message::BASE64;
-use super::triage::Answer;
 use crate::redis::keys;
+use crate::store::MAX_STORED;
+use crate::tasks::NAMES;
 
 /// One stored value as read from Redis, before any check: its length and
 /// type are looked at inside Redis, so a huge or wrong-typed value never
@@ -95,16 +97,41 @@ impl Snapshot {
         }
     }
 
+    /// Reads what `queries` ask for, and nothing else: the results, each
+    /// bounded ([`MAX_STORED`]: a longer value is never transferred), and the
+    /// history lists. What the local and relay transports answer from.
+    pub async fn read(
+        conn: &mut impl redis::aio::ConnectionLike,
+        queries: &[Query],
+    ) -> redis::RedisResult<Snapshot> {
+        let mut wanted: Vec<&'static str> = Vec::new();
+        for q in queries {
+            match q {
+                Query::All => {
+                    wanted = NAMES.to_vec();
+                    break;
+                }
+                Query::One(name) if !wanted.contains(name) => wanted.push(name),
+                _ => {}
+            }
+        }
+        let keys: Vec<String> = wanted.iter().map(|n| keys::result(n)).collect();
+        let fetched = super::fetch::fetch(conn, &keys, MAX_STORED).await?;
+        let mut snapshot = Snapshot::fetched(wanted.into_iter().zip(fetched).collect());
+        snapshot.read_histories(conn, queries).await?;
+        Ok(snapshot)
+    }
+
     /// Reads, in one pipeline, the history lists the `zos.perf.history`
-    /// requests among `answers` ask for.
-    pub async fn read_histories(
+    /// queries among `asked` ask for.
+    async fn read_histories(
         &mut self,
         conn: &mut impl redis::aio::ConnectionLike,
-        answers: &[Answer<'_>],
+        asked: &[Query],
     ) -> redis::RedisResult<()> {
         let mut queries: Vec<HistoryQuery> = Vec::new();
-        for a in answers {
-            if let Ok(Query::History(q)) = a.outcome {
+        for a in asked {
+            if let Query::History(q) = *a {
                 if !queries.contains(&q) {
                     queries.push(q);
                 }

@@ -27,6 +27,7 @@ use prometheus_client::registry::Registry;
 use serde_json::Value;
 
 use super::process;
+use crate::bus::relay::RelayStats;
 use crate::bus::BusStats;
 use crate::store::figures::{iperf_totals, public_ip_counts, IP_STATES};
 use crate::store::ResultStore;
@@ -68,6 +69,8 @@ pub struct Sources {
     pub tasks: Vec<&'static str>,
     /// The bus's counters, when the bus runs.
     pub bus: Option<Arc<BusStats>>,
+    /// The relay transport's counters, when it runs.
+    pub relay: Option<Arc<RelayStats>>,
 }
 
 impl fmt::Debug for Sources {
@@ -187,6 +190,9 @@ impl Collector for DaemonCollector {
         self.results(&mut enc)?;
         if let Some(bus) = &self.sources.bus {
             bus_metrics(&mut enc, bus)?;
+        }
+        if let Some(relay) = &self.sources.relay {
+            relay_metrics(&mut enc, relay)?;
         }
         if self.process {
             process_metrics(&mut enc)?;
@@ -477,6 +483,59 @@ fn bus_metrics(enc: &mut DescriptorEncoder, bus: &BusStats) -> fmt::Result {
         MetricType::Histogram,
     )?;
     family.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &buckets, None)
+}
+
+fn relay_metrics(enc: &mut DescriptorEncoder, relay: &RelayStats) -> fmt::Result {
+    let get = RelayStats::get;
+    counters(
+        enc,
+        "zos_perf_relay_replies",
+        "Replies sent over the relay: ok = an answer, error = the command's error (refusals are counted apart).",
+        &[
+            (labels(&[("outcome", "ok")]), get(&relay.answered)),
+            (labels(&[("outcome", "error")]), get(&relay.errors)),
+        ],
+    )?;
+    let refused: Vec<(Labels, u64)> = relay
+        .refused()
+        .iter()
+        .map(|(r, n)| (labels(&[("reason", r.label())]), *n))
+        .collect();
+    counters(
+        enc,
+        "zos_perf_relay_refused_requests",
+        "Requests refused with an error reply before their command ran, by reason.",
+        &refused,
+    )?;
+    let dropped: Vec<(Labels, u64)> = relay
+        .dropped()
+        .iter()
+        .map(|(d, n)| (labels(&[("reason", d.label())]), *n))
+        .collect();
+    counters(
+        enc,
+        "zos_perf_relay_dropped_frames",
+        "Frames dropped unanswered (nobody or nothing to answer), by reason.",
+        &dropped,
+    )?;
+    counters(
+        enc,
+        "zos_perf_relay_lost_replies",
+        "Replies not sent: the relay connection went away first.",
+        &[(Vec::new(), get(&relay.lost))],
+    )?;
+    counters(
+        enc,
+        "zos_perf_relay_connections",
+        "Connections opened to a relay (the first, then each reconnect).",
+        &[(Vec::new(), get(&relay.connects))],
+    )?;
+    gauges(
+        enc,
+        "zos_perf_relay_connected",
+        "1 while connected to a relay, else 0.",
+        &one(get(&relay.connected) as f64),
+    )
 }
 
 fn process_metrics(enc: &mut DescriptorEncoder) -> fmt::Result {

@@ -286,6 +286,20 @@ fn check_own_twin(identity: &Identity, own: &Twin, relays: &[String]) {
     }
 }
 
+/// A frame nobody can match to a call. With a single call in flight it can
+/// only be its reply: fail it now.
+fn fail_lone_call(pending: &Mutex<Pending>, url: &str, why: String) {
+    let mut p = lock(pending);
+    tracing::warn!(relay = %url, reason = %why, "unreadable frame from the relay");
+    if p.calls.len() == 1 {
+        if let Some(uid) = p.calls.keys().next().cloned() {
+            if let Some((twin, tx)) = p.calls.remove(&uid) {
+                let _ = tx.send(Err(RmbError::BadReply { twin, reason: why }));
+            }
+        }
+    }
+}
+
 /// Hands each reply to the call waiting for its uid; ends when the
 /// connection does, failing every call still waiting.
 async fn dispatch(mut link: relay::Link, pending: Arc<Mutex<Pending>>) {
@@ -302,19 +316,12 @@ async fn dispatch(mut link: relay::Link, pending: Arc<Mutex<Pending>>) {
                     }
                 }
             }
-            Some(Event::Garbage(why)) => {
-                // A frame nobody can match to a call. With a single call in
-                // flight it can only be its reply: fail it now.
-                let mut p = lock(&pending);
-                tracing::warn!(relay = %link.url, reason = %why, "unreadable frame from the relay");
-                if p.calls.len() == 1 {
-                    if let Some(uid) = p.calls.keys().next().cloned() {
-                        if let Some((twin, tx)) = p.calls.remove(&uid) {
-                            let _ = tx.send(Err(RmbError::BadReply { twin, reason: why }));
-                        }
-                    }
-                }
-            }
+            Some(Event::Garbage(why)) => fail_lone_call(&pending, &link.url, why),
+            Some(Event::Oversized(n)) => fail_lone_call(
+                &pending,
+                &link.url,
+                format!("a frame of {n} bytes, over the size limit"),
+            ),
             Some(Event::Closed(why)) => break why,
             None => break "the connection task ended".to_string(),
         }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod e2e;
 pub mod envelope;
 pub mod error;
+pub mod frames;
 pub mod identity;
 pub mod jwt;
 pub mod relay;

@@ -12,6 +12,11 @@
 //! for `dead_after` (the relay answers Pings, so a live relay is never
 //! silent that long). Reconnecting is the owner's choice: a one-shot
 //! caller reports the loss, a server opens a new link with a fresh token.
+//!
+//! Under the WebSocket layer sits a [`FrameGuard`]: a frame over
+//! `max_message` is skipped as it arrives and reported as
+//! [`Event::Oversized`], so a huge frame from anyone costs neither memory
+//! nor the connection.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,8 +25,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use tokio::net::TcpStream;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
 use super::envelope::Envelope;
 use super::error::RmbError;
+use super::frames::{FrameGuard, Oversized};
 use super::identity::Identity;
 use super::jwt;
 use crate::grid::chain::{ws_config, ws_connector};
@@ -60,6 +69,8 @@ pub enum Event {
     Envelope(Box<Envelope>),
     /// A frame that is not a binary protobuf envelope (skipped).
     Garbage(String),
+    /// A frame over `max_message`, skipped unread: its length.
+    Oversized(u64),
     /// The connection is gone; no event follows.
     Closed(String),
 }
@@ -149,17 +160,8 @@ pub async fn open(
     }
     let token = jwt::token(identity, twin, sid, unix_now(), options.token_lifetime);
     url.set_query(Some(&token));
-    let connector = ws_connector().map_err(|reason| RmbError::Relay {
-        url: base.clone(),
-        reason,
-    })?;
-    let connecting = tokio_tungstenite::connect_async_tls_with_config(
-        url.as_str(),
-        Some(ws_config(options.max_message)),
-        true,
-        Some(connector),
-    );
-    let ws = match tokio::time::timeout(options.connect_timeout, connecting).await {
+    let connecting = handshake(&url, options.max_message);
+    let (ws, oversized) = match tokio::time::timeout(options.connect_timeout, connecting).await {
         Err(_) => {
             return Err(RmbError::Relay {
                 url: base,
@@ -169,7 +171,7 @@ pub async fn open(
                 ),
             })
         }
-        Ok(Err(tungstenite::Error::Http(response)))
+        Ok(Err(Handshake::Ws(tungstenite::Error::Http(response))))
             if matches!(response.status().as_u16(), 400 | 401 | 403) =>
         {
             return Err(RmbError::JwtRefused {
@@ -184,11 +186,18 @@ pub async fn open(
                 reason: e.to_string(),
             })
         }
-        Ok(Ok((ws, _))) => ws,
+        Ok(Ok(done)) => done,
     };
     let (out, out_rx) = mpsc::channel(256);
     let (events_tx, events) = mpsc::channel(256);
-    tokio::spawn(run(base.clone(), ws, out_rx, events_tx, *options));
+    tokio::spawn(run(
+        base.clone(),
+        ws,
+        oversized,
+        out_rx,
+        events_tx,
+        *options,
+    ));
     Ok(Link {
         url: base,
         out,
@@ -196,9 +205,70 @@ pub async fn open(
     })
 }
 
+/// Why a connection could not be set up.
+#[derive(Debug)]
+enum Handshake {
+    Io(String),
+    Ws(tungstenite::Error),
+}
+
+impl std::fmt::Display for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Handshake::Io(e) => f.write_str(e),
+            Handshake::Ws(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+type Stream = FrameGuard<MaybeTlsStream<TcpStream>>;
+
+/// TCP, TLS for `wss`, the frame guard, then the WebSocket upgrade: the
+/// guard sits on the plain bytes, under the WebSocket layer.
+async fn handshake(
+    url: &url::Url,
+    max_message: usize,
+) -> Result<(WebSocketStream<Stream>, Oversized), Handshake> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| Handshake::Io("the URL names no host".into()))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| Handshake::Io("the URL names no port".into()))?;
+    let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
+        .await
+        .map_err(|e| Handshake::Io(format!("connecting: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let stream = if url.scheme() == "wss" {
+        let Connector::Rustls(config) = ws_connector().map_err(Handshake::Io)? else {
+            return Err(Handshake::Io("no TLS connector".into()));
+        };
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| Handshake::Io(format!("TLS server name {host:?}: {e}")))?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| Handshake::Io(format!("TLS: {e}")))?;
+        MaybeTlsStream::Rustls(tls)
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
+    let guard = FrameGuard::new(stream, max_message);
+    let oversized = guard.oversized();
+    let (ws, _) = tokio_tungstenite::client_async_with_config(
+        url.as_str(),
+        guard,
+        Some(ws_config(max_message)),
+    )
+    .await
+    .map_err(Handshake::Ws)?;
+    Ok((ws, oversized))
+}
+
 async fn run<S>(
     url: String,
     ws: tokio_tungstenite::WebSocketStream<S>,
+    oversized: Oversized,
     mut out: mpsc::Receiver<Vec<u8>>,
     events: mpsc::Sender<Event>,
     options: RelayOptions,
@@ -208,6 +278,8 @@ async fn run<S>(
     let (mut sink, mut stream) = ws.split();
     let mut last_write = Instant::now();
     let mut last_read = Instant::now();
+    // Data messages read so far, to find those the guard cut short.
+    let mut messages: u64 = 0;
     let reason = loop {
         let ping_at = last_write + options.ping_after;
         let dead_at = last_read + options.dead_after;
@@ -224,17 +296,24 @@ async fn run<S>(
                 let event = match frame {
                     None => break Some("closed by the relay".to_string()),
                     Some(Err(e)) => break Some(e.to_string()),
-                    Some(Ok(Message::Binary(b))) => match Envelope::from_bytes(&b) {
-                        Ok(env) => Event::Envelope(Box::new(env)),
-                        Err(e) => Event::Garbage(e),
-                    },
+                    Some(Ok(m @ (Message::Binary(_) | Message::Text(_)))) => {
+                        let index = messages;
+                        messages += 1;
+                        match (oversized.take(index), m) {
+                            (Some(len), _) => Event::Oversized(len),
+                            (None, Message::Binary(b)) => match Envelope::from_bytes(&b) {
+                                Ok(env) => Event::Envelope(Box::new(env)),
+                                Err(e) => Event::Garbage(e),
+                            },
+                            (None, _) => Event::Garbage("a text frame".into()),
+                        }
+                    }
                     Some(Ok(Message::Close(c))) => {
                         break Some(match c {
                             Some(c) => format!("closed by the relay ({} {})", c.code, c.reason),
                             None => "closed by the relay".to_string(),
                         })
                     }
-                    Some(Ok(Message::Text(_))) => Event::Garbage("a text frame".into()),
                     Some(Ok(_)) => continue, // ping/pong
                 };
                 if events.send(event).await.is_err() {

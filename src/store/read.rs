@@ -56,7 +56,7 @@ async fn read_checked(
     conn: &mut impl ConnectionLike,
     keys: &[String],
 ) -> anyhow::Result<Vec<anyhow::Result<Option<String>>>> {
-    let fetched = crate::bus::local::fetch::fetch(conn, keys, MAX_STORED)
+    let fetched = crate::bus::fetch::fetch(conn, keys, MAX_STORED)
         .await
         .with_context(|| format!("reading {}", keys.join(", ")))?;
     Ok(keys

@@ -140,6 +140,11 @@ impl TestRelay {
         self.state.lock().unwrap().sessions.clear();
     }
 
+    /// WebSocket connections accepted so far (a reconnect adds one).
+    pub fn connections(&self) -> u64 {
+        self.state.lock().unwrap().next_conn
+    }
+
     /// Whether (twin, sid) is connected now.
     pub fn is_online(&self, twin: u32, sid: Option<&str>) -> bool {
         self.state

@@ -177,7 +177,7 @@ async fn serve(
         };
         let env = match event {
             Some(Event::Envelope(env)) => *env,
-            Some(Event::Garbage(_)) => continue,
+            Some(Event::Garbage(_) | Event::Oversized(_)) => continue,
             Some(Event::Closed(_)) | None => return,
         };
         let Some(Body::Request(req)) = env.message.clone() else {

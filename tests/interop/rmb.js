@@ -17,6 +17,13 @@
 //                                                -> {result} or {error}: a real Client.connect/send/read
 //                                                   through a relay; only its chain client is replaced
 //                                                   by one answering from `twins`
+//   bench       as call, plus {calls, warmup, readCalls}
+//                                                -> {calls, p50_ms, p99_ms, max_ms, read: {...}}: one
+//                                                   connection, `calls` sequential timed round trips
+//                                                   (send until the reply is verified, decrypted and
+//                                                   parsed) after `warmup` untimed ones; `read` the
+//                                                   same for `readCalls` calls through the client's
+//                                                   own read(), which polls once a second
 "use strict";
 
 const path = require("path");
@@ -54,6 +61,31 @@ async function readInput() {
   for await (const c of process.stdin) chunks.push(c);
   const text = Buffer.concat(chunks).toString();
   return text.trim() ? JSON.parse(text) : {};
+}
+
+// A connected Client for twins[0], its chain client answering from `twins`.
+async function connectClient(input) {
+  const twins = twinMap(input.twins);
+  const client = new Client("ws://chain.invalid", input.relayUrl, input.mnemonic, input.sid, input.keyType, 1);
+  const ownId = input.twins[0].id;
+  // The chain client, answering from the input instead of a tfchain.
+  client.tfclient = {
+    connect: async () => {},
+    disconnect: async () => {},
+    twins: {
+      getTwinIdByAccountId: async () => ownId,
+      get: async ({ id }) => {
+        const t = twins.get(id);
+        if (!t) throw new Error(`twin ${id} unknown`);
+        return { ...t.twin };
+      },
+      update: async () => { throw new Error("the test twin must already match"); },
+    },
+  };
+  // connect() compares the twin's relay with this spelling of the URL.
+  for (const t of twins.values()) if (t.twin.id === ownId) t.twin.relay = input.relayUrl.replace("wss://", "").replace("/", "");
+  await client.connect();
+  return client;
 }
 
 const ops = {
@@ -129,32 +161,47 @@ const ops = {
   },
 
   async call(input) {
-    const twins = twinMap(input.twins);
-    const client = new Client("ws://chain.invalid", input.relayUrl, input.mnemonic, input.sid, input.keyType, 1);
-    const ownId = input.twins[0].id;
-    // The chain client, answering from the input instead of a tfchain.
-    client.tfclient = {
-      connect: async () => {},
-      disconnect: async () => {},
-      twins: {
-        getTwinIdByAccountId: async () => ownId,
-        get: async ({ id }) => {
-          const t = twins.get(id);
-          if (!t) throw new Error(`twin ${id} unknown`);
-          return { ...t.twin };
-        },
-        update: async () => { throw new Error("the test twin must already match"); },
-      },
-    };
-    // connect() compares the twin's relay with this spelling of the URL.
-    for (const t of twins.values()) if (t.twin.id === ownId) t.twin.relay = input.relayUrl.replace("wss://", "").replace("/", "");
-    await client.connect();
+    const client = await connectClient(input);
     try {
       const uid = await client.send(input.command, input.payload, input.dest, 1);
       return { result: await client.read(uid) };
     } catch (e) {
       return { error: String(e && e.message || e) };
     }
+  },
+  async bench(input) {
+    const client = await connectClient(input);
+    const send = () => client.send(input.command, input.payload, input.dest, 1);
+    const check = (r) => { if (r === undefined || r === null) throw new Error("empty reply"); };
+    // The client's read() looks for the reply once a second, so a call
+    // through it takes about a second whatever the wire does. The round
+    // trip proper waits for the reply to land in the client's map, then
+    // lets read() verify, decrypt and parse it.
+    const wire = async () => {
+      const uid = await send();
+      for (;;) {
+        const e = client.responses.get(uid);
+        if (e && (e.response || e.error)) break;
+        await new Promise((r) => setImmediate(r));
+      }
+      check(await client.read(uid));
+    };
+    const shipped = async () => check(await client.read(await send()));
+    const timed = async (n, once) => {
+      const ms = [];
+      for (let i = 0; i < n; i++) {
+        const t = process.hrtime.bigint();
+        await once();
+        ms.push(Number(process.hrtime.bigint() - t) / 1e6);
+      }
+      ms.sort((a, b) => a - b);
+      const pct = (p) => ms[Math.min(ms.length - 1, Math.floor((p / 100) * ms.length))];
+      return { calls: ms.length, p50_ms: pct(50), p99_ms: pct(99), max_ms: ms[ms.length - 1] };
+    };
+    for (let i = 0; i < (input.warmup || 0); i++) await wire();
+    const out = await timed(input.calls, wire);
+    out.read = await timed(input.readCalls || 0, shipped);
+    return out;
   },
 };
 

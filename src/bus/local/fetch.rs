@@ -1,6 +1,6 @@
 //! What the handler takes from Redis, bounded before it leaves Redis.
 //!
-//! Two small Lua scripts do the reading inside Redis, where a value's size
+//! A small Lua script does the popping inside Redis, where a value's size
 //! and type are known before it is sent:
 //!
 //! - [`pop`] pops up to `n` messages from each request list. A list that is
@@ -9,9 +9,9 @@
 //!   usual: one broken list never costs another command its requests, and
 //!   nothing is popped that is not handed over. A message over the size
 //!   limit is popped and dropped there: only its length comes back.
-//! - [`fetch`] reads only the result keys a batch asks for, each checked
-//!   first: absent, a string within the limit (as bytes, whatever they
-//!   hold), a string too large (its length only), or another type.
+//!
+//! The reading of result keys, which every transport shares, is
+//! [`crate::bus::fetch`].
 
 use redis::aio::ConnectionLike;
 use redis::Value;
@@ -32,6 +32,7 @@ pub enum Popped {
     WrongType(String),
 }
 
+use crate::bus::fetch::{bad, tagged};
 pub use crate::bus::snapshot::Fetched as Stored;
 
 const POP: &str = r#"
@@ -54,23 +55,6 @@ end
 return out
 "#;
 
-const FETCH: &str = r#"
-local max = tonumber(ARGV[1])
-local out = {}
-for i, key in ipairs(KEYS) do
-  local t = redis.call('TYPE', key).ok
-  if t == 'none' then
-    out[i] = {'absent'}
-  elseif t ~= 'string' then
-    out[i] = {'wrongtype', t}
-  else
-    local n = redis.call('STRLEN', key)
-    if n > max then out[i] = {'toolarge', n} else out[i] = {'ok', redis.call('GET', key)} end
-  end
-end
-return out
-"#;
-
 /// Pops up to `counts[i]` messages from `lists[i]`, each at most
 /// `max_bytes` long, in one round trip.
 pub async fn pop(
@@ -84,42 +68,6 @@ pub async fn pop(
     cmd.arg(counts).arg(max_bytes);
     let reply: Vec<Value> = cmd.query_async(conn).await?;
     reply.into_iter().map(parse_popped).collect()
-}
-
-/// Reads `keys`, each at most `max_bytes` long, in one round trip.
-pub async fn fetch(
-    conn: &mut impl ConnectionLike,
-    keys: &[String],
-    max_bytes: usize,
-) -> redis::RedisResult<Vec<Stored>> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(FETCH).arg(keys.len()).arg(keys).arg(max_bytes);
-    let reply: Vec<Value> = cmd.query_async(conn).await?;
-    reply.into_iter().map(parse_stored).collect()
-}
-
-fn bad(what: &str) -> redis::RedisError {
-    (
-        redis::ErrorKind::UnexpectedReturnType,
-        "unexpected script reply",
-        what.to_string(),
-    )
-        .into()
-}
-
-/// `[tag, rest...]` of one entry of a script's reply.
-fn tagged(v: Value) -> redis::RedisResult<(String, Vec<Value>)> {
-    let Value::Array(mut items) = v else {
-        return Err(bad("not an array"));
-    };
-    if items.is_empty() {
-        return Err(bad("empty entry"));
-    }
-    let tag: String = redis::from_redis_value(items.remove(0))?;
-    Ok((tag, items))
 }
 
 fn parse_popped(v: Value) -> redis::RedisResult<Popped> {
@@ -136,17 +84,6 @@ fn parse_popped(v: Value) -> redis::RedisResult<Popped> {
             .map(Popped::Messages),
         // An empty Lua table may come back as an empty array or as nil.
         ("ok", Some(Value::Nil) | None) => Ok(Popped::Messages(Vec::new())),
-        _ => Err(bad(&tag)),
-    }
-}
-
-fn parse_stored(v: Value) -> redis::RedisResult<Stored> {
-    let (tag, mut rest) = tagged(v)?;
-    match (tag.as_str(), rest.pop()) {
-        ("absent", None) => Ok(Stored::Absent),
-        ("wrongtype", Some(t)) => Ok(Stored::WrongType(redis::from_redis_value(t)?)),
-        ("toolarge", Some(n)) => Ok(Stored::TooLarge(redis::from_redis_value(n)?)),
-        ("ok", Some(bytes)) => Ok(Stored::Bytes(redis::from_redis_value(bytes)?)),
         _ => Err(bad(&tag)),
     }
 }

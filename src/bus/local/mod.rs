@@ -61,10 +61,7 @@ use super::stats::{BusStats, CODE_SLOTS};
 use super::triage::Answer;
 use super::BusConfig;
 use crate::logging::Escaped;
-use crate::redis::keys;
 use crate::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
-use crate::store::MAX_STORED;
-use crate::tasks::NAMES;
 use crate::util::backoff::Backoff;
 use crate::util::clock::unix_now;
 
@@ -548,37 +545,20 @@ impl Server {
         }
     }
 
-    /// The results the batch asks for, and nothing else, each bounded
-    /// ([`MAX_STORED`]) and checked before use.
+    /// The results and histories the batch asks for, and nothing else,
+    /// each bounded and checked before use.
     async fn snapshot(&self, answers: &[Answer<'_>]) -> Result<Snapshot, Failure> {
-        let mut wanted: Vec<&'static str> = Vec::new();
-        for a in answers {
-            match a.outcome {
-                Ok(Query::All) => {
-                    wanted = NAMES.to_vec();
-                    break;
-                }
-                Ok(Query::One(name)) if !wanted.contains(&name) => wanted.push(name),
-                _ => {}
-            }
-        }
-        let keys: Vec<String> = wanted.iter().map(|n| keys::result(n)).collect();
+        let queries: Vec<Query> = answers
+            .iter()
+            .filter_map(|a| a.outcome.as_ref().ok().copied())
+            .collect();
         let mut conn = self.conn.clone();
-        let fetched = fetch::fetch(&mut conn, &keys, MAX_STORED)
+        Snapshot::read(&mut conn, &queries)
             .await
             .map_err(|e| Failure {
                 nothing_sent: true,
                 error: format!("reading the results asked for: {e}"),
-            })?;
-        let mut snapshot = Snapshot::fetched(wanted.into_iter().zip(fetched).collect());
-        snapshot
-            .read_histories(&mut conn, answers)
-            .await
-            .map_err(|e| Failure {
-                nothing_sent: true,
-                error: format!("reading the history lists asked for: {e}"),
-            })?;
-        Ok(snapshot)
+            })
     }
 
     /// One attempt: reads what the batch asks for, then pushes every reply

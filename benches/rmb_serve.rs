@@ -1,0 +1,216 @@
+//! The daemon serving over the relay (`[bus.relay] enabled`), through the
+//! test relay on loopback:
+//!
+//! - requests served per second: `CLIENTS` Rust clients (each its own
+//!   session), each with `IN_FLIGHT` calls outstanding, encrypted both ways;
+//! - the round trip p50/p99 from the grid's TypeScript client
+//!   (tests/interop/rmb.js `bench`: one connection, sequential calls);
+//! - the idle RSS of the daemon with the relay transport on.
+//!
+//! Run: `cargo bench --bench rmb_serve` (needs scripts/interop-setup).
+//! Writes section `rmb_serve` of BENCHMARKS.md.
+
+#[path = "support/mod.rs"]
+mod support;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::rmbgrid::{seed, RmbGrid, MNEMONIC_A, MNEMONIC_B};
+use common::{wait_for, KillOnDrop, RedisServer};
+use serde_json::{json, Value};
+use zos_perf::grid::chain::{ChainClient, ChainOptions};
+use zos_perf::rmb::relay::RelayOptions;
+use zos_perf::rmb::twin::TwinDb;
+use zos_perf::rmb::{Identity, KeyType, RmbClient};
+
+const SERVER: u32 = 300;
+const CLIENTS: u32 = 4;
+const IN_FLIGHT: usize = 16;
+const CALLS_PER_TASK: usize = 150;
+const TS_CALLS: usize = 500;
+/// Calls through the client's own `read()`, which polls once a second.
+const TS_READ_CALLS: usize = 5;
+const IDLE_SECONDS: u64 = 20;
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("daemon status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+fn main() {
+    let redis = RedisServer::start();
+    let now = zos_perf::rmb::relay::unix_now();
+    let stored = json!({"name": "cpu-benchmark", "description": "cpu", "timestamp": now,
+                        "result": {"single": 1.25, "multi": 9.5, "threads": 8, "workloads": 0}});
+    redis::cmd("SET")
+        .arg("perf.cpu-benchmark")
+        .arg(stored.to_string())
+        .query::<()>(&mut redis.conn())
+        .unwrap();
+    let g = RmbGrid::start();
+    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
+    g.add_twin(SERVER, &server, true);
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    let mut text = format!(
+        "redis = \"{}\"\n[bus.relay]\nenabled = true\n[rmb]\nrelays = [\"{}\"]\nchain_urls = [\"{}\"]\nkey_type = \"ed25519\"\n",
+        redis.url(),
+        g.relay.url(),
+        g.chain.url()
+    );
+    for task in ["healthcheck", "iperf", "public-ip-validation"] {
+        text += &format!("[tasks.{task}]\nenabled = false\n");
+    }
+    config.write_all(text.as_bytes()).unwrap();
+    let daemon = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_zos-perf"))
+            .args(["run", "--kernel-cmdline", "/dev/null", "--log", "warn"])
+            .arg("--config")
+            .arg(config.path())
+            .env("ZOS_PERF_MNEMONIC", MNEMONIC_B)
+            .env_remove("ZOS_PERF_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = daemon.0.id();
+    wait_for(Duration::from_secs(30), "the daemon on the relay", || {
+        g.relay.is_online(SERVER, None).then_some(())
+    });
+
+    // Idle first: nothing but the relay connection's pings.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut idle_max = 0;
+    for _ in 0..IDLE_SECONDS {
+        std::thread::sleep(Duration::from_secs(1));
+        idle_max = idle_max.max(rss_kib(pid));
+    }
+    let idle_end = rss_kib(pid);
+
+    // Throughput: CLIENTS sessions, IN_FLIGHT calls outstanding on each.
+    let callers: Vec<Identity> = (0..CLIENTS)
+        .map(|i| {
+            let who = Identity::from_secret(&seed(i), KeyType::Sr25519).unwrap();
+            g.add_twin(400 + i, &who, true);
+            who
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (served, took) = rt.block_on(async {
+        let chain = ChainClient::new(vec![g.chain.url()], ChainOptions::default()).unwrap();
+        let twins = Arc::new(TwinDb::new(Arc::new(chain), Duration::from_secs(300)));
+        let mut clients = Vec::new();
+        for who in callers {
+            let c = RmbClient::connect(
+                Arc::new(who),
+                twins.clone(),
+                &[g.relay.url()],
+                &RelayOptions::default(),
+            )
+            .await
+            .unwrap();
+            clients.push(Arc::new(c));
+        }
+        let payload = br#"{"Name":"cpu-benchmark"}"#;
+        for c in &clients {
+            for _ in 0..20 {
+                c.call(SERVER, "zos.perf.get", payload, Duration::from_secs(10))
+                    .await
+                    .unwrap();
+            }
+        }
+        let t = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in &clients {
+            for _ in 0..IN_FLIGHT {
+                let c = c.clone();
+                tasks.spawn(async move {
+                    for _ in 0..CALLS_PER_TASK {
+                        c.call(SERVER, "zos.perf.get", payload, Duration::from_secs(30))
+                            .await
+                            .unwrap();
+                    }
+                });
+            }
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+        (clients.len() * IN_FLIGHT * CALLS_PER_TASK, t.elapsed())
+    });
+    let busy_rss = rss_kib(pid);
+
+    // The TypeScript client's round trip.
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let ts_caller = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap();
+    g.add_twin(100, &ts_caller, true);
+    let twin = |id: u32, who: &Identity, kt: &str| {
+        json!({"id": id, "account": hex::encode(who.account_id()), "keyType": kt,
+               "relay": g.relay.host(), "pk": hex::encode(who.secp256k1_public())})
+    };
+    let input = json!({"mnemonic": MNEMONIC_A, "keyType": "sr25519", "relayUrl": g.relay.url(),
+        "sid": "bench", "twins": [twin(100, &ts_caller, "sr25519"), twin(SERVER, &server, "ed25519")],
+        "dest": SERVER, "command": "zos.perf.get", "payload": r#"{"Name":"cpu-benchmark"}"#,
+        "calls": TS_CALLS, "warmup": 50, "readCalls": TS_READ_CALLS});
+    let mut node = Command::new("node")
+        .arg(dir.join("rmb.js"))
+        .arg("bench")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node (scripts/setup, scripts/interop-setup)");
+    node.stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = node.wait_with_output().unwrap();
+    assert!(out.status.success(), "rmb.js bench failed");
+    let ts: Value = serde_json::from_slice(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+    .unwrap();
+    drop(daemon);
+
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let body = format!(
+        "`zos-perf run` serving `zos.perf.get` over the test relay on loopback (ed25519 serving twin; callers sr25519; payloads encrypted both ways, signatures checked both ways; daemon, relay, chain stand-in and callers on the same machine):\n\n\
+         | what | figure |\n|---|---:|\n\
+         | requests served per second ({CLIENTS} client sessions × {IN_FLIGHT} calls outstanding, {served} calls) | **{:.0}/s** |\n\
+         | TypeScript client (`@threefold/rmb_direct_client`), {} sequential calls, round trip p50 (send until the reply is verified, decrypted and parsed) | {:.2} ms |\n\
+         | the same, p99 | {:.2} ms |\n\
+         | the same, max | {:.2} ms |\n\
+         | the same through the client's own `read()`, which looks for the reply once a second ({} calls), p50 | {:.0} ms |\n\
+         | daemon idle RSS with the relay transport on (max over {IDLE_SECONDS} s, after 3 s settling) | {:.1} MiB |\n\
+         | daemon idle RSS at the end of that | {:.1} MiB |\n\
+         | daemon RSS after the throughput run | {:.1} MiB |\n",
+        served as f64 / took.as_secs_f64(),
+        ts["calls"],
+        ts["p50_ms"].as_f64().unwrap_or(f64::NAN),
+        ts["p99_ms"].as_f64().unwrap_or(f64::NAN),
+        ts["max_ms"].as_f64().unwrap_or(f64::NAN),
+        ts["read"]["calls"],
+        ts["read"]["p50_ms"].as_f64().unwrap_or(f64::NAN),
+        mib(idle_max),
+        mib(idle_end),
+        mib(busy_rss),
+    );
+    support::write_section("rmb_serve", "RMB served over the relay", &body);
+}
