@@ -9,20 +9,26 @@ use tokio_util::sync::CancellationToken;
 
 use zos_perf::config::Config;
 use zos_perf::daemon::{self, Daemon};
+use zos_perf::redis::server;
 use zos_perf::tasks::Progress;
 
 use super::error::CliError;
 use super::{human, print_result, reader_url, task_name};
 
-/// Cancels `token` on SIGINT or SIGTERM.
+/// Cancels `token` on SIGINT, SIGTERM or SIGHUP. SIGHUP (the terminal
+/// went away, or a service manager's reload) is a clean stop like the
+/// others, logged: the configuration is read at start only, so a restart
+/// is what applies a changed one.
 fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::spawn(async move {
         let which = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
+            _ = hup.recv() => "SIGHUP",
         };
         tracing::info!(signal = which, "stopping");
         token.cancel();
@@ -30,15 +36,21 @@ fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `run`: the daemon, until SIGINT or SIGTERM.
+/// `run`: the daemon, until SIGINT, SIGTERM or SIGHUP. It holds its
+/// runtime directory: a second daemon there is refused (exit code 12).
 pub async fn daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
-    // Installed before start-up, so that a signal during it is not lost.
+    // Installed before start-up, so that a signal during it is not lost;
+    // one during start-up (waiting for Redis) stops it there.
     let signalled = CancellationToken::new();
     on_signal(signalled.clone())?;
-    let daemon = Daemon::builder(config)
+    let start = Daemon::builder(config)
         .default_redis(default_redis)
-        .start()
-        .await?;
+        .runtime_dir(server::runtime_dir())
+        .start();
+    let daemon = tokio::select! {
+        d = start => d?,
+        _ = signalled.cancelled() => return Ok(()),
+    };
     let stop = daemon.stop_token();
     tokio::select! {
         _ = signalled.cancelled() => {}
