@@ -86,6 +86,7 @@ pub struct Builder {
     clock: Arc<dyn Clock>,
     load_wait: Duration,
     runtime_dir: Option<std::path::PathBuf>,
+    interrupt: CancellationToken,
 }
 
 impl Builder {
@@ -133,6 +134,14 @@ impl Builder {
         self
     }
 
+    /// Fired (a signal), cuts start-up's waits short: the wait for the
+    /// default Redis (start then fails, having started nothing) and the
+    /// wait for the stored results.
+    pub fn interrupt(mut self, token: CancellationToken) -> Builder {
+        self.interrupt = token;
+        self
+    }
+
     /// Starts every part; returns once they run.
     pub async fn start(self) -> anyhow::Result<Daemon> {
         let Builder {
@@ -142,6 +151,7 @@ impl Builder {
             clock,
             load_wait,
             runtime_dir,
+            interrupt,
         } = self;
         // First: a second daemon in this directory stops here.
         let instance = match &runtime_dir {
@@ -163,8 +173,11 @@ impl Builder {
         let metrics_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let (url, private) = match &config.redis {
             Some(url) => (url.clone(), None),
-            None if server::answers_within(&default_redis, config.redis_wait).await => {
+            None if server::answers_within(&default_redis, config.redis_wait, &interrupt).await => {
                 (default_redis, None)
+            }
+            None if interrupt.is_cancelled() => {
+                anyhow::bail!("interrupted while waiting for redis on the default address")
             }
             None => {
                 let dir = runtime_dir.unwrap_or_else(server::runtime_dir);
@@ -182,7 +195,10 @@ impl Builder {
         let shutdown = CancellationToken::new();
         let store =
             ResultStore::with_history(RedisLink::start(&url, shutdown.clone())?, &config.history);
-        let loaded = store.load(load_wait).await;
+        let loaded = tokio::select! {
+            loaded = store.load(load_wait) => loaded,
+            _ = interrupt.cancelled() => false,
+        };
         if !loaded {
             tracing::warn!(redis = %shown, "no stored results could be read; tasks without a result in memory run now");
         }
@@ -276,6 +292,7 @@ impl Daemon {
             clock: Arc::new(SystemClock),
             load_wait: LOAD_WAIT,
             runtime_dir: None,
+            interrupt: CancellationToken::new(),
         }
     }
 

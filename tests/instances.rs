@@ -252,8 +252,11 @@ fn a_second_daemon_in_the_runtime_directory_is_refused_and_the_cli_finds_the_fir
     let redis = RedisServer::start();
     let (_service, url) = loopback_service();
     let config = healthcheck_config(dir.path(), &url, "");
+    // The first daemon is given no address: it finds the Redis on its
+    // default address. The CLI below has another default, where nothing
+    // answers.
     let default = nothing();
-    let first = Daemon::start(dir.path(), &config, &["--redis", &redis.url()], &default);
+    let first = Daemon::start(dir.path(), &config, &[], &redis.url());
     wait_for(Duration::from_secs(20), "the first daemon's result", || {
         get(&redis.url(), "perf.healthcheck")
     });
@@ -264,10 +267,11 @@ fn a_second_daemon_in_the_runtime_directory_is_refused_and_the_cli_finds_the_fir
     let out = Command::new(BIN)
         .arg("--config")
         .arg(&empty)
-        .args(["--redis", &redis.url(), "run"])
+        .arg("run")
+        .env_remove("ZOS_PERF_REDIS")
         .env_remove("ZOS_PERF_CONFIG")
         .env("XDG_RUNTIME_DIR", dir.path())
-        .env("ZOS_PERF_DEFAULT_REDIS", &default)
+        .env("ZOS_PERF_DEFAULT_REDIS", redis.url())
         .output()
         .expect("second daemon");
     let err = String::from_utf8_lossy(&out.stderr);

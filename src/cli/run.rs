@@ -36,20 +36,29 @@ fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `run`: the daemon, until SIGINT, SIGTERM or SIGHUP. It holds its
-/// runtime directory: a second daemon there is refused (exit code 12).
+/// `run`: the daemon, until SIGINT, SIGTERM or SIGHUP. With no Redis
+/// named it holds its runtime directory: a second such daemon there is
+/// refused (exit code 12).
 pub async fn daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
     // Installed before start-up, so that a signal during it is not lost;
-    // one during start-up (waiting for Redis) stops it there.
+    // one during start-up's waits (for Redis) cuts them short.
     let signalled = CancellationToken::new();
     on_signal(signalled.clone())?;
-    let start = Daemon::builder(config)
+    // With no Redis named, the runtime directory is the daemon's: it may
+    // hold the private server, and records which Redis was chosen. With
+    // one named, it is not touched (the readers are given the same name).
+    let named = config.redis.is_some();
+    let mut builder = Daemon::builder(config)
         .default_redis(default_redis)
-        .runtime_dir(server::runtime_dir())
-        .start();
-    let daemon = tokio::select! {
-        d = start => d?,
-        _ = signalled.cancelled() => return Ok(()),
+        .interrupt(signalled.clone());
+    if !named {
+        builder = builder.runtime_dir(server::runtime_dir());
+    }
+    let daemon = match builder.start().await {
+        Ok(d) => d,
+        // Stopped while waiting for Redis: nothing was started.
+        Err(_) if signalled.is_cancelled() => return Ok(()),
+        Err(e) => return Err(e),
     };
     let stop = daemon.stop_token();
     tokio::select! {

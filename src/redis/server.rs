@@ -104,8 +104,13 @@ pub async fn answers(url: &str) -> bool {
 }
 
 /// Whether a Redis answers at `url` within `wait`: tried at once, then
-/// every 200 ms until `wait` has passed (one try when it is zero).
-pub async fn answers_within(url: &str, wait: Duration) -> bool {
+/// every 200 ms until `wait` has passed (one try when it is zero) or
+/// `interrupt` fires.
+pub async fn answers_within(
+    url: &str,
+    wait: Duration,
+    interrupt: &tokio_util::sync::CancellationToken,
+) -> bool {
     let until = tokio::time::Instant::now() + wait;
     let mut told = false;
     loop {
@@ -120,7 +125,10 @@ pub async fn answers_within(url: &str, wait: Duration) -> bool {
                 "no redis configured and none answers on the default address yet: waiting for it");
             told = true;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = interrupt.cancelled() => return false,
+        }
     }
 }
 
