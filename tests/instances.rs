@@ -264,7 +264,7 @@ fn a_second_daemon_in_the_runtime_directory_is_refused_and_the_cli_finds_the_fir
     let other = tempfile::tempdir().expect("tempdir");
     let empty = other.path().join("empty.toml");
     std::fs::write(&empty, "").expect("write");
-    let out = Command::new(BIN)
+    let second = Command::new(BIN)
         .arg("--config")
         .arg(&empty)
         .arg("run")
@@ -272,10 +272,22 @@ fn a_second_daemon_in_the_runtime_directory_is_refused_and_the_cli_finds_the_fir
         .env_remove("ZOS_PERF_CONFIG")
         .env("XDG_RUNTIME_DIR", dir.path())
         .env("ZOS_PERF_DEFAULT_REDIS", redis.url())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("second daemon");
+    // Bounded: a second daemon that is not refused must fail the test, not
+    // hang it.
+    let mut second = KillOnDrop(second);
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(Duration::from_secs(20), "the second daemon's exit", || {
+            second.0.try_wait().expect("wait")
+        })
+    }));
+    assert!(refused.is_ok(), "a second daemon runs beside the first");
+    let out = second.0.wait_with_output_ref();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(12), "{err}");
+    assert_eq!(out.status, Some(12), "{err}");
     assert!(err.contains(&format!("pid {}", first.pid())), "{err}");
     assert!(err.contains(&first.runtime.display().to_string()), "{err}");
 
@@ -550,5 +562,37 @@ struct KillRecorded(PathBuf);
 impl Drop for KillRecorded {
     fn drop(&mut self) {
         kill_recorded(&self.0);
+    }
+}
+
+/// A child killed and reaped when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What an exited child left: its exit code and stderr.
+struct Exited {
+    status: Option<i32>,
+    stderr: Vec<u8>,
+}
+
+trait ExitedExt {
+    fn wait_with_output_ref(&mut self) -> Exited;
+}
+
+impl ExitedExt for Child {
+    fn wait_with_output_ref(&mut self) -> Exited {
+        use std::io::Read;
+        let mut stderr = Vec::new();
+        if let Some(mut e) = self.stderr.take() {
+            let _ = e.read_to_end(&mut stderr);
+        }
+        let status = self.wait().ok().and_then(|s| s.code());
+        Exited { status, stderr }
     }
 }
