@@ -43,6 +43,9 @@ pub struct Config {
     /// Redis URL; `None` when nothing named one (the daemon may then start
     /// its own private redis-server, see `embedded`).
     pub redis: Option<String>,
+    /// With no Redis named: how long `run` waits for the default address
+    /// to answer before starting a private redis-server (`redis_wait`).
+    pub redis_wait: Duration,
     pub network: Network,
     pub farm_id: Option<u32>,
     pub node_id: Option<u32>,
@@ -71,6 +74,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     redis: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    redis_wait: Option<Duration>,
     network: Option<String>,
     farm_id: Option<u32>,
     node_id: Option<u32>,
@@ -171,6 +176,7 @@ impl Config {
             .or_else(|| kernel_arg(kernel, "farmer_id"));
         let config = Config {
             redis: o.redis.clone().or(file.redis),
+            redis_wait: file.redis_wait.unwrap_or(REDIS_WAIT),
             network,
             farm_id,
             node_id: o.node_id.or(file.node_id),
@@ -274,6 +280,7 @@ impl Config {
                 MAX_SHORT,
             ),
             ("bus.clock_skew", self.bus.clock_skew, MAX_SKEW),
+            ("redis_wait", self.redis_wait, MAX_SHORT),
         ];
         for (field, value, max) in fields {
             bounded(field, value, max)?;
@@ -308,6 +315,12 @@ impl Config {
         }
     }
 }
+
+/// How long `run`, with no Redis named, waits for the default address
+/// before starting a private redis-server: on a node, Redis may come up a
+/// few seconds after us, and a daemon that fell back would serve a bus
+/// nobody reads.
+pub const REDIS_WAIT: Duration = Duration::from_secs(10);
 
 /// The largest configuration file read; a real one is a few KiB.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;

@@ -14,6 +14,13 @@
 //!           textfile is removed) -> clock check -> private Redis
 //! ```
 //!
+//! Shutdown has one deadline, [`SHUTDOWN_BOUND`] after it begins, less
+//! what the process needs to exit ([`EXIT_RESERVE`]): the parts get what is
+//! left once the private Redis's share ([`PRIVATE_STOP`]) is set aside, and
+//! the private Redis is stopped (SIGTERM, then SIGKILL) by the deadline,
+//! however slow or hung it is. `zos-perf run` also holds its runtime
+//! directory ([`Builder::runtime_dir`], [`crate::instance`]).
+//!
 //! `zos-perf run` is [`Daemon::start`] then [`Daemon::shutdown`] on a
 //! signal; tests and benchmarks start it the same way, with their own tasks
 //! or clock through [`Daemon::builder`]. `zos-perf run-task` uses
@@ -35,8 +42,15 @@ use crate::service::{self, Service};
 use crate::store::{ResultStore, TaskResult};
 use crate::tasks::{self, Progress, Task};
 
-/// How long shutdown may take before the daemon stops waiting.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+/// The documented bound: SIGTERM to exit, at most this long.
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
+/// Kept of [`SHUTDOWN_BOUND`] for what follows [`Daemon::shutdown`] in the
+/// process (the runtime's and the log's last 200 ms each, in main.rs).
+pub const EXIT_RESERVE: Duration = Duration::from_millis(600);
+/// Kept of the daemon's share for stopping the private Redis.
+pub const PRIVATE_STOP: Duration = Duration::from_secs(1);
+/// How long the parts may take to stop when there is no private Redis.
+pub const SHUTDOWN_GRACE: Duration = SHUTDOWN_BOUND.saturating_sub(EXIT_RESERVE);
 
 /// How long start-up waits for Redis to hand over the stored results.
 pub const LOAD_WAIT: Duration = Duration::from_secs(3);
@@ -57,6 +71,8 @@ pub struct Daemon {
     clock_check: Option<JoinHandle<()>>,
     relay: Option<JoinHandle<()>>,
     private: Option<PrivateRedis>,
+    /// The runtime directory's lock and records, held until the end.
+    instance: Option<crate::instance::Instance>,
     /// The service manager's view (systemd's READY=1, watchdog, STOPPING=1).
     service: Service,
 }
@@ -69,6 +85,8 @@ pub struct Builder {
     tasks: Option<Vec<Registered>>,
     clock: Arc<dyn Clock>,
     load_wait: Duration,
+    runtime_dir: Option<std::path::PathBuf>,
+    interrupt: CancellationToken,
 }
 
 impl Builder {
@@ -107,6 +125,23 @@ impl Builder {
         self
     }
 
+    /// Holds this runtime directory for the daemon's life: its lock (a
+    /// second daemon there is refused), the record of the Redis used (for
+    /// the CLI) and the private Redis, if one is needed. `zos-perf run`
+    /// gives it; without it, nothing is locked or recorded.
+    pub fn runtime_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Builder {
+        self.runtime_dir = Some(dir.into());
+        self
+    }
+
+    /// Fired (a signal), cuts start-up's waits short: the wait for the
+    /// default Redis (start then fails, having started nothing) and the
+    /// wait for the stored results.
+    pub fn interrupt(mut self, token: CancellationToken) -> Builder {
+        self.interrupt = token;
+        self
+    }
+
     /// Starts every part; returns once they run.
     pub async fn start(self) -> anyhow::Result<Daemon> {
         let Builder {
@@ -115,7 +150,14 @@ impl Builder {
             tasks,
             clock,
             load_wait,
+            runtime_dir,
+            interrupt,
         } = self;
+        // First: a second daemon in this directory stops here.
+        let instance = match &runtime_dir {
+            Some(dir) => Some(crate::instance::Instance::acquire(dir)?),
+            None => None,
+        };
         let registered = match tasks {
             Some(t) => t,
             None => monitor::register(
@@ -131,20 +173,32 @@ impl Builder {
         let metrics_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let (url, private) = match &config.redis {
             Some(url) => (url.clone(), None),
-            None if server::answers(&default_redis).await => (default_redis, None),
+            None if server::answers_within(&default_redis, config.redis_wait, &interrupt).await => {
+                (default_redis, None)
+            }
+            None if interrupt.is_cancelled() => {
+                anyhow::bail!("interrupted while waiting for redis on the default address")
+            }
             None => {
-                let private = PrivateRedis::start(&server::socket_path()).await?;
-                tracing::info!(redis = %private.url(), "no redis configured and none on the default address: started a private redis-server");
+                let dir = runtime_dir.unwrap_or_else(server::runtime_dir);
+                let private = PrivateRedis::start(&dir).await?;
+                tracing::info!(redis = %private.url(), waited = ?config.redis_wait, "no redis configured and none on the default address: using a private redis-server");
                 (private.url(), Some(private))
             }
         };
+        if let Some(instance) = &instance {
+            instance.record_redis(&url)?;
+        }
         let shown = redis::redacted(&url);
         tracing::info!(redis = %shown, network = %config.network, tasks = registered.len(), "zos-perf starting");
 
         let shutdown = CancellationToken::new();
         let store =
             ResultStore::with_history(RedisLink::start(&url, shutdown.clone())?, &config.history);
-        let loaded = store.load(load_wait).await;
+        let loaded = tokio::select! {
+            loaded = store.load(load_wait) => loaded,
+            _ = interrupt.cancelled() => false,
+        };
         if !loaded {
             tracing::warn!(redis = %shown, "no stored results could be read; tasks without a result in memory run now");
         }
@@ -224,6 +278,7 @@ impl Builder {
             clock_check,
             relay,
             private,
+            instance,
             service,
         })
     }
@@ -243,6 +298,8 @@ impl Daemon {
             tasks: None,
             clock: Arc::new(SystemClock),
             load_wait: LOAD_WAIT,
+            runtime_dir: None,
+            interrupt: CancellationToken::new(),
         }
     }
 
@@ -271,10 +328,17 @@ impl Daemon {
         self.shutdown.clone()
     }
 
-    /// Stops every part in order and waits for them, at most
-    /// [`SHUTDOWN_GRACE`]. Returns false if some work had not stopped by
-    /// then, or a part had panicked (the daemon is taken down anyway).
+    /// Stops every part in order and waits for them, all within
+    /// [`SHUTDOWN_GRACE`] (the private Redis included). Returns false if
+    /// some work had not stopped by then, or a part had panicked (the
+    /// daemon is taken down anyway).
     pub async fn shutdown(self) -> bool {
+        self.shutdown_by(tokio::time::Instant::now() + SHUTDOWN_GRACE)
+            .await
+    }
+
+    /// [`Daemon::shutdown`] with every step done by `deadline`.
+    pub async fn shutdown_by(self, deadline: tokio::time::Instant) -> bool {
         self.shutdown.cancel();
         let Daemon {
             sync_stop,
@@ -285,9 +349,18 @@ impl Daemon {
             clock_check,
             relay,
             private,
+            instance,
             service,
             ..
         } = self;
+        // The parts' share: the private Redis's is set aside first.
+        let parts_deadline = match &private {
+            Some(_) => deadline
+                .checked_sub(PRIVATE_STOP)
+                .unwrap_or(deadline)
+                .max(tokio::time::Instant::now()),
+            None => deadline,
+        };
         service.stopping();
         // A part that panicked is reported, not taken for a clean stop.
         let ended = |part: &str, joined: Result<(), tokio::task::JoinError>| match joined {
@@ -297,7 +370,7 @@ impl Daemon {
                 false
             }
         };
-        let stopped = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let stopped = tokio::time::timeout_at(parts_deadline, async {
             let mut clean = ended("monitor", monitor.await);
             sync_stop.cancel();
             clean &= ended("sync loop", sync.await);
@@ -321,8 +394,9 @@ impl Daemon {
             tracing::warn!("some work did not stop within the grace time; exiting anyway");
         }
         if let Some(private) = private {
-            private.stop().await;
+            private.stop(deadline).await;
         }
+        drop(instance);
         tracing::info!("stopped");
         in_time
     }

@@ -10,6 +10,8 @@
 //! | 3 | not found: unknown task, no stored result |
 //! | 4 | the store (Redis) is unreachable |
 //! | 5 | timed out: `call` got no reply, `run-task` ran past its timeout |
+//! | 6–11 | over the relay (see the table after `--help`) |
+//! | 12 | `run`: another daemon already runs with this runtime directory |
 //!
 //! A command marks its own errors ([`CliError::new`]); errors coming up
 //! from the library are classified by their type, never by their text: a
@@ -44,6 +46,8 @@ pub enum Exit {
     Secret = 10,
     /// `fleet`: some nodes did not answer.
     FleetPartial = 11,
+    /// `run`: another daemon already runs with this runtime directory.
+    AlreadyRunning = 12,
 }
 
 impl Exit {
@@ -79,7 +83,8 @@ Exit codes:
   4  the store (Redis) is unreachable
   5  timed out: call got no reply, run-task ran past its timeout
   6-11  over the relay (call --node/--twin, identity, fleet): 6 relay,
-        7 auth, 8 chain, 9 bad reply, 10 secret, 11 fleet partly answered";
+        7 auth, 8 chain, 9 bad reply, 10 secret, 11 fleet partly answered
+  12 run: another daemon already runs with this runtime directory";
 
 /// An error of a command and the code the process exits with.
 #[derive(Debug)]
@@ -132,6 +137,12 @@ pub fn classify(error: &anyhow::Error) -> Exit {
         }
         if let Some(e) = cause.downcast_ref::<zos_perf::rmb::RmbError>() {
             return Exit::from_rmb(e.exit_code());
+        }
+        if cause
+            .downcast_ref::<zos_perf::instance::AlreadyRunning>()
+            .is_some()
+        {
+            return Exit::AlreadyRunning;
         }
         if cause.downcast_ref::<NoReply>().is_some() {
             return Exit::TimedOut;

@@ -9,20 +9,26 @@ use tokio_util::sync::CancellationToken;
 
 use zos_perf::config::Config;
 use zos_perf::daemon::{self, Daemon};
+use zos_perf::redis::server;
 use zos_perf::tasks::Progress;
 
 use super::error::CliError;
 use super::{human, print_result, reader_url, task_name};
 
-/// Cancels `token` on SIGINT or SIGTERM.
+/// Cancels `token` on SIGINT, SIGTERM or SIGHUP. SIGHUP (the terminal
+/// went away, or a service manager's reload) is a clean stop like the
+/// others, logged: the configuration is read at start only, so a restart
+/// is what applies a changed one.
 fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::spawn(async move {
         let which = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
+            _ = hup.recv() => "SIGHUP",
         };
         tracing::info!(signal = which, "stopping");
         token.cancel();
@@ -30,15 +36,30 @@ fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `run`: the daemon, until SIGINT or SIGTERM.
+/// `run`: the daemon, until SIGINT, SIGTERM or SIGHUP. With no Redis
+/// named it holds its runtime directory: a second such daemon there is
+/// refused (exit code 12).
 pub async fn daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
-    // Installed before start-up, so that a signal during it is not lost.
+    // Installed before start-up, so that a signal during it is not lost;
+    // one during start-up's waits (for Redis) cuts them short.
     let signalled = CancellationToken::new();
     on_signal(signalled.clone())?;
-    let daemon = Daemon::builder(config)
+    // With no Redis named, the runtime directory is the daemon's: it may
+    // hold the private server, and records which Redis was chosen. With
+    // one named, it is not touched (the readers are given the same name).
+    let named = config.redis.is_some();
+    let mut builder = Daemon::builder(config)
         .default_redis(default_redis)
-        .start()
-        .await?;
+        .interrupt(signalled.clone());
+    if !named {
+        builder = builder.runtime_dir(server::runtime_dir());
+    }
+    let daemon = match builder.start().await {
+        Ok(d) => d,
+        // Stopped while waiting for Redis: nothing was started.
+        Err(_) if signalled.is_cancelled() => return Ok(()),
+        Err(e) => return Err(e),
+    };
     let stop = daemon.stop_token();
     tokio::select! {
         _ = signalled.cancelled() => {}

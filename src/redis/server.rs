@@ -1,17 +1,18 @@
-//! A private redis-server for a daemon started with no Redis address.
+//! Which Redis: the default address, the runtime directory, and the
+//! address the CLI's readers use.
 //!
 //! On a node, Redis is always there. On a laptop or a fresh machine the
 //! daemon should still just work: when nothing names a Redis and nothing
-//! answers on the default `redis://127.0.0.1:6379`, `zos-perf run` starts its
-//! own redis-server on a unix socket in a runtime directory, keeps nothing
-//! on disk, and stops it on exit. With an explicit address it never does.
+//! answers on the default `redis://127.0.0.1:6379` (within
+//! [`crate::config::Config::redis_wait`]), `zos-perf run` starts its own
+//! redis-server ([`super::private`]) on a unix socket in its runtime
+//! directory, keeps nothing on disk, and stops it on exit. With an explicit
+//! address it never does.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::process::{Child, Command};
 
 /// The address tried when nothing names one.
 pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
@@ -79,7 +80,7 @@ pub fn prepare_runtime_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// The socket of the private redis-server, when one runs.
 pub fn socket_path() -> PathBuf {
-    runtime_dir().join("redis.sock")
+    runtime_dir().join(super::private::SOCKET)
 }
 
 /// The URL of the private redis-server's socket.
@@ -102,13 +103,47 @@ pub async fn answers(url: &str) -> bool {
     )
 }
 
+/// Whether a Redis answers at `url` within `wait`: tried at once, then
+/// every 200 ms until `wait` has passed (one try when it is zero) or
+/// `interrupt` fires.
+pub async fn answers_within(
+    url: &str,
+    wait: Duration,
+    interrupt: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let until = tokio::time::Instant::now() + wait;
+    let mut told = false;
+    loop {
+        if answers(url).await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        if !told {
+            tracing::info!(redis = %super::redacted(url), wait = ?wait,
+                "no redis configured and none answers on the default address yet: waiting for it");
+            told = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = interrupt.cancelled() => return false,
+        }
+    }
+}
+
 /// The Redis the read-only commands talk to: the configured one, else the
-/// daemon's private one if it runs, else `default`. A private socket is
-/// trusted only in a runtime directory that is ours alone: in one another
-/// user can write, the server behind it may be theirs.
+/// one the running daemon recorded in its runtime directory
+/// ([`crate::instance`]), else the daemon's private one if it answers,
+/// else `default`. What the runtime directory says is trusted only when
+/// the directory is ours alone: in one another user can write, the server
+/// behind it may be theirs.
 pub async fn reader_url(configured: Option<&str>, default: &str) -> anyhow::Result<String> {
     if let Some(url) = configured {
         return Ok(url.to_string());
+    }
+    if let Some(url) = crate::instance::recorded_redis(&runtime_dir()) {
+        return Ok(url);
     }
     let private = socket_url();
     if std::fs::symlink_metadata(socket_path()).is_ok() {
@@ -118,70 +153,6 @@ pub async fn reader_url(configured: Option<&str>, default: &str) -> anyhow::Resu
         }
     }
     Ok(default.to_string())
-}
-
-/// A redis-server child process; killed when dropped.
-pub struct PrivateRedis {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl PrivateRedis {
-    /// Starts `redis-server` on a unix socket at `socket` with no
-    /// persistence and no TCP port, and waits until it answers.
-    pub async fn start(socket: &Path) -> anyhow::Result<PrivateRedis> {
-        let dir = socket.parent().context("socket path has no directory")?;
-        prepare_runtime_dir(dir)?;
-        let _ = std::fs::remove_file(socket);
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(socket)
-            .args([
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            // Its own process group: a Ctrl-C or a signal to the daemon's
-            // group must not stop Redis before the daemon has finished with it.
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting redis-server (is it installed? scripts/setup installs it)")?;
-        let me = PrivateRedis {
-            child,
-            socket: socket.to_path_buf(),
-        };
-        let url = me.url();
-        for _ in 0..100 {
-            if answers(&url).await {
-                return Ok(me);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::bail!(
-            "redis-server on {} did not answer within 5 s",
-            socket.display()
-        )
-    }
-
-    pub fn url(&self) -> String {
-        format!("unix://{}", self.socket.display())
-    }
-
-    /// Stops the server and removes its socket.
-    pub async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
-        let _ = std::fs::remove_file(&self.socket);
-    }
 }
 
 #[cfg(test)]

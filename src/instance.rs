@@ -1,0 +1,259 @@
+//! One daemon per runtime directory, and what it records there.
+//!
+//! The runtime directory (`$XDG_RUNTIME_DIR/zos-perf`, `/run/zos-perf` for
+//! root; see [`crate::redis::server::runtime_dir`]) belongs to one daemon at
+//! a time. Two daemons sharing it would share the private redis-server's
+//! socket: the second would take it over and delete it on exit while the
+//! first still runs. So `zos-perf run` holds a lock there for its whole
+//! life, and writes what others need to find:
+//!
+//! - `daemon.lock`: `flock`ed by the running daemon, with its pid inside.
+//!   The lock, not the file, says a daemon runs: the kernel drops it when
+//!   the process dies, however it dies, so a stale file never blocks a
+//!   start. The file is never removed (removing a lock file races with a
+//!   daemon opening it); it is a few bytes.
+//! - `redis.url`: the Redis the running daemon uses, so that the CLI's
+//!   readers (`get`, `tasks`, `call`, ...) given no address find it. Only a
+//!   URL without credentials is written; one with a password is not kept on
+//!   disk (give the readers `--redis`). Removed on exit, and trusted only
+//!   while the lock is held.
+//! - `redis.pid`: the private redis-server's pid
+//!   ([`crate::redis::server`]).
+//!
+//! Every file is opened with `O_NOFOLLOW` in a directory checked to be ours
+//! alone (owned by us, mode 700), so a link planted there is refused, not
+//! followed.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::redis::server;
+
+/// The lock file held by the running daemon.
+pub const LOCK_FILE: &str = "daemon.lock";
+/// The running daemon's Redis address.
+pub const REDIS_URL_FILE: &str = "redis.url";
+/// The most read of any record: they hold a pid or a URL.
+const MAX_RECORD: u64 = 4096;
+
+/// Another daemon holds the runtime directory.
+#[derive(Debug)]
+pub struct AlreadyRunning {
+    pub dir: PathBuf,
+    /// The holder's pid, as it wrote it (none if unreadable).
+    pub pid: Option<u32>,
+}
+
+impl std::fmt::Display for AlreadyRunning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let who = match self.pid {
+            Some(pid) => format!("pid {pid}"),
+            None => "pid unknown".to_string(),
+        };
+        write!(
+            f,
+            "another zos-perf daemon ({who}) already runs with the runtime directory {}; \
+             stop it first, or give this one another XDG_RUNTIME_DIR",
+            self.dir.display()
+        )
+    }
+}
+
+impl std::error::Error for AlreadyRunning {}
+
+/// The runtime directory, held: dropping it removes the Redis record and
+/// releases the lock.
+#[derive(Debug)]
+pub struct Instance {
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl Instance {
+    /// Creates `dir` if missing (mode 700), checks it is ours alone, and
+    /// takes its lock. Fails with [`AlreadyRunning`] in the chain when a
+    /// live daemon holds it.
+    pub fn acquire(dir: &Path) -> anyhow::Result<Instance> {
+        server::prepare_runtime_dir(dir)?;
+        let path = dir.join(LOCK_FILE);
+        let mut file = open(&path, libc_flags::CREATE_RW)?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let locked =
+            unsafe { nix::libc::flock(file.as_raw_fd(), nix::libc::LOCK_EX | nix::libc::LOCK_NB) };
+        if locked != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::WouldBlock {
+                return Err(AlreadyRunning {
+                    dir: dir.to_path_buf(),
+                    pid: read_small(&mut file).and_then(|t| t.trim().parse().ok()),
+                }
+                .into());
+            }
+            return Err(err).with_context(|| format!("locking {}", path.display()));
+        }
+        file.set_len(0)
+            .and_then(|()| writeln!(&file, "{}", std::process::id()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(Instance {
+            dir: dir.to_path_buf(),
+            _lock: file,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Records `url` as the Redis this daemon uses, for the CLI's readers;
+    /// a URL with credentials is not written (nor left from before).
+    pub fn record_redis(&self, url: &str) -> anyhow::Result<()> {
+        let path = self.dir.join(REDIS_URL_FILE);
+        let _ = std::fs::remove_file(&path);
+        if crate::redis::redacted(url) != url {
+            tracing::info!(
+                "the redis address has credentials: not recorded for the CLI (give it --redis)"
+            );
+            return Ok(());
+        }
+        let mut file = open(&path, libc_flags::CREATE_NEW_W)?;
+        writeln!(file, "{url}").with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.dir.join(REDIS_URL_FILE));
+    }
+}
+
+/// The Redis the daemon running with runtime directory `dir` recorded, if
+/// one runs there (its lock is held) and the directory is ours alone.
+pub fn recorded_redis(dir: &Path) -> Option<String> {
+    server::check_runtime_dir(dir).ok()?;
+    let lock = open(&dir.join(LOCK_FILE), libc_flags::READ).ok()?;
+    // A shared lock we can take means no daemon holds the exclusive one:
+    // whatever is recorded is stale.
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { nix::libc::flock(lock.as_raw_fd(), nix::libc::LOCK_SH | nix::libc::LOCK_NB) } == 0 {
+        return None;
+    }
+    let mut file = open(&dir.join(REDIS_URL_FILE), libc_flags::READ).ok()?;
+    let url = read_small(&mut file)?.trim().to_string();
+    crate::redis::check_url(&url).ok()?;
+    Some(url)
+}
+
+/// Reads the pid recorded in `path`, if it is a regular file of ours.
+pub fn read_pid(path: &Path) -> Option<i32> {
+    let mut file = open(path, libc_flags::READ).ok()?;
+    read_small(&mut file)?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&p| p > 1)
+}
+
+/// Writes `pid` to `path` (replacing what was there), mode 600.
+pub fn write_pid(path: &Path, pid: u32) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let mut file = open(path, libc_flags::CREATE_NEW_W)?;
+    writeln!(file, "{pid}").with_context(|| format!("writing {}", path.display()))
+}
+
+mod libc_flags {
+    use nix::libc::{O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY};
+    pub const READ: i32 = O_RDONLY;
+    pub const CREATE_RW: i32 = O_RDWR | O_CREAT;
+    pub const CREATE_NEW_W: i32 = O_WRONLY | O_CREAT | O_EXCL;
+}
+
+/// Opens `path` without following a link (`O_NOFOLLOW`), mode 600 when
+/// created, and refuses anything but a regular file owned by us.
+fn open(path: &Path, flags: i32) -> anyhow::Result<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut options = std::fs::OpenOptions::new();
+    options
+        .read(flags & nix::libc::O_ACCMODE != nix::libc::O_WRONLY)
+        .write(flags & nix::libc::O_ACCMODE != nix::libc::O_RDONLY)
+        .mode(0o600)
+        .custom_flags(
+            (flags & !nix::libc::O_ACCMODE & !nix::libc::O_CREAT & !nix::libc::O_EXCL)
+                | nix::libc::O_NOFOLLOW
+                | nix::libc::O_CLOEXEC,
+        );
+    if flags & nix::libc::O_EXCL != 0 {
+        options.create_new(true);
+    } else if flags & nix::libc::O_CREAT != 0 {
+        options.create(true);
+    }
+    let file = options
+        .open(path)
+        .with_context(|| format!("opening {} (links are not followed)", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("stat {}", path.display()))?;
+    if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        anyhow::bail!(
+            "{} is not a regular file of ours: refusing it",
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
+fn read_small(file: &mut File) -> Option<String> {
+    let mut text = String::new();
+    file.take(MAX_RECORD).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_naming_the_first_and_a_link_is_never_followed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("zos-perf");
+        let first = Instance::acquire(&dir).expect("first");
+        first.record_redis("unix:///run/r.sock").expect("record");
+        assert_eq!(recorded_redis(&dir).as_deref(), Some("unix:///run/r.sock"));
+        let err = Instance::acquire(&dir).expect_err("second");
+        let busy = err
+            .downcast_ref::<AlreadyRunning>()
+            .expect("AlreadyRunning");
+        assert_eq!(busy.pid, Some(std::process::id()));
+        assert!(
+            err.to_string().contains(&dir.display().to_string()),
+            "{err}"
+        );
+        // A credential is never written down.
+        first
+            .record_redis("redis://:secret@127.0.0.1:1")
+            .expect("record");
+        assert_eq!(recorded_redis(&dir), None);
+        drop(first);
+        // Released: the record is gone, the next daemon takes the lock.
+        assert_eq!(recorded_redis(&dir), None);
+        let again = Instance::acquire(&dir).expect("after release");
+        drop(again);
+
+        let target = tmp.path().join("target");
+        std::fs::write(&target, "keep").expect("write");
+        let pid = dir.join("redis.pid");
+        std::os::unix::fs::symlink(&target, &pid).expect("symlink");
+        assert_eq!(read_pid(&pid), None);
+        std::fs::remove_file(dir.join(LOCK_FILE)).expect("rm");
+        std::os::unix::fs::symlink(&target, dir.join(LOCK_FILE)).expect("symlink");
+        let err = Instance::acquire(&dir).expect_err("a linked lock file");
+        assert!(
+            format!("{err:#}").contains("links are not followed"),
+            "{err:#}"
+        );
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep");
+    }
+}
