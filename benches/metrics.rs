@@ -26,7 +26,7 @@ const DEPTH: i64 = 120;
 const SECONDS: u64 = 60;
 
 fn iperf_result(k: f64) -> Value {
-    let entries: Vec<Value> = (0..160)
+    let entries: Vec<Value> = (0u32..160)
         .map(|i| {
             let ip = if i.is_multiple_of(2) {
                 format!("198.51.100.{}", i % 250)
