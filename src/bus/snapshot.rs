@@ -97,7 +97,7 @@ impl Snapshot {
 
     /// Reads, in one pipeline, the history lists the `zos.perf.history`
     /// requests among `answers` ask for.
-    pub async fn read_histories(
+    pub(crate) async fn read_histories(
         &mut self,
         conn: &mut impl redis::aio::ConnectionLike,
         answers: &[Answer<'_>],
@@ -139,7 +139,7 @@ impl Snapshot {
     }
 
     /// Adds the records read for a history query (newest first).
-    pub fn add_history(&mut self, query: HistoryQuery, records: &[String]) {
+    pub(crate) fn add_history(&mut self, query: HistoryQuery, records: &[String]) {
         let answer = history::answer(query, records).map(|json| BASE64.encode(json));
         self.histories.push((query, answer));
     }

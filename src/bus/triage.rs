@@ -48,14 +48,8 @@ impl Answer<'_> {
             .map(|(encoded, code)| (encoded, code.is_some()))
     }
 
-    /// Whether this is a `zos.perf.history` request (its records are read
-    /// from Redis for the batch).
-    pub fn asks_history(&self) -> bool {
-        matches!(self.outcome, Ok(Query::History(_)))
-    }
-
     /// As [`Answer::reply`], with the error code of an error reply.
-    pub fn reply_coded(
+    pub(crate) fn reply_coded(
         &self,
         snapshot: &mut Snapshot,
         now: u64,
@@ -81,7 +75,7 @@ impl Answer<'_> {
 }
 
 /// The peer's own reply list.
-pub const PEER_REPLY: &str = "msgbus.system.reply";
+pub(crate) const PEER_REPLY: &str = "msgbus.system.reply";
 
 /// Where a reply may go. The peer names [`PEER_REPLY`], local clients a
 /// list of their own under `msgbus.` (`msgbus.<client>.<id>`). A reply
