@@ -22,7 +22,7 @@ use crate::grid::chain::{key, ChainClient};
 
 /// No honest source answers a time before this (2025-01-01T00:00:00Z): a
 /// chain or service that does is broken, not the node's clock.
-pub const EARLIEST: i64 = 1_735_689_600;
+pub(crate) const EARLIEST: i64 = 1_735_689_600;
 
 /// The most of a time service's answer read.
 const MAX_BODY: usize = 64 * 1024;
@@ -36,7 +36,7 @@ pub trait TimeSource: Send + Sync {
 }
 
 /// tfchain's `Timestamp.Now`.
-pub struct Tfchain {
+pub(crate) struct Tfchain {
     pub client: ChainClient,
 }
 
@@ -65,7 +65,7 @@ impl TimeSource for Tfchain {
 }
 
 /// A SCALE `u64` (little-endian, exactly 8 bytes).
-pub fn decode_moment(bytes: &[u8]) -> Result<u64, String> {
+pub(crate) fn decode_moment(bytes: &[u8]) -> Result<u64, String> {
     let arr: [u8; 8] = bytes
         .try_into()
         .map_err(|_| format!("Timestamp.Now is {} bytes, not 8", bytes.len()))?;
@@ -73,7 +73,7 @@ pub fn decode_moment(bytes: &[u8]) -> Result<u64, String> {
 }
 
 /// A JSON time service.
-pub struct TimeService {
+pub(crate) struct TimeService {
     pub url: String,
     pub http: reqwest::Client,
 }
@@ -103,7 +103,7 @@ impl TimeSource for TimeService {
 }
 
 /// The `Date` header of a web service.
-pub struct DateHeader {
+pub(crate) struct DateHeader {
     pub url: String,
     pub http: reqwest::Client,
 }
@@ -133,7 +133,7 @@ impl TimeSource for DateHeader {
 
 /// Reads the time formats of the known services: RFC 3339, minute
 /// precision with `Z`, or no zone (UTC).
-pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     let t = text.trim();
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         return Ok(d.with_timezone(&Utc));
