@@ -372,14 +372,14 @@ fn tls() -> Result<Arc<rustls::ClientConfig>, String> {
 
 /// The WebSocket limits used for every connection of this module and of
 /// the RMB relay client.
-pub fn ws_config(max_message: usize) -> WebSocketConfig {
+pub(crate) fn ws_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
 }
 
 /// The TLS connector for `wss://` URLs.
-pub fn ws_connector() -> Result<Connector, String> {
+pub(crate) fn ws_connector() -> Result<Connector, String> {
     tls().map(Connector::Rustls)
 }
 

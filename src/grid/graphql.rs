@@ -29,15 +29,15 @@ use serde_json::Value;
 
 /// A node reports its uptime every 40 minutes; one that has not updated for
 /// two such periods is taken to be down (docs/tasks/iperf.md).
-pub const UP_WINDOW: Duration = Duration::from_secs(2 * 40 * 60);
+pub(crate) const UP_WINDOW: Duration = Duration::from_secs(2 * 40 * 60);
 
 /// The "up" condition: `power` is null, or its state and target are both
 /// `Up`. A node that never reported power management is up by definition.
-pub const UP_POWER_FILTER: &str =
+pub(crate) const UP_POWER_FILTER: &str =
     "AND: {power_isNull: true, OR: {power: {state_eq: Up, target_eq: Up}}}";
 
 /// The "public" condition: both a non-empty IPv4 and a non-empty IPv6.
-pub const PUBLIC_CONFIG_FILTER: &str =
+pub(crate) const PUBLIC_CONFIG_FILTER: &str =
     r#"publicConfig: {ipv4_isNull: false, ipv4_not_eq: "", ipv6_isNull: false, ipv6_not_eq: ""}"#;
 
 /// The fields asked of every node.
@@ -86,7 +86,7 @@ impl NodeFilter {
 
     /// The `where` object of the nodes queries, for nodes updated at or
     /// after `updated_since` (unix seconds).
-    pub fn where_clause(&self, updated_since: i64) -> String {
+    pub(crate) fn where_clause(&self, updated_since: i64) -> String {
         let mut w = format!("{{updatedAt_gte: {updated_since}, {UP_POWER_FILTER}");
         if self.public {
             let _ = write!(w, ", {PUBLIC_CONFIG_FILTER}");
@@ -167,7 +167,7 @@ impl Node {
 
 /// Parses an address written alone or in CIDR form (`addr/prefix`); the
 /// prefix, when present, must be valid for the address family.
-pub fn parse_address(text: &str) -> Result<IpAddr, String> {
+pub(crate) fn parse_address(text: &str) -> Result<IpAddr, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("no address".to_string());
@@ -410,7 +410,7 @@ fn up_since() -> i64 {
 }
 
 /// A uniformly random offset in `[0, total - n]` (0 when `total <= n`).
-pub fn random_offset(total: u64, n: u64, rng: &mut impl Rng) -> u64 {
+pub(crate) fn random_offset(total: u64, n: u64, rng: &mut impl Rng) -> u64 {
     if total <= n {
         0
     } else {
@@ -420,7 +420,11 @@ pub fn random_offset(total: u64, n: u64, rng: &mut impl Rng) -> u64 {
 
 /// The nodes query. Ordered by id, so that a window (limit, offset) and the
 /// count agree on which nodes are where.
-pub fn nodes_query(filter: &NodeFilter, updated_since: i64, window: Option<(u64, u64)>) -> String {
+pub(crate) fn nodes_query(
+    filter: &NodeFilter,
+    updated_since: i64,
+    window: Option<(u64, u64)>,
+) -> String {
     let mut args = format!(
         "where: {}, orderBy: id_ASC",
         filter.where_clause(updated_since)
@@ -432,7 +436,7 @@ pub fn nodes_query(filter: &NodeFilter, updated_since: i64, window: Option<(u64,
 }
 
 /// The count query for the same filter.
-pub fn count_query(filter: &NodeFilter, updated_since: i64) -> String {
+pub(crate) fn count_query(filter: &NodeFilter, updated_since: i64) -> String {
     format!(
         "query {{ nodesConnection(where: {}, orderBy: id_ASC) {{ totalCount }} }}",
         filter.where_clause(updated_since)
@@ -440,7 +444,7 @@ pub fn count_query(filter: &NodeFilter, updated_since: i64) -> String {
 }
 
 /// The public IPs of a farm.
-pub fn public_ips_query(farm: u32) -> String {
+pub(crate) fn public_ips_query(farm: u32) -> String {
     format!(
         "query {{ publicIps(where: {{farm: {{farmID_eq: {farm}}}}}) {{ ip gateway contractId }} }}"
     )
