@@ -54,7 +54,7 @@ impl Default for MetricsConfig {
 
 impl MetricsConfig {
     /// The listen address, `None` when off.
-    pub fn listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+    pub(crate) fn listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
         let text = self.listen.trim();
         if text.is_empty() {
             return Ok(None);
