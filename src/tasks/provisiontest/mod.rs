@@ -45,7 +45,7 @@
 //! `zos-perf run-task provisiontest` shows it on the terminal (stderr).
 
 pub mod backend;
-pub mod cloud_hypervisor;
+pub(crate) mod cloud_hypervisor;
 mod config;
 pub mod guest;
 pub mod qemu;
@@ -63,14 +63,14 @@ use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 use backend::{Backend, RunDir, Vm, VmSpec};
 use guest::Marker;
 
-pub use config::{find_program, Accel, BackendKind, ProvisionTestConfig, MAX_DEADLINE};
+pub use config::{find_program, Accel, BackendKind, ProvisionTestConfig};
 
 /// The description stored with every result (exact, as the Go monitor's).
-pub const DESCRIPTION: &str = "daily provision test that deploys a test VM to verify the node can run virtual machines and sets flags for the power daemon";
+pub(crate) const DESCRIPTION: &str = "daily provision test that deploys a test VM to verify the node can run virtual machines and sets flags for the power daemon";
 
 /// The test VM's size, as zos makes it.
-pub const VCPUS: u32 = 1;
-pub const MEMORY_MIB: u32 = 512;
+pub(crate) const VCPUS: u32 = 1;
+pub(crate) const MEMORY_MIB: u32 = 512;
 
 /// The `provisiontest` task.
 pub struct ProvisionTest {

@@ -60,7 +60,7 @@ pub async fn public_ip(url: &str, source: IpAddr, timeout: Duration) -> anyhow::
 }
 
 /// The answer must be one address, as text (surrounding whitespace allowed).
-pub fn parse_answer(body: &str) -> Lookup {
+pub(crate) fn parse_answer(body: &str) -> Lookup {
     let text = body.trim();
     match text.parse::<IpAddr>() {
         Ok(ip) => Lookup::Answer(ip.to_canonical()),

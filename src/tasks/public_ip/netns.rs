@@ -34,7 +34,7 @@ use super::Report;
 use crate::grid::graphql::PublicIp;
 
 /// Where named network namespaces are bind-mounted (as by `ip netns`).
-pub const NETNS_DIR: &str = "/var/run/netns";
+pub(crate) const NETNS_DIR: &str = "/var/run/netns";
 
 /// How long dropping a run waits for the namespace thread to clean up.
 const CLEANUP_WAIT: Duration = Duration::from_secs(10);
@@ -75,7 +75,7 @@ pub fn check_privileges() -> anyhow::Result<()> {
 }
 
 /// The effective capability set from a `/proc/.../status` text.
-pub fn effective_caps(status: &str) -> Option<u64> {
+pub(crate) fn effective_caps(status: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
@@ -84,7 +84,7 @@ pub fn effective_caps(status: &str) -> Option<u64> {
 
 /// Validates `ips` inside the configured namespace, on a dedicated thread.
 /// Resolves when the thread has finished, including its cleanup.
-pub async fn validate_in_namespace(
+pub(crate) async fn validate_in_namespace(
     settings: PublicIpConfig,
     ips: Vec<PublicIp>,
     cancel: CancellationToken,
