@@ -310,14 +310,14 @@ impl Config {
 }
 
 /// The largest configuration file read; a real one is a few KiB.
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// Limit of the durations that bound a single wait (timeouts of one
 /// connection or request).
 pub const MAX_SHORT: Duration = Duration::from_secs(60 * 60);
 /// Limit of the durations of whole runs, schedules and backoffs.
-pub const MAX_LONG: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+pub(crate) const MAX_LONG: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// Limit of the tolerated clock skew of bus requests.
-pub const MAX_SKEW: Duration = Duration::from_secs(60 * 60);
+pub(crate) const MAX_SKEW: Duration = Duration::from_secs(60 * 60);
 
 /// Refuses a duration over `max`, naming the field and the limit.
 pub fn bounded(field: &str, value: Duration, max: Duration) -> anyhow::Result<()> {
