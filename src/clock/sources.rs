@@ -19,6 +19,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::grid::chain::{key, ChainClient};
+use crate::util::error::with_causes;
 
 /// No honest source answers a time before this (2025-01-01T00:00:00Z): a
 /// chain or service that does is broken, not the node's clock.
@@ -85,7 +86,12 @@ impl TimeSource for TimeService {
 
     fn time(&self) -> BoxFuture<'_, Result<DateTime<Utc>, String>> {
         Box::pin(async move {
-            let response = self.http.get(&self.url).send().await.map_err(chain)?;
+            let response = self
+                .http
+                .get(&self.url)
+                .send()
+                .await
+                .map_err(|e| with_causes(&e))?;
             let status = response.status();
             if !status.is_success() {
                 return Err(format!("HTTP status {status}"));
@@ -117,7 +123,12 @@ impl TimeSource for DateHeader {
         Box::pin(async move {
             // Any answer has the header, whatever its status; the body is
             // not read.
-            let response = self.http.head(&self.url).send().await.map_err(chain)?;
+            let response = self
+                .http
+                .head(&self.url)
+                .send()
+                .await
+                .map_err(|e| with_causes(&e))?;
             let date = response
                 .headers()
                 .get(reqwest::header::DATE)
@@ -157,17 +168,6 @@ fn plausible(t: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
         return Err(format!("answered {t}, before 2025: not believable"));
     }
     Ok(t)
-}
-
-fn chain(e: reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

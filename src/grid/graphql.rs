@@ -453,17 +453,12 @@ pub(crate) fn public_ips_query(farm: u32) -> String {
 fn transport_error(e: &reqwest::Error) -> String {
     // reqwest's Display is terse ("error sending request"); the source chain
     // says what happened (refused, timed out, TLS).
-    let mut msg = if e.is_timeout() {
+    let head = if e.is_timeout() {
         "timed out".to_string()
     } else {
         e.to_string()
     };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let _ = write!(msg, ": {s}");
-        source = s.source();
-    }
-    msg
+    head + &crate::util::error::causes(e)
 }
 
 /// The start of a body, for error messages.
