@@ -40,12 +40,12 @@ pub mod batch;
 pub mod commands;
 mod config;
 pub mod error;
-pub mod history;
+mod history;
 pub mod local;
 pub mod message;
 pub mod relay;
 pub mod snapshot;
-pub mod stats;
+mod stats;
 pub mod triage;
 
 pub use commands::Command;

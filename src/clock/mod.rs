@@ -25,9 +25,9 @@
 //! - Unlike zos, the last check is visible: `perf:status` field `clock`
 //!   ([`ClockStatus`]), shown by `zos-perf tasks`.
 
-pub mod config;
+mod config;
 pub use config::ClockConfig;
-pub mod sources;
+mod sources;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,12 +8,12 @@
 //! - [`process`]: the `process_*` figures from `/proc`.
 //! - [`terminal`]: the `zos-perf history` table and sparkline.
 
-pub mod dashboard;
-pub mod http;
+mod dashboard;
+pub(crate) mod http;
 pub mod metrics;
 pub mod process;
 pub mod terminal;
-pub mod textfile;
+pub(crate) mod textfile;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

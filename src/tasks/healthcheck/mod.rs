@@ -48,10 +48,10 @@
 //! and about `backoff_total` plus one timeout when a check keeps failing.
 
 pub mod backoff;
-pub mod cache;
+mod cache;
 mod config;
-pub mod flags;
-pub mod network;
+mod flags;
+pub(crate) mod network;
 pub mod services;
 
 use std::path::PathBuf;

@@ -61,9 +61,9 @@
 //! to the list, TCP/UDP to the chosen server; about 2 × 10 s plus the list
 //! and the choice (see BENCHMARKS.md).
 
-pub mod client;
+mod client;
 mod config;
-pub mod public;
+mod public;
 pub mod report;
 pub mod servers;
 

@@ -44,11 +44,11 @@
 //! **Progress:** each step is logged at `info` as it happens, so
 //! `zos-perf run-task provisiontest` shows it on the terminal (stderr).
 
-pub mod backend;
+mod backend;
 pub(crate) mod cloud_hypervisor;
 mod config;
-pub mod guest;
-pub mod qemu;
+mod guest;
+mod qemu;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

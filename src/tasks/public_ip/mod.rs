@@ -59,7 +59,7 @@ mod link;
 pub mod lookup;
 pub mod netns;
 pub mod stun;
-pub mod validate;
+mod validate;
 
 pub use config::PublicIpConfig;
 
