@@ -25,15 +25,33 @@ pub(crate) fn with_causes(e: &dyn Error) -> String {
 mod tests {
     use super::*;
 
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<Box<Wrapped>>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl Error for Wrapped {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            self.1.as_deref().map(|e| e as &(dyn Error + 'static))
+        }
+    }
+
     #[test]
     fn every_cause_follows_on_one_line() {
-        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let outer = std::io::Error::other(inner);
-        // io::Error's Display of a wrapped error is the inner one's; its
-        // source is the inner one again.
-        assert_eq!(with_causes(&outer), "refused: refused");
-        let plain = std::fmt::Error;
-        assert_eq!(causes(&plain), "");
-        assert_eq!(with_causes(&plain), plain.to_string());
+        let refused = Wrapped("connection refused", None);
+        let connect = Wrapped("tcp connect", Some(Box::new(refused)));
+        let outer = Wrapped("error sending request", Some(Box::new(connect)));
+        assert_eq!(
+            with_causes(&outer),
+            "error sending request: tcp connect: connection refused"
+        );
+        assert_eq!(causes(&outer), ": tcp connect: connection refused");
+        let alone = Wrapped("alone", None);
+        assert_eq!(causes(&alone), "");
+        assert_eq!(with_causes(&alone), "alone");
     }
 }
