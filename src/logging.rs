@@ -39,7 +39,8 @@ pub fn dropped_lines() -> u64 {
 }
 
 /// Whether stderr has failed and is no longer written to.
-pub fn sink_dropped() -> bool {
+#[cfg(test)]
+pub(crate) fn sink_dropped() -> bool {
     SINK_DEAD.load(Ordering::Relaxed)
 }
 
@@ -131,7 +132,7 @@ impl Write for QueueWriter {
 
 /// A value from outside, written with its control characters escaped
 /// (`\n`, `\r`, `\t`, `\u{1b}`, ...): one log event stays one line.
-pub struct Escaped<'a>(pub &'a str);
+pub(crate) struct Escaped<'a>(pub &'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -151,7 +152,7 @@ impl fmt::Display for Escaped<'_> {
 
 /// Lets one event through per `period`; counts the others.
 #[derive(Debug)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     period: Duration,
     state: Mutex<(Option<Instant>, u64)>,
 }

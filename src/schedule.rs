@@ -90,7 +90,7 @@ impl Schedule {
 }
 
 /// A random delay drawn uniformly from `[0, max]` (millisecond steps).
-pub fn jitter_delay(max: Duration) -> Duration {
+pub(crate) fn jitter_delay(max: Duration) -> Duration {
     if max.is_zero() {
         return Duration::ZERO;
     }

@@ -22,7 +22,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
-use common::{wait_for, KillOnDrop, RedisServer};
+use common::{closed_port, wait_for, KillOnDrop, RedisServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zos-perf");
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -69,14 +69,6 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_secs()
-}
-
-/// A port nothing listens on (the listener is dropped at once).
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind")
-        .port()
 }
 
 /// `zos-perf run`: its stderr collected; killed on drop.
@@ -316,10 +308,7 @@ fn junk_on_the_bus_cannot_forge_a_log_line_nor_flood_the_log() {
     let junk: Vec<String> = (0..5000).map(|i| format!("junk {i}")).collect();
     push(&redis, "msgbus.zos.perf.get", &junk);
     wait_for(Duration::from_secs(20), "the junk to be popped", || {
-        let left: u64 = redis::cmd("LLEN")
-            .arg("msgbus.zos.perf.get")
-            .query(&mut redis.conn())
-            .expect("LLEN");
+        let left: u64 = redis.llen("msgbus.zos.perf.get");
         (left == 0).then_some(())
     });
     // The pops are done; give the handler a moment to have logged them.
@@ -605,11 +594,7 @@ fn a_result_stamped_in_the_future_is_stale_at_start() {
     let future = unix_now() + 86_400;
     let value = json!({"name": "healthcheck", "description": "d",
         "timestamp": future, "result": {"cache": [], "network": []}});
-    redis::cmd("SET")
-        .arg("perf.healthcheck")
-        .arg(value.to_string())
-        .query::<()>(&mut redis.conn())
-        .expect("SET");
+    redis.set("perf.healthcheck", value.to_string());
     let service = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", service.local_addr().expect("addr"));
     let mut daemon = Daemon::start(
@@ -653,10 +638,7 @@ fn an_expired_request_is_never_answered_even_with_a_bad_version_and_skew_is_tole
     );
     let reply = pop_reply(&redis, &skewed, 10).expect("the skewed request is answered");
     assert_eq!(reply["err"]["code"], 7, "not found is the answer: {reply}");
-    let late: u64 = redis::cmd("LLEN")
-        .arg(&expired)
-        .query(&mut redis.conn())
-        .expect("LLEN");
+    let late: u64 = redis.llen(&expired);
     assert_eq!(late, 0, "an expired request was answered");
     daemon.wait_log(Duration::from_secs(5), "dropping an expired request");
 }
@@ -731,10 +713,7 @@ fn a_reply_is_never_pushed_into_another_services_request_queue() {
     );
     pop_reply(&redis, &ours, 10).expect("the request with our own ret is answered");
     for list in [victim, "msgbus.system.local"] {
-        let n: u64 = redis::cmd("LLEN")
-            .arg(list)
-            .query(&mut redis.conn())
-            .expect("LLEN");
+        let n: u64 = redis.llen(list);
         assert_eq!(n, 0, "a reply was pushed into {list}");
     }
     // Log lines reach the file through the daemon's log queue, possibly
@@ -749,18 +728,10 @@ fn a_reply_is_never_pushed_into_another_services_request_queue() {
 fn a_stored_value_that_is_not_utf8_is_named_by_the_cli_and_stops_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let redis = RedisServer::start();
-    redis::cmd("SET")
-        .arg("perf.healthcheck")
-        .arg(&b"\xff\xfe{}"[..])
-        .query::<()>(&mut redis.conn())
-        .expect("SET");
+    redis.set("perf.healthcheck", &b"\xff\xfe{}"[..]);
     let cpu = json!({"name": "cpu-benchmark", "description": "d", "timestamp": 1,
         "result": {"single": 1.5}});
-    redis::cmd("SET")
-        .arg("perf.cpu-benchmark")
-        .arg(cpu.to_string())
-        .query::<()>(&mut redis.conn())
-        .expect("SET");
+    redis.set("perf.cpu-benchmark", cpu.to_string());
     let out = output_within(
         zos_perf(dir.path()).args(["--redis", &redis.url(), "get", "healthcheck"]),
         Duration::from_secs(20),

@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::output::{code, stderr};
 use common::RedisServer;
 use serde_json::{json, Value};
 
@@ -34,32 +35,14 @@ fn zos_perf_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("run zos-perf")
 }
 
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited, not killed")
+/// `zos-perf --config CFG --redis REDIS ARGS`.
+fn on(cfg: &str, redis: &RedisServer, args: &[&str]) -> Output {
+    let url = redis.url();
+    let mut all = vec!["--config", cfg, "--redis", &url];
+    all.extend_from_slice(args);
+    zos_perf(&all)
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn set(redis: &RedisServer, key: &str, value: &str) {
-    redis::cmd("SET")
-        .arg(key)
-        .arg(value)
-        .query::<()>(&mut redis.conn())
-        .expect("SET");
-}
-
-fn hset(redis: &RedisServer, key: &str, field: &str, value: &str) {
-    redis::cmd("HSET")
-        .arg(key)
-        .arg(field)
-        .arg(value)
-        .query::<()>(&mut redis.conn())
-        .expect("HSET");
-}
-
-/// Only the healthcheck enabled, checking `services`, with no retries.
 fn healthcheck_only(dir: &Path, services: &[String], backoff_total: &str) -> String {
     let list = services
         .iter()
@@ -95,12 +78,8 @@ fn now() -> i64 {
 fn each_exit_code_means_one_thing() {
     let redis = RedisServer::start();
     let url = redis.url();
-    set(
-        &redis,
-        "perf.cpu-benchmark",
-        &CPU.replace("TS", "1700000000"),
-    );
-    set(&redis, "perf.iperf", "not a result");
+    redis.set("perf.cpu-benchmark", CPU.replace("TS", "1700000000"));
+    redis.set("perf.iperf", "not a result");
 
     assert_eq!(
         code(&zos_perf(&["--redis", &url, "get", "cpu-benchmark"])),
@@ -165,20 +144,17 @@ fn tasks_json_has_every_field_and_the_table_fits_80_columns() {
     let redis = RedisServer::start();
     let url = redis.url();
     let long_error = format!("unable to connect to server: {}", "x".repeat(900));
-    hset(
-        &redis,
-        "perf:status",
+    redis.hset("perf:status",
         "iperf",
-        &json!({"cron": "0 0 */6 * * *", "jitter": 0, "exclusive": true, "state": "idle",
+        json!({"cron": "0 0 */6 * * *", "jitter": 0, "exclusive": true, "state": "idle",
                 "last_attempt": 1700000000, "last_duration": 1.5, "last_outcome": "failed",
                 "last_error": long_error, "next_fire": null, "runs": 3, "failures": 1, "skipped": 0})
         .to_string(),
     );
-    hset(
-        &redis,
+    redis.hset(
         "perf:status",
         "healthcheck",
-        &json!({"cron": "0 */15 * * * *", "jitter": 0, "exclusive": false, "state": "idle",
+        json!({"cron": "0 */15 * * * *", "jitter": 0, "exclusive": false, "state": "idle",
                 "last_outcome": "ok", "problems": 6, "runs": 1, "failures": 0, "skipped": 0})
         .to_string(),
     );
@@ -250,11 +226,7 @@ fn tasks_json_has_every_field_and_the_table_fits_80_columns() {
 #[test]
 fn get_takes_any_case_and_keeps_record_order() {
     let redis = RedisServer::start();
-    set(
-        &redis,
-        "perf.cpu-benchmark",
-        &CPU.replace("TS", "1700000000"),
-    );
+    redis.set("perf.cpu-benchmark", CPU.replace("TS", "1700000000"));
     let out = zos_perf(&["--redis", &redis.url(), "get", "CPU-Benchmark"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -278,24 +250,19 @@ fn get_human_renders_each_task_for_a_person() {
         json!({"name": name, "description": "d", "timestamp": three_hours_ago, "result": result})
             .to_string()
     };
-    set(
-        &redis,
+    redis.set(
         "perf.cpu-benchmark",
-        &CPU.replace("TS", &three_hours_ago.to_string()),
+        CPU.replace("TS", &three_hours_ago.to_string()),
     );
-    set(
-        &redis,
-        "perf.healthcheck",
-        &record(
+    redis.set("perf.healthcheck",
+        record(
             "healthcheck",
             json!({
         "cache": [], "network": ["http://127.0.0.1:1/ is not reachable: refused", "https://example.invalid/ is not reachable"]}),
         ),
     );
-    set(
-        &redis,
-        "perf.iperf",
-        &record(
+    redis.set("perf.iperf",
+        record(
             "iperf",
             json!([
         {"download_speed": 941000000.0, "upload_speed": 470500000.0, "error": "", "node_id": 10, "node_ip": "198.51.100.2", "test_type": "tcp", "cpu_report": {}},
@@ -303,10 +270,8 @@ fn get_human_renders_each_task_for_a_person() {
         {"download_speed": 2000000.0, "upload_speed": 1000000.0, "error": "", "server_host": "iperf.example.org", "server_ip": "203.0.113.9", "server_port": 5201, "test_type": "tcp", "cpu_report": {}}]),
         ),
     );
-    set(
-        &redis,
-        "perf.public-ip-validation",
-        &record(
+    redis.set("perf.public-ip-validation",
+        record(
             "public-ip-validation",
             json!({
         "203.0.113.10/24": {"state": "valid", "reason": ""},
@@ -361,14 +326,7 @@ fn run_task_that_finds_problems_says_so_in_status_and_tasks() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A loopback port that refuses: one problem, no retries.
     let cfg = healthcheck_only(dir.path(), &[refused_url()], "0s");
-    let out = zos_perf(&[
-        "--config",
-        &cfg,
-        "--redis",
-        &redis.url(),
-        "run-task",
-        "HealthCheck",
-    ]);
+    let out = on(&cfg, &redis, &["run-task", "HealthCheck"]);
     assert_eq!(code(&out), 0, "the run completed: {}", stderr(&out));
     let status: String = redis::cmd("HGET")
         .arg("perf:status")
@@ -378,7 +336,7 @@ fn run_task_that_finds_problems_says_so_in_status_and_tasks() {
     let status: Value = serde_json::from_str(&status).expect("JSON");
     assert_eq!(status["last_outcome"], "ok");
     assert_eq!(status["problems"], 1);
-    let out = zos_perf(&["--config", &cfg, "--redis", &redis.url(), "tasks"]);
+    let out = on(&cfg, &redis, &["tasks"]);
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     let line = table
         .lines()
@@ -393,19 +351,19 @@ fn run_task_timeout_exits_5_and_verbose_shows_each_attempt() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Refused, retried for ten minutes: only --timeout ends it.
     let cfg = healthcheck_only(dir.path(), &[refused_url()], "10m");
-    let out = zos_perf(&[
-        "--config",
+    let out = on(
         &cfg,
-        "--redis",
-        &redis.url(),
-        "--log",
-        "off",
-        "run-task",
-        "healthcheck",
-        "--timeout",
-        "2s",
-        "--verbose",
-    ]);
+        &redis,
+        &[
+            "--log",
+            "off",
+            "run-task",
+            "healthcheck",
+            "--timeout",
+            "2s",
+            "--verbose",
+        ],
+    );
     let err = stderr(&out);
     assert_eq!(code(&out), 5, "{err}");
     assert!(
@@ -421,18 +379,11 @@ fn run_task_timeout_exits_5_and_verbose_shows_each_attempt() {
         "{err}"
     );
     // Not a terminal and no --verbose: no progress.
-    let out = zos_perf(&[
-        "--config",
+    let out = on(
         &cfg,
-        "--redis",
-        &redis.url(),
-        "--log",
-        "off",
-        "run-task",
-        "healthcheck",
-        "--timeout",
-        "1s",
-    ]);
+        &redis,
+        &["--log", "off", "run-task", "healthcheck", "--timeout", "1s"],
+    );
     assert_eq!(code(&out), 5);
     assert!(!stderr(&out).contains("attempt"), "{}", stderr(&out));
     let out = zos_perf(&[
@@ -451,14 +402,7 @@ fn logs_have_no_colour_in_a_file_and_json_lines_parse() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = healthcheck_only(dir.path(), &[refused_url()], "0s");
-    let out = zos_perf(&[
-        "--config",
-        &cfg,
-        "--redis",
-        &redis.url(),
-        "run-task",
-        "healthcheck",
-    ]);
+    let out = on(&cfg, &redis, &["run-task", "healthcheck"]);
     let log = stderr(&out);
     assert!(log.contains("run finished"), "{log}");
     assert!(
@@ -498,14 +442,7 @@ fn logs_have_no_colour_in_a_file_and_json_lines_parse() {
         format!("log = \"warn\"\nlog_format = \"json\"\n{text}"),
     )
     .expect("write");
-    let out = zos_perf(&[
-        "--config",
-        &cfg,
-        "--redis",
-        &redis.url(),
-        "run-task",
-        "healthcheck",
-    ]);
+    let out = on(&cfg, &redis, &["run-task", "healthcheck"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     for line in stderr(&out).lines() {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::chain::Mode;
 use common::graphql::{node, GraphQlServer, Grid};
+use common::output::{assert_fails, assert_stderr, code, stderr};
 use common::rmbgrid::{seed, Behaviour, Responder, RmbGrid, MNEMONIC_A, MNEMONIC_B};
 use serde_json::{json, Value};
 use zos_perf::rmb::error::exit;
@@ -48,6 +49,13 @@ fn grid(node_pk: bool) -> RmbGrid {
     g
 }
 
+/// That grid with node 7's twin answering as `behaviour` says.
+fn serving_grid(behaviour: Behaviour) -> (RmbGrid, Responder) {
+    let g = grid(true);
+    let r = Responder::start(&g, node_identity(), NODE_TWIN, results(), behaviour);
+    (g, r)
+}
+
 struct Run {
     config: tempfile::NamedTempFile,
 }
@@ -61,6 +69,11 @@ impl Run {
         )
         .unwrap();
         Run { config }
+    }
+
+    /// `zos-perf call --twin TWIN zos.perf.get_all`.
+    fn call_all(&self, g: &RmbGrid, twin: &str) -> Output {
+        self.zos_perf(g, &["call", "--twin", twin, "zos.perf.get_all"])
     }
 
     /// Runs zos-perf with the caller's mnemonic in the environment; fails
@@ -92,14 +105,6 @@ impl Run {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn json_out(out: &Output) -> Value {
@@ -140,14 +145,12 @@ fn call_twin_and_node_get_the_stored_result_encrypted_and_plain() {
 
 #[test]
 fn the_node_s_error_is_printed_with_its_own_exit_code() {
-    let g = grid(true);
-    let _r = Responder::start(&g, node_identity(), NODE_TWIN, results(), Behaviour::Normal);
+    let (g, _r) = serving_grid(Behaviour::Normal);
     let out = Run::new("").zos_perf(&g, &["call", "--twin", "200", "zos.perf.nope"]);
-    assert_eq!(code(&out), i32::from(exit::REMOTE_ERROR));
-    assert!(
-        stderr(&out).contains("twin 200 answered error 0: function is not found"),
-        "{}",
-        stderr(&out)
+    assert_fails(
+        &out,
+        i32::from(exit::REMOTE_ERROR),
+        "twin 200 answered error 0: function is not found",
     );
     let out = Run::new("").zos_perf(
         &g,
@@ -159,50 +162,31 @@ fn the_node_s_error_is_printed_with_its_own_exit_code() {
             r#"{"Name":"iperf"}"#,
         ],
     );
-    assert!(
-        stderr(&out).contains("result not found"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr(&out, "result not found");
 }
 
 #[test]
 fn a_forged_reply_signature_is_rejected() {
-    let g = grid(true);
-    let _r = Responder::start(
-        &g,
-        node_identity(),
-        NODE_TWIN,
-        results(),
-        Behaviour::ForgedSignature,
-    );
-    let out = Run::new("").zos_perf(&g, &["call", "--twin", "200", "zos.perf.get_all"]);
-    assert_eq!(code(&out), i32::from(exit::BAD_REPLY), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("bad reply from twin 200: signature rejected"),
-        "{}",
-        stderr(&out)
+    let (g, _r) = serving_grid(Behaviour::ForgedSignature);
+    let out = Run::new("").call_all(&g, "200");
+    assert_fails(
+        &out,
+        i32::from(exit::BAD_REPLY),
+        "bad reply from twin 200: signature rejected",
     );
 }
 
 #[test]
 fn a_garbage_frame_instead_of_the_reply_is_a_bad_reply() {
-    let g = grid(true);
-    let _r = Responder::start(&g, node_identity(), NODE_TWIN, results(), Behaviour::Normal);
+    let (g, _r) = serving_grid(Behaviour::Normal);
     g.relay.corrupt_deliveries_to(Some(CALLER));
-    let out = Run::new("").zos_perf(&g, &["call", "--twin", "200", "zos.perf.get_all"]);
-    assert_eq!(code(&out), i32::from(exit::BAD_REPLY), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("not an RMB envelope"),
-        "{}",
-        stderr(&out)
-    );
+    let out = Run::new("").call_all(&g, "200");
+    assert_fails(&out, i32::from(exit::BAD_REPLY), "not an RMB envelope");
 }
 
 #[test]
 fn a_silent_node_times_out_and_an_unknown_twin_is_named() {
-    let g = grid(true);
-    let _r = Responder::start(&g, node_identity(), NODE_TWIN, results(), Behaviour::Silent);
+    let (g, _r) = serving_grid(Behaviour::Silent);
     let run = Run::new("");
     let out = run.zos_perf(
         &g,
@@ -215,25 +199,19 @@ fn a_silent_node_times_out_and_an_unknown_twin_is_named() {
             "1s",
         ],
     );
-    assert_eq!(code(&out), i32::from(exit::TIMEOUT), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("no reply from twin 200 within 1s"),
-        "{}",
-        stderr(&out)
+    assert_fails(
+        &out,
+        i32::from(exit::TIMEOUT),
+        "no reply from twin 200 within 1s",
     );
-    let out = run.zos_perf(&g, &["call", "--twin", "999", "zos.perf.get_all"]);
-    assert_eq!(code(&out), i32::from(exit::UNKNOWN_DESTINATION));
-    assert!(
-        stderr(&out).contains("twin 999 does not exist"),
-        "{}",
-        stderr(&out)
+    let out = run.call_all(&g, "999");
+    assert_fails(
+        &out,
+        i32::from(exit::UNKNOWN_DESTINATION),
+        "twin 999 does not exist",
     );
     let out = run.zos_perf(&g, &["call", "--node", "999", "zos.perf.get_all"]);
-    assert!(
-        stderr(&out).contains("node 999 does not exist"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr(&out, "node 999 does not exist");
     // A twin without a relay cannot be routed to.
     g.put_twin(Twin {
         id: 300,
@@ -242,19 +220,17 @@ fn a_silent_node_times_out_and_an_unknown_twin_is_named() {
         entities: vec![],
         pk: None,
     });
-    let out = run.zos_perf(&g, &["call", "--twin", "300", "zos.perf.get_all"]);
-    assert_eq!(code(&out), i32::from(exit::UNKNOWN_DESTINATION));
-    assert!(
-        stderr(&out).contains("twin 300 has no relay"),
-        "{}",
-        stderr(&out)
+    let out = run.call_all(&g, "300");
+    assert_fails(
+        &out,
+        i32::from(exit::UNKNOWN_DESTINATION),
+        "twin 300 has no relay",
     );
 }
 
 #[test]
 fn a_relay_dropping_the_connection_mid_call_fails_at_once() {
-    let g = grid(true);
-    let _r = Responder::start(&g, node_identity(), NODE_TWIN, results(), Behaviour::Normal);
+    let (g, _r) = serving_grid(Behaviour::Normal);
     g.relay.drop_senders_to(Some(NODE_TWIN));
     let started = Instant::now();
     // A long timeout: the failure must come from the lost connection.
@@ -269,11 +245,10 @@ fn a_relay_dropping_the_connection_mid_call_fails_at_once() {
             "20s",
         ],
     );
-    assert_eq!(code(&out), i32::from(exit::RELAY), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("connection lost before the reply"),
-        "{}",
-        stderr(&out)
+    assert_fails(
+        &out,
+        i32::from(exit::RELAY),
+        "connection lost before the reply",
     );
     assert!(started.elapsed() < Duration::from_secs(15));
 }
@@ -283,13 +258,8 @@ fn a_refused_token_and_an_unknown_caller_are_set_up_errors() {
     let g = grid(true);
     g.relay.refuse_tokens(true);
     let run = Run::new("");
-    let out = run.zos_perf(&g, &["call", "--twin", "200", "zos.perf.get_all"]);
-    assert_eq!(code(&out), i32::from(exit::AUTH), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("refused our token (401)"),
-        "{}",
-        stderr(&out)
-    );
+    let out = run.call_all(&g, "200");
+    assert_fails(&out, i32::from(exit::AUTH), "refused our token (401)");
     g.relay.refuse_tokens(false);
     // The chain maps our account to twin 100, but twin 100's account is
     // another one: the relay's signature check refuses us.
@@ -300,7 +270,7 @@ fn a_refused_token_and_an_unknown_caller_are_set_up_errors() {
         entities: vec![],
         pk: None,
     });
-    let out = run.zos_perf(&g, &["call", "--twin", "200", "zos.perf.get_all"]);
+    let out = run.call_all(&g, "200");
     assert_eq!(code(&out), i32::from(exit::AUTH), "{}", stderr(&out));
     // An ed25519 account of the same mnemonic has no twin at all.
     let out = Command::new(env!("CARGO_BIN_EXE_zos-perf"))
@@ -325,12 +295,7 @@ fn a_refused_token_and_an_unknown_caller_are_set_up_errors() {
         .env("ZOS_PERF_MNEMONIC", MNEMONIC_A)
         .output()
         .unwrap();
-    assert_eq!(code(&out), i32::from(exit::AUTH), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("has no twin on this chain"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, i32::from(exit::AUTH), "has no twin on this chain");
 }
 
 #[test]
@@ -339,18 +304,14 @@ fn a_chain_answering_garbage_or_nothing_is_a_chain_error() {
         let g = grid(true);
         g.chain.set_mode(mode);
         let started = Instant::now();
-        let out = Run::new("").zos_perf(&g, &["call", "--twin", "200", "zos.perf.get_all"]);
+        let out = Run::new("").call_all(&g, "200");
         assert_eq!(
             code(&out),
             i32::from(exit::CHAIN),
             "{mode:?}: {}",
             stderr(&out)
         );
-        assert!(
-            stderr(&out).contains("chain unreachable"),
-            "{}",
-            stderr(&out)
-        );
+        assert_stderr(&out, "chain unreachable");
         assert!(started.elapsed() < Duration::from_secs(10), "{mode:?}");
     }
 }
@@ -373,8 +334,7 @@ fn secrets_never_come_from_the_command_line_and_bad_ones_are_named() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(code(&out), i32::from(exit::SECRET));
-    assert!(stderr(&out).contains("no secret"), "{}", stderr(&out));
+    assert_fails(&out, i32::from(exit::SECRET), "no secret");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mnemonic");
     std::fs::write(&file, "word word word").unwrap();
@@ -448,11 +408,7 @@ fn fleet_shows_every_node_and_the_one_that_is_down() {
             assert!(r["error"].is_null());
         }
     }
-    assert!(
-        stderr(&out).contains("1 of 4 nodes could not be asked"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr(&out, "1 of 4 nodes could not be asked");
     let out = run.zos_perf(
         &g,
         &["fleet", "--farm", "5", "--task", "cpu-benchmark", "--csv"],
@@ -464,10 +420,5 @@ fn fleet_shows_every_node_and_the_one_that_is_down() {
         "{csv}"
     );
     let out = run.zos_perf(&g, &["fleet", "--farm", "6"]);
-    assert_eq!(code(&out), 1);
-    assert!(
-        stderr(&out).contains("farm 6: no node is up"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, 1, "farm 6: no node is up");
 }

@@ -4,54 +4,17 @@
 //! token, a signed request and an encrypted payload made by either side
 //! verify and decrypt on the other.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+mod common;
 
 use serde_json::{json, Value};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Response};
 use zos_perf::rmb::identity::{Identity, KeyType};
 use zos_perf::rmb::{e2e, jwt};
 
+use common::interop::rmb_js as ts;
+
 const A: &str = "bottom drive obey lake curtain smoke basket hold race lonely fit walk";
 const B: &str = "legal winner thank year wave sausage worth useful legal winner thank yellow";
-
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
-}
-
-/// Runs one operation of tests/interop/rmb.js.
-fn ts(op: &str, input: Value) -> Value {
-    let dir = interop_dir();
-    assert!(
-        dir.join("node_modules/@threefold/rmb_direct_client")
-            .is_dir(),
-        "the TypeScript client is not installed: run scripts/interop-setup"
-    );
-    let mut child = Command::new("node")
-        .arg(dir.join("rmb.js"))
-        .arg(op)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node must be installed (scripts/setup)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "rmb.js {op} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("rmb.js {op}: {e}: {stdout}"))
-}
 
 fn twin_json(id: u32, who: &Identity, kt: KeyType) -> Value {
     let account = match kt {

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::interop::rmb_js;
 use common::rmbgrid::{RmbGrid, MNEMONIC_A, MNEMONIC_B};
 use common::{KillOnDrop, RedisServer};
 use serde_json::{json, Value};
@@ -48,6 +49,26 @@ fn call(g: &RmbGrid, args: &[&str]) -> std::process::Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
+}
+
+/// `call --twin 300 zos.perf.get {"Name":"cpu-benchmark"}`, which must
+/// succeed: the JSON it prints.
+fn get_cpu(g: &RmbGrid) -> Value {
+    let out = call(
+        g,
+        &[
+            "--twin",
+            "300",
+            "zos.perf.get",
+            r#"{"Name":"cpu-benchmark"}"#,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
 /// A redis holding a fresh cpu-benchmark result, the grid (caller twin
@@ -125,24 +146,7 @@ fn the_daemon_answers_over_the_relay_and_comes_back_after_a_relay_restart() {
         ..
     } = served();
 
-    let out = call(
-        &g,
-        &[
-            "--twin",
-            "300",
-            "zos.perf.get",
-            r#"{"Name":"cpu-benchmark"}"#,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
-        stored
-    );
+    assert_eq!(get_cpu(&g), stored);
     let out = call(&g, &["--twin", "300", "zos.perf.get_all"]);
     assert_eq!(
         serde_json::from_slice::<Value>(&out.stdout).unwrap(),
@@ -165,20 +169,7 @@ fn the_daemon_answers_over_the_relay_and_comes_back_after_a_relay_restart() {
         std::thread::sleep(Duration::from_millis(10));
     }
     wait_online(&g);
-    let out = call(
-        &g,
-        &[
-            "--twin",
-            "300",
-            "zos.perf.get",
-            r#"{"Name":"cpu-benchmark"}"#,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(get_cpu(&g), stored, "after the restart");
     // The local bus keeps working beside it.
     let local = Command::new(env!("CARGO_BIN_EXE_zos-perf"))
         .args([
@@ -201,38 +192,6 @@ fn the_daemon_answers_over_the_relay_and_comes_back_after_a_relay_restart() {
         serde_json::from_slice::<Value>(&local.stdout).unwrap(),
         stored
     );
-}
-
-/// Runs the TypeScript client's `call` operation (tests/interop/rmb.js).
-fn ts_call(input: Value) -> Value {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    assert!(
-        dir.join("node_modules/@threefold/rmb_direct_client")
-            .is_dir(),
-        "the TypeScript client is not installed: run scripts/interop-setup"
-    );
-    let mut child = Command::new("node")
-        .arg(dir.join("rmb.js"))
-        .arg("call")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node (scripts/setup)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "rmb.js call: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
 }
 
 #[test]
@@ -270,7 +229,8 @@ fn the_typescript_client_calls_the_daemon_and_verifies_its_replies() {
             twin(SERVER, &server, KeyType::Ed25519, true)
         ]);
         let ask = |command: &str, payload: &str| {
-            ts_call(
+            rmb_js(
+                "call",
                 json!({"mnemonic": mnemonic, "keyType": kt.as_str(), "relayUrl": g.relay.url(),
                            "sid": format!("ts-{i}"), "twins": twins, "dest": SERVER,
                            "command": command, "payload": payload}),

@@ -47,7 +47,7 @@ impl Logs {
 /// clocks `skew` seconds behind: the requests to answer, in order. Expired
 /// and unanswerable messages are counted and logged (rate-limited, their
 /// bytes escaped: a caller can neither flood the log nor forge a line).
-pub fn triage_all<'a>(
+pub(crate) fn triage_all<'a>(
     popped: &'a [(Command, Vec<u8>)],
     now: u64,
     skew: u64,

@@ -49,7 +49,7 @@ impl Command {
         }
     }
 
-    pub fn from_list(list: &str) -> Option<Command> {
+    pub(crate) fn from_list(list: &str) -> Option<Command> {
         Self::ALL.into_iter().find(|c| c.list() == list)
     }
 
@@ -63,12 +63,12 @@ impl Command {
     }
 
     /// Whether the payload matters (and so must be decoded) at all.
-    pub fn reads_payload(self) -> bool {
+    pub(crate) fn reads_payload(self) -> bool {
         self != Command::GetAll
     }
 
     /// Position in [`Command::ALL`].
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }

@@ -88,14 +88,14 @@ impl BusError {
         }
     }
 
-    pub fn invalid_request(field: &str, what: &str) -> BusError {
+    pub(crate) fn invalid_request(field: &str, what: &str) -> BusError {
         Self::new(
             ErrorCode::InvalidRequest,
             format!("invalid request: field {field:?} {what}"),
         )
     }
 
-    pub fn result_not_found() -> BusError {
+    pub(crate) fn result_not_found() -> BusError {
         Self::new(ErrorCode::ResultNotFound, "result not found")
     }
 

@@ -25,7 +25,7 @@ pub const VERSION: u64 = 1;
 pub const JSON_SCHEMA: &str = "application/json";
 
 /// Largest payload accepted, in decoded bytes.
-pub const MAX_PAYLOAD: usize = 64 * 1024;
+pub(crate) const MAX_PAYLOAD: usize = 64 * 1024;
 
 /// Standard base64 with `=` padding, as the peer writes it.
 pub const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -70,7 +70,7 @@ fn borrowed<'de: 'a, 'a, D: serde::Deserializer<'de>>(
 
 impl Request<'_> {
     /// Whether the caller has given up: `now + exp` lies before `at`.
-    pub fn expired_at(&self, at: u64) -> bool {
+    pub(crate) fn expired_at(&self, at: u64) -> bool {
         self.now.saturating_add(self.exp) < at
     }
 }
@@ -131,7 +131,7 @@ impl<'a> Reply<'a> {
     /// scanning `dat` for characters to escape: `dat` must be our own
     /// base64, whose alphabet (`A-Z a-z 0-9 + / =`) never needs escaping.
     /// The bus writes one of these per request, and `dat` is most of it.
-    pub fn encode_ok(
+    pub(crate) fn encode_ok(
         reference: Option<&str>,
         dst: &str,
         dat: &str,
@@ -179,7 +179,7 @@ pub enum ReplyProblem {
 
 /// The decoded size of a base64 text, from its length alone: what the 64
 /// KiB limit is checked against before any decoding is done.
-pub fn decoded_len(b64: &str) -> usize {
+pub(crate) fn decoded_len(b64: &str) -> usize {
     let bytes = b64.as_bytes();
     let pad = bytes.iter().rev().take(2).filter(|&&b| b == b'=').count();
     (bytes.len() / 4 * 3 + (bytes.len() % 4) * 3 / 4).saturating_sub(pad)

@@ -42,12 +42,12 @@ pub mod commands;
 mod config;
 pub mod error;
 pub mod fetch;
-pub mod history;
+mod history;
 pub mod local;
 pub mod message;
 pub mod relay;
 pub mod snapshot;
-pub mod stats;
+mod stats;
 pub mod triage;
 
 pub use commands::Command;

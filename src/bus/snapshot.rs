@@ -166,7 +166,7 @@ impl Snapshot {
     }
 
     /// Adds the records read for a history query (newest first).
-    pub fn add_history(&mut self, query: HistoryQuery, records: &[String]) {
+    pub(crate) fn add_history(&mut self, query: HistoryQuery, records: &[String]) {
         let answer = history::answer(query, records).map(|json| BASE64.encode(json));
         self.histories.push((query, answer));
     }

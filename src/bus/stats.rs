@@ -30,18 +30,18 @@ pub struct BusStats {
 }
 
 /// Slots of [`BusStats::by_code`]: answers, then one per error code.
-pub const CODE_SLOTS: usize = ErrorCode::ALL.len() + 1;
+pub(crate) const CODE_SLOTS: usize = ErrorCode::ALL.len() + 1;
 
 /// Upper bounds (seconds) of the handling-time histogram's buckets: a
 /// reply takes about a millisecond when all is well, seconds when Redis
 /// struggles.
-pub const HANDLING_BUCKETS: [f64; 12] = [
+pub(crate) const HANDLING_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
 /// The handling-time histogram at one moment.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HandlingSnapshot {
+pub(crate) struct HandlingSnapshot {
     /// `(upper bound, requests at or below it)`, cumulative, `+Inf` left out.
     pub buckets: Vec<(f64, u64)>,
     pub sum_seconds: f64,
@@ -114,7 +114,7 @@ impl BusStats {
     }
 
     /// Replies pushed per outcome: `None` an answer, `Some(code)` an error.
-    pub fn by_code(&self) -> Vec<(Option<ErrorCode>, u64)> {
+    pub(crate) fn by_code(&self) -> Vec<(Option<ErrorCode>, u64)> {
         std::iter::once(None)
             .chain(ErrorCode::ALL.map(Some))
             .map(|c| {
@@ -124,7 +124,7 @@ impl BusStats {
             .collect()
     }
 
-    pub fn in_flight(&self) -> u64 {
+    pub(crate) fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
     }
 
@@ -133,7 +133,7 @@ impl BusStats {
         self.peak_in_flight.load(Ordering::Relaxed)
     }
 
-    pub fn handling(&self) -> HandlingSnapshot {
+    pub(crate) fn handling(&self) -> HandlingSnapshot {
         let mut total = 0;
         let buckets = HANDLING_BUCKETS
             .iter()

@@ -1,4 +1,5 @@
-//! The implementations of the commands of `zos-perf`, one file per group:
+//! The command line of `zos-perf` ([`args`]: the clap definitions `main.rs`
+//! parses) and the implementations of its commands, one file per group:
 //! [`run`] (the daemon, one task now), [`tasks`] (the task table),
 //! [`results`] (stored results, [`human`] rendering), [`history`] (a task's
 //! stored history), [`call`] (the bus, as
@@ -33,6 +34,7 @@ macro_rules! out {
     }};
 }
 
+pub mod args;
 pub mod call;
 pub mod check;
 pub mod completions;

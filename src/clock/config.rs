@@ -6,7 +6,7 @@ use anyhow::bail;
 use serde::Deserialize;
 
 /// zos's HTTP time services, in zos's order.
-pub const DEFAULT_TIME_SERVICES: [&str; 3] = [
+pub(crate) const DEFAULT_TIME_SERVICES: [&str; 3] = [
     "https://worldtimeapi.org/api/timezone/UTC",
     "http://worldclockapi.com/api/json/utc/now",
     "https://timeapi.io/api/Time/current/zone?timeZone=UTC",
@@ -64,7 +64,7 @@ impl Default for ClockConfig {
 }
 
 /// zinit's control socket: present on a zos node.
-pub const ZINIT_SOCKET: &str = "/var/run/zinit.sock";
+pub(crate) const ZINIT_SOCKET: &str = "/var/run/zinit.sock";
 
 impl ClockConfig {
     /// Whether the check runs: `enabled`, else whether this is a zos node.

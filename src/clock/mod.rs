@@ -25,9 +25,9 @@
 //! - Unlike zos, the last check is visible: `perf:status` field `clock`
 //!   ([`ClockStatus`]), shown by `zos-perf tasks`.
 
-pub mod config;
+mod config;
 pub use config::ClockConfig;
-pub mod sources;
+mod sources;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,10 +46,10 @@ use crate::schedule::Clock;
 use sources::{DateHeader, Tfchain, TimeService, TimeSource};
 
 /// The field of `perf:status` that holds the last check.
-pub const STATUS_FIELD: &str = "clock";
+pub(crate) const STATUS_FIELD: &str = "clock";
 
 /// Corrections are at least this far apart.
-pub const CORRECTION_GAP: Duration = Duration::from_secs(10 * 60);
+pub(crate) const CORRECTION_GAP: Duration = Duration::from_secs(10 * 60);
 
 /// How long the corrective command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);

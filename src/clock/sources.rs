@@ -19,10 +19,11 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::grid::chain::{key, ChainClient};
+use crate::util::error::with_causes;
 
 /// No honest source answers a time before this (2025-01-01T00:00:00Z): a
 /// chain or service that does is broken, not the node's clock.
-pub const EARLIEST: i64 = 1_735_689_600;
+pub(crate) const EARLIEST: i64 = 1_735_689_600;
 
 /// The most of a time service's answer read.
 const MAX_BODY: usize = 64 * 1024;
@@ -36,7 +37,7 @@ pub trait TimeSource: Send + Sync {
 }
 
 /// tfchain's `Timestamp.Now`.
-pub struct Tfchain {
+pub(crate) struct Tfchain {
     pub client: ChainClient,
 }
 
@@ -65,7 +66,7 @@ impl TimeSource for Tfchain {
 }
 
 /// A SCALE `u64` (little-endian, exactly 8 bytes).
-pub fn decode_moment(bytes: &[u8]) -> Result<u64, String> {
+pub(crate) fn decode_moment(bytes: &[u8]) -> Result<u64, String> {
     let arr: [u8; 8] = bytes
         .try_into()
         .map_err(|_| format!("Timestamp.Now is {} bytes, not 8", bytes.len()))?;
@@ -73,7 +74,7 @@ pub fn decode_moment(bytes: &[u8]) -> Result<u64, String> {
 }
 
 /// A JSON time service.
-pub struct TimeService {
+pub(crate) struct TimeService {
     pub url: String,
     pub http: reqwest::Client,
 }
@@ -85,7 +86,12 @@ impl TimeSource for TimeService {
 
     fn time(&self) -> BoxFuture<'_, Result<DateTime<Utc>, String>> {
         Box::pin(async move {
-            let response = self.http.get(&self.url).send().await.map_err(chain)?;
+            let response = self
+                .http
+                .get(&self.url)
+                .send()
+                .await
+                .map_err(|e| with_causes(&e))?;
             let status = response.status();
             if !status.is_success() {
                 return Err(format!("HTTP status {status}"));
@@ -103,7 +109,7 @@ impl TimeSource for TimeService {
 }
 
 /// The `Date` header of a web service.
-pub struct DateHeader {
+pub(crate) struct DateHeader {
     pub url: String,
     pub http: reqwest::Client,
 }
@@ -117,7 +123,12 @@ impl TimeSource for DateHeader {
         Box::pin(async move {
             // Any answer has the header, whatever its status; the body is
             // not read.
-            let response = self.http.head(&self.url).send().await.map_err(chain)?;
+            let response = self
+                .http
+                .head(&self.url)
+                .send()
+                .await
+                .map_err(|e| with_causes(&e))?;
             let date = response
                 .headers()
                 .get(reqwest::header::DATE)
@@ -133,7 +144,7 @@ impl TimeSource for DateHeader {
 
 /// Reads the time formats of the known services: RFC 3339, minute
 /// precision with `Z`, or no zone (UTC).
-pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     let t = text.trim();
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         return Ok(d.with_timezone(&Utc));
@@ -157,17 +168,6 @@ fn plausible(t: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
         return Err(format!("answered {t}, before 2025: not believable"));
     }
     Ok(t)
-}
-
-fn chain(e: reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -16,6 +16,10 @@
 //! Everything from outside is bounded: a frame or message larger than
 //! [`ChainOptions::max_message`] closes the connection, every call and
 //! connect attempt is limited by [`ChainOptions::call_timeout`].
+//!
+//! Longer than most files (about 460 lines, its tests in `chain/tests.rs`):
+//! the failover over URLs, the shared socket and its reader task are one
+//! piece of state that only reads right in one place.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -368,14 +372,14 @@ fn tls() -> Result<Arc<rustls::ClientConfig>, String> {
 
 /// The WebSocket limits used for every connection of this module and of
 /// the RMB relay client.
-pub fn ws_config(max_message: usize) -> WebSocketConfig {
+pub(crate) fn ws_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
 }
 
 /// The TLS connector for `wss://` URLs.
-pub fn ws_connector() -> Result<Connector, String> {
+pub(crate) fn ws_connector() -> Result<Connector, String> {
     tls().map(Connector::Rustls)
 }
 
@@ -459,41 +463,4 @@ async fn run_conn<S>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn storage_answers_decode_or_name_what_is_wrong() {
-        assert_eq!(decode_storage(&Value::Null), Ok(None));
-        assert_eq!(
-            decode_storage(&json!("0x2a000000")),
-            Ok(Some(vec![42, 0, 0, 0]))
-        );
-        assert!(decode_storage(&json!("2a000000"))
-            .unwrap_err()
-            .contains("0x prefix"));
-        assert!(decode_storage(&json!("0xzz"))
-            .unwrap_err()
-            .contains("not hex"));
-        assert!(decode_storage(&json!(7)).unwrap_err().contains("neither"));
-    }
-
-    #[test]
-    fn urls_must_be_websockets() {
-        assert!(matches!(
-            ChainClient::new(vec![], ChainOptions::default()),
-            Err(ChainError::NoUrl)
-        ));
-        let e = ChainClient::new(vec!["https://x.invalid".into()], ChainOptions::default())
-            .unwrap_err();
-        assert!(e.to_string().contains("ws or wss"), "{e}");
-        assert!(ChainClient::new(
-            vec![
-                "wss://tfchain.grid.tf/".into(),
-                "ws://127.0.0.1:9944".into()
-            ],
-            ChainOptions::default()
-        )
-        .is_ok());
-    }
-}
+mod tests;

@@ -8,7 +8,7 @@
 //! next URL. Only when every URL failed is the question an error, and that
 //! error lists what each URL did.
 //!
-//! Longer than most files (about 470 lines before its tests): the query
+//! Longer than most files (about 480 lines, its tests in `graphql/tests.rs`): the query
 //! texts, the answer types and the failover client are one contract with
 //! the indexer and change together.
 //!
@@ -29,15 +29,15 @@ use serde_json::Value;
 
 /// A node reports its uptime every 40 minutes; one that has not updated for
 /// two such periods is taken to be down (docs/tasks/iperf.md).
-pub const UP_WINDOW: Duration = Duration::from_secs(2 * 40 * 60);
+pub(crate) const UP_WINDOW: Duration = Duration::from_secs(2 * 40 * 60);
 
 /// The "up" condition: `power` is null, or its state and target are both
 /// `Up`. A node that never reported power management is up by definition.
-pub const UP_POWER_FILTER: &str =
+pub(crate) const UP_POWER_FILTER: &str =
     "AND: {power_isNull: true, OR: {power: {state_eq: Up, target_eq: Up}}}";
 
 /// The "public" condition: both a non-empty IPv4 and a non-empty IPv6.
-pub const PUBLIC_CONFIG_FILTER: &str =
+pub(crate) const PUBLIC_CONFIG_FILTER: &str =
     r#"publicConfig: {ipv4_isNull: false, ipv4_not_eq: "", ipv6_isNull: false, ipv6_not_eq: ""}"#;
 
 /// The fields asked of every node.
@@ -86,7 +86,7 @@ impl NodeFilter {
 
     /// The `where` object of the nodes queries, for nodes updated at or
     /// after `updated_since` (unix seconds).
-    pub fn where_clause(&self, updated_since: i64) -> String {
+    pub(crate) fn where_clause(&self, updated_since: i64) -> String {
         let mut w = format!("{{updatedAt_gte: {updated_since}, {UP_POWER_FILTER}");
         if self.public {
             let _ = write!(w, ", {PUBLIC_CONFIG_FILTER}");
@@ -167,7 +167,7 @@ impl Node {
 
 /// Parses an address written alone or in CIDR form (`addr/prefix`); the
 /// prefix, when present, must be valid for the address family.
-pub fn parse_address(text: &str) -> Result<IpAddr, String> {
+pub(crate) fn parse_address(text: &str) -> Result<IpAddr, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("no address".to_string());
@@ -410,7 +410,7 @@ fn up_since() -> i64 {
 }
 
 /// A uniformly random offset in `[0, total - n]` (0 when `total <= n`).
-pub fn random_offset(total: u64, n: u64, rng: &mut impl Rng) -> u64 {
+pub(crate) fn random_offset(total: u64, n: u64, rng: &mut impl Rng) -> u64 {
     if total <= n {
         0
     } else {
@@ -420,7 +420,11 @@ pub fn random_offset(total: u64, n: u64, rng: &mut impl Rng) -> u64 {
 
 /// The nodes query. Ordered by id, so that a window (limit, offset) and the
 /// count agree on which nodes are where.
-pub fn nodes_query(filter: &NodeFilter, updated_since: i64, window: Option<(u64, u64)>) -> String {
+pub(crate) fn nodes_query(
+    filter: &NodeFilter,
+    updated_since: i64,
+    window: Option<(u64, u64)>,
+) -> String {
     let mut args = format!(
         "where: {}, orderBy: id_ASC",
         filter.where_clause(updated_since)
@@ -432,7 +436,7 @@ pub fn nodes_query(filter: &NodeFilter, updated_since: i64, window: Option<(u64,
 }
 
 /// The count query for the same filter.
-pub fn count_query(filter: &NodeFilter, updated_since: i64) -> String {
+pub(crate) fn count_query(filter: &NodeFilter, updated_since: i64) -> String {
     format!(
         "query {{ nodesConnection(where: {}, orderBy: id_ASC) {{ totalCount }} }}",
         filter.where_clause(updated_since)
@@ -440,7 +444,7 @@ pub fn count_query(filter: &NodeFilter, updated_since: i64) -> String {
 }
 
 /// The public IPs of a farm.
-pub fn public_ips_query(farm: u32) -> String {
+pub(crate) fn public_ips_query(farm: u32) -> String {
     format!(
         "query {{ publicIps(where: {{farm: {{farmID_eq: {farm}}}}}) {{ ip gateway contractId }} }}"
     )
@@ -449,17 +453,12 @@ pub fn public_ips_query(farm: u32) -> String {
 fn transport_error(e: &reqwest::Error) -> String {
     // reqwest's Display is terse ("error sending request"); the source chain
     // says what happened (refused, timed out, TLS).
-    let mut msg = if e.is_timeout() {
+    let head = if e.is_timeout() {
         "timed out".to_string()
     } else {
         e.to_string()
     };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let _ = write!(msg, ": {s}");
-        source = s.source();
-    }
-    msg
+    head + &crate::util::error::causes(e)
 }
 
 /// The start of a body, for error messages.
@@ -477,130 +476,4 @@ fn snippet(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-
-    fn node(json: &str) -> Node {
-        serde_json::from_str(json).expect("node json")
-    }
-
-    #[test]
-    fn public_addresses_parse_from_cidr_and_check_the_family() {
-        let n = node(
-            r#"{"nodeID": 7, "farmID": 1, "publicConfig": {"ipv4": "185.206.122.29/24", "ipv6": "2a02:1802:5e::223/64"},
-                "interfaces": [{"name": "zos", "ips": "10.20.2.2"}]}"#,
-        );
-        assert_eq!(n.public_ipv4(), Ok("185.206.122.29".parse().expect("ip")));
-        assert_eq!(
-            n.public_ipv6(),
-            Ok("2a02:1802:5e::223".parse().expect("ip"))
-        );
-
-        let swapped = node(
-            r#"{"nodeID": 7, "farmID": 1, "publicConfig": {"ipv4": "2001:db8::1/64", "ipv6": "192.0.2.1"}}"#,
-        );
-        assert!(swapped.public_ipv4().is_err());
-        assert!(swapped.public_ipv6().is_err());
-
-        let none = node(r#"{"nodeID": 7, "farmID": 1, "publicConfig": null, "interfaces": null}"#);
-        assert!(none.public_ipv4().is_err());
-        assert_eq!(none.zos_ip(), None);
-    }
-
-    #[test]
-    fn address_parsing_refuses_junk_and_bad_prefixes() {
-        assert!(parse_address("").is_err());
-        assert!(parse_address("not-an-ip").is_err());
-        assert!(parse_address("192.0.2.1/33").is_err());
-        assert!(parse_address("192.0.2.1/x").is_err());
-        assert!(parse_address("2001:db8::1/129").is_err());
-        assert!(parse_address("192.0.2.1; rm -rf /").is_err());
-        assert_eq!(
-            parse_address(" 192.0.2.1/32 "),
-            Ok("192.0.2.1".parse().expect("ip"))
-        );
-        assert_eq!(
-            parse_address("2001:db8::1"),
-            Ok("2001:db8::1".parse().expect("ip"))
-        );
-    }
-
-    #[test]
-    fn zos_ip_is_the_first_address_that_parses_on_the_zos_interface() {
-        let n = node(
-            r#"{"nodeID": 3, "farmID": 9, "interfaces": [
-                {"name": "ygg0", "ips": "300:1::1"},
-                {"name": "zos", "ips": "garbage, 10.10.0.5/16,10.10.0.6"}]}"#,
-        );
-        assert_eq!(n.zos_ip(), Some("10.10.0.5".parse().expect("ip")));
-    }
-
-    #[test]
-    fn contract_id_reads_numbers_strings_and_null() {
-        let ips: Vec<PublicIp> = serde_json::from_str(
-            r#"[{"ip": "192.0.2.5/24", "gateway": "192.0.2.1", "contractId": "0"},
-                {"ip": "192.0.2.6/24", "gateway": "192.0.2.1", "contractId": 42},
-                {"ip": "192.0.2.7/24", "gateway": null, "contractId": null}]"#,
-        )
-        .expect("public ips");
-        assert_eq!(
-            ips.iter().map(|p| p.contract_id).collect::<Vec<_>>(),
-            [0, 42, 0]
-        );
-        assert_eq!(ips[2].gateway, "");
-    }
-
-    #[test]
-    fn queries_carry_the_up_public_and_farm_filters() {
-        let q = nodes_query(&NodeFilter::public_in_farm(1), 1000, None);
-        assert!(q.contains("updatedAt_gte: 1000"), "{q}");
-        assert!(q.contains(UP_POWER_FILTER), "{q}");
-        assert!(q.contains(PUBLIC_CONFIG_FILTER), "{q}");
-        assert!(q.contains("farmID_eq: 1"), "{q}");
-        assert!(!q.contains("limit"), "{q}");
-        assert!(q.contains("nodeID farmID publicConfig { ipv4 ipv6 } interfaces { name ips }"));
-
-        let q = nodes_query(&NodeFilter::public_outside_farm(1), 5, Some((12, 30)));
-        assert!(q.contains("farmID_not_eq: 1"), "{q}");
-        assert!(q.contains("limit: 12, offset: 30"), "{q}");
-
-        let q = nodes_query(&NodeFilter::farm(77), 5, None);
-        assert!(!q.contains("publicConfig:"), "{q}");
-        assert!(q.contains("farmID_eq: 77"), "{q}");
-
-        let c = count_query(&NodeFilter::public_outside_farm(1), 5);
-        assert!(
-            c.starts_with("query { nodesConnection(where: {updatedAt_gte: 5, "),
-            "{c}"
-        );
-        assert!(c.contains("orderBy: id_ASC) { totalCount }"), "{c}");
-
-        assert_eq!(
-            public_ips_query(12),
-            "query { publicIps(where: {farm: {farmID_eq: 12}}) { ip gateway contractId } }"
-        );
-    }
-
-    #[test]
-    fn random_offset_reaches_every_window_and_never_past_the_end() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let (total, n) = (20, 12);
-        let mut seen = [false; 9];
-        for _ in 0..2000 {
-            let o = random_offset(total, n, &mut rng);
-            assert!(o + n <= total, "offset {o}");
-            seen[o as usize] = true;
-        }
-        assert!(seen.iter().all(|s| *s), "{seen:?}");
-        assert_eq!(random_offset(5, 12, &mut rng), 0);
-        assert_eq!(random_offset(12, 12, &mut rng), 0);
-    }
-
-    #[test]
-    fn up_since_is_eighty_minutes_ago() {
-        let now = crate::util::clock::unix_now() as i64;
-        let since = up_since();
-        assert!((now - since - 4800).abs() <= 2, "{}", now - since);
-    }
-}
+mod tests;

@@ -5,7 +5,7 @@
 pub mod chain;
 mod config;
 pub mod graphql;
-pub mod network;
+pub(crate) mod network;
 
 use std::time::Duration;
 

@@ -16,7 +16,7 @@ pub enum Network {
 }
 
 /// The flist hub is a service of every network.
-pub const FLIST_HUB: &str = "redis://hub.threefold.me:9900";
+pub(crate) const FLIST_HUB: &str = "redis://hub.threefold.me:9900";
 
 impl Network {
     pub const ALL: [Network; 4] = [Network::Main, Network::Test, Network::Qa, Network::Dev];
@@ -32,7 +32,7 @@ impl Network {
     }
 
     /// Reads the network from a kernel command line (`runmode=prod|test|qa|dev`).
-    pub fn from_kernel_cmdline(cmdline: &str) -> Option<Network> {
+    pub(crate) fn from_kernel_cmdline(cmdline: &str) -> Option<Network> {
         cmdline
             .split_whitespace()
             .find_map(|arg| arg.strip_prefix("runmode="))
@@ -70,7 +70,7 @@ impl Network {
         }
     }
 
-    pub fn substrate_url(self) -> &'static str {
+    pub(crate) fn substrate_url(self) -> &'static str {
         match self {
             Network::Main => "wss://tfchain.grid.tf/",
             Network::Test => "wss://tfchain.test.grid.tf/",
@@ -79,7 +79,7 @@ impl Network {
         }
     }
 
-    pub fn activation_url(self) -> &'static str {
+    pub(crate) fn activation_url(self) -> &'static str {
         match self {
             Network::Main => "https://activation.grid.tf/activation/activate",
             Network::Test => "https://activation.test.grid.tf/activation/activate",

@@ -33,13 +33,13 @@ use super::dashboard;
 use super::metrics::{Exporter, Format, Sources};
 
 /// Largest request head (request line and headers) read; hyper's minimum.
-pub const MAX_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
 /// Time a client has to send a whole request head.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 16;
+pub(crate) const MAX_CONNECTIONS: usize = 16;
 /// Longest a connection is kept, keep-alive or not.
-pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+pub(crate) const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// What the listener serves.
 pub struct App {
@@ -183,7 +183,7 @@ async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>>
 /// OpenMetrics when the client prefers it (as Prometheus does), the text
 /// format otherwise: the `q` of `application/openmetrics-text` against
 /// that of `text/plain` (or `*/*`), the named one winning a tie.
-pub fn negotiate(accept: &str) -> Format {
+pub(crate) fn negotiate(accept: &str) -> Format {
     let (mut om, mut text) = (0.0f32, 0.0f32);
     for range in accept.split(',') {
         let mut parts = range.split(';').map(str::trim);

@@ -8,12 +8,12 @@
 //! - [`process`]: the `process_*` figures from `/proc`.
 //! - [`terminal`]: the `zos-perf history` table and sparkline.
 
-pub mod dashboard;
-pub mod http;
+mod dashboard;
+pub(crate) mod http;
 pub mod metrics;
 pub mod process;
 pub mod terminal;
-pub mod textfile;
+pub(crate) mod textfile;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,7 +54,7 @@ impl Default for MetricsConfig {
 
 impl MetricsConfig {
     /// The listen address, `None` when off.
-    pub fn listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+    pub(crate) fn listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
         let text = self.listen.trim();
         if text.is_empty() {
             return Ok(None);

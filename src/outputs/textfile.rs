@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::metrics::{Exporter, Format};
 
 /// The file node_exporter reads.
-pub const FILE_NAME: &str = "zos_perf.prom";
+pub(crate) const FILE_NAME: &str = "zos_perf.prom";
 const TEMP_NAME: &str = ".zos_perf.prom.tmp";
 
 /// Opens `dir` if it may be trusted.

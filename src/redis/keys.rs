@@ -2,7 +2,7 @@
 //! (docs/redis.md, docs/bus.md).
 
 /// Where each task's latest result lives.
-pub const RESULT_PREFIX: &str = "perf.";
+pub(crate) const RESULT_PREFIX: &str = "perf.";
 
 /// The hash of every task's status, one JSON field per task. Outside the
 /// `perf.` key space on purpose: no reader of results mistakes it for one.
@@ -11,11 +11,11 @@ pub const STATUS: &str = "perf:status";
 /// Where each task's history lives: `zos-perf:history:<name>`, a list,
 /// newest first. Outside the `perf.` key space on purpose: no reader that
 /// scans `perf.*` for results ever sees it.
-pub const HISTORY_PREFIX: &str = "zos-perf:history:";
+pub(crate) const HISTORY_PREFIX: &str = "zos-perf:history:";
 
 /// The prefix of every RMB list: requests arrive on `msgbus.<command>`,
 /// replies go to the list a request names, which must start with it.
-pub const MSGBUS_PREFIX: &str = "msgbus.";
+pub(crate) const MSGBUS_PREFIX: &str = "msgbus.";
 
 /// The key of a task's result: `perf.<name>`.
 pub fn result(name: &str) -> String {
@@ -34,12 +34,12 @@ pub fn history(name: &str) -> String {
 
 /// The list the RMB peer pushes requests of `command` onto:
 /// `msgbus.<command>`.
-pub fn request_list(command: &str) -> String {
+pub(crate) fn request_list(command: &str) -> String {
     format!("{MSGBUS_PREFIX}{command}")
 }
 
 /// The list `zos-perf call` waits on for its reply: unique per call.
-pub fn call_reply_list(nonce: u64) -> String {
+pub(crate) fn call_reply_list(nonce: u64) -> String {
     format!("{MSGBUS_PREFIX}zos-perf-call.{nonce:016x}")
 }
 

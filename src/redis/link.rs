@@ -17,13 +17,13 @@ use crate::util::backoff::Backoff;
 
 /// How long one command may take before it counts as failed. Our commands
 /// are small; a Redis that does not answer in this time is as good as gone.
-pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Accepts the two Redis URL forms (docs/configuration.md):
 /// `redis://host:port` and `unix:///path`. Errors show the URL with its
 /// credentials hidden.
-pub fn check_url(url: &str) -> anyhow::Result<()> {
+pub(crate) fn check_url(url: &str) -> anyhow::Result<()> {
     let shown = redacted(url);
     if let Some(path) = url.strip_prefix("unix://") {
         if !path.starts_with('/') {
@@ -47,7 +47,7 @@ pub fn client(url: &str) -> anyhow::Result<redis::Client> {
 /// `url` fit for a log line or an error message: a user name, password or
 /// `pass`/`password` query parameter is replaced with `***`. A URL that
 /// does not parse keeps only its scheme.
-pub fn redacted(url: &str) -> String {
+pub(crate) fn redacted(url: &str) -> String {
     const HIDDEN: &str = "***";
     let Ok(mut parsed) = url::Url::parse(url) else {
         return match url.split_once("://") {

@@ -10,7 +10,6 @@ mod link;
 pub mod private;
 pub mod server;
 
-pub use link::{
-    check_url, client, connect_once, redacted, RedisLink, CONNECT_TIMEOUT, RESPONSE_TIMEOUT,
-};
+pub(crate) use link::{check_url, redacted, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+pub use link::{client, connect_once, RedisLink};
 pub use private::PrivateRedis;

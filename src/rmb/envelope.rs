@@ -141,7 +141,7 @@ impl Envelope {
     }
 
     /// The payload bytes, plain or cipher, as carried.
-    pub fn payload_bytes(&self) -> &[u8] {
+    pub(crate) fn payload_bytes(&self) -> &[u8] {
         match &self.payload {
             Some(Payload::Plain(b)) | Some(Payload::Cipher(b)) => b,
             None => &[],

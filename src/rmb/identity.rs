@@ -30,7 +30,7 @@ use super::error::RmbError;
 const SR25519_CONTEXT: &[u8] = b"substrate";
 
 /// The SS58 address prefix of a generic Substrate chain (tfchain uses it).
-pub const SS58_PREFIX: u8 = 42;
+pub(crate) const SS58_PREFIX: u8 = 42;
 
 /// The account's signature scheme.
 #[derive(
@@ -46,14 +46,14 @@ pub enum KeyType {
 
 impl KeyType {
     /// The byte put before a 64-byte signature to name its scheme.
-    pub fn type_byte(self) -> u8 {
+    pub(crate) fn type_byte(self) -> u8 {
         match self {
             KeyType::Ed25519 => b'e',
             KeyType::Sr25519 => b's',
         }
     }
 
-    pub fn from_type_byte(b: u8) -> Option<KeyType> {
+    pub(crate) fn from_type_byte(b: u8) -> Option<KeyType> {
         match b {
             b'e' => Some(KeyType::Ed25519),
             b's' => Some(KeyType::Sr25519),
@@ -114,7 +114,10 @@ impl Identity {
     }
 
     /// From the 32-byte mini secret itself.
-    pub fn from_mini_secret(mini: &[u8; 32], key_type: KeyType) -> Result<Identity, RmbError> {
+    pub(crate) fn from_mini_secret(
+        mini: &[u8; 32],
+        key_type: KeyType,
+    ) -> Result<Identity, RmbError> {
         let ed25519 = ed25519_dalek::SigningKey::from_bytes(mini);
         let sr25519 = schnorrkel::MiniSecretKey::from_bytes(mini)
             .map_err(|e| RmbError::Secret(format!("sr25519 key: {e}")))?

@@ -14,8 +14,8 @@
 //! requests coming in over a relay. See docs/rmb.md for what must be on
 //! chain for a twin to be reachable.
 
-pub mod client;
-pub mod config;
+mod client;
+mod config;
 pub mod e2e;
 pub mod envelope;
 pub mod error;

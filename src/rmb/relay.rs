@@ -109,10 +109,6 @@ impl LinkSender {
                 reason: "the connection is closed".into(),
             })
     }
-
-    pub fn is_closed(&self) -> bool {
-        self.out.is_closed()
-    }
 }
 
 pub fn unix_now() -> u64 {
@@ -132,7 +128,7 @@ pub fn relay_url(relay: &str) -> String {
 }
 
 /// The hostname of a relay URL (what a twin's `relay` on chain lists).
-pub fn relay_host(relay: &str) -> Option<String> {
+pub(crate) fn relay_host(relay: &str) -> Option<String> {
     url::Url::parse(&relay_url(relay))
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use super::error::RmbError;
 
-pub const ENV_VAR: &str = "ZOS_PERF_MNEMONIC";
+pub(crate) const ENV_VAR: &str = "ZOS_PERF_MNEMONIC";
 
 /// A mnemonic is at most 24 words; a seed 66 characters.
 const MAX_SECRET_FILE: u64 = 4096;

@@ -142,7 +142,7 @@ impl TwinDb {
 
     /// Forgets twin `id`, so the next lookup reads the chain (after a
     /// signature that does not verify: the twin may have changed keys).
-    pub async fn forget_twin(&self, id: u32) {
+    pub(crate) async fn forget_twin(&self, id: u32) {
         self.twins.lock().await.remove(&id);
     }
 

@@ -76,7 +76,7 @@ impl RunContext {
     }
 
     /// The same context, telling its steps to `progress`.
-    pub fn with_progress(mut self, progress: Progress) -> Self {
+    pub(crate) fn with_progress(mut self, progress: Progress) -> Self {
         self.progress = progress;
         self
     }

@@ -37,7 +37,7 @@ impl Backoff {
     }
 
     /// Doubling without a cap.
-    pub fn uncapped(initial: Duration) -> Backoff {
+    pub(crate) fn uncapped(initial: Duration) -> Backoff {
         Backoff::new(initial, Duration::MAX)
     }
 
@@ -48,7 +48,7 @@ impl Backoff {
 
     /// Each wait `factor` times the one before instead of twice (zos's
     /// iperf retry grows by 1.5). A factor below 1 is read as 1.
-    pub fn with_factor(mut self, factor: f64) -> Backoff {
+    pub(crate) fn with_factor(mut self, factor: f64) -> Backoff {
         self.factor = Some(factor.max(1.0));
         self
     }
@@ -66,7 +66,7 @@ impl Backoff {
     }
 
     /// Starts again from `initial` (the thing retried worked for a while).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = self.initial;
     }
 

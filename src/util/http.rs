@@ -7,13 +7,16 @@
 
 /// Largest GraphQL answer read: a page of every node of the grid with its
 /// interfaces is a few MiB.
-pub const GRAPHQL_MAX_BODY: usize = 32 * 1024 * 1024;
+pub(crate) const GRAPHQL_MAX_BODY: usize = 32 * 1024 * 1024;
 
 /// Largest "what is my IP" answer read: one address as text.
-pub const LOOKUP_MAX_BODY: usize = 4 * 1024;
+pub(crate) const LOOKUP_MAX_BODY: usize = 4 * 1024;
 
 /// Reads the whole body of `response`, failing once it passes `max` bytes.
-pub async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, String> {
     if let Some(len) = response.content_length() {
         if len > max as u64 {
             return Err(format!("answer of {len} bytes is over the limit of {max}"));

@@ -3,5 +3,6 @@
 
 pub mod backoff;
 pub mod clock;
+pub mod error;
 pub mod http;
 pub mod text;

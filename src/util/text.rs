@@ -3,7 +3,7 @@
 //! junk of any size cannot blow them up.
 
 /// At most `max` characters of `s`, marked with `…` when cut.
-pub fn clip(s: &str, max: usize) -> String {
+pub(crate) fn clip(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &s[..at]),
         None => s.to_string(),

@@ -8,18 +8,18 @@
 //! wrong type, or never answer at all. It records every method it was
 //! asked, so a test can tell which endpoint a client used.
 //!
-//! The server runs on its own thread with its own runtime, so it serves
-//! synchronous and async tests alike, and stops when dropped.
+//! It serves from a [`LoopbackServer`] and stops when dropped.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
+
+use super::loopback::LoopbackServer;
 
 /// How the stand-in answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +49,7 @@ struct State {
 pub struct ChainServer {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
-    stop: watch::Sender<bool>,
-    thread: Option<JoinHandle<()>>,
+    _server: LoopbackServer,
 }
 
 impl ChainServer {
@@ -60,29 +59,18 @@ impl ChainServer {
     }
 
     pub fn with_mode(mode: Mode) -> ChainServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the chain stand-in");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let addr = listener.local_addr().expect("stand-in address");
         let state = Arc::new(Mutex::new(State {
             mode: Some(mode),
             ..State::default()
         }));
-        let (stop, stopped) = watch::channel(false);
         let shared = state.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("stand-in runtime");
-            rt.block_on(serve(listener, shared, stopped));
+        let server = LoopbackServer::start("chain stand-in", 0, move |tcp, stopped| {
+            connection(tcp, shared.clone(), stopped)
         });
         ChainServer {
-            addr,
+            addr: server.addr(),
             state,
-            stop,
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -110,45 +98,14 @@ impl ChainServer {
     }
 }
 
-impl Drop for ChainServer {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-async fn serve(
-    listener: std::net::TcpListener,
-    state: Arc<Mutex<State>>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => break,
-            accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else { continue };
-                if state.lock().unwrap().mode == Some(Mode::Refuse) {
-                    drop(tcp);
-                    continue;
-                }
-                let state = state.clone();
-                let stopped = stopped.clone();
-                conns.spawn(connection(tcp, state, stopped));
-            }
-        }
-    }
-    conns.shutdown().await;
-}
-
 async fn connection(
     tcp: tokio::net::TcpStream,
     state: Arc<Mutex<State>>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    if state.lock().unwrap().mode == Some(Mode::Refuse) {
+        return; // drops the connection unanswered
+    }
     let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
         return;
     };

@@ -8,7 +8,11 @@ pub mod chain;
 pub mod clock;
 pub mod graphql;
 pub mod guest;
+pub mod interop;
+pub mod kv;
+pub mod loopback;
 pub mod observe;
+pub mod output;
 pub mod relay;
 pub mod rmbgrid;
 

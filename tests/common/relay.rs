@@ -24,7 +24,6 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -35,6 +34,8 @@ use zos_perf::grid::chain::{ChainClient, ChainOptions};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Pong};
 use zos_perf::rmb::twin::TwinDb;
 use zos_perf::rmb::{jwt, relay::unix_now, RmbError};
+
+use super::loopback::LoopbackServer;
 
 type Key = (u32, Option<String>);
 
@@ -59,43 +60,37 @@ struct State {
 pub struct TestRelay {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
-    stop: watch::Sender<bool>,
-    thread: Option<JoinHandle<()>>,
+    _server: LoopbackServer,
     forwarded: Arc<AtomicUsize>,
 }
 
 impl TestRelay {
     /// A relay checking tokens against the chain at `chain_url`.
     pub fn start(chain_url: &str) -> TestRelay {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the test relay");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let addr = listener.local_addr().expect("relay address");
+        let options = ChainOptions {
+            call_timeout: Duration::from_secs(2),
+            ..ChainOptions::default()
+        };
+        let chain = ChainClient::new(vec![chain_url.to_string()], options).expect("chain URL");
+        // No cache: a test may change a twin between two connections.
+        let twins = Arc::new(TwinDb::new(Arc::new(chain), Duration::ZERO));
         let state = Arc::new(Mutex::new(State::default()));
         let forwarded = Arc::new(AtomicUsize::new(0));
-        let (stop, stopped) = watch::channel(false);
-        let (s, f, chain) = (state.clone(), forwarded.clone(), chain_url.to_string());
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("relay runtime");
-            let options = ChainOptions {
-                call_timeout: Duration::from_secs(2),
-                ..ChainOptions::default()
-            };
-            let chain = ChainClient::new(vec![chain], options).expect("chain URL");
-            // No cache: a test may change a twin between two connections.
-            let twins = Arc::new(TwinDb::new(Arc::new(chain), Duration::ZERO));
-            rt.block_on(serve(listener, s, f, twins, stopped));
+        let (s, f) = (state.clone(), forwarded.clone());
+        let server = LoopbackServer::start("test relay", 2, move |tcp, stopped| {
+            let (s, f, t) = (s.clone(), f.clone(), twins.clone());
+            async move {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(3600),
+                    connection(tcp, s, f, t, stopped),
+                )
+                .await;
+            }
         });
         TestRelay {
-            addr,
+            addr: server.addr(),
             state,
-            stop,
-            thread: Some(thread),
+            _server: server,
             forwarded,
         }
     }
@@ -153,39 +148,6 @@ impl TestRelay {
             .sessions
             .contains_key(&(twin, sid.map(str::to_string)))
     }
-}
-
-impl Drop for TestRelay {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-async fn serve(
-    listener: std::net::TcpListener,
-    state: Arc<Mutex<State>>,
-    forwarded: Arc<AtomicUsize>,
-    twins: Arc<TwinDb>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => break,
-            accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else { continue };
-                let (s, f, t, st) = (state.clone(), forwarded.clone(), twins.clone(), stopped.clone());
-                conns.spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(3600), connection(tcp, s, f, t, st)).await;
-                });
-            }
-        }
-    }
-    conns.shutdown().await;
 }
 
 /// Reads the upgrade request without consuming it; returns the token.

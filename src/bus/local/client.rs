@@ -17,7 +17,7 @@ use crate::redis::{keys, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::util::clock::unix_now;
 
 /// The caller this client says it is: twin 0, connection `zos-perf-call`.
-pub const SOURCE: &str = "0:zos-perf-call";
+pub(crate) const SOURCE: &str = "0:zos-perf-call";
 
 /// Sends `cmd` with `payload` and waits up to `timeout` for its reply.
 pub async fn call(

@@ -23,20 +23,13 @@ pub fn twox128(data: &[u8]) -> [u8; 16] {
 }
 
 /// BLAKE2b with a 16-byte digest.
-pub fn blake2_128(data: &[u8]) -> [u8; 16] {
+pub(crate) fn blake2_128(data: &[u8]) -> [u8; 16] {
     Blake2b::<U16>::digest(data).into()
 }
 
 /// The `Blake2_128Concat` hasher: `blake2_128(k) ‖ k`.
 pub fn blake2_128_concat(k: &[u8]) -> Vec<u8> {
     let mut out = blake2_128(k).to_vec();
-    out.extend_from_slice(k);
-    out
-}
-
-/// The `Twox64Concat` hasher: `XXH64(k, seed 0) ‖ k`.
-pub fn twox64_concat(k: &[u8]) -> Vec<u8> {
-    let mut out = XxHash64::oneshot(0, k).to_le_bytes().to_vec();
     out.extend_from_slice(k);
     out
 }
@@ -49,7 +42,7 @@ pub fn plain(pallet: &str, item: &str) -> Vec<u8> {
 }
 
 /// The key of one entry of a storage map, given the map key already
-/// hashed (`blake2_128_concat(&k)` or `twox64_concat(&k)`).
+/// hashed (e.g. `blake2_128_concat(&k)`).
 pub fn map(pallet: &str, item: &str, hashed_key: &[u8]) -> Vec<u8> {
     let mut out = plain(pallet, item);
     out.extend_from_slice(hashed_key);
@@ -103,15 +96,5 @@ mod tests {
             "19a2526838feefd7695a3b5715b415b1519dfc7fdad21b84f64a5310fa178ef2\
              d82c12285b5d4551f88e8f6e7eb52b8101000000"
         );
-    }
-
-    #[test]
-    fn twox64_concat_appends_the_key() {
-        let k = 7u32.to_le_bytes();
-        let out = twox64_concat(&k);
-        assert_eq!(out.len(), 12);
-        assert_eq!(&out[8..], &k);
-        assert_eq!(&out[..8], &XxHash64::oneshot(0, &k).to_le_bytes());
-        assert_ne!(twox64_concat(&8u32.to_le_bytes())[..8], out[..8]);
     }
 }

@@ -20,7 +20,7 @@ pub const SEED: u64 = 0x0a0b_0c0d_1234_5ff0;
 /// Steps of one chain: 64 Mi.
 pub const STEPS: u64 = 64 * 1024 * 1024;
 /// Where a chain of [`STEPS`] from [`SEED`] must end.
-pub const FINAL: u64 = 0x4092_42b8_972c_b0b1;
+pub(crate) const FINAL: u64 = 0x4092_42b8_972c_b0b1;
 /// Steps between two looks at the stop flag (about 1 ms of work).
 pub const CHECK_EVERY: u64 = 1 << 16;
 
@@ -90,7 +90,11 @@ fn run(
 }
 
 /// One chain of `steps` from [`SEED`], timed (wall clock around the loop).
-pub fn timed_chain(path: Path, steps: u64, stop: &AtomicBool) -> (Result<u64, Stopped>, Duration) {
+pub(crate) fn timed_chain(
+    path: Path,
+    steps: u64,
+    stop: &AtomicBool,
+) -> (Result<u64, Stopped>, Duration) {
     let begin = Instant::now();
     let end = chain(path, SEED, steps, stop);
     (end, begin.elapsed())
@@ -99,7 +103,7 @@ pub fn timed_chain(path: Path, steps: u64, stop: &AtomicBool) -> (Result<u64, St
 /// Runs one timed chain on each of `threads` new OS threads, all released
 /// together once every one of them is ready. Returns each thread's outcome,
 /// or the error of a thread that could not be started.
-pub fn parallel_chains(
+pub(crate) fn parallel_chains(
     path: Path,
     threads: usize,
     steps: u64,

@@ -110,7 +110,8 @@ pub fn update(path: Path, crc: u64, block: &Block, start: usize, len: usize) -> 
 
 /// CRC-64/XZ of any byte string, in 16-byte spans through [`update`]: the
 /// kernel's general form, for tests against other implementations.
-pub fn checksum(path: Path, data: &[u8]) -> u64 {
+#[cfg(test)]
+pub(crate) fn checksum(path: Path, data: &[u8]) -> u64 {
     data.chunks(16).fold(0, |crc, chunk| {
         let mut block = Block::default();
         block.0[..chunk.len()].copy_from_slice(chunk);
@@ -128,7 +129,7 @@ pub fn step(path: Path, seed: u64) -> u64 {
 /// The fast kernel, only obtainable on a CPU that has SSE4.1 and PCLMULQDQ.
 #[cfg(target_arch = "x86_64")]
 #[derive(Debug, Clone, Copy)]
-pub struct ClmulKernel(());
+pub(crate) struct ClmulKernel(());
 
 #[cfg(target_arch = "x86_64")]
 impl ClmulKernel {
@@ -230,7 +231,7 @@ unsafe fn clmul_update(crc: u64, block: &Block, start: usize, len: usize) -> u64
 
 /// The same fold and reduction as the fast kernel, on `u128` (bit i of the
 /// register = bit i of the XMM register), with a software carry-less multiply.
-pub fn portable_update(crc: u64, block: &Block, start: usize, len: usize) -> u64 {
+pub(crate) fn portable_update(crc: u64, block: &Block, start: usize, len: usize) -> u64 {
     check_span(start, len);
     let word = u128::from_le_bytes(block.0);
     let message = (word >> (8 * start)) << (8 * (16 - len));

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// The file created and removed in the cache directory.
-pub const PROBE_FILE: &str = "healthcheck";
+pub(crate) const PROBE_FILE: &str = "healthcheck";
 
 /// Creates, writes and removes [`PROBE_FILE`] in `cache_dir`. Returns the
 /// check's errors: none, or one `failed to write to cache: <reason>`.

@@ -48,10 +48,10 @@
 //! and about `backoff_total` plus one timeout when a check keeps failing.
 
 pub mod backoff;
-pub mod cache;
+mod cache;
 mod config;
-pub mod flags;
-pub mod network;
+mod flags;
+pub(crate) mod network;
 pub mod services;
 
 use std::path::PathBuf;
@@ -63,12 +63,13 @@ use crate::grid::GridContext;
 use crate::tasks::HEALTHCHECK;
 use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 
-pub use backoff::{Backoff, Cancelled, Retried};
+pub(crate) use backoff::Retried;
+pub use backoff::{Backoff, Cancelled};
 pub use config::HealthcheckConfig;
 pub use flags::{Flag, Flags};
 
 /// The description stored with every result (exact, docs/tasks/healthcheck.md).
-pub const DESCRIPTION: &str = "health check task runs multiple checks to ensure the node is in a usable state and set flags for the power daemon to stop reporting uptime if it is not usable";
+pub(crate) const DESCRIPTION: &str = "health check task runs multiple checks to ensure the node is in a usable state and set flags for the power daemon to stop reporting uptime if it is not usable";
 
 /// What the healthcheck looks at and how hard it tries.
 #[derive(Debug, Clone, PartialEq)]

@@ -50,7 +50,7 @@ impl Target {
 ///
 /// The `url` crate drops a port equal to its scheme's default (`https://x:443`
 /// has no port of its own), which gives the same answer here.
-pub fn port_of(url: &Url) -> u16 {
+pub(crate) fn port_of(url: &Url) -> u16 {
     url.port().unwrap_or(match url.scheme() {
         "https" | "wss" => 443,
         _ => 80,

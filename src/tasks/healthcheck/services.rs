@@ -76,7 +76,7 @@ pub struct ServiceGroup {
 /// The check `hc` asks for: explicit, else `per-url` when a flat
 /// `services` list is given (a configuration written for it), else
 /// `per-service`.
-pub fn network_check(hc: &HealthcheckConfig) -> NetworkCheck {
+pub(crate) fn network_check(hc: &HealthcheckConfig) -> NetworkCheck {
     hc.network_check.unwrap_or(if hc.services.is_some() {
         NetworkCheck::PerUrl
     } else {

@@ -61,9 +61,9 @@
 //! to the list, TCP/UDP to the chosen server; about 2 × 10 s plus the list
 //! and the choice (see BENCHMARKS.md).
 
-pub mod client;
+mod client;
 mod config;
-pub mod public;
+mod public;
 pub mod report;
 pub mod servers;
 
@@ -82,14 +82,14 @@ use report::{Entry, Protocol};
 use servers::IperfMode;
 
 /// The description stored with `grid-nodes` results (the original's).
-pub const DESCRIPTION: &str =
+pub(crate) const DESCRIPTION: &str =
     "Test public nodes network performance with both UDP and TCP over IPv4 and IPv6";
 
 /// The pause between two runs against the same server after a run that
 /// completed. iperf3 3.12's server needs a moment to close a finished test;
 /// a client arriving within it is told "busy" (about 1 run in 40 back to
 /// back, mostly after UDP), which would cost a whole busy backoff (5 min).
-pub const SETTLE: Duration = Duration::from_secs(1);
+pub(crate) const SETTLE: Duration = Duration::from_secs(1);
 
 /// The iperf task, built from the configuration.
 pub struct Iperf {
@@ -106,7 +106,7 @@ impl Iperf {
     }
 
     /// The description stored with this mode's results.
-    pub fn description_of(mode: IperfMode) -> &'static str {
+    pub(crate) fn description_of(mode: IperfMode) -> &'static str {
         match mode {
             IperfMode::PublicServers => public::DESCRIPTION,
             IperfMode::GridNodes => DESCRIPTION,
@@ -230,7 +230,7 @@ pub struct Target {
 /// Keeps the nodes worth testing, in order, each once: not this node, not
 /// one sharing this node's addresses (`own`, to which the addresses GraphQL
 /// lists for `node_id` are added), and only with usable public addresses.
-pub fn select_targets(
+pub(crate) fn select_targets(
     nodes: Vec<Node>,
     node_id: Option<u32>,
     own: &mut HashSet<IpAddr>,

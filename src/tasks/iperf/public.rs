@@ -39,11 +39,11 @@ use super::IperfConfig;
 use crate::util::backoff::Backoff;
 
 /// The description stored with `public-servers` results (zos 2026's).
-pub const DESCRIPTION: &str =
+pub(crate) const DESCRIPTION: &str =
     "Test network performance against public iperf3 servers with both UDP and TCP";
 
 /// iperf3's `--time` when `[iperf] duration` is unset: what zos passes.
-pub const DEFAULT_TIME: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIME: Duration = Duration::from_secs(10);
 
 /// One element of the `public-servers` result; the field names are zos
 /// 2026's.
@@ -122,7 +122,7 @@ pub async fn run(
 }
 
 /// The list fetched, shuffled, and the first reachable server.
-pub async fn choose(config: &IperfConfig) -> anyhow::Result<Picked> {
+pub(crate) async fn choose(config: &IperfConfig) -> anyhow::Result<Picked> {
     let mut list = servers::fetch_list(&config.server_list_url, config.server_list_timeout)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e:#}", servers::NO_SERVER_PREFIX))?;
@@ -176,7 +176,7 @@ pub async fn measure(
 }
 
 /// `interval` ±50 %, uniformly (the usual exponential backoff jitter).
-pub fn randomized(interval: Duration, rng: &mut impl Rng) -> Duration {
+pub(crate) fn randomized(interval: Duration, rng: &mut impl Rng) -> Duration {
     interval.mul_f64(rng.random_range(0.5..=1.5))
 }
 

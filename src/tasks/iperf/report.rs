@@ -91,11 +91,11 @@ impl Measure {
         }
     }
 
-    pub fn is_busy(&self) -> bool {
+    pub(crate) fn is_busy(&self) -> bool {
         self.error.trim() == BUSY
     }
 
-    pub fn into_entry(self, node_id: u32, node_ip: String, protocol: Protocol) -> Entry {
+    pub(crate) fn into_entry(self, node_id: u32, node_ip: String, protocol: Protocol) -> Entry {
         Entry {
             upload_speed: self.upload,
             download_speed: self.download,
@@ -125,7 +125,7 @@ pub fn parse(stdout: &[u8], protocol: Protocol) -> Result<Measure, String> {
 }
 
 /// [`parse`], with the download figure chosen by `reading`.
-pub fn parse_as(stdout: &[u8], reading: Reading) -> Result<Measure, String> {
+pub(crate) fn parse_as(stdout: &[u8], reading: Reading) -> Result<Measure, String> {
     let (protocol, download_at) = match reading {
         Reading::Seed(Protocol::Udp) => (Protocol::Udp, "/streams/0/udp/bits_per_second"),
         Reading::Seed(p) | Reading::Sums(p) => (p, "/sum_received/bits_per_second"),

@@ -25,13 +25,14 @@ use tokio::net::TcpStream;
 use super::config::IperfConfig;
 
 /// The list zos fetches (2026).
-pub const DEFAULT_LIST_URL: &str = "https://export.iperf3serverlist.net/listed_iperf3_servers.json";
+pub(crate) const DEFAULT_LIST_URL: &str =
+    "https://export.iperf3serverlist.net/listed_iperf3_servers.json";
 
 /// The most of the list read: it is some tens of kilobytes.
-pub const LIST_MAX_BODY: usize = 4 * 1024 * 1024;
+pub(crate) const LIST_MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// The prefix of every error of the server choice (zos's words).
-pub const NO_SERVER_PREFIX: &str = "failed to fetch public iperf3 server";
+pub(crate) const NO_SERVER_PREFIX: &str = "failed to fetch public iperf3 server";
 
 /// The error when no listed server accepted a connection (zos's words).
 pub const NO_SERVER: &str =
@@ -95,7 +96,7 @@ pub fn validate(c: &IperfConfig) -> anyhow::Result<()> {
 
 /// Reads the list. Fails only when the text is not a JSON array; entries
 /// that cannot be used are logged and left out.
-pub fn parse_list(body: &[u8]) -> anyhow::Result<Vec<Server>> {
+pub(crate) fn parse_list(body: &[u8]) -> anyhow::Result<Vec<Server>> {
     let v: Value = serde_json::from_slice(body).context("the server list is not JSON")?;
     let Value::Array(items) = v else {
         bail!("the server list is not a JSON array");
@@ -113,7 +114,7 @@ pub fn parse_list(body: &[u8]) -> anyhow::Result<Vec<Server>> {
 }
 
 /// One entry: `{"IP/HOST": "...", "PORT": "5201" | 5201 | "9201-9240", ...}`.
-pub fn parse_entry(item: &Value) -> Result<Server, String> {
+pub(crate) fn parse_entry(item: &Value) -> Result<Server, String> {
     let host = item
         .get("IP/HOST")
         .and_then(Value::as_str)
@@ -149,7 +150,7 @@ pub fn parse_entry(item: &Value) -> Result<Server, String> {
 }
 
 /// GETs the list at `url`, within `timeout`.
-pub async fn fetch_list(url: &str, timeout: Duration) -> anyhow::Result<Vec<Server>> {
+pub(crate) async fn fetch_list(url: &str, timeout: Duration) -> anyhow::Result<Vec<Server>> {
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .user_agent(concat!("zos-perf/", env!("CARGO_PKG_VERSION")))

@@ -25,16 +25,16 @@ use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStdout, Command};
 
-use super::config::{Accel, BackendKind};
+use super::config::Accel;
 
 /// How long a hypervisor gets to stop by itself before its group is killed.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How much of the hypervisor's standard error an error message carries.
 const STDERR_TAIL: usize = 2048;
 
 /// The VM every run boots: as on zos, 1 vCPU, 512 MiB and no network.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VmSpec {
+pub(crate) struct VmSpec {
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
     /// Attached read-only.
@@ -46,9 +46,7 @@ pub struct VmSpec {
 }
 
 /// One hypervisor: how it is started and stopped.
-pub trait Backend: Send + Sync {
-    fn kind(&self) -> BackendKind;
-
+pub(crate) trait Backend: Send + Sync {
     /// The resolved program.
     fn program(&self) -> &Path;
 
@@ -65,7 +63,7 @@ pub trait Backend: Send + Sync {
 
 /// The run's private directory under the work directory, removed on drop.
 #[derive(Debug)]
-pub struct RunDir {
+pub(crate) struct RunDir {
     path: PathBuf,
 }
 
@@ -126,7 +124,7 @@ impl Drop for RunDir {
 }
 
 /// A started hypervisor.
-pub struct Vm {
+pub(crate) struct Vm {
     child: Child,
     pgid: Pid,
     console: Option<ChildStdout>,
@@ -193,16 +191,12 @@ impl Vm {
         })
     }
 
-    pub fn pid(&self) -> Pid {
-        self.pgid
-    }
-
-    pub fn run_dir(&self) -> &Path {
+    pub(crate) fn run_dir(&self) -> &Path {
         self.run_dir.path()
     }
 
     /// The serial console (once).
-    pub fn take_console(&mut self) -> Option<ChildStdout> {
+    pub(crate) fn take_console(&mut self) -> Option<ChildStdout> {
         self.console.take()
     }
 
@@ -213,7 +207,7 @@ impl Vm {
 
     /// The end of what the hypervisor wrote on its standard error, as one
     /// line. Waits a moment for the pipe to drain after an exit.
-    pub async fn stderr_tail(&mut self) -> String {
+    pub(crate) async fn stderr_tail(&mut self) -> String {
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
             self.stderr_done.wait_for(|done| *done),
@@ -297,7 +291,7 @@ async fn wait_group_empty(pgid: Pid, limit: Duration) -> Vec<i32> {
 }
 
 /// The live processes of a process group, read from `/proc`.
-pub fn group_members(pgid: Pid) -> Vec<i32> {
+pub(crate) fn group_members(pgid: Pid) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

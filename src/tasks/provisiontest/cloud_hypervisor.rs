@@ -24,10 +24,9 @@ use hyper::{Method, Request, StatusCode};
 use nix::unistd::Pid;
 
 use super::backend::{Backend, VmSpec};
-use super::config::BackendKind;
 
 /// The API socket's name in the run's directory.
-pub const API_SOCKET: &str = "api.sock";
+pub(crate) const API_SOCKET: &str = "api.sock";
 /// One API request, connection included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest API answer read.
@@ -35,7 +34,7 @@ const MAX_ANSWER: usize = 64 * 1024;
 /// Between two looks while the VM comes up.
 const POLL: Duration = Duration::from_millis(50);
 
-pub struct CloudHypervisor {
+pub(crate) struct CloudHypervisor {
     program: PathBuf,
 }
 
@@ -46,10 +45,6 @@ impl CloudHypervisor {
 }
 
 impl Backend for CloudHypervisor {
-    fn kind(&self) -> BackendKind {
-        BackendKind::CloudHypervisor
-    }
-
     fn program(&self) -> &Path {
         &self.program
     }

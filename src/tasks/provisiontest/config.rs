@@ -33,7 +33,7 @@ impl BackendKind {
     }
 
     /// The program run when `hypervisor` is not set, looked up in `PATH`.
-    pub fn default_program(self) -> &'static str {
+    pub(crate) fn default_program(self) -> &'static str {
         match self {
             BackendKind::CloudHypervisor => "cloud-hypervisor",
             BackendKind::Qemu => "qemu-system-x86_64",
@@ -96,7 +96,7 @@ pub struct ProvisionTestConfig {
 }
 
 /// The longest deadline accepted: a boot slower than this is a broken node.
-pub const MAX_DEADLINE: Duration = Duration::from_secs(30 * 60);
+pub(crate) const MAX_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
 impl Default for ProvisionTestConfig {
     fn default() -> Self {
@@ -168,7 +168,7 @@ impl ProvisionTestConfig {
     /// Why the task cannot run on this node with this configuration, if so:
     /// no guest configured, or no hypervisor program. Such a task is off
     /// unless `[tasks.provisiontest] enabled = true` asks for it anyway.
-    pub fn not_available(&self) -> Option<String> {
+    pub(crate) fn not_available(&self) -> Option<String> {
         if self.kernel.is_none() || self.initramfs.is_none() {
             return Some(
                 "no test guest configured (set provisiontest.kernel and provisiontest.initramfs)"

@@ -12,9 +12,9 @@ use std::fmt::Write as _;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The kernel parameter carrying the token.
-pub const PARAM: &str = "zosperf.marker";
+pub(crate) const PARAM: &str = "zosperf.marker";
 /// What the guest prints before the token.
-pub const PREFIX: &str = "ZOSPERF-BOOTED";
+pub(crate) const PREFIX: &str = "ZOSPERF-BOOTED";
 /// How much of the console's end is kept for an error message.
 const TAIL: usize = 1024;
 
@@ -86,7 +86,7 @@ fn contains_line(hay: &[u8], line: &[u8]) -> bool {
 
 /// Console bytes as one line of text: control characters become spaces,
 /// runs of spaces one space.
-pub fn printable(bytes: &[u8]) -> String {
+pub(crate) fn printable(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let mut out = String::with_capacity(text.len());
     for word in text.split(|c: char| c.is_control() || c.is_whitespace()) {

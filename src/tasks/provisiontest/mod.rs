@@ -44,11 +44,11 @@
 //! **Progress:** each step is logged at `info` as it happens, so
 //! `zos-perf run-task provisiontest` shows it on the terminal (stderr).
 
-pub mod backend;
-pub mod cloud_hypervisor;
+mod backend;
+pub(crate) mod cloud_hypervisor;
 mod config;
-pub mod guest;
-pub mod qemu;
+mod guest;
+mod qemu;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -63,14 +63,14 @@ use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 use backend::{Backend, RunDir, Vm, VmSpec};
 use guest::Marker;
 
-pub use config::{find_program, Accel, BackendKind, ProvisionTestConfig, MAX_DEADLINE};
+pub use config::{find_program, Accel, BackendKind, ProvisionTestConfig};
 
 /// The description stored with every result (exact, as the Go monitor's).
-pub const DESCRIPTION: &str = "daily provision test that deploys a test VM to verify the node can run virtual machines and sets flags for the power daemon";
+pub(crate) const DESCRIPTION: &str = "daily provision test that deploys a test VM to verify the node can run virtual machines and sets flags for the power daemon";
 
 /// The test VM's size, as zos makes it.
-pub const VCPUS: u32 = 1;
-pub const MEMORY_MIB: u32 = 512;
+pub(crate) const VCPUS: u32 = 1;
+pub(crate) const MEMORY_MIB: u32 = 512;
 
 /// The `provisiontest` task.
 pub struct ProvisionTest {
@@ -354,51 +354,4 @@ impl Task for ProvisionTest {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn task(section: ProvisionTestConfig) -> ProvisionTest {
-        let grid = crate::config::Config::from_toml("")
-            .expect("config")
-            .grid_context();
-        ProvisionTest::new(&section, &grid)
-    }
-
-    #[test]
-    fn defaults_and_description_are_the_zos_ones() {
-        let t = task(ProvisionTestConfig::default());
-        assert_eq!(t.name(), "provisiontest");
-        assert_eq!(t.description(), "daily provision test that deploys a test VM to verify the node can run virtual machines and sets flags for the power daemon");
-        let d = t.defaults();
-        assert_eq!(d.cron, "0 0 0 * * *");
-        assert_eq!(d.jitter, Duration::from_secs(1800));
-        assert!(d.exclusive);
-        assert!(t.not_available().is_some(), "no guest configured");
-        assert_eq!(t.flags, Flags::new("/tmp/flags"));
-    }
-
-    #[test]
-    fn an_exit_naming_kvm_is_kvm_unusable_only_when_kvm_was_asked_for() {
-        let q = qemu::Qemu::new("/usr/bin/qemu-system-x86_64".into());
-        let words = "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69 \
-                     qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion failed.";
-        let mut config = ProvisionTestConfig {
-            backend: BackendKind::Qemu,
-            ..ProvisionTestConfig::default()
-        };
-        let t = task(config.clone());
-        assert_eq!(
-            t.exit_error(&q, "signal: 6 (SIGABRT)", words),
-            format!(
-                "KVM unusable: /usr/bin/qemu-system-x86_64 ended (signal: 6 (SIGABRT)): {words}"
-            )
-        );
-        config.accel = Accel::Tcg;
-        let t = task(config);
-        assert_eq!(
-            t.exit_error(&q, "exit status: 1", "qemu: could not load kernel"),
-            "hypervisor exited before the guest's marker: /usr/bin/qemu-system-x86_64 ended \
-             (exit status: 1): qemu: could not load kernel"
-        );
-    }
-}
+mod tests;

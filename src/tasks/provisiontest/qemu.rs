@@ -14,9 +14,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::backend::{Backend, VmSpec};
-use super::config::{Accel, BackendKind};
+use super::config::Accel;
 
-pub struct Qemu {
+pub(crate) struct Qemu {
     program: PathBuf,
 }
 
@@ -27,10 +27,6 @@ impl Qemu {
 }
 
 impl Backend for Qemu {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Qemu
-    }
-
     fn program(&self) -> &Path {
         &self.program
     }

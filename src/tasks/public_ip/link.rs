@@ -55,7 +55,7 @@ pub async fn find(handle: &Handle, name: &str) -> anyhow::Result<Option<u32>> {
 /// The link is made under a temporary name and renamed inside, because the
 /// kernel looks a new link's name up in the creating socket's namespace first
 /// and would refuse if the root namespace has a link of that name.
-pub async fn create_macvlan(
+pub(crate) async fn create_macvlan(
     root: &Handle,
     inside: &Handle,
     parent: &str,
@@ -90,7 +90,7 @@ pub async fn create_macvlan(
 }
 
 /// Sets the link up or down.
-pub async fn set_up(handle: &Handle, index: u32, up: bool) -> anyhow::Result<()> {
+pub(crate) async fn set_up(handle: &Handle, index: u32, up: bool) -> anyhow::Result<()> {
     let builder = LinkUnspec::new_with_index(index);
     let message = if up { builder.up() } else { builder.down() }.build();
     handle.link().change(message).execute().await.map_err(|e| {
@@ -103,7 +103,7 @@ pub async fn set_up(handle: &Handle, index: u32, up: bool) -> anyhow::Result<()>
 
 /// Adds `ip/prefix` to the link (IPv6 without duplicate address detection,
 /// so it is usable at once).
-pub async fn add_address(
+pub(crate) async fn add_address(
     handle: &Handle,
     index: u32,
     ip: IpAddr,
@@ -123,7 +123,11 @@ pub async fn add_address(
 }
 
 /// Adds a default route of `gateway`'s family via `gateway` on the link.
-pub async fn add_default_route(handle: &Handle, index: u32, gateway: IpAddr) -> anyhow::Result<()> {
+pub(crate) async fn add_default_route(
+    handle: &Handle,
+    index: u32,
+    gateway: IpAddr,
+) -> anyhow::Result<()> {
     let any = match gateway {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -173,7 +177,10 @@ pub async fn flush(handle: &Handle, index: u32) -> anyhow::Result<()> {
 }
 
 /// Every route, of any table and family, whose output is the link.
-pub async fn routes_through(handle: &Handle, index: u32) -> anyhow::Result<Vec<RouteMessage>> {
+pub(crate) async fn routes_through(
+    handle: &Handle,
+    index: u32,
+) -> anyhow::Result<Vec<RouteMessage>> {
     let mut found = Vec::new();
     for query in [
         RouteMessageBuilder::<Ipv4Addr>::new().build(),

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::util::error::with_causes;
+
 /// What the lookup service said, sorted by whose fault a failure is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
@@ -42,8 +44,8 @@ pub async fn public_ip(url: &str, source: IpAddr, timeout: Duration) -> anyhow::
     let ask = async {
         let response = match client.get(url).send().await {
             Ok(r) => r,
-            Err(e) if e.is_connect() => return Lookup::Unreachable(chain(&e)),
-            Err(e) => return Lookup::Failed(chain(&e)),
+            Err(e) if e.is_connect() => return Lookup::Unreachable(with_causes(&e)),
+            Err(e) => return Lookup::Failed(with_causes(&e)),
         };
         let status = response.status();
         if !status.is_success() {
@@ -60,7 +62,7 @@ pub async fn public_ip(url: &str, source: IpAddr, timeout: Duration) -> anyhow::
 }
 
 /// The answer must be one address, as text (surrounding whitespace allowed).
-pub fn parse_answer(body: &str) -> Lookup {
+pub(crate) fn parse_answer(body: &str) -> Lookup {
     let text = body.trim();
     match text.parse::<IpAddr>() {
         Ok(ip) => Lookup::Answer(ip.to_canonical()),
@@ -69,18 +71,6 @@ pub fn parse_answer(body: &str) -> Lookup {
             crate::util::text::clip(text, 60)
         )),
     }
-}
-
-/// An error with its causes, on one line (reqwest's own message is terse).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

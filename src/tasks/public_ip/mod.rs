@@ -59,7 +59,7 @@ mod link;
 pub mod lookup;
 pub mod netns;
 pub mod stun;
-pub mod validate;
+mod validate;
 
 pub use config::PublicIpConfig;
 
@@ -76,7 +76,8 @@ use crate::grid::GridContext;
 use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 
 pub const NAME: &str = crate::tasks::PUBLIC_IP_VALIDATION;
-pub const DESCRIPTION: &str = "Runs on the least NodeID node in a farm to validate all its IPs.";
+pub(crate) const DESCRIPTION: &str =
+    "Runs on the least NodeID node in a farm to validate all its IPs.";
 
 /// The reasons, exact (docs/tasks/public-ip-validation.md).
 pub const IPS_NOT_MATCHING: &str = "public ip does not match farm ip";
@@ -88,7 +89,7 @@ pub const SKIPPED_FOR_LOWER_NODE: &str = "skipped, there is a node with less ID 
 
 /// The outcome for one farm IP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IpReport {
+pub(crate) struct IpReport {
     pub state: State,
     pub reason: String,
 }
@@ -111,7 +112,7 @@ impl IpReport {
 }
 
 /// The task's result: farm IP (as written on the farm) to its outcome.
-pub type Report = BTreeMap<String, IpReport>;
+pub(crate) type Report = BTreeMap<String, IpReport>;
 
 /// Where the farm's nodes and IPs come from: the grid's GraphQL on a node,
 /// anything else in tests.

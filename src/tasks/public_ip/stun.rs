@@ -32,7 +32,7 @@ use super::config::PublicIpConfig;
 use super::lookup::Lookup;
 
 /// zos's servers, in zos's order.
-pub const DEFAULT_SERVERS: [&str; 5] = [
+pub(crate) const DEFAULT_SERVERS: [&str; 5] = [
     "stun1.l.google.com:19302",
     "stun2.l.google.com:19302",
     "stun3.l.google.com:19302",
@@ -41,7 +41,7 @@ pub const DEFAULT_SERVERS: [&str; 5] = [
 ];
 
 /// RFC 5389's initial retransmission timeout.
-pub const INITIAL_RTO: Duration = Duration::from_millis(500);
+pub(crate) const INITIAL_RTO: Duration = Duration::from_millis(500);
 
 /// The largest datagram read; a Binding answer is under 100 bytes.
 const MAX_DATAGRAM: usize = 1500;
@@ -72,7 +72,7 @@ pub fn validate(c: &PublicIpConfig) -> anyhow::Result<()> {
 }
 
 /// `host:port` or `[v6]:port` into its parts.
-pub fn split_host_port(s: &str) -> Result<(String, u16), String> {
+pub(crate) fn split_host_port(s: &str) -> Result<(String, u16), String> {
     let (host, port) = s
         .rsplit_once(':')
         .ok_or("expected host:port, e.g. stun.example.net:3478")?;
@@ -194,7 +194,7 @@ pub async fn transaction(
 }
 
 /// A Binding Request with transaction id `id`, no attributes.
-pub fn encode_request(id: TransactionId) -> Result<Vec<u8>, String> {
+pub(crate) fn encode_request(id: TransactionId) -> Result<Vec<u8>, String> {
     let message = Message::<Attribute>::new(MessageClass::Request, BINDING, id);
     MessageEncoder::new()
         .encode_into_bytes(message)
@@ -213,7 +213,7 @@ pub enum Answer {
 }
 
 /// Reads a datagram as an answer to transaction `id`.
-pub fn read_answer(datagram: &[u8], id: TransactionId) -> Answer {
+pub(crate) fn read_answer(datagram: &[u8], id: TransactionId) -> Answer {
     let message = match MessageDecoder::<Attribute>::new().decode_from_bytes(datagram) {
         Ok(Ok(m)) => m,
         Ok(Err(broken)) => {

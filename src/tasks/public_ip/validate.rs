@@ -21,7 +21,7 @@ use crate::grid::graphql::PublicIp;
 
 /// A farm IP parsed for use: address, prefix length, gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     pub ip: IpAddr,
     pub prefix: u8,
     pub gateway: IpAddr,
@@ -29,7 +29,7 @@ pub struct Parsed {
 
 /// Parses `ip` (CIDR, required) and `gateway` (a plain address of the same
 /// family).
-pub fn parse_farm_ip(ip: &str, gateway: &str) -> Result<Parsed, String> {
+pub(crate) fn parse_farm_ip(ip: &str, gateway: &str) -> Result<Parsed, String> {
     let (addr, prefix) = ip
         .trim()
         .split_once('/')

@@ -1,0 +1,86 @@
+//! A TCP server on 127.0.0.1 (a fresh port each) for the stand-ins that
+//! speak a protocol over real sockets (the chain's JSON-RPC, the relay).
+//!
+//! It runs on a thread of its own with its own runtime, so it serves
+//! synchronous and async tests alike. Dropping it stops the accept loop,
+//! tells every open connection to end (through the `stopped` receiver each
+//! handler gets), waits for them and joins the thread: nothing outlives the
+//! test that started it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// The running server; stopped when dropped.
+pub struct LoopbackServer {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LoopbackServer {
+    /// Binds 127.0.0.1:0 and hands each accepted connection to `handle`
+    /// on a runtime of `workers` threads (0: one current-thread runtime).
+    /// `what` names the server in a failure to start.
+    pub fn start<H, F>(what: &'static str, workers: usize, mut handle: H) -> LoopbackServer
+    where
+        H: FnMut(TcpStream, watch::Receiver<bool>) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("bind the {what}: {e}"));
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let addr = listener.local_addr().expect("listener address");
+        let (stop, mut stopped) = watch::channel(false);
+        let thread = std::thread::spawn(move || {
+            let rt = if workers == 0 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .enable_all()
+                    .build()
+            }
+            .unwrap_or_else(|e| panic!("{what} runtime: {e}"));
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                let mut conns = tokio::task::JoinSet::new();
+                loop {
+                    tokio::select! {
+                        _ = stopped.changed() => break,
+                        accepted = listener.accept() => {
+                            let Ok((tcp, _)) = accepted else { continue };
+                            conns.spawn(handle(tcp, stopped.clone()));
+                        }
+                    }
+                }
+                conns.shutdown().await;
+            });
+        });
+        LoopbackServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

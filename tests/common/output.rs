@@ -1,0 +1,27 @@
+//! Reading what a run of the `zos-perf` binary left: its exit code and
+//! stderr, and the one check most command tests make of them.
+
+use std::process::Output;
+
+/// The exit code; a run killed by a signal fails the test.
+pub fn code(out: &Output) -> i32 {
+    out.status
+        .code()
+        .unwrap_or_else(|| panic!("killed, not exited: {}", stderr(out)))
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// stderr contains `text`; the failure shows all of stderr.
+pub fn assert_stderr(out: &Output, text: &str) {
+    let err = stderr(out);
+    assert!(err.contains(text), "no {text:?} in stderr:\n{err}");
+}
+
+/// The run exited with `expected` and said `text` on stderr.
+pub fn assert_fails(out: &Output, expected: i32, text: &str) {
+    assert_eq!(code(out), expected, "{}", stderr(out));
+    assert_stderr(out, text);
+}
