@@ -17,6 +17,9 @@ mod cli;
 use cli::error::{CliError, Exit, EXIT_CODES_HELP};
 use cli::logging::LogFormat;
 
+/// The async runtime's worker threads, whatever the node's core count.
+const WORKER_THREADS: usize = 2;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "zos-perf",
@@ -215,7 +218,13 @@ fn main() -> ExitCode {
         // or closed stderr.
         zos_perf::logging::queued_stderr(),
     );
+    // Before any thread exists (src/util/memory.rs says why).
+    zos_perf::memory::limit_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        // The async work is light (a sync pass a second, the bus, the
+        // listener); measurements run on threads of their own. More workers
+        // on a many-core node would only add idle threads and arenas.
+        .worker_threads(WORKER_THREADS)
         .enable_all()
         .build()
     {

@@ -39,6 +39,9 @@ pub async fn daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
         .default_redis(default_redis)
         .start()
         .await?;
+    // Start-up is over: what it alone used need not stay resident.
+    let dropped = zos_perf::memory::settle();
+    tracing::debug!(code_unmapped = dropped, "start-up memory given back");
     let stop = daemon.stop_token();
     tokio::select! {
         _ = signalled.cancelled() => {}

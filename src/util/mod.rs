@@ -1,7 +1,9 @@
 //! Small helpers every other module shares, each written once: capped HTTP
-//! bodies, clipping outside text, the wall clock and retry backoff.
+//! bodies, clipping outside text, the wall clock, retry backoff and keeping
+//! the idle daemon's memory small.
 
 pub mod backoff;
 pub mod clock;
 pub mod http;
+pub mod memory;
 pub mod text;
