@@ -47,8 +47,15 @@ pub async fn daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
         _ = signalled.cancelled() => {}
         _ = stop.cancelled() => {}
     }
+    let lost_to = daemon.lease_lost_to();
     daemon.shutdown().await;
-    Ok(())
+    match lost_to {
+        // Not a clean stop: the service manager should see it.
+        Some(by) => {
+            anyhow::bail!("stopped: another daemon ({by}) took over the redis this one used")
+        }
+        None => Ok(()),
+    }
 }
 
 /// What `run-task` was asked besides the name.
