@@ -10,7 +10,9 @@
 //!   meets contention an arena of its own (up to eight per CPU), each
 //!   keeping freed memory for itself. The daemon's threads are few and
 //!   mostly asleep; two arenas are plenty, and the memory one thread frees
-//!   serves the next.
+//!   serves the next. Blocks of 32 KiB and more get their own mapping,
+//!   returned to the system when freed (glibc's default threshold rises
+//!   to 32 MiB as big blocks are freed, leaving them in the heap).
 //! - [`settle`], once start-up is over: returns the heap's freed pages to
 //!   the system (`malloc_trim`: the history's load parses big records for
 //!   a moment) and drops the process's mappings of its own code
@@ -25,13 +27,18 @@
 //!
 //! Both are no-ops where they do not apply (not glibc, not Linux).
 
-/// Caps glibc's malloc arenas at two. Call before any thread starts.
+/// Caps glibc's malloc arenas at two and maps big blocks on their own.
+/// Call before any thread starts.
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a tunable of the allocator; called before
     // other threads exist.
     unsafe {
         nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
+        // Blocks of 32 KiB and more (a stored iperf result, a history
+        // record being parsed at load) are mapped on their own and given
+        // back when freed, rather than left as holes in the heap.
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 32 * 1024);
     }
 }
 
