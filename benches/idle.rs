@@ -1,7 +1,11 @@
 //! The idle daemon: RSS and CPU share over 60 s with every real task
-//! disabled (the scheduler, the store's sync loop and the bus still run).
+//! disabled (the scheduler, the store's sync loop and the bus still run),
+//! twice: with an empty Redis, and with a full history in Redis (120
+//! results of every task, iperf results of 160 entries), which the daemon
+//! reads into memory at start.
 //!
-//! Run: `cargo bench --bench idle` (takes about 70 s).
+//! Run: `cargo bench --bench idle` (takes about 140 s; `IDLE_SECONDS`
+//! shortens each sample for a quick look).
 //! Targets: RSS ≤ 10 MiB, CPU ≤ 0.1 %.
 
 #[path = "../tests/common/mod.rs"]
@@ -23,25 +27,121 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A `kB` field of /proc/<pid>/status: `VmRSS`, `RssAnon` (private
+/// memory: heap, stacks) or `RssFile` (mapped pages of the binary and its
+/// libraries: clean, shared, reclaimable by the kernel).
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS")
+}
+
+const DEPTH: i64 = 120;
+
+/// A stored record of task `name`, the `i`-th of its history.
+fn record(name: &str, ts: i64, i: i64) -> String {
+    use serde_json::{json, Value};
+    let result = match name {
+        "cpu-benchmark" => json!({"single": 1.1 + (i % 7) as f64 * 0.01, "multi": 2.3, "threads": 2, "workloads": 3}),
+        "iperf" => Value::Array((0..160).map(|n| json!({"upload_speed": 4.1e8 + (n + i) as f64,
+            "download_speed": 9.2e8 - (n + i) as f64, "node_id": 1000 + n,
+            "node_ip": format!("198.51.100.{}", n % 250), "test_type": if n % 4 < 2 { "tcp" } else { "udp" },
+            "error": "", "cpu_report": {"host_total": 12.3, "host_user": 4.5, "host_system": 7.8,
+            "remote_total": 10.1, "remote_user": 3.2, "remote_system": 6.9}})).collect()),
+        "healthcheck" => json!({"cache": [], "network": []}),
+        "public-ip-validation" => Value::Object((0..16).map(|n| (format!("203.0.113.{n}/24"),
+            json!({"state": "valid", "reason": ""}))).collect()),
+        _ => json!([]),
+    };
+    json!({"name": name, "description": "d", "timestamp": ts, "result": result}).to_string()
+}
+
+/// Fills `redis` with a full history and a result of every task.
+fn fill(redis: &common::RedisServer) {
+    let mut conn = redis.conn();
+    let now = chrono::Utc::now().timestamp();
+    for name in zos_perf::tasks::NAMES {
+        let records: Vec<String> = (0..DEPTH)
+            .map(|i| record(name, now - i * 3600, i))
+            .collect();
+        let _: () = redis::cmd("RPUSH")
+            .arg(format!("zos-perf:history:{name}"))
+            .arg(&records)
+            .query(&mut conn)
+            .expect("RPUSH");
+        let _: () = redis::cmd("SET")
+            .arg(format!("perf.{name}"))
+            .arg(&records[0])
+            .query(&mut conn)
+            .expect("SET");
+    }
 }
 
 fn main() {
+    let seconds = std::env::var("IDLE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SECONDS);
+    let empty = sample(false, seconds);
+    let full = sample(true, seconds);
+    let body = format!(
+        "`zos-perf run` with every task disabled, connected to Redis over a unix socket, sampled for {:.0} s \
+after a 3 s settling time; once with an empty Redis, once with a full history in Redis ({DEPTH} results of every \
+task, iperf results of 160 entries), which the daemon holds in memory.\n\n\
+| history | RSS at end | RSS max | of it private (RssAnon) | of it file pages (RssFile) | CPU time | CPU share |\n\
+|---|---|---|---|---|---|---|\n{}{}\n\
+Targets: RSS ≤ 10 MiB, CPU ≤ 0.1 %. RssFile is the binary's own code and data mapped by the \
+process (the `release` build the bench runs; the shipped `dist` build is smaller); RssAnon is the memory \
+the daemon itself holds.\n",
+        empty.wall,
+        empty.row("empty"),
+        full.row(&format!("{DEPTH} per task")),
+    );
+    support::write_section("idle-daemon", "Idle daemon", &body);
+}
+
+struct Sample {
+    rss_end: u64,
+    rss_max: u64,
+    anon_end: u64,
+    file_end: u64,
+    cpu_s: f64,
+    wall: f64,
+}
+
+impl Sample {
+    fn row(&self, what: &str) -> String {
+        format!(
+            "| {what} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.3} s | {:.3} % |\n",
+            self.rss_end as f64 / 1024.0,
+            self.rss_max as f64 / 1024.0,
+            self.anon_end as f64 / 1024.0,
+            self.file_end as f64 / 1024.0,
+            self.cpu_s,
+            self.cpu_s / self.wall * 100.0
+        )
+    }
+}
+
+fn sample(full: bool, seconds: u64) -> Sample {
     let redis = common::RedisServer::start();
+    if full {
+        fill(&redis);
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("idle.toml");
-    std::fs::write(
-        &cfg,
-        "[tasks.cpu-benchmark]\nenabled = false\n[tasks.healthcheck]\nenabled = false\n\
-[tasks.iperf]\nenabled = false\n[tasks.public-ip-validation]\nenabled = false\n",
-    )
-    .expect("config");
+    let tasks: String = zos_perf::tasks::NAMES
+        .iter()
+        .map(|t| format!("[tasks.{t}]\nenabled = false\n"))
+        .collect();
+    std::fs::write(&cfg, tasks).expect("config");
     let bin = env!("CARGO_BIN_EXE_zos-perf");
     let mut child = Command::new(bin)
         .arg("--config")
@@ -60,26 +160,26 @@ fn main() {
     let t0 = Instant::now();
     let c0 = cpu_ticks(pid);
     let mut rss_max = 0;
-    while t0.elapsed() < Duration::from_secs(SECONDS) {
+    while t0.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_secs(1));
         rss_max = rss_max.max(rss_kib(pid));
     }
     let cpu_s = (cpu_ticks(pid) - c0) as f64 / hz;
     let wall = t0.elapsed().as_secs_f64();
     let rss_end = rss_kib(pid);
+    let anon_end = status_kib(pid, "RssAnon");
+    let file_end = status_kib(pid, "RssFile");
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
     let _ = child.wait();
-    let body = format!(
-        "`zos-perf run` with all four tasks disabled, connected to Redis over a unix socket, sampled for {wall:.0} s \
-after a 3 s settling time.\n\n| RSS at end | RSS max | CPU time | CPU share |\n|---|---|---|---|\n\
-| {:.1} MiB | {:.1} MiB | {:.3} s | {:.3} % |\n\nTargets: RSS ≤ 10 MiB, CPU ≤ 0.1 %.\n",
-        rss_end as f64 / 1024.0,
-        rss_max as f64 / 1024.0,
+    Sample {
+        rss_end,
+        rss_max,
+        anon_end,
+        file_end,
         cpu_s,
-        cpu_s / wall * 100.0
-    );
-    support::write_section("idle-daemon", "Idle daemon", &body);
+        wall,
+    }
 }

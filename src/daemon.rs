@@ -4,14 +4,16 @@
 //! ```text
 //! start:    metrics listener bound (a taken port stops the start here)
 //!           -> Redis (given, default, or a private redis-server)
-//!           -> link -> store (load what Redis holds) -> sync loop
+//!           -> link -> store (load what Redis holds) -> daemon lease
+//!           (a second daemon on one Redis stops here) -> sync loop
 //!           -> monitor (runs the tasks) -> bus (answers requests)
 //!           -> outputs (metrics and dashboard listener, textfile)
 //!           -> clock check (when enabled)
 //!           -> READY=1 to systemd (crate::service; nothing without it)
 //! shutdown: monitor (cancels runs) -> sync loop (last pass, so perf:status
 //!           shows how the cut-short runs ended) -> bus -> outputs (the
-//!           textfile is removed) -> clock check -> private Redis
+//!           textfile is removed) -> clock check -> daemon lease released
+//!           -> private Redis
 //! ```
 //!
 //! Shutdown has one deadline, [`SHUTDOWN_BOUND`] after it begins, less
@@ -73,6 +75,8 @@ pub struct Daemon {
     private: Option<PrivateRedis>,
     /// The runtime directory's lock and records, held until the end.
     instance: Option<crate::instance::Instance>,
+    /// One daemon per Redis ([`redis::lease::DAEMON_KEY`]).
+    lease: redis::lease::Held,
     /// The service manager's view (systemd's READY=1, watchdog, STOPPING=1).
     service: Service,
 }
@@ -199,9 +203,33 @@ impl Builder {
             loaded = store.load(load_wait) => loaded,
             _ = interrupt.cancelled() => false,
         };
+        // One daemon per Redis: refused here, before anything is written.
+        let lease = match redis::lease::take_daemon(store.link()).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                shutdown.cancel();
+                if let Some(private) = private {
+                    private.stop(tokio::time::Instant::now() + PRIVATE_STOP).await;
+                }
+                return Err(e);
+            }
+        };
         if !loaded {
             tracing::warn!(redis = %shown, "no stored results could be read; tasks without a result in memory run now");
         }
+        // Another daemon took the lease (ours expired while we were frozen
+        // or cut off): it runs the tasks now, this one stops.
+        let lost = lease.lost.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = lost.cancelled() => {
+                    tracing::error!("another daemon took over this redis; stopping");
+                    stop.cancel();
+                }
+                _ = stop.cancelled() => {}
+            }
+        });
         // The sync loop stops after the monitor, so that its last pass
         // carries how the runs cut short by shutdown ended.
         let sync_stop = CancellationToken::new();
@@ -279,6 +307,7 @@ impl Builder {
             relay,
             private,
             instance,
+            lease,
             service,
         })
     }
@@ -323,6 +352,12 @@ impl Daemon {
         self.loaded
     }
 
+    /// Who took the daemon lease from this daemon (which then stops), if
+    /// that happened.
+    pub fn lease_lost_to(&self) -> Option<String> {
+        self.lease.lost_to()
+    }
+
     /// Fires to stop the daemon; [`Daemon::shutdown`] fires it too.
     pub fn stop_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -350,6 +385,7 @@ impl Daemon {
             relay,
             private,
             instance,
+            lease,
             service,
             ..
         } = self;
@@ -390,6 +426,8 @@ impl Daemon {
         })
         .await;
         let in_time = matches!(stopped, Ok(true));
+        // After the last sync pass: the next daemon may start at once.
+        let _ = tokio::time::timeout(Duration::from_secs(1), lease.release()).await;
         if stopped.is_err() {
             tracing::warn!("some work did not stop within the grace time; exiting anyway");
         }
@@ -429,8 +467,19 @@ pub async fn run_once_with_progress(
     )?;
     // Fail before a long run if there is nowhere to store its result.
     redis::connect_once(url).await?;
-    let store = ResultStore::with_history(RedisLink::start(url, cancel.clone())?, &config.history);
+    // Writes only the last run's fields of perf:status: a daemon beside
+    // keeps its schedule and counters (crate::store::status).
+    let store =
+        ResultStore::for_manual_run(RedisLink::start(url, cancel.clone())?, &config.history);
     store.load(LOAD_WAIT).await;
+    if let Some(r) = registered.iter().find(|r| r.task.name() == name) {
+        // Used only where no daemon has written the entry yet.
+        store.update_status(name, |s| {
+            s.cron = r.settings.schedule.as_str().to_string();
+            s.jitter = r.settings.jitter.as_secs();
+            s.exclusive = r.settings.exclusive;
+        });
+    }
     let monitor = Monitor::new(registered, store.clone(), Arc::new(SystemClock));
     let result = monitor.run_now(name, cancel, progress).await;
     let synced = store.sync_once().await;

@@ -54,5 +54,9 @@ pub mod store;
 pub mod tasks;
 mod util;
 
+/// Keeping the idle daemon small (the binary calls it at start and once
+/// started).
+pub use util::memory;
+
 pub use config::Config;
 pub use daemon::Daemon;

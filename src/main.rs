@@ -14,6 +14,9 @@ mod cli;
 use cli::args::{Cli, Command};
 use cli::error::{CliError, Exit};
 
+/// The async runtime's worker threads, whatever the node's core count.
+const WORKER_THREADS: usize = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Generated from the definitions in cli/args.rs: no configuration, no Redis.
@@ -56,7 +59,13 @@ fn main() -> ExitCode {
         // or closed stderr.
         zos_perf::logging::queued_stderr(),
     );
+    // Before any thread exists (src/util/memory.rs says why).
+    zos_perf::memory::limit_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        // The async work is light (a sync pass a second, the bus, the
+        // listener); measurements run on threads of their own. More workers
+        // on a many-core node would only add idle threads and arenas.
+        .worker_threads(WORKER_THREADS)
         .enable_all()
         .build()
     {

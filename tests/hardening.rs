@@ -827,3 +827,277 @@ fn keys_of_ours_turned_into_another_type_are_repaired_and_tasks_still_shows_the_
         daemon.log()
     );
 }
+
+// ---------------------------------------------------------------------------
+// One daemon per Redis, and run-task beside it (item 8)
+
+const LEASE: &str = "perf:lease:daemon";
+
+fn lease_holder(redis: &RedisServer) -> Option<Value> {
+    let raw: Option<String> = redis::cmd("GET").arg(LEASE).query(&mut redis.conn()).ok()?;
+    raw.and_then(|r| serde_json::from_str(&r).ok())
+}
+
+fn status_of(redis: &RedisServer, name: &str) -> Option<Value> {
+    let raw: Option<String> = redis::cmd("HGET")
+        .arg("perf:status")
+        .arg(name)
+        .query(&mut redis.conn())
+        .ok()?;
+    raw.and_then(|r| serde_json::from_str(&r).ok())
+}
+
+#[test]
+fn a_second_daemon_on_one_redis_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start();
+    let mut first = Daemon::start(dir.path(), &bus_only(), &redis.url());
+    let pid = first.child.id() as u64;
+    wait_for(Duration::from_secs(20), "the first daemon's lease", || {
+        lease_holder(&redis).filter(|h| h["pid"] == pid)
+    });
+    let cfg = dir.path().join("second.toml");
+    std::fs::write(&cfg, bus_only()).expect("write");
+    let out = output_within(
+        zos_perf(dir.path())
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--redis", &redis.url(), "run"]),
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the second daemon ran:\n{err}");
+    assert!(err.contains("another zos-perf daemon"), "{err}");
+    assert!(err.contains(&format!("pid {pid} on ")), "{err}");
+    // The first is untouched, and gives the lease back when it stops.
+    assert_eq!(lease_holder(&redis).expect("lease")["pid"], pid);
+    first.stop_cleanly();
+    assert!(lease_holder(&redis).is_none());
+}
+
+#[test]
+fn a_flushed_lease_is_taken_again_and_a_lease_taken_by_another_stops_the_daemon() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start();
+    let mut daemon = Daemon::start(dir.path(), &bus_only(), &redis.url());
+    let pid = daemon.child.id() as u64;
+    wait_for(Duration::from_secs(20), "the daemon's lease", || {
+        lease_holder(&redis).filter(|h| h["pid"] == pid)
+    });
+    redis::cmd("FLUSHALL")
+        .query::<()>(&mut redis.conn())
+        .expect("FLUSHALL");
+    wait_for(Duration::from_secs(30), "the lease taken again", || {
+        lease_holder(&redis).filter(|h| h["pid"] == pid)
+    });
+    daemon.wait_log(Duration::from_secs(5), "took it again");
+    // Another daemon (on another host) took it while this one was frozen.
+    let other = json!({"pid": 4242, "host": "other-node", "what": "daemon",
+        "since": unix_now(), "token": "feedbeef"});
+    redis::cmd("SET")
+        .arg(LEASE)
+        .arg(other.to_string())
+        .arg("PX")
+        .arg(60_000)
+        .query::<()>(&mut redis.conn())
+        .expect("SET");
+    let child = &mut daemon.child;
+    let status = wait_for(Duration::from_secs(30), "the daemon to stop", || {
+        child.try_wait().expect("wait")
+    });
+    assert!(!status.success(), "{status}");
+    let log = daemon.log();
+    assert!(log.contains("pid 4242 on other-node"), "{log}");
+    // Its lease is left to its holder.
+    assert_eq!(lease_holder(&redis).expect("lease")["host"], "other-node");
+}
+
+/// Only the healthcheck, once a year, against a service that answers.
+fn reachable_healthcheck(dir: &Path, service: &TcpListener, cache: &Path) -> String {
+    let flags = dir.join("flags");
+    format!(
+        "[tasks.cpu-benchmark]\nenabled = false\n[tasks.iperf]\nenabled = false\n\
+         [tasks.public-ip-validation]\nenabled = false\n[tasks.provisiontest]\nenabled = false\n\
+         [tasks.healthcheck]\ncron = \"{YEARLY}\"\n\
+         [healthcheck]\ncache_dir = {:?}\nflags_dir = {:?}\nconnect_timeout = \"2s\"\n\
+         backoff_total = \"0s\"\nservices = [\"http://{}\"]\n",
+        cache.display().to_string(),
+        flags.display().to_string(),
+        service.local_addr().expect("addr"),
+    )
+}
+
+#[test]
+fn run_task_beside_the_daemon_writes_only_the_last_runs_fields_and_the_daemon_repairs_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start();
+    let service = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let config = reachable_healthcheck(dir.path(), &service, dir.path());
+    let mut daemon = Daemon::start(dir.path(), &config, &redis.url());
+    let before = wait_for(Duration::from_secs(30), "the daemon's run", || {
+        status_of(&redis, "healthcheck").filter(|s| s["last_outcome"] == "ok")
+    });
+    assert_eq!(before["cron"], YEARLY);
+    assert!(before["next_fire"].is_i64(), "{before}");
+    let cfg = dir.path().join("manual.toml");
+    std::fs::write(&cfg, &config).expect("write");
+    let out = output_within(
+        zos_perf(dir.path()).arg("--config").arg(&cfg).args([
+            "--redis",
+            &redis.url(),
+            "run-task",
+            "healthcheck",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = status_of(&redis, "healthcheck").expect("status");
+    for field in [
+        "cron",
+        "jitter",
+        "exclusive",
+        "next_fire",
+        "runs",
+        "failures",
+    ] {
+        assert_eq!(after[field], before[field], "{field}: {after}");
+    }
+    assert!(
+        after["last_attempt"].as_i64() >= before["last_attempt"].as_i64(),
+        "{after}"
+    );
+    // An older run-task overwrote the whole entry: the daemon puts its own
+    // fields back and keeps the newer last run.
+    let clobbered = json!({"cron": "", "jitter": 0, "exclusive": false, "state": "idle",
+        "last_attempt": unix_now() + 5, "last_duration": 0.5, "last_outcome": "failed",
+        "last_error": "by hand", "problems": null, "next_fire": null,
+        "runs": 0, "failures": 1, "skipped": 0});
+    redis::cmd("HSET")
+        .arg("perf:status")
+        .arg("healthcheck")
+        .arg(clobbered.to_string())
+        .query::<()>(&mut redis.conn())
+        .expect("HSET");
+    let repaired = wait_for(Duration::from_secs(20), "the daemon's repair", || {
+        status_of(&redis, "healthcheck").filter(|s| s["cron"] == YEARLY)
+    });
+    assert_eq!(repaired["next_fire"], before["next_fire"], "{repaired}");
+    assert_eq!(repaired["last_error"], "by hand", "{repaired}");
+    daemon.stop_cleanly();
+}
+
+// ---------------------------------------------------------------------------
+// Flags that cannot be written show in the status (item 21)
+
+#[test]
+fn flags_that_cannot_be_written_show_as_a_problem_in_the_status_and_tasks() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    let open = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    open(dir.path(), 0o755);
+    let redis = RedisServer::start_with(&["--unixsocketperm", "777"]);
+    open(redis.socket().parent().expect("socket dir"), 0o755);
+    // Root's flags directory, with a flag set: a daemon running as another
+    // user may neither clear nor set it (permission denied).
+    let flags = dir.path().join("flags");
+    std::fs::create_dir(&flags).expect("mkdir");
+    open(&flags, 0o755);
+    std::fs::write(flags.join("not-reachable"), "").expect("flag");
+    let (cache, run) = (dir.path().join("cache"), dir.path().join("run"));
+    for d in [&cache, &run] {
+        std::fs::create_dir(d).expect("mkdir");
+        chown(d, Some(NOBODY), Some(NOBODY)).expect("chown");
+        open(d, 0o700);
+    }
+    let service = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let cfg = dir.path().join("zos-perf.toml");
+    std::fs::write(&cfg, reachable_healthcheck(dir.path(), &service, &cache)).expect("write");
+    open(&cfg, 0o644);
+    let out = output_within(
+        zos_perf(dir.path())
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .env("XDG_RUNTIME_DIR", &run)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--redis", &redis.url(), "run-task", "healthcheck"]),
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(flags.join("not-reachable").exists());
+    let result = stored(&redis, "healthcheck").expect("result");
+    assert!(
+        result["result"]["network"]
+            .to_string()
+            .contains("Permission denied"),
+        "{result}"
+    );
+    let status = status_of(&redis, "healthcheck").expect("status");
+    assert_eq!(status["last_outcome"], "ok", "{status}");
+    assert_eq!(status["problems"], 1, "{status}");
+    let tasks = output_within(
+        zos_perf(dir.path())
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--redis", &redis.url(), "tasks"]),
+        Duration::from_secs(30),
+    );
+    let table = String::from_utf8_lossy(&tasks.stdout).into_owned();
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("healthcheck"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.contains("ok, 1 problem"), "{table}");
+}
+
+// ---------------------------------------------------------------------------
+// The sync loop against keys that keep vanishing (review)
+
+#[test]
+fn keys_evicted_again_and_again_cost_at_most_two_sync_passes_an_interval() {
+    use zos_perf::store::{history::HistoryConfig, ResultStore, TaskResult, SYNC_INTERVAL};
+    // Room for about two of the six results: every write evicts another.
+    let redis =
+        RedisServer::start_with(&["--maxmemory", "3mb", "--maxmemory-policy", "allkeys-lru"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let link = zos_perf::redis::RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
+        let store = ResultStore::with_history(link, &HistoryConfig { depth: 0 });
+        assert!(store.load(Duration::from_secs(10)).await);
+        for i in 0..6 {
+            let result = TaskResult {
+                name: format!("evicted-{i}"),
+                description: "d".into(),
+                timestamp: unix_now() as i64,
+                result: json!("x".repeat(700 * 1024)),
+            };
+            store.put(result).expect("put");
+        }
+        let looping = tokio::spawn(store.clone().sync_loop(shutdown.clone()));
+        let (t0, p0) = (Instant::now(), store.sync_passes());
+        let window = SYNC_INTERVAL * 4;
+        tokio::time::sleep(window).await;
+        let passes = store.sync_passes() - p0;
+        let intervals = t0.elapsed().as_secs_f64() / SYNC_INTERVAL.as_secs_f64();
+        shutdown.cancel();
+        let _ = looping.await;
+        assert!(
+            passes as f64 <= 2.0 * (intervals.ceil() + 1.0),
+            "{passes} passes in {intervals:.1} intervals"
+        );
+    });
+}

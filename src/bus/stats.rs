@@ -124,7 +124,7 @@ impl BusStats {
             .collect()
     }
 
-    pub(crate) fn in_flight(&self) -> u64 {
+    pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
     }
 

@@ -60,13 +60,22 @@ pub async fn daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
         Err(_) if signalled.is_cancelled() => return Ok(()),
         Err(e) => return Err(e),
     };
+    // Start-up is over: the heap it alone used goes back to the system.
+    zos_perf::memory::settle();
     let stop = daemon.stop_token();
     tokio::select! {
         _ = signalled.cancelled() => {}
         _ = stop.cancelled() => {}
     }
+    let lost_to = daemon.lease_lost_to();
     daemon.shutdown().await;
-    Ok(())
+    match lost_to {
+        // Not a clean stop: the service manager should see it.
+        Some(by) => {
+            anyhow::bail!("stopped: another daemon ({by}) took over the redis this one used")
+        }
+        None => Ok(()),
+    }
 }
 
 /// What `run-task` was asked besides the name.

@@ -18,6 +18,7 @@
 //! not our JSON) is replaced and the repair logged.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
@@ -173,32 +174,63 @@ pub async fn release(
 }
 
 /// A lease we hold, renewed in the background until [`Held::release`] or
-/// drop. `lost` fires when a renewal finds it is no longer ours.
+/// drop. A renewal that finds the key gone (Redis flushed or restarted
+/// empty) takes the lease again and logs it; one that finds another holder
+/// (ours expired while this process was frozen or cut off, and someone
+/// took it) fires `lost`, and [`Held::lost_to`] names that holder.
 pub struct Held {
     key: &'static str,
     me: Holder,
     link: RedisLink,
     stop: CancellationToken,
     pub lost: CancellationToken,
+    lost_to: Arc<Mutex<Option<String>>>,
 }
 
 impl Held {
     /// Starts renewing the lease `me` holds at `key`.
     pub fn keep(link: RedisLink, key: &'static str, me: Holder) -> Held {
+        Held::spawn(link, key, me, true)
+    }
+
+    /// Like [`Held::keep`] for a lease not taken yet because Redis did not
+    /// answer: the first renewal that reaches Redis takes it (or finds it
+    /// held, and fires `lost`).
+    pub fn pending(link: RedisLink, key: &'static str, me: Holder) -> Held {
+        Held::spawn(link, key, me, false)
+    }
+
+    fn spawn(link: RedisLink, key: &'static str, me: Holder, mut have: bool) -> Held {
         let stop = CancellationToken::new();
         let lost = CancellationToken::new();
-        let (l, m, s, lo) = (link.clone(), me.clone(), stop.clone(), lost.clone());
+        let lost_to = Arc::new(Mutex::new(None));
+        let (l, m, s, lo, to) = (
+            link.clone(),
+            me.clone(),
+            stop.clone(),
+            lost.clone(),
+            lost_to.clone(),
+        );
         tokio::spawn(async move {
             loop {
+                let wait = if have { TTL / 3 } else { RETRY };
                 tokio::select! {
-                    _ = tokio::time::sleep(TTL / 3) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = s.cancelled() => return,
                 }
                 let Some(mut conn) = l.get() else { continue };
-                match renew(&mut conn, key, &m, TTL).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::error!(key, holder = %m, "lost the lease (expired and taken over?)");
+                match keep_once(&mut conn, key, &m, have).await {
+                    Ok(Kept::Yes) => have = true,
+                    Ok(Kept::Retaken) => {
+                        tracing::warn!(key, holder = %m,
+                            "the lease was gone from redis (flushed or restarted empty?); took it again");
+                        have = true;
+                    }
+                    Ok(Kept::Lost(by)) => {
+                        let by = by.map(|h| h.to_string()).unwrap_or_else(|| "?".into());
+                        tracing::error!(key, holder = %m, held_by = %by,
+                            "lost the lease: another process holds it");
+                        *to.lock().unwrap_or_else(|p| p.into_inner()) = Some(by);
                         lo.cancel();
                         return;
                     }
@@ -214,11 +246,20 @@ impl Held {
             link,
             stop,
             lost,
+            lost_to,
         }
     }
 
     pub fn holder(&self) -> &Holder {
         &self.me
+    }
+
+    /// Who took the lease, once `lost` has fired.
+    pub fn lost_to(&self) -> Option<String> {
+        self.lost_to
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Stops renewing and gives the lease back.
@@ -236,6 +277,79 @@ impl Drop for Held {
         // Renewal stops; the lease then expires by itself within TTL.
         self.stop.cancel();
     }
+}
+
+/// How often a lease not taken yet (Redis away) is tried.
+const RETRY: Duration = Duration::from_secs(1);
+
+enum Kept {
+    Yes,
+    Retaken,
+    Lost(Option<Holder>),
+}
+
+/// One renewal; when it fails, one attempt to take the lease back.
+async fn keep_once(
+    conn: &mut impl ConnectionLike,
+    key: &str,
+    me: &Holder,
+    have: bool,
+) -> redis::RedisResult<Kept> {
+    if have && renew(conn, key, me, TTL).await? {
+        return Ok(Kept::Yes);
+    }
+    Ok(match try_acquire(conn, key, me, TTL).await? {
+        Taken::Mine if have => Kept::Retaken,
+        Taken::Mine => Kept::Yes,
+        Taken::HeldBy(by) => Kept::Lost(by),
+    })
+}
+
+/// The daemon's lease on the Redis behind `link` ([`DAEMON_KEY`]): taken
+/// for this process, or an error naming the daemon that holds it. A holder
+/// on this host whose process is gone (killed before it could release the
+/// lease) is taken over at once rather than after [`TTL`]. Without an
+/// answer from Redis the lease is taken as soon as it answers (a holder
+/// found then fires `lost`). Call again with the new link when the daemon
+/// moves to another Redis, after releasing the old lease.
+pub async fn take_daemon(link: &RedisLink) -> anyhow::Result<Held> {
+    let me = Holder::me("daemon");
+    let Some(mut conn) = link.get() else {
+        return Ok(Held::pending(link.clone(), DAEMON_KEY, me));
+    };
+    for _ in 0..2 {
+        match try_acquire(&mut conn, DAEMON_KEY, &me, TTL).await? {
+            Taken::Mine => return Ok(Held::keep(link.clone(), DAEMON_KEY, me)),
+            Taken::HeldBy(Some(h)) if h.host == me.host && (h.pid == me.pid || !alive(h.pid)) => {
+                tracing::warn!(key = DAEMON_KEY, held_by = %h,
+                    "the daemon lease is held by a process of this host that is gone; taking it over");
+                release(&mut conn, DAEMON_KEY, &h).await?;
+            }
+            Taken::HeldBy(by) => {
+                let by = by
+                    .map(|h| h.to_string())
+                    .unwrap_or_else(|| "an unreadable holder".into());
+                anyhow::bail!(
+                    "another zos-perf daemon uses redis at {}: {by} holds {DAEMON_KEY}; \
+                     refusing to run a second one (its lease expires {}s after it stops renewing it)",
+                    crate::redis::redacted(link.url()),
+                    TTL.as_secs()
+                );
+            }
+        }
+    }
+    anyhow::bail!("{DAEMON_KEY}: could not take the daemon lease")
+}
+
+/// Whether a process `pid` exists on this host (in our pid namespace).
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
 }
 
 /// Waits until the lease at `key` is ours (or `cancel` fires: `None`),

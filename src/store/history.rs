@@ -132,7 +132,11 @@ fn deflate(json: &str) -> Vec<u8> {
     let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
     // Writing into a Vec cannot fail.
     let _ = e.write_all(json.as_bytes());
-    e.finish().unwrap_or_default()
+    let mut bytes = e.finish().unwrap_or_default();
+    // The encoder grows its Vec by doubling; 120 records per task would
+    // otherwise keep up to twice their size.
+    bytes.shrink_to_fit();
+    bytes
 }
 
 fn inflate(bytes: &[u8]) -> String {

@@ -34,7 +34,7 @@ mod status;
 
 pub use read::{checked, read_all, read_all_raw, read_raw, read_status, result_keys, MAX_STORED};
 pub use record::TaskResult;
-pub use status::{Outcome, State, TaskStatus};
+pub use status::{Outcome, State, TaskStatus, Writer, RUN_FIELDS};
 
 use history::{History, HistoryConfig};
 
@@ -71,6 +71,10 @@ pub struct ResultStore {
     wake: Notify,
     /// Every result put is also appended here.
     history: History,
+    /// The daemon, or a manual run: which fields of `perf:status` it owns.
+    writer: Writer,
+    /// Sync passes made (tests count them).
+    passes: std::sync::atomic::AtomicU64,
 }
 
 impl ResultStore {
@@ -79,12 +83,29 @@ impl ResultStore {
     }
 
     pub fn with_history(link: RedisLink, history: &HistoryConfig) -> Arc<ResultStore> {
+        Self::build(link, history, Writer::Daemon)
+    }
+
+    /// The store of `run-task`: in `perf:status` it writes only the fields
+    /// of the last run, leaving a daemon's schedule and counters alone.
+    pub fn for_manual_run(link: RedisLink, history: &HistoryConfig) -> Arc<ResultStore> {
+        Self::build(link, history, Writer::Manual)
+    }
+
+    fn build(link: RedisLink, history: &HistoryConfig, writer: Writer) -> Arc<ResultStore> {
         Arc::new(ResultStore {
             link,
             state: Mutex::new(Held::default()),
             wake: Notify::new(),
             history: History::new(history),
+            writer,
+            passes: Default::default(),
         })
+    }
+
+    /// Sync passes made so far.
+    pub fn sync_passes(&self) -> u64 {
+        self.passes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The per-task history of what was put.
@@ -205,6 +226,10 @@ impl ResultStore {
     /// Mirrors memory to Redis until `shutdown`, then makes a last pass.
     pub async fn sync_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let mut failing = false;
+        // Whether the last pass was an immediate re-check: one in a row at
+        // most, so keys that keep vanishing (eviction under maxmemory, a
+        // script deleting them) cost two passes per interval, not a spin.
+        let mut rechecked = false;
         loop {
             // A pass against a Redis that has gone away can take seconds
             // (the connection's own reconnect attempts); shutdown does not
@@ -226,8 +251,11 @@ impl ResultStore {
                             "redis had lost results (restarted empty?); wrote them back"
                         );
                         // Look again at once: the write-back is confirmed by
-                        // the next pass rather than assumed.
-                        continue;
+                        // the next pass rather than assumed. Once only.
+                        if !rechecked {
+                            rechecked = true;
+                            continue;
+                        }
                     }
                 }
                 Ok(None) => {}
@@ -238,6 +266,7 @@ impl ResultStore {
                     }
                 }
             }
+            rechecked = false;
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(SYNC_INTERVAL) => {}
@@ -255,6 +284,8 @@ impl ResultStore {
         let Some(mut conn) = self.link.get() else {
             return Ok(None);
         };
+        self.passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut report = SyncReport::default();
         if !self.state().loaded {
             self.adopt(&mut conn).await?;
@@ -302,7 +333,8 @@ impl ResultStore {
             pipe.set(keys::result(name), json).ignore();
         }
         for (name, json) in &status_writes {
-            pipe.hset(keys::STATUS, name, json).ignore();
+            pipe.add_command(status::merge_cmd(keys::STATUS, name, json, self.writer))
+                .ignore();
         }
         for name in &present {
             // STRLEN, not EXISTS: a key of ours turned into another type
@@ -310,14 +342,16 @@ impl ResultStore {
             pipe.cmd("STRLEN").arg(keys::result(name));
         }
         for name in &status_present {
-            pipe.hexists(keys::STATUS, name);
+            // The entry itself, not HEXISTS: another writer (an old
+            // `run-task`) may have overwritten our schedule or counters.
+            pipe.hget(keys::STATUS, name);
         }
         if present.is_empty() && status_present.is_empty() {
             // Nothing to check: still make one round trip so that a dead
             // connection is noticed (and re-made) now.
             pipe.cmd("PING").ignore();
         }
-        let found: Vec<bool> = match pipe.query_async(&mut conn).await {
+        let found: Vec<redis::Value> = match pipe.query_async(&mut conn).await {
             Ok(found) => found,
             Err(e) => {
                 if !e.is_io_error() && !e.is_timeout() {
@@ -354,16 +388,17 @@ impl ResultStore {
                 }
             }
             for (name, there) in present.iter().zip(&found) {
-                if !there {
+                if !matches!(there, redis::Value::Int(n) if *n > 0) {
                     if let Some(e) = st.results.get_mut(name) {
                         e.synced = false;
                         report.restored += 1;
                     }
                 }
             }
+            let writer = self.writer;
             for (name, there) in status_present.iter().zip(&found[present.len()..]) {
-                if !there {
-                    if let Some(e) = st.status.get_mut(name) {
+                if let Some(e) = st.status.get_mut(name) {
+                    if !status_holds(there, &e.value, writer) {
                         e.synced = false;
                         report.restored += 1;
                     }
@@ -374,6 +409,21 @@ impl ResultStore {
         let history = self.history.sync_once(&mut conn).await?;
         report.restored += history.rewritten;
         Ok(Some(report))
+    }
+}
+
+/// Whether the entry Redis holds (`there`, an HGET's answer) is still what
+/// `writer` wrote: present, and for the daemon with its own schedule and
+/// counters (a manual run changes only the last run's fields).
+fn status_holds(there: &redis::Value, ours: &TaskStatus, writer: Writer) -> bool {
+    let bytes = match there {
+        redis::Value::BulkString(b) => b,
+        _ => return false,
+    };
+    match writer {
+        Writer::Manual => true,
+        Writer::Daemon => serde_json::from_slice::<TaskStatus>(bytes)
+            .is_ok_and(|held| held.same_schedule_and_counters(ours)),
     }
 }
 

@@ -1,6 +1,14 @@
 //! What operators see of each task: the Redis hash `perf:status`, one JSON
 //! field per task. It lives outside the `perf.` key space on purpose, so no
 //! reader of results ever mistakes it for one.
+//!
+//! Two kinds of process write an entry: the daemon, which owns the
+//! schedule and the counters, and `zos-perf run-task`, which owns only the
+//! fields of the last run ([`RUN_FIELDS`]). Every write goes through one
+//! Lua script ([`MERGE`]) that merges, atomically, what the writer owns
+//! into the entry Redis holds: a manual run beside a daemon changes the
+//! last run's fields and nothing else, and the daemon keeps a newer manual
+//! run's fields (by `last_attempt`) when it writes its own.
 
 use serde::{Deserialize, Serialize};
 
@@ -71,4 +79,81 @@ pub struct TaskStatus {
     pub failures: u64,
     /// Fire times skipped because the previous run was still going.
     pub skipped: u64,
+}
+
+/// The fields of the last run: what a manual run writes.
+pub const RUN_FIELDS: [&str; 5] = [
+    "last_attempt",
+    "last_duration",
+    "last_outcome",
+    "last_error",
+    "problems",
+];
+
+/// Who writes a status entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// The daemon: every field, but a newer last run found in Redis is kept.
+    Daemon,
+    /// `run-task`: the last run's fields only (the whole entry when there
+    /// is none yet).
+    Manual,
+}
+
+impl Writer {
+    fn as_str(self) -> &'static str {
+        match self {
+            Writer::Daemon => "daemon",
+            Writer::Manual => "manual",
+        }
+    }
+}
+
+/// `KEYS[1]` = `perf:status`, `ARGV` = field, JSON, writer: merges and
+/// `HSET`s. An entry that is not a JSON object is replaced.
+pub const MERGE: &str = "local new = cjson.decode(ARGV[2]) \
+ local raw = redis.call('HGET', KEYS[1], ARGV[1]) \
+ local old = nil \
+ if raw then local ok, v = pcall(cjson.decode, raw) \
+   if ok and type(v) == 'table' then old = v end end \
+ local run = {'last_attempt', 'last_duration', 'last_outcome', 'last_error', 'problems'} \
+ local out = new \
+ if old then \
+   if ARGV[3] == 'manual' then \
+     out = old \
+     for _, k in ipairs(run) do out[k] = new[k] end \
+   else \
+     local function at(x) if type(x) == 'number' then return x end return -1 end \
+     if at(old.last_attempt) > at(new.last_attempt) then \
+       for _, k in ipairs(run) do out[k] = old[k] end \
+     end \
+   end \
+ end \
+ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(out)) \
+ return 1";
+
+/// The `EVAL` that writes `json` as the entry of `task` for `writer`.
+pub fn merge_cmd(status_key: &str, task: &str, json: &str, writer: Writer) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(MERGE)
+        .arg(1)
+        .arg(status_key)
+        .arg(task)
+        .arg(json)
+        .arg(writer.as_str());
+    cmd
+}
+
+impl TaskStatus {
+    /// Whether the fields the daemon owns (all but the last run's) agree.
+    pub fn same_schedule_and_counters(&self, other: &TaskStatus) -> bool {
+        self.cron == other.cron
+            && self.jitter == other.jitter
+            && self.exclusive == other.exclusive
+            && self.state == other.state
+            && self.next_fire == other.next_fire
+            && self.runs == other.runs
+            && self.failures == other.failures
+            && self.skipped == other.skipped
+    }
 }
