@@ -209,7 +209,9 @@ impl Builder {
             Err(e) => {
                 shutdown.cancel();
                 if let Some(private) = private {
-                    private.stop(tokio::time::Instant::now() + PRIVATE_STOP).await;
+                    private
+                        .stop(tokio::time::Instant::now() + PRIVATE_STOP)
+                        .await;
                 }
                 return Err(e);
             }
