@@ -27,6 +27,11 @@
 //! signal; tests and benchmarks start it the same way, with their own tasks
 //! or clock through [`Daemon::builder`]. `zos-perf run-task` uses
 //! [`run_once`], the same wiring without the schedule.
+//!
+//! Longer than most files (about 540 lines) on purpose: it is the one
+//! place that wires every part and the one place that stops them, and the
+//! start order, the stop order and the shutdown budget read best side by
+//! side, top to bottom.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,6 +14,11 @@
 //! type and family instead (best, median, tested, failed).
 //!
 //! The full list, with types and labels, is in docs/observability.md.
+//!
+//! Longer than most files (about 580 lines): one collector renders every
+//! family at scrape time, and keeping the families of all sources (tasks,
+//! results, bus, relay, process) in one file is what keeps their names,
+//! units and label sets consistent with each other.
 
 use std::fmt::{self, Write};
 use std::sync::Arc;

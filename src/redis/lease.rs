@@ -16,6 +16,9 @@
 //! a Lua script), so a holder that lost its lease can never cut short the
 //! next holder's. A key of ours that is not a lease (wrong type, no expiry,
 //! not our JSON) is replaced and the repair logged.
+//!
+//! A little over 400 lines with its tests: both leases share the scripts,
+//! the holder record and the renewal loop.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};

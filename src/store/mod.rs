@@ -14,6 +14,12 @@
 //!   keeps plain, the dashboard charts and `zos-perf history` tabulates).
 //! - [`history`]: the last results of every task, in Redis lists outside
 //!   the `perf.` prefix, appended to on every [`ResultStore::put`].
+//!
+//! Longer than most files (about 450 lines): the memory-first writes, the
+//! sync loop that mirrors them and the repair of what Redis lost or holds
+//! wrongly share one lock and one invariant (memory is the truth, Redis a
+//! copy written back within [`SYNC_INTERVAL`] passes); split apart, the
+//! loop and the writes it mirrors would each read half the story.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};

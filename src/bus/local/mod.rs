@@ -41,6 +41,11 @@
 //!   keeps up with Redis, and with no hops between worker threads both the
 //!   drain rate and the round trip are better (BENCHMARKS.md, section bus);
 //!   it also keeps answering while the daemon's own runtime is busy.
+//!
+//! Longer than most files (about 620 lines, its tests in `local/tests.rs`):
+//! the pop side and the reply side share the in-flight permits, the
+//! session's connections and the rule that a popped request is answered
+//! or counted, never lost; they are read together to check that rule.
 
 pub mod client;
 pub mod fetch;
