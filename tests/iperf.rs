@@ -12,7 +12,6 @@ mod common;
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::IpAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -178,50 +177,7 @@ fn config(urls: &[String], iperf3: &Path, extra: &str) -> Config {
     Config::from_toml(&text).expect("test config")
 }
 
-/// An iperf3 program that logs `<pid> <args>` to `calls.log` beside it,
-/// then becomes iperf3 (same pid, so killing it kills iperf3).
-struct Logged {
-    dir: tempfile::TempDir,
-}
-
-impl Logged {
-    fn new() -> Logged {
-        Logged::with_body("exec iperf3 \"$@\"")
-    }
-
-    /// A program whose body after the logging line is `body`.
-    fn with_body(body: &str) -> Logged {
-        let dir = tempfile::Builder::new()
-            .prefix("zos-perf-iperf-")
-            .tempdir()
-            .expect("temp dir");
-        let log = dir.path().join("calls.log");
-        let script = format!("#!/bin/sh\necho \"$$ $*\" >> '{}'\n{body}\n", log.display());
-        let path = dir.path().join("iperf3");
-        std::fs::write(&path, script).expect("write wrapper");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        Logged { dir }
-    }
-
-    fn program(&self) -> PathBuf {
-        self.dir.path().join("iperf3")
-    }
-
-    fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// `(pid, args)` of every invocation so far.
-    fn calls(&self) -> Vec<(u32, String)> {
-        let text = std::fs::read_to_string(self.dir.path().join("calls.log")).unwrap_or_default();
-        text.lines()
-            .map(|l| {
-                let (pid, args) = l.split_once(' ').expect("log line");
-                (pid.parse().expect("pid"), args.to_string())
-            })
-            .collect()
-    }
-}
+use common::logged::Logged;
 
 async fn run(task: &Iperf, cancel: CancellationToken) -> anyhow::Result<Vec<Entry>> {
     let ctx = RunContext::new(cancel);

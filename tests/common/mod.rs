@@ -10,6 +10,7 @@ pub mod graphql;
 pub mod guest;
 pub mod interop;
 pub mod kv;
+pub mod logged;
 pub mod loopback;
 pub mod observe;
 pub mod output;
@@ -299,6 +300,39 @@ impl Drop for NetNs {
             .args(["netns", "del", &self.name])
             .status();
     }
+}
+
+/// Runs `cmd` with `input` on its stdin, its stdout and stderr collected;
+/// `what` names it in a failure to start (e.g. the setup that installs it).
+pub fn pipe_into(cmd: &mut Command, input: &[u8], what: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .unwrap_or_else(|e| panic!("feeding {what}: {e}"));
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// `zos-perf --config <cfg> --redis <redis> run`, its output discarded.
+pub fn spawn_quiet_daemon(cfg: &Path, redis: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_zos-perf"))
+        .arg("--config")
+        .arg(cfg)
+        .args(["--redis", redis, "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the daemon")
 }
 
 /// A child process killed and reaped when dropped.
