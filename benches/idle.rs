@@ -13,7 +13,6 @@ mod common;
 #[path = "support/mod.rs"]
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SECONDS: u64 = 60;
@@ -71,16 +70,7 @@ fn fill(redis: &common::RedisServer) {
         let records: Vec<String> = (0..DEPTH)
             .map(|i| record(name, now - i * 3600, i))
             .collect();
-        let _: () = redis::cmd("RPUSH")
-            .arg(format!("zos-perf:history:{name}"))
-            .arg(&records)
-            .query(&mut conn)
-            .expect("RPUSH");
-        let _: () = redis::cmd("SET")
-            .arg(format!("perf.{name}"))
-            .arg(&records[0])
-            .query(&mut conn)
-            .expect("SET");
+        support::store_history(&mut conn, name, &records);
     }
 }
 
@@ -142,15 +132,7 @@ fn sample(full: bool, seconds: u64) -> Sample {
         .map(|t| format!("[tasks.{t}]\nenabled = false\n"))
         .collect();
     std::fs::write(&cfg, tasks).expect("config");
-    let bin = env!("CARGO_BIN_EXE_zos-perf");
-    let mut child = Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .args(["--redis", &redis.url(), "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start daemon");
+    let mut child = common::spawn_quiet_daemon(&cfg, &redis.url());
     let pid = child.id();
     std::thread::sleep(Duration::from_secs(3));
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
