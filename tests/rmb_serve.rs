@@ -80,16 +80,7 @@ fn served() -> Served {
     // deletes the results of disabled tasks, so this one stays enabled).
     let stored = store_fresh_cpu(&redis);
     let g = RmbGrid::start();
-    g.add_twin(
-        CALLER,
-        &Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap(),
-        true,
-    );
-    g.add_twin(
-        SERVER,
-        &Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap(),
-        true,
-    );
+    g.add_caller_and_server(CALLER, SERVER, true);
     let mut config = tempfile::NamedTempFile::new().unwrap();
     let text = g.serving_config(Some(&redis.url()), "chain_timeout = \"2s\"\n");
     config.write_all(text.as_bytes()).unwrap();

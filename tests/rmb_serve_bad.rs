@@ -44,16 +44,7 @@ fn served(server_pk: bool) -> Served {
     let redis = RedisServer::start();
     let stored = store_fresh_cpu(&redis);
     let g = RmbGrid::start();
-    g.add_twin(
-        CALLER,
-        &Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap(),
-        true,
-    );
-    g.add_twin(
-        SERVER,
-        &Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap(),
-        server_pk,
-    );
+    g.add_caller_and_server(CALLER, SERVER, server_pk);
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("mnemonic");
     std::fs::write(&secret, MNEMONIC_B).unwrap();

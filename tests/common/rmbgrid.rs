@@ -73,6 +73,22 @@ impl RmbGrid {
         self.chain.insert(twin::node_key(node), raw);
     }
 
+    /// The usual pair: twin `caller` for `MNEMONIC_A` (sr25519, with its
+    /// pk) and twin `server` for `MNEMONIC_B` (ed25519, its pk on chain
+    /// when `server_pk`).
+    pub fn add_caller_and_server(&self, caller: u32, server: u32, server_pk: bool) {
+        self.add_twin(
+            caller,
+            &Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).expect("caller identity"),
+            true,
+        );
+        self.add_twin(
+            server,
+            &Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).expect("server identity"),
+            server_pk,
+        );
+    }
+
     /// `--relay URL --chain URL --key-type sr25519`: a `zos-perf call` or
     /// `fleet` pointed at this grid as an sr25519 caller.
     pub fn caller_args(&self) -> [String; 6] {
