@@ -325,7 +325,14 @@ pub fn pipe_into(cmd: &mut Command, input: &[u8], what: &str) -> std::process::O
 
 /// `zos-perf --config <cfg> --redis <redis> run`, its output discarded.
 pub fn spawn_quiet_daemon(cfg: &Path, redis: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_zos-perf"))
+    spawn_quiet_binary(Path::new(env!("CARGO_BIN_EXE_zos-perf")), cfg, redis)
+}
+
+/// [`spawn_quiet_daemon`] with another build of the binary (the idle bench
+/// also measures the shipped `dist` build).
+#[allow(dead_code)]
+pub fn spawn_quiet_binary(bin: &Path, cfg: &Path, redis: &str) -> Child {
+    Command::new(bin)
         .arg("--config")
         .arg(cfg)
         .args(["--redis", redis, "run"])
