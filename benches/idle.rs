@@ -13,7 +13,6 @@ mod common;
 #[path = "support/mod.rs"]
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SECONDS: u64 = 60;
@@ -71,16 +70,7 @@ fn fill(redis: &common::RedisServer) {
         let records: Vec<String> = (0..DEPTH)
             .map(|i| record(name, now - i * 3600, i))
             .collect();
-        let _: () = redis::cmd("RPUSH")
-            .arg(format!("zos-perf:history:{name}"))
-            .arg(&records)
-            .query(&mut conn)
-            .expect("RPUSH");
-        let _: () = redis::cmd("SET")
-            .arg(format!("perf.{name}"))
-            .arg(&records[0])
-            .query(&mut conn)
-            .expect("SET");
+        support::store_history(&mut conn, name, &records);
     }
 }
 
@@ -89,20 +79,33 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(SECONDS);
-    let empty = sample(false, seconds);
-    let full = sample(true, seconds);
+    let release = std::path::PathBuf::from(env!("CARGO_BIN_EXE_zos-perf"));
+    // The shipped build (scripts/package, `cargo build --profile dist`),
+    // when named: its smaller binary maps fewer file pages.
+    let dist = std::env::var_os("ZOS_PERF_IDLE_DIST").map(std::path::PathBuf::from);
+    let mut builds = vec![("release", release)];
+    if let Some(dist) = dist {
+        builds.push(("dist", dist));
+    }
+    let mut rows = String::new();
+    let mut wall = 0.0;
+    for (build, bin) in &builds {
+        let empty = sample(bin, false, seconds);
+        let full = sample(bin, true, seconds);
+        wall = empty.wall;
+        rows += &empty.row(&format!("`{build}`, empty"));
+        rows += &full.row(&format!("`{build}`, {DEPTH} per task"));
+    }
     let body = format!(
-        "`zos-perf run` with every task disabled, connected to Redis over a unix socket, sampled for {:.0} s \
+        "`zos-perf run` with every task disabled, connected to Redis over a unix socket, sampled for {wall:.0} s \
 after a 3 s settling time; once with an empty Redis, once with a full history in Redis ({DEPTH} results of every \
-task, iperf results of 160 entries), which the daemon holds in memory.\n\n\
-| history | RSS at end | RSS max | of it private (RssAnon) | of it file pages (RssFile) | CPU time | CPU share |\n\
-|---|---|---|---|---|---|---|\n{}{}\n\
+task, iperf results of 160 entries), which the daemon holds in memory. `release` is the build the tests use \
+(`cargo build --release`, symbols kept); `dist` is the build that ships (scripts/package), measured when \
+`ZOS_PERF_IDLE_DIST` names it.\n\n\
+| build, history | RSS at end | RSS max | of it private (RssAnon) | of it file pages (RssFile) | CPU time | CPU share |\n\
+|---|---|---|---|---|---|---|\n{rows}\n\
 Targets: RSS ≤ 10 MiB, CPU ≤ 0.1 %. RssFile is the binary's own code and data mapped by the \
-process (the `release` build the bench runs; the shipped `dist` build is smaller); RssAnon is the memory \
-the daemon itself holds.\n",
-        empty.wall,
-        empty.row("empty"),
-        full.row(&format!("{DEPTH} per task")),
+process (clean pages the kernel can reclaim); RssAnon is the memory the daemon itself holds.\n",
     );
     support::write_section("idle-daemon", "Idle daemon", &body);
 }
@@ -130,7 +133,7 @@ impl Sample {
     }
 }
 
-fn sample(full: bool, seconds: u64) -> Sample {
+fn sample(bin: &std::path::Path, full: bool, seconds: u64) -> Sample {
     let redis = common::RedisServer::start();
     if full {
         fill(&redis);
@@ -142,15 +145,7 @@ fn sample(full: bool, seconds: u64) -> Sample {
         .map(|t| format!("[tasks.{t}]\nenabled = false\n"))
         .collect();
     std::fs::write(&cfg, tasks).expect("config");
-    let bin = env!("CARGO_BIN_EXE_zos-perf");
-    let mut child = Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .args(["--redis", &redis.url(), "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start daemon");
+    let mut child = common::spawn_quiet_binary(bin, &cfg, &redis.url());
     let pid = child.id();
     std::thread::sleep(Duration::from_secs(3));
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)

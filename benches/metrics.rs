@@ -167,16 +167,7 @@ fn main() {
             .map(|i| record(name, now - (DEPTH - i) * 3600, i))
             .collect();
         bytes += records.iter().map(String::len).sum::<usize>();
-        let _: () = redis::cmd("RPUSH")
-            .arg(format!("zos-perf:history:{name}"))
-            .arg(&records)
-            .query(&mut conn)
-            .expect("RPUSH");
-        let _: () = redis::cmd("SET")
-            .arg(format!("perf.{name}"))
-            .arg(&records[0])
-            .query(&mut conn)
-            .expect("SET");
+        support::store_history(&mut conn, name, &records);
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("metrics.toml");

@@ -16,7 +16,6 @@ mod common;
 #[path = "support/mod.rs"]
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{guest, wait_for, RedisServer};
@@ -80,22 +79,10 @@ fn main() {
     let cfg = tmp.path().join("daemon.toml");
     std::fs::write(
         &cfg,
-        format!(
-            "[tasks.cpu-benchmark]\nenabled = false\n[tasks.healthcheck]\nenabled = false\n\
-             [tasks.iperf]\nenabled = false\n[tasks.public-ip-validation]\nenabled = false\n\
-             [bus]\nenabled = false\n{}",
-            config_text(tmp.path())
-        ),
+        format!("{}{}", guest::ONLY_PROVISIONTEST, config_text(tmp.path())),
     )
     .expect("config");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_zos-perf"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["--redis", &redis.url(), "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("daemon");
+    let mut daemon = common::spawn_quiet_daemon(&cfg, &redis.url());
     let pid = daemon.id();
     let mut conn = redis.conn();
     wait_for(

@@ -153,14 +153,7 @@ fn main() {
                 "zos.perf.get",
                 r#"{"Name":"cpu-benchmark"}"#,
             ])
-            .args([
-                "--relay",
-                &g.relay.url(),
-                "--chain",
-                &g.chain.url(),
-                "--key-type",
-                "sr25519",
-            ])
+            .args(g.caller_args())
             .args(["--kernel-cmdline", "/dev/null"])
             .env("ZOS_PERF_MNEMONIC", MNEMONIC_A)
             .env_remove("ZOS_PERF_CONFIG")
@@ -218,14 +211,7 @@ fn main() {
         #[allow(clippy::zombie_processes)]
         let child = Command::new(env!("CARGO_BIN_EXE_zos-perf"))
             .args(["fleet", "--farm", "9", "--json"])
-            .args([
-                "--relay",
-                &g.relay.url(),
-                "--chain",
-                &g.chain.url(),
-                "--key-type",
-                "sr25519",
-            ])
+            .args(g.caller_args())
             .args(["--kernel-cmdline", "/dev/null"])
             .arg("--config")
             .arg(config.path())

@@ -17,13 +17,13 @@ mod support;
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::rmbgrid::{seed, RmbGrid, MNEMONIC_A, MNEMONIC_B};
-use common::{wait_for, KillOnDrop, RedisServer};
-use serde_json::{json, Value};
+use common::interop::rmb_js;
+use common::rmbgrid::{seed, spawn_serving, store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
+use common::{wait_for, RedisServer};
+use serde_json::json;
 use zos_perf::grid::chain::{ChainClient, ChainOptions};
 use zos_perf::rmb::relay::RelayOptions;
 use zos_perf::rmb::twin::TwinDb;
@@ -49,40 +49,15 @@ fn rss_kib(pid: u32) -> u64 {
 
 fn main() {
     let redis = RedisServer::start();
-    let now = zos_perf::rmb::relay::unix_now();
-    let stored = json!({"name": "cpu-benchmark", "description": "cpu", "timestamp": now,
-                        "result": {"single": 1.25, "multi": 9.5, "threads": 8, "workloads": 0}});
-    redis::cmd("SET")
-        .arg("perf.cpu-benchmark")
-        .arg(stored.to_string())
-        .query::<()>(&mut redis.conn())
-        .unwrap();
+    store_fresh_cpu(&redis);
     let g = RmbGrid::start();
     let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
     g.add_twin(SERVER, &server, true);
     let mut config = tempfile::NamedTempFile::new().unwrap();
-    let mut text = format!(
-        "redis = \"{}\"\n[bus.relay]\nenabled = true\n[rmb]\nrelays = [\"{}\"]\nchain_urls = [\"{}\"]\nkey_type = \"ed25519\"\n",
-        redis.url(),
-        g.relay.url(),
-        g.chain.url()
-    );
-    for task in ["healthcheck", "iperf", "public-ip-validation"] {
-        text += &format!("[tasks.{task}]\nenabled = false\n");
-    }
-    config.write_all(text.as_bytes()).unwrap();
-    let daemon = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_zos-perf"))
-            .args(["run", "--kernel-cmdline", "/dev/null", "--log", "warn"])
-            .arg("--config")
-            .arg(config.path())
-            .env("ZOS_PERF_MNEMONIC", MNEMONIC_B)
-            .env_remove("ZOS_PERF_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    config
+        .write_all(g.serving_config(Some(&redis.url()), "").as_bytes())
+        .unwrap();
+    let daemon = spawn_serving(config.path());
     let pid = daemon.0.id();
     wait_for(Duration::from_secs(30), "the daemon on the relay", || {
         g.relay.is_online(SERVER, None).then_some(())
@@ -154,7 +129,6 @@ fn main() {
     let busy_rss = rss_kib(pid);
 
     // The TypeScript client's round trip.
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
     let ts_caller = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap();
     g.add_twin(100, &ts_caller, true);
     let twin = |id: u32, who: &Identity, kt: &str| {
@@ -165,28 +139,7 @@ fn main() {
         "sid": "bench", "twins": [twin(100, &ts_caller, "sr25519"), twin(SERVER, &server, "ed25519")],
         "dest": SERVER, "command": "zos.perf.get", "payload": r#"{"Name":"cpu-benchmark"}"#,
         "calls": TS_CALLS, "warmup": 50, "readCalls": TS_READ_CALLS});
-    let mut node = Command::new("node")
-        .arg(dir.join("rmb.js"))
-        .arg("bench")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node (scripts/setup, scripts/interop-setup)");
-    node.stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = node.wait_with_output().unwrap();
-    assert!(out.status.success(), "rmb.js bench failed");
-    let ts: Value = serde_json::from_slice(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .as_bytes(),
-    )
-    .unwrap();
+    let ts = rmb_js("bench", input);
     drop(daemon);
 
     let mib = |kib: u64| kib as f64 / 1024.0;

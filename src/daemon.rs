@@ -21,7 +21,7 @@
 //! left once the private Redis's share ([`PRIVATE_STOP`]) is set aside, and
 //! the private Redis is stopped (SIGTERM, then SIGKILL) by the deadline,
 //! however slow or hung it is. `zos-perf run` also holds its runtime
-//! directory ([`Builder::runtime_dir`], [`crate::instance`]).
+//! directory ([`Builder::runtime_dir`], [`crate::redis::instance`]).
 //!
 //! `zos-perf run` is [`Daemon::start`] then [`Daemon::shutdown`] on a
 //! signal; tests and benchmarks start it the same way, with their own tasks
@@ -79,7 +79,7 @@ pub struct Daemon {
     relay: Option<JoinHandle<()>>,
     private: Option<PrivateRedis>,
     /// The runtime directory's lock and records, held until the end.
-    instance: Option<crate::instance::Instance>,
+    instance: Option<crate::redis::instance::Instance>,
     /// One daemon per Redis ([`redis::lease::DAEMON_KEY`]).
     lease: redis::lease::Held,
     /// The service manager's view (systemd's READY=1, watchdog, STOPPING=1).
@@ -164,7 +164,7 @@ impl Builder {
         } = self;
         // First: a second daemon in this directory stops here.
         let instance = match &runtime_dir {
-            Some(dir) => Some(crate::instance::Instance::acquire(dir)?),
+            Some(dir) => Some(crate::redis::instance::Instance::acquire(dir)?),
             None => None,
         };
         let registered = match tasks {
@@ -247,7 +247,8 @@ impl Builder {
             .map(|r| r.task.name())
             .collect();
         let clock_check = crate::clock::spawn(
-            &config,
+            &config.clock,
+            &config.grid_context(),
             clock.clone(),
             store.link().clone(),
             shutdown.clone(),

@@ -26,7 +26,6 @@
 //! - [`tasks`]: the task trait, the registry and one folder per task.
 //! - [`store`]: the results, statuses and per-task history held in memory and mirrored to Redis.
 //! - [`redis`]: the Redis connection, the private redis-server, every key name.
-//! - [`instance`]: one daemon per runtime directory: its lock and what it records there.
 //! - [`bus`]: the RMB protocol core and its transports (today: local Redis lists).
 //! - [`outputs`]: Prometheus metrics, the node_exporter textfile, the dashboard page.
 //! - [`grid`]: the grid networks, their GraphQL, the chain's JSON-RPC, and the context tasks share.
@@ -42,7 +41,6 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod grid;
-pub mod instance;
 pub mod logging;
 pub mod monitor;
 pub mod outputs;

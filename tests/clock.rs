@@ -13,7 +13,6 @@ use chrono::{DateTime, TimeZone, Utc};
 use common::chain::{ChainServer, Mode};
 use common::clock::ManualClock;
 use common::RedisServer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use zos_perf::clock::{self, ClockCheck, ClockStatus};
 use zos_perf::config::Config;
@@ -40,34 +39,10 @@ async fn http_at(status: u16, date: Option<DateTime<Utc>>, body: &str) -> String
         .await
         .expect("bind");
     let url = format!("http://{}/", listener.local_addr().expect("addr"));
-    let body = body.to_string();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head_only = got.starts_with(b"HEAD");
-                let date = date
-                    .map(|d| format!("Date: {}\r\n", d.format("%a, %d %b %Y %H:%M:%S GMT")))
-                    .unwrap_or_default();
-                let head = format!(
-                    "HTTP/1.1 {status} X\r\n{date}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = conn.write_all(head.as_bytes()).await;
-                if !head_only {
-                    let _ = conn.write_all(body.as_bytes()).await;
-                }
-            });
-        }
-    });
+    let date = date
+        .map(|d| format!("Date: {}\r\n", d.format("%a, %d %b %Y %H:%M:%S GMT")))
+        .unwrap_or_default();
+    common::loopback::serve_http(listener, status, date, body.to_string());
     url
 }
 
@@ -103,7 +78,7 @@ fn check(
     let config = Config::from_toml(&text).expect("config");
     let clock = Arc::new(ManualClock::new(node_now));
     (
-        ClockCheck::from_config(&config, clock.clone()).expect("clock check"),
+        ClockCheck::from_config(&config.clock, &config.grid_context(), clock.clone()).expect("clock check"),
         clock,
     )
 }

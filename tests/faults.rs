@@ -92,7 +92,7 @@ impl Daemon {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 let mut log = sink.lock().expect("log");
-                log.push_str(&strip_ansi(&line));
+                log.push_str(&common::observe::strip_ansi(&line));
                 log.push('\n');
             }
         });
@@ -173,23 +173,6 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------

@@ -111,14 +111,7 @@ impl Daemon {
     }
 
     fn wait_log(&self, timeout: Duration, needle: &str) {
-        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_for(timeout, needle, || {
-                self.log().contains(needle).then_some(())
-            })
-        }));
-        if found.is_err() {
-            panic!("no {needle:?} in the log:\n{}", self.log());
-        }
+        common::output::wait_in_log(timeout, needle, || self.log());
     }
 
     /// SIGTERM; the exit must be 0 within 5 s.

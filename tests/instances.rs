@@ -82,14 +82,7 @@ impl Daemon {
     }
 
     fn wait_log(&self, timeout: Duration, needle: &str) {
-        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_for(timeout, needle, || {
-                self.log().contains(needle).then_some(())
-            })
-        }));
-        if found.is_err() {
-            panic!("no log line with {needle:?}; log:\n{}", self.log());
-        }
+        common::output::wait_in_log(timeout, needle, || self.log());
     }
 
     /// Sends `signal`, waits (up to 15 s) for the exit: status and time.

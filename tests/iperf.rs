@@ -12,12 +12,11 @@ mod common;
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::IpAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::graphql::{closed_url, node, GraphQlServer, Grid, Reply};
-use common::{sh, unique_name, KillOnDrop, NetNs, RedisServer};
+use common::{unique_name, IperfServer, NetNs, RedisServer};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use zos_perf::config::Config;
@@ -28,18 +27,10 @@ use zos_perf::tasks::{RunContext, Task};
 /// This node's id in every test; never a target.
 const ME: u32 = 1;
 
-/// A server namespace with a running `iperf3 -s`.
-struct Server {
-    ns: NetNs,
-    v4: IpAddr,
-    v6: IpAddr,
-    _iperf: KillOnDrop,
-}
-
 /// The client namespace and its servers.
 struct Lab {
     client: NetNs,
-    servers: Vec<Server>,
+    servers: Vec<IperfServer>,
 }
 
 impl Lab {
@@ -56,52 +47,8 @@ impl Lab {
     }
 
     fn add_server(&mut self, k: usize) {
-        let ns = NetNs::new("ips");
-        let (a, b) = (unique_name("vc"), unique_name("vs"));
-        sh(&[
-            "ip",
-            "link",
-            "add",
-            &a,
-            "netns",
-            &self.client.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &b,
-            "netns",
-            &ns.name,
-        ]);
-        let base = 4 * k + 1;
-        let (c4, s4) = (
-            format!("198.51.100.{base}/30"),
-            format!("198.51.100.{}/30", base + 1),
-        );
-        let (c6, s6) = (
-            format!("2001:db8:{}::1/64", k + 1),
-            format!("2001:db8:{}::2/64", k + 1),
-        );
-        self.client.exec(&["ip", "addr", "add", &c4, "dev", &a]);
-        self.client
-            .exec(&["ip", "-6", "addr", "add", &c6, "dev", &a, "nodad"]);
-        ns.exec(&["ip", "addr", "add", &s4, "dev", &b]);
-        ns.exec(&["ip", "-6", "addr", "add", &s6, "dev", &b, "nodad"]);
-        self.client.exec(&["ip", "link", "set", &a, "up"]);
-        ns.exec(&["ip", "link", "set", &b, "up"]);
-        let iperf = ns.spawn(&["iperf3", "-s", "-p", "300"]);
-        common::wait_for(Duration::from_secs(10), "iperf3 server listening", || {
-            let out = ns.exec(&["ss", "-Hltn", "sport = :300"]);
-            (!out.trim().is_empty()).then_some(())
-        });
-        let v4 = s4.split('/').next().expect("v4").parse().expect("v4");
-        let v6 = s6.split('/').next().expect("v6").parse().expect("v6");
-        self.servers.push(Server {
-            ns,
-            v4,
-            v6,
-            _iperf: iperf,
-        });
+        self.servers
+            .push(IperfServer::start(&self.client, "ips", k));
     }
 
     /// A GraphQL node object for server `k`.
@@ -178,50 +125,7 @@ fn config(urls: &[String], iperf3: &Path, extra: &str) -> Config {
     Config::from_toml(&text).expect("test config")
 }
 
-/// An iperf3 program that logs `<pid> <args>` to `calls.log` beside it,
-/// then becomes iperf3 (same pid, so killing it kills iperf3).
-struct Logged {
-    dir: tempfile::TempDir,
-}
-
-impl Logged {
-    fn new() -> Logged {
-        Logged::with_body("exec iperf3 \"$@\"")
-    }
-
-    /// A program whose body after the logging line is `body`.
-    fn with_body(body: &str) -> Logged {
-        let dir = tempfile::Builder::new()
-            .prefix("zos-perf-iperf-")
-            .tempdir()
-            .expect("temp dir");
-        let log = dir.path().join("calls.log");
-        let script = format!("#!/bin/sh\necho \"$$ $*\" >> '{}'\n{body}\n", log.display());
-        let path = dir.path().join("iperf3");
-        std::fs::write(&path, script).expect("write wrapper");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        Logged { dir }
-    }
-
-    fn program(&self) -> PathBuf {
-        self.dir.path().join("iperf3")
-    }
-
-    fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// `(pid, args)` of every invocation so far.
-    fn calls(&self) -> Vec<(u32, String)> {
-        let text = std::fs::read_to_string(self.dir.path().join("calls.log")).unwrap_or_default();
-        text.lines()
-            .map(|l| {
-                let (pid, args) = l.split_once(' ').expect("log line");
-                (pid.parse().expect("pid"), args.to_string())
-            })
-            .collect()
-    }
-}
+use common::logged::Logged;
 
 async fn run(task: &Iperf, cancel: CancellationToken) -> anyhow::Result<Vec<Entry>> {
     let ctx = RunContext::new(cancel);
@@ -440,9 +344,9 @@ fn malformed_or_own_addresses_are_skipped_without_starting_iperf3() {
     }
 }
 
-#[test]
-fn a_run_past_its_time_limit_is_killed_and_reported() {
-    let hang = Logged::with_body("exec sleep 30");
+/// A grid of one node (9, farm 1) on documentation addresses that
+/// nothing here routes to: the stand-in iperf3 decides each outcome.
+fn one_unreachable_node() -> GraphQlServer {
     let mut grid = Grid::default();
     grid.nodes.push(node(
         9,
@@ -451,7 +355,13 @@ fn a_run_past_its_time_limit_is_killed_and_reported() {
         Some("2001:db8:ffff::9/64"),
         "",
     ));
-    let gql = GraphQlServer::grid(grid);
+    GraphQlServer::grid(grid)
+}
+
+#[test]
+fn a_run_past_its_time_limit_is_killed_and_reported() {
+    let hang = Logged::with_body("exec sleep 30");
+    let gql = one_unreachable_node();
     let cfg = config(
         &[gql.url()],
         &hang.program(),
@@ -476,15 +386,7 @@ fn a_run_past_its_time_limit_is_killed_and_reported() {
 fn output_that_is_not_a_report_becomes_the_entry_error() {
     let bad =
         Logged::with_body("echo 'iperf3: parameter error - bad port' >&2\necho garbage\nexit 1");
-    let mut grid = Grid::default();
-    grid.nodes.push(node(
-        9,
-        1,
-        Some("203.0.113.9/24"),
-        Some("2001:db8:ffff::9/64"),
-        "",
-    ));
-    let gql = GraphQlServer::grid(grid);
+    let gql = one_unreachable_node();
     let task = iperf(&config(&[gql.url()], &bad.program(), ""));
     let entries = block_on(run(&task, CancellationToken::new())).expect("iperf run");
     assert_eq!(entries.len(), 4);

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,7 +12,6 @@ use common::graphql::{node, GraphQlServer, Grid};
 use common::{in_netns, wait_for, IperfPair, NetNs};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use zos_perf::config::Config;
 use zos_perf::tasks::iperf::servers::NO_SERVER;
@@ -61,38 +59,7 @@ struct GoCpuReport {
     remote_system: f64,
 }
 
-/// An iperf3 that logs its arguments to `calls.log` beside it, then runs
-/// the real one.
-struct Logged {
-    dir: tempfile::TempDir,
-}
-
-impl Logged {
-    fn new() -> Logged {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = dir.path().join("calls.log");
-        let script = format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\nexec iperf3 \"$@\"\n",
-            log.display()
-        );
-        let path = dir.path().join("iperf3");
-        std::fs::write(&path, script).expect("write wrapper");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        Logged { dir }
-    }
-
-    fn program(&self) -> PathBuf {
-        self.dir.path().join("iperf3")
-    }
-
-    fn calls(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("calls.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
+use common::logged::Logged;
 
 /// Serves `body` with `status` to every GET, on 127.0.0.1 of the calling
 /// thread's namespace; returns its URL. Lives as long as the runtime.
@@ -104,27 +71,7 @@ async fn list_server(status: u16, body: String) -> String {
         "http://{}/servers.json",
         listener.local_addr().expect("addr")
     );
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = conn.write_all(head.as_bytes()).await;
-                let _ = conn.write_all(body.as_bytes()).await;
-            });
-        }
-    });
+    common::loopback::serve_http(listener, status, String::new(), body);
     url
 }
 
@@ -211,7 +158,7 @@ fn tcp_then_udp_against_the_one_reachable_server_of_a_messy_list() {
         assert!(e.upload_speed > 0.0 && e.download_speed > 0.0, "{e:?}");
         assert!(e.cpu_report.host_total > 0.0, "{e:?}");
     }
-    let calls = logged.calls();
+    let calls = logged.args();
     let runs: Vec<&String> = calls.iter().filter(|c| !c.contains("busy")).collect();
     assert_eq!(
         runs.first().map(|s| s.as_str()),
@@ -314,14 +261,14 @@ fn a_busy_server_is_retried_with_the_2026_backoff() {
         "{value}"
     );
     let tcp_runs = logged
-        .calls()
+        .args()
         .iter()
         .filter(|c| !c.contains("--udp"))
         .count();
     assert!(
         tcp_runs >= 2,
         "the busy TCP run was retried: {:?}",
-        logged.calls()
+        logged.args()
     );
 }
 

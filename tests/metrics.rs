@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::observe::{config, exchange, get, sample, Observed, ALL_DISABLED, BIN};
-use common::{wait_for, KillOnDrop, NetNs, RedisServer};
+use common::{closed_port, wait_for, KillOnDrop, NetNs, RedisServer};
 use serde_json::{json, Value};
 
 fn now() -> i64 {
@@ -59,28 +59,12 @@ fn public_ip_result() -> Value {
            "203.0.113.13/24": {"state": "skipped", "reason": "ip is already assigned to a contract"}})
 }
 
-/// A loopback port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 fn promtool_check(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool must be installed (scripts/setup)");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool");
+    let out = common::pipe_into(
+        Command::new("promtool").args(["check", "metrics"]),
+        text.as_bytes(),
+        "promtool must be installed (scripts/setup)",
+    );
     assert!(
         out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
         "promtool check metrics: {}{}\n--- scrape:\n{text}",

@@ -255,20 +255,11 @@ fn the_man_page_lists_every_subcommand_and_the_files() {
     }
     // And it renders: groff (man-db's) reads it without a warning.
     if Path::new("/usr/bin/groff").exists() {
-        let mut groff = Command::new("groff")
-            .args(["-man", "-Tutf8", "-ww", "-z"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("groff");
-        use std::io::Write;
-        groff
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(page.as_bytes())
-            .expect("feed groff");
-        let out = groff.wait_with_output().expect("groff");
+        let out = common::pipe_into(
+            Command::new("groff").args(["-man", "-Tutf8", "-ww", "-z"]),
+            page.as_bytes(),
+            "groff",
+        );
         let warnings = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success() && warnings.is_empty(),

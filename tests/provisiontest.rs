@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -317,23 +317,15 @@ fn sigterm_to_the_daemon_mid_boot_leaves_nothing_behind() {
     let redis = RedisServer::start();
     let cfg = s.tmp.path().join("zos-perf.toml");
     let text = format!(
-        "[tasks.cpu-benchmark]\nenabled = false\n[tasks.healthcheck]\nenabled = false\n\
-         [tasks.iperf]\nenabled = false\n[tasks.public-ip-validation]\nenabled = false\n\
-         [bus]\nenabled = false\n{}",
+        "{}{}",
+        guest::ONLY_PROVISIONTEST,
         s.config(&format!(
             "initramfs = {:?}\ndeadline = \"10m\"",
             guest::dir().join("silent.cpio")
         ))
     );
     std::fs::write(&cfg, text).expect("config");
-    let mut daemon = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .args(["--redis", &redis.url(), "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the daemon");
+    let mut daemon = common::spawn_quiet_daemon(&cfg, &redis.url());
     // No stored result: the start-up check boots the VM at once.
     let work = s.work();
     let started = std::panic::catch_unwind(|| {

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::interop::rmb_js;
-use common::rmbgrid::{RmbGrid, MNEMONIC_A, MNEMONIC_B};
+use common::rmbgrid::{spawn_serving, store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
 use common::{KillOnDrop, RedisServer};
 use serde_json::{json, Value};
 use zos_perf::rmb::error::exit;
@@ -35,14 +35,7 @@ fn call(g: &RmbGrid, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_zos-perf"))
         .arg("call")
         .args(args)
-        .args([
-            "--relay",
-            &g.relay.url(),
-            "--chain",
-            &g.chain.url(),
-            "--key-type",
-            "sr25519",
-        ])
+        .args(g.caller_args())
         .args(["--kernel-cmdline", "/dev/null", "--timeout", "5s"])
         .env("ZOS_PERF_MNEMONIC", MNEMONIC_A)
         .env_remove("ZOS_PERF_CONFIG")
@@ -85,47 +78,13 @@ fn served() -> Served {
     let redis = RedisServer::start();
     // A fresh result: the daemon does not run a task that has one (and
     // deletes the results of disabled tasks, so this one stays enabled).
-    let now = zos_perf::rmb::relay::unix_now();
-    let stored = json!({"name": "cpu-benchmark", "description": "cpu", "timestamp": now,
-                        "result": {"single": 1.25, "multi": 9.5, "threads": 8, "workloads": 0}});
-    redis::cmd("SET")
-        .arg("perf.cpu-benchmark")
-        .arg(stored.to_string())
-        .query::<()>(&mut redis.conn())
-        .unwrap();
+    let stored = store_fresh_cpu(&redis);
     let g = RmbGrid::start();
-    g.add_twin(
-        CALLER,
-        &Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap(),
-        true,
-    );
-    g.add_twin(
-        SERVER,
-        &Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap(),
-        true,
-    );
+    g.add_caller_and_server(CALLER, SERVER, true);
     let mut config = tempfile::NamedTempFile::new().unwrap();
-    let mut text = format!(
-        "redis = \"{}\"\n[bus.relay]\nenabled = true\n[rmb]\nrelays = [\"{}\"]\nchain_urls = [\"{}\"]\nkey_type = \"ed25519\"\nchain_timeout = \"2s\"\n",
-        redis.url(),
-        g.relay.url(),
-        g.chain.url()
-    );
-    for task in ["healthcheck", "iperf", "public-ip-validation"] {
-        text += &format!("[tasks.{task}]\nenabled = false\n");
-    }
+    let text = g.serving_config(Some(&redis.url()), "chain_timeout = \"2s\"\n");
     config.write_all(text.as_bytes()).unwrap();
-    let daemon = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_zos-perf"))
-            .args(["run", "--kernel-cmdline", "/dev/null", "--log", "warn"])
-            .arg("--config")
-            .arg(config.path())
-            .env("ZOS_PERF_MNEMONIC", MNEMONIC_B)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = spawn_serving(config.path());
     wait_online(&g);
     Served {
         daemon,

@@ -10,14 +10,13 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::interop::rmb_js;
 use common::observe::{get, sample, Observed};
-use common::rmbgrid::{RmbGrid, MNEMONIC_A, MNEMONIC_B};
+use common::rmbgrid::{store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
 use common::{wait_for, RedisServer};
 use serde_json::{json, Value};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Request};
@@ -43,38 +42,20 @@ struct Served {
 
 fn served(server_pk: bool) -> Served {
     let redis = RedisServer::start();
-    let now = relay::unix_now();
-    let stored = json!({"name": "cpu-benchmark", "description": "cpu", "timestamp": now,
-                        "result": {"single": 1.25, "multi": 9.5, "threads": 8, "workloads": 0}});
-    redis::cmd("SET")
-        .arg("perf.cpu-benchmark")
-        .arg(stored.to_string())
-        .query::<()>(&mut redis.conn())
-        .unwrap();
+    let stored = store_fresh_cpu(&redis);
     let g = RmbGrid::start();
-    g.add_twin(
-        CALLER,
-        &Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap(),
-        true,
-    );
-    g.add_twin(
-        SERVER,
-        &Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap(),
-        server_pk,
-    );
+    g.add_caller_and_server(CALLER, SERVER, server_pk);
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("mnemonic");
     std::fs::write(&secret, MNEMONIC_B).unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut text = format!(
-        "[bus.relay]\nenabled = true\n[rmb]\nrelays = [\"{}\"]\nchain_urls = [\"{}\"]\nkey_type = \"ed25519\"\nchain_timeout = \"2s\"\nmnemonic_file = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-        g.relay.url(),
-        g.chain.url(),
-        secret.display()
+    let text = g.serving_config(
+        None,
+        &format!(
+            "chain_timeout = \"2s\"\nmnemonic_file = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            secret.display()
+        ),
     );
-    for task in ["healthcheck", "iperf", "public-ip-validation"] {
-        text += &format!("[tasks.{task}]\nenabled = false\n");
-    }
     let cfg = common::observe::config(dir.path(), &text);
     let daemon = Observed::start(&[], &cfg, &redis.url(), true);
     wait_for(Duration::from_secs(30), "the daemon on the relay", || {
@@ -378,38 +359,6 @@ async fn bad_input_is_refused_or_dropped_and_counted_and_the_connection_stays_up
     assert_eq!(s.g.relay.connections(), connections);
 }
 
-/// Runs the TypeScript client's `call` operation (tests/interop/rmb.js).
-fn ts_call(input: Value) -> Value {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    assert!(
-        dir.join("node_modules/@threefold/rmb_direct_client")
-            .is_dir(),
-        "the TypeScript client is not installed: run scripts/interop-setup"
-    );
-    let mut child = Command::new("node")
-        .arg(dir.join("rmb.js"))
-        .arg("call")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node (scripts/setup)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "rmb.js call: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
-}
-
 /// The TypeScript client encrypts only when both twins have a `pk` on
 /// chain (and insists on its own): with a serving twin without one, its
 /// call goes plain, and so does the daemon's reply.
@@ -424,9 +373,12 @@ fn the_typescript_client_calls_plain_when_the_serving_twin_has_no_pk() {
         {"id": SERVER, "account": hex::encode(server.account_id()), "keyType": "ed25519",
          "relay": s.g.relay.host(), "pk": null},
     ]);
-    let out = ts_call(json!({"mnemonic": MNEMONIC_A, "keyType": "sr25519",
+    let out = rmb_js(
+        "call",
+        json!({"mnemonic": MNEMONIC_A, "keyType": "sr25519",
         "relayUrl": s.g.relay.url(), "sid": "ts-plain", "twins": twins, "dest": SERVER,
-        "command": "zos.perf.get", "payload": r#"{"Name":"cpu-benchmark"}"#}));
+        "command": "zos.perf.get", "payload": r#"{"Name":"cpu-benchmark"}"#}),
+    );
     assert_eq!(out["result"], s.stored, "{out}");
     let body = get(s.daemon.addr(), "/metrics", "").body;
     assert_eq!(

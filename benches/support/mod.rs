@@ -82,3 +82,18 @@ pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> T {
     let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
 }
+
+/// Stores `records` (newest first) as task `name`'s history in Redis and
+/// the first of them as its latest result, as the daemon keeps them.
+pub fn store_history(conn: &mut redis::Connection, name: &str, records: &[String]) {
+    let _: () = redis::cmd("RPUSH")
+        .arg(format!("zos-perf:history:{name}"))
+        .arg(records)
+        .query(conn)
+        .expect("RPUSH");
+    let _: () = redis::cmd("SET")
+        .arg(format!("perf.{name}"))
+        .arg(&records[0])
+        .query(conn)
+        .expect("SET");
+}

@@ -41,7 +41,6 @@ pub mod batch;
 pub mod commands;
 mod config;
 pub mod error;
-pub mod fetch;
 mod history;
 pub mod local;
 pub mod message;

@@ -10,19 +10,9 @@ use super::error::{BusError, ErrorCode};
 use super::history::{self, HistoryQuery};
 use super::message::BASE64;
 use crate::redis::keys;
+use crate::store::fetch::Fetched;
 use crate::store::MAX_STORED;
 use crate::tasks::NAMES;
-
-/// One stored value as read from Redis, before any check: its length and
-/// type are looked at inside Redis, so a huge or wrong-typed value never
-/// travels.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fetched {
-    Absent,
-    Bytes(Vec<u8>),
-    TooLarge(usize),
-    WrongType(String),
-}
 
 /// The store as read for one batch, each value checked and encoded at
 /// most once, and only when a request of the batch asks for it.
@@ -116,7 +106,7 @@ impl Snapshot {
             }
         }
         let keys: Vec<String> = wanted.iter().map(|n| keys::result(n)).collect();
-        let fetched = super::fetch::fetch(conn, &keys, MAX_STORED).await?;
+        let fetched = crate::store::fetch::fetch(conn, &keys, MAX_STORED).await?;
         let mut snapshot = Snapshot::fetched(wanted.into_iter().zip(fetched).collect());
         snapshot.read_histories(conn, queries).await?;
         Ok(snapshot)

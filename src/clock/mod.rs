@@ -38,7 +38,7 @@ use redis::aio::ConnectionLike;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::grid::GridContext;
 use crate::grid::chain::{ChainClient, ChainOptions};
 use crate::redis::keys::STATUS as STATUS_KEY;
 use crate::redis::RedisLink;
@@ -105,16 +105,20 @@ impl ClockCheck {
         }
     }
 
-    /// The sources of `config`, in order.
-    pub fn from_config(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<ClockCheck> {
-        let c = &config.clock;
+    /// The sources of the `[clock]` section `c`, in order, on the grid of
+    /// `grid` (its chain and GraphQL when the section names none).
+    pub fn from_config(
+        c: &ClockConfig,
+        grid: &GridContext,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<ClockCheck> {
         let http = reqwest::Client::builder()
             .timeout(c.timeout)
             .user_agent(concat!("zos-perf/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("clock: building the HTTP client")?;
         let chain_urls = c.substrate_urls.clone().unwrap_or_else(|| {
-            crate::tasks::healthcheck::services::instances(config.network, "substrate")
+            crate::tasks::healthcheck::services::instances(grid.network, "substrate")
         });
         let options = ChainOptions {
             call_timeout: c.timeout,
@@ -132,7 +136,7 @@ impl ClockCheck {
         for url in c
             .date_urls
             .clone()
-            .unwrap_or_else(|| config.grid_context().graphql_urls)
+            .unwrap_or_else(|| grid.graphql_urls.clone())
         {
             sources.push(Box::new(DateHeader {
                 url,
@@ -367,18 +371,19 @@ pub async fn run(
 /// Starts the loop if `[clock] enabled`; a configuration it cannot use is
 /// logged and the daemon goes on without it.
 pub fn spawn(
-    config: &Config,
+    config: &ClockConfig,
+    grid: &GridContext,
     clock: Arc<dyn Clock>,
     link: RedisLink,
     shutdown: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    if !config.clock.is_enabled() {
+    if !config.is_enabled() {
         return None;
     }
-    match ClockCheck::from_config(config, clock) {
+    match ClockCheck::from_config(config, grid, clock) {
         Ok(check) => Some(tokio::spawn(run(
             check,
-            config.clock.interval,
+            config.interval,
             link,
             shutdown,
         ))),

@@ -1,9 +1,11 @@
 //! Redis: the daemon's connection and its reconnect loop ([`link`]), which
 //! Redis to use ([`server`]), the private redis-server the daemon starts
-//! when there is none ([`private`]), and the
-//! one place every key is spelled ([`keys`]), and the leases every
-//! process on one Redis honours ([`lease`]).
+//! when there is none ([`private`]), the one daemon per runtime directory
+//! that may own it ([`instance`]), the one place every key is spelled
+//! ([`keys`]), and the leases every process on one Redis honours
+//! ([`lease`]).
 
+pub mod instance;
 pub mod keys;
 pub mod lease;
 mod link;

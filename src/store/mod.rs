@@ -9,6 +9,8 @@
 //!
 //! - [`record`]: the stored record of one run ([`TaskResult`]).
 //! - [`status`]: the status entry of each task in `perf:status`.
+//! - [`fetch`]: stored values read with their size and type checked inside
+//!   Redis first, so a huge or wrong-typed value never travels.
 //! - [`read`]: the read side the CLI and the bus use.
 //! - [`figures`]: the key figures of each task's result (what the history
 //!   keeps plain, the dashboard charts and `zos-perf history` tabulates).
@@ -32,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::redis::{keys, RedisLink};
 
+pub mod fetch;
 pub mod figures;
 pub mod history;
 mod read;

@@ -9,7 +9,7 @@ use redis::aio::ConnectionLike;
 
 use super::record::TaskResult;
 use super::status::TaskStatus;
-use crate::bus::snapshot::Fetched;
+use super::fetch::Fetched;
 use crate::redis::keys;
 use crate::tasks::NAMES;
 
@@ -56,7 +56,7 @@ async fn read_checked(
     conn: &mut impl ConnectionLike,
     keys: &[String],
 ) -> anyhow::Result<Vec<anyhow::Result<Option<String>>>> {
-    let fetched = crate::bus::fetch::fetch(conn, keys, MAX_STORED)
+    let fetched = super::fetch::fetch(conn, keys, MAX_STORED)
         .await
         .with_context(|| format!("reading {}", keys.join(", ")))?;
     Ok(keys

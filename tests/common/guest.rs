@@ -8,6 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// The start of a daemon configuration where the provisiontest is the
+/// only task and the local bus is off; its own section follows.
+pub const ONLY_PROVISIONTEST: &str =
+    "[tasks.cpu-benchmark]\nenabled = false\n[tasks.healthcheck]\nenabled = false\n\
+     [tasks.iperf]\nenabled = false\n[tasks.public-ip-validation]\nenabled = false\n\
+     [bus]\nenabled = false\n";
+
 /// The directory holding `vmlinuz`, `initramfs.cpio` (prints the marker and
 /// powers off), `linger.cpio` (prints it and stays up) and `silent.cpio`
 /// (never prints it).

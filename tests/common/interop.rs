@@ -2,9 +2,8 @@
 //! installed in tests/interop by scripts/interop-setup), driven through
 //! tests/interop/rmb.js: one operation a run, JSON in on stdin, JSON out.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -21,21 +20,11 @@ pub fn rmb_js(op: &str, input: Value) -> Value {
             .is_dir(),
         "the TypeScript client is not installed: run scripts/interop-setup"
     );
-    let mut child = Command::new("node")
-        .arg(dir.join("rmb.js"))
-        .arg(op)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node must be installed (scripts/setup)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = super::pipe_into(
+        Command::new("node").arg(dir.join("rmb.js")).arg(op),
+        input.to_string().as_bytes(),
+        "node must be installed (scripts/setup)",
+    );
     assert!(
         out.status.success(),
         "rmb.js {op} failed: {}",

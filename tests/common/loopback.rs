@@ -84,3 +84,36 @@ impl Drop for LoopbackServer {
         }
     }
 }
+
+/// Answers every HTTP request on `listener` with `status`, the header
+/// lines in `head` (each ending in CRLF), a JSON content type and `body`
+/// (left out for a HEAD request); one request a connection. Spawned on the
+/// calling runtime, so the listener may live in a test namespace; it
+/// serves as long as that runtime runs.
+pub fn serve_http(listener: tokio::net::TcpListener, status: u16, head: String, body: String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (head, body) = (head.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head_only = got.starts_with(b"HEAD");
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\n{head}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                if !head_only {
+                    let _ = conn.write_all(body.as_bytes()).await;
+                }
+            });
+        }
+    });
+}

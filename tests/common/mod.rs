@@ -10,6 +10,7 @@ pub mod graphql;
 pub mod guest;
 pub mod interop;
 pub mod kv;
+pub mod logged;
 pub mod loopback;
 pub mod observe;
 pub mod output;
@@ -301,6 +302,46 @@ impl Drop for NetNs {
     }
 }
 
+/// Runs `cmd` with `input` on its stdin, its stdout and stderr collected;
+/// `what` names it in a failure to start (e.g. the setup that installs it).
+pub fn pipe_into(cmd: &mut Command, input: &[u8], what: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .unwrap_or_else(|e| panic!("feeding {what}: {e}"));
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// `zos-perf --config <cfg> --redis <redis> run`, its output discarded.
+pub fn spawn_quiet_daemon(cfg: &Path, redis: &str) -> Child {
+    spawn_quiet_binary(Path::new(env!("CARGO_BIN_EXE_zos-perf")), cfg, redis)
+}
+
+/// [`spawn_quiet_daemon`] with another build of the binary (the idle bench
+/// also measures the shipped `dist` build).
+#[allow(dead_code)]
+pub fn spawn_quiet_binary(bin: &Path, cfg: &Path, redis: &str) -> Child {
+    Command::new(bin)
+        .arg("--config")
+        .arg(cfg)
+        .args(["--redis", redis, "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the daemon")
+}
+
 /// A child process killed and reaped when dropped.
 pub struct KillOnDrop(pub Child);
 
@@ -311,19 +352,20 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A client namespace and an iperf3 server namespace joined by a veth pair:
-/// the client has 198.51.100.1/30 and 2001:db8:1::1/64, the server .2 and
-/// ::2, and `iperf3 -s -p 300` listens in the server namespace.
-pub struct IperfPair {
-    pub client: NetNs,
-    pub server: NetNs,
+/// A server namespace joined to a client namespace by a veth pair, the
+/// `k`-th server of that client: the client's end has
+/// 198.51.100.(4k+1)/30 and 2001:db8:(k+1)::1/64, the server's .(4k+2) and
+/// ::2 (its addresses here), and `iperf3 -s -p 300` listens in it.
+pub struct IperfServer {
+    pub ns: NetNs,
+    pub v4: std::net::IpAddr,
+    pub v6: std::net::IpAddr,
     _iperf: KillOnDrop,
 }
 
-impl IperfPair {
-    pub fn start(client_prefix: &str, server_prefix: &str) -> IperfPair {
-        let client = NetNs::new(client_prefix);
-        let server = NetNs::new(server_prefix);
+impl IperfServer {
+    pub fn start(client: &NetNs, prefix: &str, k: usize) -> IperfServer {
+        let ns = NetNs::new(prefix);
         let (a, b) = (unique_name("vc"), unique_name("vs"));
         sh(&[
             "ip",
@@ -338,25 +380,56 @@ impl IperfPair {
             "name",
             &b,
             "netns",
-            &server.name,
+            &ns.name,
         ]);
-        for (ns, dev, v4, v6) in [
-            (&client, &a, "198.51.100.1/30", "2001:db8:1::1/64"),
-            (&server, &b, "198.51.100.2/30", "2001:db8:1::2/64"),
+        let base = 4 * k + 1;
+        let (v4, v6) = (
+            format!("198.51.100.{}", base + 1),
+            format!("2001:db8:{}::2", k + 1),
+        );
+        for (side, dev, v4, v6) in [
+            (
+                client,
+                &a,
+                format!("198.51.100.{base}/30"),
+                format!("2001:db8:{}::1/64", k + 1),
+            ),
+            (&ns, &b, format!("{v4}/30"), format!("{v6}/64")),
         ] {
-            ns.exec(&["ip", "addr", "add", v4, "dev", dev]);
-            ns.exec(&["ip", "-6", "addr", "add", v6, "dev", dev, "nodad"]);
-            ns.exec(&["ip", "link", "set", dev, "up"]);
+            side.exec(&["ip", "addr", "add", &v4, "dev", dev]);
+            side.exec(&["ip", "-6", "addr", "add", &v6, "dev", dev, "nodad"]);
+            side.exec(&["ip", "link", "set", dev, "up"]);
         }
-        let iperf = server.spawn(&["iperf3", "-s", "-p", "300"]);
+        let iperf = ns.spawn(&["iperf3", "-s", "-p", "300"]);
         wait_for(Duration::from_secs(10), "iperf3 server listening", || {
-            let out = server.exec(&["ss", "-Hltn", "sport = :300"]);
+            let out = ns.exec(&["ss", "-Hltn", "sport = :300"]);
             (!out.trim().is_empty()).then_some(())
         });
+        IperfServer {
+            ns,
+            v4: v4.parse().expect("v4"),
+            v6: v6.parse().expect("v6"),
+            _iperf: iperf,
+        }
+    }
+}
+
+/// A client namespace and one [`IperfServer`] (`k` = 0): the client has
+/// 198.51.100.1/30 and 2001:db8:1::1/64, the server .2 and ::2.
+pub struct IperfPair {
+    pub client: NetNs,
+    pub server: NetNs,
+    _iperf: KillOnDrop,
+}
+
+impl IperfPair {
+    pub fn start(client_prefix: &str, server_prefix: &str) -> IperfPair {
+        let client = NetNs::new(client_prefix);
+        let IperfServer { ns, _iperf, .. } = IperfServer::start(&client, server_prefix, 0);
         IperfPair {
             client,
-            server,
-            _iperf: iperf,
+            server: ns,
+            _iperf,
         }
     }
 }

@@ -25,3 +25,14 @@ pub fn assert_fails(out: &Output, expected: i32, text: &str) {
     assert_eq!(code(out), expected, "{}", stderr(out));
     assert_stderr(out, text);
 }
+
+/// Waits up to `timeout` for `needle` in what `log` returns (a process's
+/// log collected so far); the failure shows the whole log.
+pub fn wait_in_log(timeout: std::time::Duration, needle: &str, log: impl Fn() -> String) {
+    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        super::wait_for(timeout, needle, || log().contains(needle).then_some(()))
+    }));
+    if found.is_err() {
+        panic!("no {needle:?} in the log:\n{}", log());
+    }
+}

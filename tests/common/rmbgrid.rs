@@ -72,6 +72,83 @@ impl RmbGrid {
         raw.extend_from_slice(&[0u8; 24]); // fields a reader skips
         self.chain.insert(twin::node_key(node), raw);
     }
+
+    /// The usual pair: twin `caller` for `MNEMONIC_A` (sr25519, with its
+    /// pk) and twin `server` for `MNEMONIC_B` (ed25519, its pk on chain
+    /// when `server_pk`).
+    pub fn add_caller_and_server(&self, caller: u32, server: u32, server_pk: bool) {
+        self.add_twin(
+            caller,
+            &Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).expect("caller identity"),
+            true,
+        );
+        self.add_twin(
+            server,
+            &Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).expect("server identity"),
+            server_pk,
+        );
+    }
+
+    /// `--relay URL --chain URL --key-type sr25519`: a `zos-perf call` or
+    /// `fleet` pointed at this grid as an sr25519 caller.
+    pub fn caller_args(&self) -> [String; 6] {
+        [
+            "--relay".into(),
+            self.relay.url(),
+            "--chain".into(),
+            self.chain.url(),
+            "--key-type".into(),
+            "sr25519".into(),
+        ]
+    }
+
+    /// The configuration of a daemon serving zos.perf over this grid's
+    /// relay as an ed25519 twin, every task but cpu-benchmark disabled.
+    /// `rmb_extra` goes on at the end of the `[rmb]` section and may open
+    /// further sections; `redis`, when given, is the top-level `redis` URL.
+    pub fn serving_config(&self, redis: Option<&str>, rmb_extra: &str) -> String {
+        let mut text = redis.map_or(String::new(), |url| format!("redis = \"{url}\"\n"));
+        text += &format!(
+            "[bus.relay]\nenabled = true\n[rmb]\nrelays = [\"{}\"]\nchain_urls = [\"{}\"]\nkey_type = \"ed25519\"\n{rmb_extra}",
+            self.relay.url(),
+            self.chain.url()
+        );
+        for task in ["healthcheck", "iperf", "public-ip-validation"] {
+            text += &format!("[tasks.{task}]\nenabled = false\n");
+        }
+        text
+    }
+}
+
+/// Stores a fresh cpu-benchmark result in `redis` (the daemon does not run
+/// a task that has one, and deletes the results of disabled tasks only):
+/// the value stored.
+pub fn store_fresh_cpu(redis: &super::RedisServer) -> Value {
+    let now = relay::unix_now();
+    let stored = serde_json::json!({"name": "cpu-benchmark", "description": "cpu", "timestamp": now,
+                        "result": {"single": 1.25, "multi": 9.5, "threads": 8, "workloads": 0}});
+    redis::cmd("SET")
+        .arg("perf.cpu-benchmark")
+        .arg(stored.to_string())
+        .query::<()>(&mut redis.conn())
+        .expect("store the cpu-benchmark result");
+    stored
+}
+
+/// `zos-perf run` with `config`, serving as the twin of `MNEMONIC_B`.
+pub fn spawn_serving(config: &std::path::Path) -> super::KillOnDrop {
+    super::KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_zos-perf"))
+            .args(["run", "--kernel-cmdline", "/dev/null", "--log", "warn"])
+            .arg("--config")
+            .arg(config)
+            .env("ZOS_PERF_MNEMONIC", MNEMONIC_B)
+            .env_remove("ZOS_PERF_CONFIG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn zos-perf run"),
+    )
 }
 
 /// How a responder misbehaves.

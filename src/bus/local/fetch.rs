@@ -11,7 +11,7 @@
 //!   limit is popped and dropped there: only its length comes back.
 //!
 //! The reading of result keys, which every transport shares, is
-//! [`crate::bus::fetch`].
+//! [`crate::store::fetch`].
 
 use redis::aio::ConnectionLike;
 use redis::Value;
@@ -32,8 +32,8 @@ pub enum Popped {
     WrongType(String),
 }
 
-use crate::bus::fetch::{bad, tagged};
-pub use crate::bus::snapshot::Fetched as Stored;
+use crate::store::fetch::{bad, tagged};
+pub use crate::store::fetch::Fetched as Stored;
 
 const POP: &str = r#"
 local max = tonumber(ARGV[#KEYS + 1])

@@ -1,4 +1,5 @@
-//! Reading stored results for the bus, bounded before they leave Redis.
+//! Reading stored results, bounded before they leave Redis (what the bus
+//! answers from and the CLI reads).
 //!
 //! Every transport reads the store the same way: a small Lua script looks
 //! at each result key a request asks for inside Redis, where a value's
@@ -10,7 +11,16 @@
 use redis::aio::ConnectionLike;
 use redis::Value;
 
-use super::snapshot::Fetched;
+/// One stored value as read from Redis, before any check: its length and
+/// type are looked at inside Redis, so a huge or wrong-typed value never
+/// travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    Absent,
+    Bytes(Vec<u8>),
+    TooLarge(usize),
+    WrongType(String),
+}
 
 const FETCH: &str = r#"
 local max = tonumber(ARGV[1])
