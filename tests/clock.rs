@@ -78,7 +78,8 @@ fn check(
     let config = Config::from_toml(&text).expect("config");
     let clock = Arc::new(ManualClock::new(node_now));
     (
-        ClockCheck::from_config(&config.clock, &config.grid_context(), clock.clone()).expect("clock check"),
+        ClockCheck::from_config(&config.clock, &config.grid_context(), clock.clone())
+            .expect("clock check"),
         clock,
     )
 }

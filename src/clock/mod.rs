@@ -38,8 +38,8 @@ use redis::aio::ConnectionLike;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::grid::GridContext;
 use crate::grid::chain::{ChainClient, ChainOptions};
+use crate::grid::GridContext;
 use crate::redis::keys::STATUS as STATUS_KEY;
 use crate::redis::RedisLink;
 use crate::schedule::Clock;
@@ -381,12 +381,7 @@ pub fn spawn(
         return None;
     }
     match ClockCheck::from_config(config, grid, clock) {
-        Ok(check) => Some(tokio::spawn(run(
-            check,
-            config.interval,
-            link,
-            shutdown,
-        ))),
+        Ok(check) => Some(tokio::spawn(run(check, config.interval, link, shutdown))),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "clock check not started");
             None

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use redis::aio::ConnectionLike;
 
+use super::fetch::Fetched;
 use super::record::TaskResult;
 use super::status::TaskStatus;
-use super::fetch::Fetched;
 use crate::redis::keys;
 use crate::tasks::NAMES;
 

@@ -32,8 +32,8 @@ pub enum Popped {
     WrongType(String),
 }
 
-use crate::store::fetch::{bad, tagged};
 pub use crate::store::fetch::Fetched as Stored;
+use crate::store::fetch::{bad, tagged};
 
 const POP: &str = r#"
 local max = tonumber(ARGV[#KEYS + 1])
