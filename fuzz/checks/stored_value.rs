@@ -12,8 +12,9 @@
 use base64::Engine;
 use zos_perf::bus::commands::Query;
 use zos_perf::bus::message::BASE64;
-use zos_perf::bus::snapshot::{Fetched, Snapshot};
+use zos_perf::bus::snapshot::Snapshot;
 use zos_perf::store::checked;
+use zos_perf::store::fetch::Fetched;
 
 /// The longest error message any stored value may cause.
 pub const MAX_MESSAGE: usize = 2048;
