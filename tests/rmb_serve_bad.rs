@@ -220,6 +220,11 @@ async fn bad_input_is_refused_or_dropped_and_counted_and_the_connection_stays_up
     let s = served(true);
     let addr = s.daemon.addr();
     let mut c = Caller::connect(&s.g).await;
+    // The relay counts a connection once it has taken it in, which can be
+    // a moment after the caller's side is open.
+    wait_for(Duration::from_secs(10), "the caller on the relay", || {
+        s.g.relay.is_online(CALLER, Some(SID)).then_some(())
+    });
     let connections = s.g.relay.connections();
     still_up(&mut c, &s, connections).await;
 
