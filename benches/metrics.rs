@@ -180,7 +180,16 @@ fn main() {
         format!("{tasks}[metrics]\nlisten = \"127.0.0.1:0\"\n"),
     )
     .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zos-perf"))
+    // The build measured: the `release` build the tests use, or another
+    // (the shipped `dist` build) when ZOS_PERF_BENCH_BIN names it.
+    let (build, bin) = match std::env::var_os("ZOS_PERF_BENCH_BIN") {
+        Some(bin) => (format!("`{}`", bin.to_string_lossy()), bin),
+        None => (
+            "the `release` build".to_string(),
+            env!("CARGO_BIN_EXE_zos-perf").into(),
+        ),
+    };
+    let mut child = Command::new(&bin)
         .arg("--config")
         .arg(&cfg)
         .args(["--redis", &redis.url(), "--log", "info", "run"])
@@ -242,7 +251,7 @@ fn main() {
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     let us = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6);
     let body = format!(
-        "The shipped daemon with `[metrics] listen` on, holding a full history: {DEPTH} results of each of the four tasks \
+        "The daemon ({build}) with `[metrics] listen` on, holding a full history: {DEPTH} results of each of the {} tasks \
 ({:.1} MiB of JSON in Redis; iperf results of 160 entries, {} KiB each), every task scheduled away so nothing runs. \
 Requests one at a time over loopback, a new connection each.\n\n\
 | request | p50 | p99 | answer size |\n|---|---|---|---|\n\
@@ -252,6 +261,7 @@ Idle with the listener on and the full history in memory, scraped every 15 s, sa
 History append (one {} KiB iperf record deflated into memory with its key figures, 2,000×): {} each. A put plus the sync pass that \
 pushes it to Redis (LPUSH, LTRIM, LLEN in one pipeline beside the result's own), 300×: {} each.\n\n\
 Targets: RSS ≤ 10 MiB, CPU ≤ 0.1 %.\n",
+        zos_perf::tasks::NAMES.len(),
         bytes as f64 / (1024.0 * 1024.0),
         record_len / 1024,
         ms(m50), ms(m99), msize as f64 / 1024.0,
