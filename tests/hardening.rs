@@ -392,16 +392,35 @@ fn cpu_with_workloads(dir: &Path, command: &[&str]) -> String {
     )
 }
 
+/// `run-task TASK` with `config` written to `dir/file`, against `redis`,
+/// killed if it takes longer than `within`.
+fn run_task(
+    dir: &Path,
+    file: &str,
+    config: &str,
+    redis: &RedisServer,
+    task: &str,
+    within: Duration,
+) -> std::process::Output {
+    let cfg = dir.join(file);
+    std::fs::write(&cfg, config).expect("write");
+    output_within(
+        zos_perf(dir)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--redis", &redis.url(), "run-task", task]),
+        within,
+    )
+}
+
 fn run_cpu(dir: &Path, redis: &RedisServer, command: &[&str]) -> (Value, String) {
-    let cfg = dir.join("cpu.toml");
-    std::fs::write(&cfg, cpu_with_workloads(dir, command)).expect("write");
-    let out = output_within(
-        zos_perf(dir).arg("--config").arg(&cfg).args([
-            "--redis",
-            &redis.url(),
-            "run-task",
-            "cpu-benchmark",
-        ]),
+    let config = cpu_with_workloads(dir, command);
+    let out = run_task(
+        dir,
+        "cpu.toml",
+        &config,
+        redis,
+        "cpu-benchmark",
         Duration::from_secs(120),
     );
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -646,15 +665,12 @@ fn run_task_waits_for_the_daemons_exclusive_measurement_naming_it() {
     let config = cpu_with_workloads(dir.path(), &["echo", "1"]);
     let mut daemon = Daemon::start(dir.path(), &config, &redis.url());
     daemon.wait_log(Duration::from_secs(20), "run started");
-    let cfg = dir.path().join("cpu.toml");
-    std::fs::write(&cfg, &config).expect("write");
-    let out = output_within(
-        zos_perf(dir.path()).arg("--config").arg(&cfg).args([
-            "--redis",
-            &redis.url(),
-            "run-task",
-            "cpu-benchmark",
-        ]),
+    let out = run_task(
+        dir.path(),
+        "cpu.toml",
+        &config,
+        &redis,
+        "cpu-benchmark",
         Duration::from_secs(180),
     );
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -932,15 +948,12 @@ fn run_task_beside_the_daemon_writes_only_the_last_runs_fields_and_the_daemon_re
     });
     assert_eq!(before["cron"], YEARLY);
     assert!(before["next_fire"].is_i64(), "{before}");
-    let cfg = dir.path().join("manual.toml");
-    std::fs::write(&cfg, &config).expect("write");
-    let out = output_within(
-        zos_perf(dir.path()).arg("--config").arg(&cfg).args([
-            "--redis",
-            &redis.url(),
-            "run-task",
-            "healthcheck",
-        ]),
+    let out = run_task(
+        dir.path(),
+        "manual.toml",
+        &config,
+        &redis,
+        "healthcheck",
         Duration::from_secs(60),
     );
     assert!(
