@@ -25,11 +25,12 @@ use zos_perf::tasks::{RunContext, Task};
 
 fn main() {
     // Busy retries and failed runs show up here (RUST_LOG=debug for more).
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .init();
     let pair = IperfPair::start("ibc", "ibs");

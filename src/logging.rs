@@ -44,18 +44,6 @@ pub(crate) fn sink_dropped() -> bool {
     SINK_DEAD.load(Ordering::Relaxed)
 }
 
-/// Installs the global subscriber: `filter` (an `EnvFilter` directive;
-/// `info` when it does not parse), written to stderr through the queue.
-pub fn init(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(queued_stderr())
-        .log_internal_errors(false)
-        .try_init();
-}
-
 /// A writer for a tracing subscriber that hands each line to the queue
 /// (started here, once) and never blocks, fails or panics. The subscriber
 /// using it should switch off `log_internal_errors`.

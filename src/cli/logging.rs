@@ -11,12 +11,20 @@
 //! word that is not a level (`--log verbose` would otherwise select a
 //! target named "verbose" and silently log nothing), is a usage error
 //! naming the directive.
+//!
+//! The filter is `tracing`'s target filter (`Targets`): a comma-separated
+//! list of `level` and `target=level` directives. Span and field filters
+//! (`target[span{field=value}]=level`) are refused: supporting them would
+//! ship a regular-expression engine, a quarter of a megabyte of the binary,
+//! for a syntax the operator pages never asked for.
 
 use std::io::IsTerminal;
 
 use anyhow::bail;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The format of log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,7 +84,13 @@ pub fn colour_wanted(terminal: bool, no_color: Option<std::ffi::OsString>) -> bo
 /// that is wrong.
 pub fn check_filter(filter: &str) -> anyhow::Result<()> {
     for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        let bare = !directive.contains(['=', '[', ':']);
+        if directive.contains(['[', '{', ']', '}']) {
+            bail!(
+                "bad log directive {directive:?}: span and field filters are not supported; \
+                 write level or target=level, e.g. zos_perf::monitor=debug"
+            );
+        }
+        let bare = !directive.contains(['=', ':']);
         if bare && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
             bail!(
                 "bad log directive {directive:?}: a bare word must be a level ({}); \
@@ -84,7 +98,7 @@ pub fn check_filter(filter: &str) -> anyhow::Result<()> {
                 LEVELS.join(", ")
             );
         }
-        if let Err(e) = EnvFilter::builder().parse(directive) {
+        if let Err(e) = directive.parse::<Targets>() {
             bail!("bad log directive {directive:?}: {e}");
         }
     }
@@ -94,22 +108,30 @@ pub fn check_filter(filter: &str) -> anyhow::Result<()> {
 /// Installs the global subscriber writing to `writer`.
 pub fn init(settings: &Settings, writer: BoxMakeWriter) {
     // Checked in `Settings::resolve`; `info` is only a safety net.
-    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = settings
+        .filter
+        .parse::<Targets>()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(writer)
         // The writer never fails; tracing's own fallback would print to a
         // stderr that may be a closed pipe.
         .log_internal_errors(false);
     // try_init: a subscriber already set (a test harness) is kept.
     let _ = match settings.format {
-        LogFormat::Text => builder.with_ansi(settings.colour).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(settings.colour)
+            .finish()
+            .with(filter)
+            .try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
             .with_ansi(false)
+            .finish()
+            .with(filter)
             .try_init(),
     };
 }
@@ -127,6 +149,11 @@ mod tests {
         assert!(e.contains("\"verbose\""), "{e}");
         let e = check_filter("zos_perf=loud").unwrap_err().to_string();
         assert!(e.contains("\"zos_perf=loud\""), "{e}");
+        assert!(check_filter("WARN,zos_perf::bus=TRACE").is_ok());
+        let e = check_filter("zos_perf[run{task=cpu}]=debug")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("span and field filters"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use anyhow::{anyhow, Context};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::MacVlanMode;
-use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::{Handle, LinkMacVlan, LinkUnspec, RouteMessageBuilder};
 
 /// errno values the kernel answers with for "no such thing".
@@ -38,13 +38,35 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
+/// What went wrong, in words, without the `Debug` dump of a whole netlink
+/// message that rtnetlink's own `Display` writes for an unexpected answer:
+/// that dump names every message kind the kernel knows, and formatting it
+/// would link all of their printers (tens of KiB) into the binary for a
+/// case that is a kernel or library bug.
+fn describe(e: &rtnetlink::Error) -> String {
+    use rtnetlink::Error as E;
+    match e {
+        E::NetlinkError(m) => format!("the kernel refused: {m}"),
+        E::UnexpectedMessage(m) => format!(
+            "unexpected netlink answer (type {}, sequence {})",
+            m.header.message_type, m.header.sequence_number
+        ),
+        E::RequestFailed => "the netlink request failed".into(),
+        E::NamespaceError(what) => format!("namespace error: {what}"),
+        E::InvalidHardwareAddress(_) => "a link answer held an invalid hardware address".into(),
+        E::InvalidIp(_) => "an answer held an invalid IP address".into(),
+        E::InvalidAddress(..) => "an answer held an invalid network address".into(),
+        E::InvalidNla(what) => format!("invalid netlink attribute: {what}"),
+    }
+}
+
 /// The index of the link called `name`, or `None` if there is none.
 pub async fn find(handle: &Handle, name: &str) -> anyhow::Result<Option<u32>> {
     let mut links = handle.link().get().match_name(name).execute();
     match links.try_next().await {
         Ok(link) => Ok(link.map(|l| l.header.index)),
         Err(e) if errno(&e) == Some(ENODEV) => Ok(None),
-        Err(e) => Err(anyhow!("looking up link {name}: {e}")),
+        Err(e) => Err(anyhow!("looking up link {name}: {}", describe(&e))),
     }
 }
 
@@ -75,7 +97,7 @@ pub(crate) async fn create_macvlan(
         .add(message)
         .execute()
         .await
-        .map_err(|e| anyhow!("creating macvlan over {parent}: {e}"))?;
+        .map_err(|e| anyhow!("creating macvlan over {parent}: {}", describe(&e)))?;
     let index = find(inside, &temporary)
         .await?
         .ok_or_else(|| anyhow!("the new macvlan {temporary} did not appear in the namespace"))?;
@@ -84,7 +106,10 @@ pub(crate) async fn create_macvlan(
         .build();
     if let Err(e) = inside.link().change(rename).execute().await {
         let _ = inside.link().del(index).execute().await;
-        return Err(anyhow!("renaming the new macvlan to {name}: {e}"));
+        return Err(anyhow!(
+            "renaming the new macvlan to {name}: {}",
+            describe(&e)
+        ));
     }
     Ok(index)
 }
@@ -95,8 +120,9 @@ pub(crate) async fn set_up(handle: &Handle, index: u32, up: bool) -> anyhow::Res
     let message = if up { builder.up() } else { builder.down() }.build();
     handle.link().change(message).execute().await.map_err(|e| {
         anyhow!(
-            "setting link {index} {}: {e}",
-            if up { "up" } else { "down" }
+            "setting link {index} {}: {}",
+            if up { "up" } else { "down" },
+            describe(&e)
         )
     })
 }
@@ -119,7 +145,7 @@ pub(crate) async fn add_address(
     request
         .execute()
         .await
-        .map_err(|e| anyhow!("adding {ip}/{prefix}: {e}"))
+        .map_err(|e| anyhow!("adding {ip}/{prefix}: {}", describe(&e)))
 }
 
 /// Adds a default route of `gateway`'s family via `gateway` on the link.
@@ -143,7 +169,7 @@ pub(crate) async fn add_default_route(
         .add(route)
         .execute()
         .await
-        .map_err(|e| anyhow!("adding default route via {gateway}: {e}"))
+        .map_err(|e| anyhow!("adding default route via {gateway}: {}", describe(&e)))
 }
 
 /// Removes every address of the link, then every route left through it
@@ -157,19 +183,26 @@ pub async fn flush(handle: &Handle, index: u32) -> anyhow::Result<()> {
         .execute()
         .try_collect()
         .await
-        .map_err(|e| anyhow!("listing addresses of link {index}: {e}"))?;
+        .map_err(|e| anyhow!("listing addresses of link {index}: {}", describe(&e)))?;
     for address in addresses {
         let shown = address_of(&address.attributes);
         if let Err(e) = handle.address().del(address).execute().await {
             if !matches!(errno(&e), Some(EADDRNOTAVAIL | ENOENT | ENODEV)) {
-                return Err(anyhow!("removing address {shown} of link {index}: {e}"));
+                return Err(anyhow!(
+                    "removing address {shown} of link {index}: {}",
+                    describe(&e)
+                ));
             }
         }
     }
     for route in routes_through(handle, index).await? {
         if let Err(e) = handle.route().del(route.clone()).execute().await {
             if !matches!(errno(&e), Some(ESRCH | ENOENT | ENODEV)) {
-                return Err(anyhow!("removing route {route:?} of link {index}: {e}"));
+                return Err(anyhow!(
+                    "removing route to {} of link {index}: {}",
+                    route_destination(&route),
+                    describe(&e)
+                ));
             }
         }
     }
@@ -192,7 +225,7 @@ pub(crate) async fn routes_through(
             .execute()
             .try_collect()
             .await
-            .map_err(|e| anyhow!("listing routes: {e}"))?;
+            .map_err(|e| anyhow!("listing routes: {}", describe(&e)))?;
         found.extend(
             routes
                 .into_iter()
@@ -200,6 +233,20 @@ pub(crate) async fn routes_through(
         );
     }
     Ok(found)
+}
+
+/// A route's destination as `address/length`, `default` when it has none.
+fn route_destination(route: &RouteMessage) -> String {
+    let length = route.header.destination_prefix_length;
+    route
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(format!("{ip}/{length}")),
+            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => Some(format!("{ip}/{length}")),
+            _ => None,
+        })
+        .unwrap_or_else(|| "default".into())
 }
 
 fn address_of(attributes: &[AddressAttribute]) -> String {
