@@ -89,4 +89,15 @@ mod tests {
             .expect_err("too long");
         assert!(err.contains("over the limit"), "{err}");
     }
+
+    /// Cargo.toml pins `idna_adapter` to its ASCII-only stream (no Unicode
+    /// tables in the binary): a non-ASCII host name is refused, its
+    /// punycode spelling works. Fails if the pin is lost.
+    #[test]
+    fn host_names_are_ascii_or_punycode() {
+        assert!(url::Url::parse("https://b\u{fc}cher.example/").is_err());
+        let url = url::Url::parse("https://xn--bcher-kva.example/").expect("punycode");
+        assert_eq!(url.host_str(), Some("xn--bcher-kva.example"));
+        assert!(url::Url::parse("https://Graphql.Grid.TF/graphql").is_ok());
+    }
 }

@@ -58,6 +58,7 @@ pub mod election;
 mod link;
 pub mod lookup;
 pub mod netns;
+mod rtnl;
 pub mod stun;
 mod validate;
 

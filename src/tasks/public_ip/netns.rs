@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::rtnl::Rtnl;
 use anyhow::{anyhow, bail, Context};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
-use rtnetlink::Handle;
 use tokio_util::sync::CancellationToken;
 
 use super::link;
@@ -209,8 +209,8 @@ impl Job {
 
     async fn find_or_create_link(
         &self,
-        handle: &Handle,
-        root: Option<&Handle>,
+        handle: &Rtnl,
+        root: Option<&Rtnl>,
         ns_file: &File,
     ) -> anyhow::Result<u32> {
         let s = &self.settings;

@@ -6,8 +6,8 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
+use super::rtnl::Rtnl;
 use anyhow::Context;
-use rtnetlink::Handle;
 
 use super::link;
 use super::lookup::{self, Lookup};
@@ -63,7 +63,7 @@ pub(crate) fn parse_farm_ip(ip: &str, gateway: &str) -> Result<Parsed, String> {
 /// check each IP, clear it again after each. (Setting it down at the end is
 /// the namespace thread's guard's job, which runs on every path.)
 pub(super) async fn check_all(
-    handle: &Handle,
+    handle: &Rtnl,
     index: u32,
     ips: &[PublicIp],
     settings: &PublicIpConfig,
@@ -98,7 +98,7 @@ pub(super) async fn check_all(
 /// One farm IP. An `Err` is a failure of the machine, not of the IP, and
 /// ends the run.
 async fn check_one(
-    handle: &Handle,
+    handle: &Rtnl,
     index: u32,
     farm_ip: &PublicIp,
     settings: &PublicIpConfig,
