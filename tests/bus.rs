@@ -1053,8 +1053,15 @@ async fn a_burst_far_above_max_in_flight_never_has_more_in_flight() {
     h.quiesce().await;
     assert_eq!(h.stats.snapshot().received, BURST as u64);
     assert_eq!(h.stats.in_flight(), 0);
-    // Never above the bound, and the burst did press against it (two
-    // batches of half the permits each in flight together), so a bound not
-    // kept would have shown.
-    assert_eq!(h.stats.peak_in_flight(), MAX as u64);
+    // Never above the bound, and the burst did press against it: more than
+    // half the permits in flight at once means two batches overlapped, so
+    // a bound not kept would have shown. (Exactly MAX is usual, but on a
+    // loaded machine the first batch may finish one request before the
+    // second batch's last one starts.)
+    let peak = h.stats.peak_in_flight();
+    assert!(peak <= MAX as u64, "peak {peak} above the bound {MAX}");
+    assert!(
+        peak > (MAX / 2) as u64,
+        "peak {peak}: the burst never pressed the bound"
+    );
 }

@@ -79,7 +79,10 @@ fn run(
     // cycles dearer than the reference's. Every access to the block goes
     // through `block_ptr`: the stores through it and the kernel's shared
     // view of it, one at a time.
-    assert!(start <= block.0.len() - 8, "seed offset {start} outside the block");
+    assert!(
+        start <= block.0.len() - 8,
+        "seed offset {start} outside the block"
+    );
     let block_ptr: *mut Block = &mut block;
     let slot = block_ptr.cast::<u8>().wrapping_add(start).cast::<[u8; 8]>();
     let mut seed = seed;
