@@ -1112,26 +1112,17 @@ fn a_hung_task_times_out_and_a_failing_one_fails_while_the_healthcheck_and_the_b
 // 4b. A panicking task beside the real healthcheck (library level: the
 //     shipped binary has no task that can be made to panic)
 
-struct Panicky;
-
-impl zos_perf::tasks::Task for Panicky {
-    fn name(&self) -> &'static str {
-        "panicky"
-    }
-    fn description(&self) -> &'static str {
-        "panics on every run"
-    }
-    fn defaults(&self) -> zos_perf::tasks::TaskDefaults {
-        zos_perf::tasks::TaskDefaults {
-            cron: "* * * * * *",
-            jitter: Duration::ZERO,
-            timeout: Duration::from_secs(10),
-            exclusive: false,
-        }
-    }
-    fn run<'a>(&'a self, _ctx: &'a zos_perf::tasks::RunContext) -> zos_perf::tasks::RunFuture<'a> {
-        Box::pin(async move { panic!("the panicky task panics on purpose") })
-    }
+/// A task that panics on every run, every second.
+fn panicky() -> std::sync::Arc<dyn zos_perf::tasks::Task> {
+    std::sync::Arc::new(common::task::FnTask {
+        name: "panicky",
+        description: "panics on every run",
+        cron: "* * * * * *",
+        timeout: Duration::from_secs(10),
+        run: || -> zos_perf::tasks::RunFuture<'static> {
+            Box::pin(async move { panic!("the panicky task panics on purpose") })
+        },
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1155,7 +1146,7 @@ async fn a_panicking_task_is_caught_and_the_healthcheck_beside_it_goes_on() {
             &config.sections.healthcheck,
             &config.grid_context(),
         )),
-        Arc::new(Panicky),
+        panicky(),
     ];
     let daemon = Daemon::builder(config)
         .tasks(tasks)

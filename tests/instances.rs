@@ -465,32 +465,23 @@ fn sigterm_with_the_private_redis_stopped_exits_0_within_5_s_and_leaves_no_serve
     });
 }
 
-/// A task that ignores cancellation: it blocks its thread until released.
-struct Stubborn(Arc<std::sync::atomic::AtomicBool>);
-
-impl zos_perf::tasks::Task for Stubborn {
-    fn name(&self) -> &'static str {
-        "stubborn"
-    }
-    fn description(&self) -> &'static str {
-        "blocks its thread, deaf to cancellation"
-    }
-    fn defaults(&self) -> zos_perf::tasks::TaskDefaults {
-        zos_perf::tasks::TaskDefaults {
-            cron: "0 0 0 1 1 *",
-            jitter: Duration::ZERO,
-            timeout: Duration::from_secs(600),
-            exclusive: false,
-        }
-    }
-    fn run<'a>(&'a self, _ctx: &'a zos_perf::tasks::RunContext) -> zos_perf::tasks::RunFuture<'a> {
-        Box::pin(async move {
-            while !self.0.load(std::sync::atomic::Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Ok(serde_json::json!({}))
-        })
-    }
+/// A task that ignores cancellation: it blocks its thread until `release`.
+fn stubborn(release: Arc<std::sync::atomic::AtomicBool>) -> Arc<dyn zos_perf::tasks::Task> {
+    Arc::new(common::task::FnTask {
+        name: "stubborn",
+        description: "blocks its thread, deaf to cancellation",
+        cron: "0 0 0 1 1 *",
+        timeout: Duration::from_secs(600),
+        run: move || -> zos_perf::tasks::RunFuture<'static> {
+            let release = release.clone();
+            Box::pin(async move {
+                while !release.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(serde_json::json!({}))
+            })
+        },
+    })
 }
 
 /// The worst path at the library level (no task of the shipped binary
@@ -510,7 +501,7 @@ async fn a_task_deaf_to_cancellation_and_a_stopped_private_redis_still_stop_with
     let daemon = Daemon::builder(config)
         .default_redis(nothing())
         .runtime_dir(&runtime)
-        .tasks(vec![Arc::new(Stubborn(release.clone()))])
+        .tasks(vec![stubborn(release.clone())])
         .expect("register")
         .start()
         .await

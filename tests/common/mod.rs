@@ -16,6 +16,7 @@ pub mod observe;
 pub mod output;
 pub mod relay;
 pub mod rmbgrid;
+pub mod task;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use anyhow::{anyhow, Context};
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage, MacVlanMode};
+use rtnetlink::packet_route::link::MacVlanMode;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::{AddressMessageBuilder, LinkMacVlan, LinkUnspec, RouteMessageBuilder};
 
@@ -32,11 +32,7 @@ pub fn connect() -> anyhow::Result<Rtnl> {
 
 /// The index of the link called `name`, or `None` if there is none.
 pub async fn find(handle: &Rtnl, name: &str) -> anyhow::Result<Option<u32>> {
-    let mut query = LinkMessage::default();
-    query
-        .attributes
-        .push(LinkAttribute::IfName(name.to_string()));
-    match handle.get(Request::GetLink(query)).await {
+    match handle.get(Request::link_named(name)).await {
         Ok(answers) => Ok(answers.iter().find_map(|a| match a {
             Answer::Link(header) => Some(header.index),
             _ => None,

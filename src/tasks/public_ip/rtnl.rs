@@ -19,7 +19,7 @@ use rtnetlink::packet_core::{
     NetlinkPayload, NetlinkSerializable, Parseable, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use rtnetlink::packet_route::address::AddressMessage;
-use rtnetlink::packet_route::link::{LinkHeader, LinkMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkHeader, LinkMessage};
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::sys::{
     protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket,
@@ -55,6 +55,16 @@ pub(crate) enum Request {
 }
 
 impl Request {
+    /// The request for the link called `name` (answered by its header, or
+    /// refused with ENODEV).
+    pub(crate) fn link_named(name: &str) -> Request {
+        let mut query = LinkMessage::default();
+        query
+            .attributes
+            .push(LinkAttribute::IfName(name.to_string()));
+        Request::GetLink(query)
+    }
+
     fn body(&self) -> &dyn Emitable {
         match self {
             Request::NewLink(m)
@@ -174,21 +184,29 @@ impl Rtnl {
 
     /// Sends `request` and waits for the kernel's acknowledgement.
     pub(crate) async fn ack(&self, request: Request, flags: u16) -> Result<Vec<Answer>, Error> {
-        self.exchange(request, NLM_F_REQUEST | NLM_F_ACK | flags)
+        self.exchange(request, NLM_F_REQUEST | NLM_F_ACK | flags, false)
             .await
     }
 
     /// Sends `request` as a dump and collects every answer.
     pub(crate) async fn dump(&self, request: Request) -> Result<Vec<Answer>, Error> {
-        self.exchange(request, NLM_F_REQUEST | NLM_F_DUMP).await
+        self.exchange(request, NLM_F_REQUEST | NLM_F_DUMP, false)
+            .await
     }
 
-    /// Sends `request` (no acknowledgement asked) and returns its answers.
+    /// Sends `request` (no acknowledgement asked) and returns its answer.
     pub(crate) async fn get(&self, request: Request) -> Result<Vec<Answer>, Error> {
-        self.exchange(request, NLM_F_REQUEST).await
+        self.exchange(request, NLM_F_REQUEST, true).await
     }
 
-    async fn exchange(&self, request: Request, flags: u16) -> Result<Vec<Answer>, Error> {
+    /// One request and its answers, until the kernel's acknowledgement or
+    /// end of dump, or (`one_answer`) the first answer.
+    async fn exchange(
+        &self,
+        request: Request,
+        flags: u16,
+        one_answer: bool,
+    ) -> Result<Vec<Answer>, Error> {
         let _turn = self.turn.lock().await;
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         let mut header = NetlinkHeader::default();
@@ -200,7 +218,6 @@ impl Rtnl {
         message.serialize(&mut bytes);
         self.socket.send(&bytes).await.map_err(Error::Io)?;
 
-        let multipart = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut answers = Vec::new();
         loop {
             let (datagram, _) = self.socket.recv_from_full().await.map_err(Error::Io)?;
@@ -231,8 +248,7 @@ impl Rtnl {
                             return Err(Error::Decode(format!("more than {MAX_ANSWERS} answers")));
                         }
                         answers.push(answer);
-                        // A plain get is answered by one message.
-                        if !multipart && flags & NLM_F_ACK == 0 {
+                        if one_answer {
                             return Ok(answers);
                         }
                     }
@@ -247,7 +263,6 @@ impl Rtnl {
 mod tests {
     use super::*;
     use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-    use rtnetlink::packet_route::link::LinkAttribute;
     use rtnetlink::AddressMessageBuilder;
     use std::net::Ipv4Addr;
 
@@ -268,18 +283,12 @@ mod tests {
         .expect("namespace thread")
     }
 
-    fn get_link(name: &str) -> Request {
-        let mut query = LinkMessage::default();
-        query.attributes.push(LinkAttribute::IfName(name.into()));
-        Request::GetLink(query)
-    }
-
     #[test]
     fn a_link_is_found_by_name_and_a_missing_one_is_enodev() {
         let (lo, missing) = in_new_namespace(|rtnl| {
             Box::pin(async move {
-                let lo = rtnl.get(get_link("lo")).await.expect("lo");
-                let missing = rtnl.get(get_link("zp-none")).await;
+                let lo = rtnl.get(Request::link_named("lo")).await.expect("lo");
+                let missing = rtnl.get(Request::link_named("zp-none")).await;
                 let lo: Vec<u32> = lo
                     .iter()
                     .filter_map(|a| match a {
