@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 
 use common::graphql::{closed_url, node as gql_node, public_ip as gql_ip, GraphQlServer, Grid};
 use common::observe::{get, sample};
-use common::{unique_name, wait_for, IperfPair, RedisServer};
+use common::{only_task, unique_name, wait_for, IperfPair, RedisServer};
 use zos_perf::redis::keys::STATUS as STATUS_KEY;
 use zos_perf::store::{Outcome, State, TaskStatus};
 
@@ -730,7 +730,7 @@ fn sigterm_while_redis_is_down_exits_0_without_waiting_for_it() {
     let (_listener, service) = loopback_service();
     let config = format!(
         "{}[tasks.healthcheck]\ncron = \"* * * * * *\"\n{}",
-        only("healthcheck"),
+        only_task("healthcheck"),
         healthcheck_section(dir.path(), &service, true)
     );
     let mut daemon = Daemon::start(dir.path(), &config, &redis.url(), None);
@@ -872,20 +872,6 @@ impl Drop for NsGraphQl {
     }
 }
 
-/// Every task disabled but `enabled`.
-fn only(enabled: &str) -> String {
-    [
-        "cpu-benchmark",
-        "healthcheck",
-        "iperf",
-        "public-ip-validation",
-    ]
-    .iter()
-    .filter(|n| **n != enabled)
-    .map(|n| format!("[tasks.{n}]\nenabled = false\n"))
-    .collect()
-}
-
 /// SIGTERM while `child` runs; the daemon exits 0 within 5 s and neither
 /// `child` nor any other child of the daemon is left running.
 fn sigterm_leaves_no_child(daemon: &mut Daemon, redis: &RedisServer, task: &str) {
@@ -925,7 +911,7 @@ fn sigterm_during_an_iperf3_run_exits_0_within_5_s_and_leaves_no_iperf3() {
         "node_id = 1\n[grid]\ngraphql_urls = [{:?}]\n[iperf]\nmode = \"grid-nodes\"\nduration = \"30s\"\n\
          run_timeout = \"60s\"\n{}",
         gql.url,
-        only("iperf")
+        only_task("iperf")
     );
     let mut daemon = Daemon::start(dir.path(), &config, &redis.url(), Some(&client.name));
     wait_status(&redis, "iperf", "iperf running", |s| {
@@ -968,7 +954,7 @@ fn start_pubip(
     let config = format!(
         "{config}[grid]\ngraphql_urls = [{:?}]\n{}",
         gql.url,
-        only("public-ip-validation")
+        only_task("public-ip-validation")
     );
     let daemon = Daemon::start(dir, &config, &redis.url(), Some(&net.node.name));
     wait_status(redis, "public-ip-validation", "the run started", |s| {

@@ -22,7 +22,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use common::{closed_port, die_with_parent, wait_for, RedisServer};
+use common::{closed_port, die_with_parent, only_task, wait_for, RedisServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zos-perf");
 
@@ -187,27 +187,13 @@ fn redis_children(pid: i32) -> Vec<(i32, char)> {
         .collect()
 }
 
-/// Every task disabled but `enabled` (none when empty).
-fn only(enabled: &str) -> String {
-    [
-        "cpu-benchmark",
-        "healthcheck",
-        "iperf",
-        "public-ip-validation",
-    ]
-    .iter()
-    .filter(|n| **n != enabled)
-    .map(|n| format!("[tasks.{n}]\nenabled = false\n"))
-    .collect()
-}
-
 /// The healthcheck alone, probing a loopback listener: a result within
 /// about a second of the start, with nothing leaving the machine.
 fn healthcheck_config(dir: &Path, service: &str, extra: &str) -> String {
     format!(
         "{extra}\n{}[healthcheck]\ncache_dir = {:?}\nflags_dir = {:?}\nconnect_timeout = \"1s\"\n\
          backoff_initial = \"1h\"\nbackoff_total = \"0s\"\nservices = [{service:?}]\n",
-        only("healthcheck"),
+        only_task("healthcheck"),
         dir.display().to_string(),
         dir.join("flags").display().to_string(),
     )
@@ -312,7 +298,7 @@ fn sighup_stops_the_daemon_cleanly_and_says_so() {
     let redis = RedisServer::start();
     let mut daemon = Daemon::start(
         dir.path(),
-        &only(""),
+        &only_task(""),
         &["--redis", &redis.url()],
         &nothing(),
     );
@@ -330,7 +316,7 @@ fn sighup_stops_the_daemon_cleanly_and_says_so() {
 #[test]
 fn a_private_redis_left_by_a_killed_daemon_is_adopted_with_its_results_then_stopped() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = format!("redis_wait = \"0s\"\n{}", only(""));
+    let config = format!("redis_wait = \"0s\"\n{}", only_task(""));
     let default = nothing();
     let mut first = Daemon::start(dir.path(), &config, &[], &default);
     let server = first.private_redis();
@@ -427,7 +413,7 @@ fn the_default_redis_that_comes_two_seconds_late_is_used_for_results_and_the_bus
 #[test]
 fn sigterm_while_waiting_for_the_default_redis_exits_0_within_5_s() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = format!("redis_wait = \"1m\"\n{}", only(""));
+    let config = format!("redis_wait = \"1m\"\n{}", only_task(""));
     let mut daemon = Daemon::start(dir.path(), &config, &[], &nothing());
     daemon.wait_log(Duration::from_secs(20), "waiting for it");
     let (status, took) = daemon.signal(Signal::SIGTERM);

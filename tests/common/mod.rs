@@ -216,6 +216,21 @@ fn base36(mut n: u32) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Configuration lines that disable the measurement tasks but `enabled`
+/// (all four when it names none of them).
+pub fn only_task(enabled: &str) -> String {
+    [
+        "cpu-benchmark",
+        "healthcheck",
+        "iperf",
+        "public-ip-validation",
+    ]
+    .iter()
+    .filter(|n| **n != enabled)
+    .map(|n| format!("[tasks.{n}]\nenabled = false\n"))
+    .collect()
+}
+
 /// Runs a command, panicking with its output if it fails.
 pub fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0])
