@@ -24,7 +24,8 @@
 //! directory ([`Builder::runtime_dir`], [`crate::redis::instance`]).
 //!
 //! `zos-perf run` is [`Daemon::start`] then [`Daemon::shutdown`] on a
-//! signal; tests and benchmarks start it the same way, with their own tasks
+//! signal (on SIGHUP, [`Daemon::shutdown_for_reload`] and a start with the
+//! new configuration: src/cli/run.rs); tests and benchmarks start it the same way, with their own tasks
 //! or clock through [`Daemon::builder`]. `zos-perf run-task` uses
 //! [`run_once`], the same wiring without the schedule.
 //!
@@ -382,6 +383,19 @@ impl Daemon {
 
     /// [`Daemon::shutdown`] with every step done by `deadline`.
     pub async fn shutdown_by(self, deadline: tokio::time::Instant) -> bool {
+        self.stop_parts(deadline, Why::Stop).await
+    }
+
+    /// Stops every part as [`Daemon::shutdown`] does, but tells the service
+    /// manager `RELOADING=1` rather than `STOPPING=1`: the caller starts a
+    /// daemon again at once (with a new configuration, on SIGHUP), and that
+    /// start's `READY=1` ends the reload.
+    pub async fn shutdown_for_reload(self) -> bool {
+        self.stop_parts(tokio::time::Instant::now() + SHUTDOWN_GRACE, Why::Reload)
+            .await
+    }
+
+    async fn stop_parts(self, deadline: tokio::time::Instant, why: Why) -> bool {
         self.shutdown.cancel();
         let Daemon {
             sync_stop,
@@ -405,7 +419,10 @@ impl Daemon {
                 .max(tokio::time::Instant::now()),
             None => deadline,
         };
-        service.stopping();
+        match why {
+            Why::Stop => service.stopping(),
+            Why::Reload => service.reloading(),
+        }
         // A part that panicked is reported, not taken for a clean stop.
         let ended = |part: &str, joined: Result<(), tokio::task::JoinError>| match joined {
             Ok(()) => true,
@@ -443,9 +460,19 @@ impl Daemon {
             private.stop(deadline).await;
         }
         drop(instance);
-        tracing::info!("stopped");
+        match why {
+            Why::Stop => tracing::info!("stopped"),
+            Why::Reload => tracing::info!("stopped, to start again with the new configuration"),
+        }
         in_time
     }
+}
+
+/// Why the daemon stops: for good, or to start again (a reload).
+#[derive(Clone, Copy)]
+enum Why {
+    Stop,
+    Reload,
 }
 
 /// Runs the task `name` of `config` once against the Redis at `url`, stores

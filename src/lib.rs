@@ -1,13 +1,14 @@
 //! zos-perf: the performance monitor of a ThreeFold zos node.
 //!
 //! ```text
-//! config ──> Daemon ──> Monitor ──(on schedule)──> tasks: cpu-benchmark | healthcheck | iperf | public-ip-validation
-//!                          │                                 run(ctx) -> JSON value
+//! config ──> Daemon ──> Monitor ──(on schedule)──> tasks: cpu-benchmark | healthcheck | iperf
+//!                          │                              | public-ip-validation | provisiontest
+//!                          │                              run(ctx) -> JSON value
 //!                          ▼
 //!                     ResultStore  (Redis: perf.<name> = {name, description, timestamp, result}; perf:status)
 //!                          ▲
-//!                     bus core <── transport (local: Redis lists msgbus.zos.perf.get / .get_all / .history)
-//!                          ▲
+//!                     bus core <── transports: local (Redis lists msgbus.zos.perf.get / .get_all / .history)
+//!                          ▲                   and relay (the grid's RMB relay over WebSocket, [bus.relay])
 //!                     outputs  (Prometheus /metrics, node_exporter textfile, dashboard /)
 //! ```
 //!
@@ -26,7 +27,7 @@
 //! - [`tasks`]: the task trait, the registry and one folder per task.
 //! - [`store`]: the results, statuses and per-task history held in memory and mirrored to Redis.
 //! - [`redis`]: the Redis connection, the private redis-server, every key name.
-//! - [`bus`]: the RMB protocol core and its transports (today: local Redis lists).
+//! - [`bus`]: the RMB protocol core and its two transports: local Redis lists, and the relay.
 //! - [`outputs`]: Prometheus metrics, the node_exporter textfile, the dashboard page.
 //! - [`grid`]: the grid networks, their GraphQL, the chain's JSON-RPC, and the context tasks share.
 //! - [`rmb`]: RMB over the relay: identity, envelope, signature, JWT, encryption, twin lookups, relay client.

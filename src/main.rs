@@ -91,8 +91,24 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli, config: Config) -> Result<(), CliError> {
     let default_redis = cli.default_redis.as_str();
+    if let Command::Run = cli.command {
+        // On SIGHUP: the configuration read and checked as at start, the
+        // log settings included.
+        let reread = || {
+            let config = cli.load_config()?;
+            cli::logging::Settings::resolve(
+                cli.log.as_deref(),
+                cli.log_format,
+                config.log.as_deref(),
+                config.log_format.as_deref(),
+            )?;
+            Ok(config)
+        };
+        return Ok(cli::run::daemon(config, default_redis, &reread).await?);
+    }
     match cli.command {
-        Command::Run => Ok(cli::run::daemon(config, default_redis).await?),
+        // Handled above.
+        Command::Run => Ok(()),
         Command::Tasks { json } => cli::tasks::show(config, default_redis, json).await,
         Command::Get { name, human } => {
             cli::results::get(&config, default_redis, &name, human).await

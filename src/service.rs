@@ -6,7 +6,9 @@
 //! connecting. With `WatchdogSec=` set, it sends `WATCHDOG=1` at half the
 //! interval from a task on the async runtime: if the runtime stalls (every
 //! worker blocked), the pings stop and systemd restarts the service. On
-//! shutdown it says `STOPPING=1`, so a slow stop is not mistaken for a hang.
+//! shutdown it says `STOPPING=1`, so a slow stop is not mistaken for a hang;
+//! on a reload (SIGHUP) `RELOADING=1`, and `READY=1` again once the daemon
+//! serves with the new configuration.
 //!
 //! Without systemd (zinit on a zos node, a terminal) `NOTIFY_SOCKET` is unset
 //! and every call here does nothing.
@@ -49,6 +51,15 @@ impl Service {
             watchdog.abort();
         }
         send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    }
+
+    /// Tells the service manager the daemon is reloading: it stops and
+    /// starts again, and [`ready`] ends the reload.
+    pub fn reloading(self) {
+        if let Some(watchdog) = self.watchdog {
+            watchdog.abort();
+        }
+        send(&[NotifyState::Reloading, NotifyState::Status("reloading")]);
     }
 }
 

@@ -1,7 +1,7 @@
 //! Processes and instances (issue 11, items 7, 9 and 11), on the shipped
 //! binary: one daemon per runtime directory, the private redis-server left
 //! by a killed daemon adopted with its results, the private server that
-//! dies restarted, reaped and given the results back, SIGHUP, the CLI
+//! dies restarted, reaped and given the results back, SIGHUP (a reload), the CLI
 //! finding the daemon's Redis, the default Redis that comes late, and the
 //! shutdown bound with a stopped private Redis.
 //!
@@ -290,24 +290,123 @@ fn a_second_daemon_in_the_runtime_directory_is_refused_and_the_cli_finds_the_fir
 }
 
 // ---------------------------------------------------------------------------
-// Item 7: SIGHUP
+// Issue 27: SIGHUP reloads the configuration
+
+/// The healthcheck alone, on `cron`, probing a closed port once per run.
+fn healthcheck_on(dir: &Path, cron: &str) -> String {
+    format!(
+        "{}[tasks.healthcheck]\ncron = {cron:?}\n\
+         [healthcheck]\ncache_dir = {:?}\nflags_dir = {:?}\nconnect_timeout = \"1s\"\n\
+         backoff_total = \"0s\"\nservices = [\"redis://127.0.0.1:{}\"]\n",
+        only_task("healthcheck"),
+        dir.display().to_string(),
+        dir.join("flags").display().to_string(),
+        closed_port()
+    )
+}
+
+/// The healthcheck's schedule as `perf:status` shows it.
+fn healthcheck_cron(url: &str) -> Option<String> {
+    let raw: Option<String> = redis::cmd("HGET")
+        .arg("perf:status")
+        .arg("healthcheck")
+        .query(&mut conn(url)?)
+        .ok()?;
+    let status: Value = serde_json::from_str(&raw?).ok()?;
+    status["cron"].as_str().map(str::to_string)
+}
 
 #[test]
-fn sighup_stops_the_daemon_cleanly_and_says_so() {
+fn sighup_reloads_the_configuration_and_keeps_the_running_one_when_the_new_one_is_bad() {
     let dir = tempfile::tempdir().expect("tempdir");
     let redis = RedisServer::start();
+    let url = redis.url();
     let mut daemon = Daemon::start(
         dir.path(),
-        &only_task(""),
-        &["--redis", &redis.url()],
+        &healthcheck_on(dir.path(), "0 0 0 1 1 *"),
+        &["--redis", &url],
         &nothing(),
     );
-    daemon.wait_log(Duration::from_secs(20), "zos-perf starting");
-    let (status, took) = daemon.signal(Signal::SIGHUP);
+    wait_for(Duration::from_secs(20), "the first schedule in perf:status", || {
+        (healthcheck_cron(&url)? == "0 0 0 1 1 *").then_some(())
+    });
+
+    // A new, valid configuration: in effect after the HUP, same process.
+    let cfg = dir.path().join("zos-perf.toml");
+    std::fs::write(&cfg, healthcheck_on(dir.path(), "0 0 0 2 1 *")).expect("write config");
+    kill(Pid::from_raw(daemon.pid()), Signal::SIGHUP).expect("SIGHUP");
+    daemon.wait_log(Duration::from_secs(20), "configuration reloaded");
+    wait_for(Duration::from_secs(20), "the new schedule in perf:status", || {
+        (healthcheck_cron(&url)? == "0 0 0 2 1 *").then_some(())
+    });
+    assert!(
+        daemon.child.try_wait().expect("wait").is_none(),
+        "the daemon ended on SIGHUP; log:\n{}",
+        daemon.log()
+    );
+
+    // One that does not validate: refused with the reason, the daemon goes
+    // on with the one it runs.
+    std::fs::write(&cfg, "[iperf]\nport = 0\n").expect("write config");
+    kill(Pid::from_raw(daemon.pid()), Signal::SIGHUP).expect("SIGHUP");
+    daemon.wait_log(Duration::from_secs(20), "configuration not reloaded");
     let log = daemon.log();
-    assert_eq!(status.code(), Some(0), "{status}; log:\n{log}");
+    assert!(log.contains("iperf.port"), "the reason is not logged:\n{log}");
+    assert!(
+        daemon.child.try_wait().expect("wait").is_none(),
+        "the daemon ended on a bad configuration; log:\n{log}"
+    );
+    assert_eq!(healthcheck_cron(&url).as_deref(), Some("0 0 0 2 1 *"));
+    // Still serving: the bus answers.
+    let out = Command::new(BIN)
+        .args(["--redis", &url, "call", "zos.perf.get", r#"{"Name":"healthcheck"}"#])
+        .args(["--timeout", "5s"])
+        .env_remove("ZOS_PERF_CONFIG")
+        .output()
+        .expect("zos-perf call");
+    assert!(out.status.success(), "{out:?}; log:\n{}", daemon.log());
+
+    let (status, took) = daemon.signal(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0), "{status}; log:\n{}", daemon.log());
     assert!(took < Duration::from_secs(5), "{took:?}");
-    assert!(log.contains("SIGHUP") && log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn a_reloaded_configuration_that_cannot_start_gives_way_to_the_running_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &healthcheck_on(dir.path(), "0 0 0 1 1 *"),
+        &["--redis", &url],
+        &nothing(),
+    );
+    wait_for(Duration::from_secs(20), "the first schedule in perf:status", || {
+        (healthcheck_cron(&url)? == "0 0 0 1 1 *").then_some(())
+    });
+    // Valid, but its metrics port is taken: the start fails.
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let cfg = dir.path().join("zos-perf.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            healthcheck_on(dir.path(), "0 0 0 2 1 *")
+        ),
+    )
+    .expect("write config");
+    kill(Pid::from_raw(daemon.pid()), Signal::SIGHUP).expect("SIGHUP");
+    daemon.wait_log(Duration::from_secs(20), "the new configuration did not start");
+    assert!(daemon.log().contains(&port.to_string()), "{}", daemon.log());
+    // Back on the old one: serving, with the old schedule.
+    wait_for(Duration::from_secs(20), "the old schedule back", || {
+        (healthcheck_cron(&url)? == "0 0 0 1 1 *").then_some(())
+    });
+    assert!(daemon.child.try_wait().expect("wait").is_none());
+    let (status, _) = daemon.signal(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0), "{status}; log:\n{}", daemon.log());
 }
 
 // ---------------------------------------------------------------------------

@@ -330,6 +330,16 @@ fn seed_history(redis: &RedisServer, n: i64) {
             }),
         ),
         ("public-ip-validation", Box::new(|_| public_ip_result())),
+        (
+            "provisiontest",
+            Box::new(|i: i64| {
+                if i % 13 == 6 {
+                    json!(["no marker within 2m0s: the guest's console stayed silent"])
+                } else {
+                    json!([])
+                }
+            }),
+        ),
     ] {
         let records: Vec<String> = (0..n)
             .rev()
@@ -396,9 +406,15 @@ fn the_dashboard_in_headless_chromium_shows_every_task_and_its_charts() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     seed_history(&redis, 40);
+    // provisiontest too: asked for, as no guest is configured here; its
+    // stored result is fresh, so it does not run.
     let cfg = config(
         dir.path(),
-        &format!("{}\n[metrics]\nlisten = \"127.0.0.1:0\"\n", nothing_runs()),
+        &format!(
+            "{}[tasks.provisiontest]\nenabled = true\ncron = \"0 0 0 1 1 *\"\njitter = 0\n\
+             \n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            nothing_runs()
+        ),
     );
     let daemon = Observed::start(&[], &cfg, &redis.url(), true);
     let url = format!("http://{}/", daemon.addr());
@@ -410,6 +426,7 @@ fn the_dashboard_in_headless_chromium_shows_every_task_and_its_charts() {
         "healthcheck",
         "iperf",
         "public-ip-validation",
+        "provisiontest",
     ] {
         assert!(
             dom.contains(&format!("<h2>{task}</h2>")),

@@ -1,6 +1,6 @@
 //! The daemon and its service manager: `READY=1` once the store and the bus
 //! are up, `WATCHDOG=1` at half the interval systemd asks for, `STOPPING=1`
-//! on SIGTERM. The test plays systemd: a unix datagram socket in a private
+//! on SIGTERM, `RELOADING=1` then `READY=1` on SIGHUP. The test plays systemd: a unix datagram socket in a private
 //! directory, named to the daemon by `NOTIFY_SOCKET`, as systemd does.
 
 mod common;
@@ -112,6 +112,60 @@ fn the_daemon_says_ready_once_serving_pings_the_watchdog_and_says_stopping() {
     });
     assert!(status.success(), "{status}");
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// The next notification that is not a watchdog ping.
+fn next_state(socket: &UnixDatagram) -> Vec<String> {
+    loop {
+        let msg = next(socket);
+        if !msg.iter().all(|l| l == "WATCHDOG=1") {
+            return msg;
+        }
+    }
+}
+
+#[test]
+fn on_sighup_the_daemon_says_reloading_then_ready_and_keeps_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("zos-perf.toml");
+    std::fs::write(&cfg, ALL_DISABLED).expect("config");
+    let notify = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&notify).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("read timeout");
+    let redis = RedisServer::start();
+    let mut daemon = Daemon(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--redis", &redis.url(), "run"])
+            .env("NOTIFY_SOCKET", &notify)
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("ZOS_PERF_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start daemon"),
+    );
+    assert!(next_state(&socket).contains(&"READY=1".to_string()));
+    let pid = Pid::from_raw(daemon.0.id() as i32);
+    kill(pid, Signal::SIGHUP).expect("SIGHUP");
+    let reloading = next_state(&socket);
+    assert!(
+        reloading.contains(&"RELOADING=1".to_string()),
+        "{reloading:?}"
+    );
+    let ready = next_state(&socket);
+    assert!(ready.contains(&"READY=1".to_string()), "{ready:?}");
+    assert!(daemon.0.try_wait().expect("wait").is_none(), "exited on SIGHUP");
+
+    kill(pid, Signal::SIGTERM).expect("SIGTERM");
+    assert!(next_state(&socket).contains(&"STOPPING=1".to_string()));
+    let status = wait_for(Duration::from_secs(10), "daemon exit", || {
+        daemon.0.try_wait().expect("wait")
+    });
+    assert!(status.success(), "{status}");
 }
 
 #[test]

@@ -63,6 +63,7 @@ The runtime directory: the socket of the private redis\-server lives here when t
 Where the healthcheck sets the flags readonly\-cache and not\-reachable that the power daemon reads.
 .SH SIGNALS
 SIGTERM or SIGINT stops the daemon: scheduling stops, running runs are cancelled, and it exits 0 within 5 seconds.
+SIGHUP reloads the configuration: one that does not validate is refused and the daemon goes on with the running one, the log saying why; one that validates is applied in the same process.
 "#;
 
 /// Plain text made safe for roff: a backslash written as `\e`, and a line

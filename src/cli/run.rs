@@ -1,10 +1,12 @@
-//! `zos-perf run` (the daemon until a signal) and `zos-perf run-task` (one
-//! task now).
+//! `zos-perf run` (the daemon until a signal; SIGHUP reloads its
+//! configuration) and `zos-perf run-task` (one task now).
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use zos_perf::config::Config;
@@ -15,10 +17,8 @@ use zos_perf::tasks::Progress;
 use super::error::CliError;
 use super::{human, print_result, reader_url, task_name};
 
-/// Cancels `token` on SIGINT, SIGTERM or SIGHUP. SIGHUP (the terminal
-/// went away, or a service manager's reload) is a clean stop like the
-/// others, logged: the configuration is read at start only, so a restart
-/// is what applies a changed one.
+/// Cancels `token` on SIGINT, SIGTERM or SIGHUP: for `run-task`, where a
+/// SIGHUP means the terminal went away.
 fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -36,36 +36,102 @@ fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `run`: the daemon, until SIGINT, SIGTERM or SIGHUP. With no Redis
-/// named it holds its runtime directory: a second such daemon there is
-/// refused (exit code 12).
-pub async fn daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
+/// What the daemon's signals ask for: SIGINT and SIGTERM stop it
+/// (`stop` fires), SIGHUP reloads its configuration (`reload` is
+/// notified; one received while a reload is under way is kept for after
+/// it).
+struct Signals {
+    stop: CancellationToken,
+    reload: Arc<Notify>,
+}
+
+fn daemon_signals() -> anyhow::Result<Signals> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let signals = Signals {
+        stop: CancellationToken::new(),
+        reload: Arc::new(Notify::new()),
+    };
+    let (stop, reload) = (signals.stop.clone(), signals.reload.clone());
+    tokio::spawn(async move {
+        let which = loop {
+            tokio::select! {
+                _ = term.recv() => break "SIGTERM",
+                _ = int.recv() => break "SIGINT",
+                _ = hup.recv() => {
+                    tracing::info!(signal = "SIGHUP", "reloading the configuration");
+                    reload.notify_one();
+                }
+            }
+        };
+        tracing::info!(signal = which, "stopping");
+        stop.cancel();
+    });
+    Ok(signals)
+}
+
+/// `run`: the daemon, until SIGINT or SIGTERM. With no Redis named it
+/// holds its runtime directory: a second such daemon there is refused
+/// (exit code 12).
+///
+/// SIGHUP reloads the configuration: `reread` reads and checks it again,
+/// as at start. One that does not validate is refused, the running daemon
+/// goes on and the log says why. One that does is applied by stopping
+/// every part in order and starting them again with it, in this process
+/// (`RELOADING=1`, then `READY=1`, to systemd); should that start fail (a
+/// metrics port taken, say), the daemon starts again with the
+/// configuration it ran before and the log says why. `log` and
+/// `log_format` are read at start only.
+pub async fn daemon(
+    config: Config,
+    default_redis: &str,
+    reread: &dyn Fn() -> anyhow::Result<Config>,
+) -> anyhow::Result<()> {
     // Installed before start-up, so that a signal during it is not lost;
     // one during start-up's waits (for Redis) cuts them short.
-    let signalled = CancellationToken::new();
-    on_signal(signalled.clone())?;
-    // With no Redis named, the runtime directory is the daemon's: it may
-    // hold the private server, and records which Redis was chosen. With
-    // one named, it is not touched (the readers are given the same name).
-    let named = config.redis.is_some();
-    let mut builder = Daemon::builder(config)
-        .default_redis(default_redis)
-        .interrupt(signalled.clone());
-    if !named {
-        builder = builder.runtime_dir(server::runtime_dir());
-    }
-    let daemon = match builder.start().await {
-        Ok(d) => d,
-        // Stopped while waiting for Redis: nothing was started.
-        Err(_) if signalled.is_cancelled() => return Ok(()),
-        Err(e) => return Err(e),
+    let signals = daemon_signals()?;
+    let mut running = config;
+    let Some(mut daemon) = start(&running, default_redis, &signals.stop).await? else {
+        return Ok(());
     };
-    // Start-up is over: the heap it alone used goes back to the system.
-    zos_perf::memory::settle();
-    let stop = daemon.stop_token();
-    tokio::select! {
-        _ = signalled.cancelled() => {}
-        _ = stop.cancelled() => {}
+    loop {
+        // Start-up is over: the heap it alone used goes back to the system.
+        zos_perf::memory::settle();
+        let stop = daemon.stop_token();
+        tokio::select! {
+            _ = signals.stop.cancelled() => break,
+            _ = stop.cancelled() => break,
+            _ = signals.reload.notified() => {}
+        }
+        let new = match reread() {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "configuration not reloaded: the new one does not validate; the daemon goes on with the one it runs");
+                continue;
+            }
+        };
+        if (&new.log, &new.log_format) != (&running.log, &running.log_format) {
+            tracing::warn!("log and log_format changed: they apply at the next start, not on reload");
+        }
+        daemon.shutdown_for_reload().await;
+        let started = match start(&new, default_redis, &signals.stop).await {
+            Ok(started) => {
+                running = new;
+                tracing::info!("configuration reloaded");
+                started
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "the new configuration did not start; starting again with the one the daemon ran");
+                start(&running, default_redis, &signals.stop).await?
+            }
+        };
+        match started {
+            Some(started) => daemon = started,
+            // Stopped by a signal while starting again: nothing runs.
+            None => return Ok(()),
+        }
     }
     let lost_to = daemon.lease_lost_to();
     daemon.shutdown().await;
@@ -75,6 +141,31 @@ pub async fn daemon(config: Config, default_redis: &str) -> anyhow::Result<()> {
             anyhow::bail!("stopped: another daemon ({by}) took over the redis this one used")
         }
         None => Ok(()),
+    }
+}
+
+/// Starts the daemon of `config`; `None` if `stop` fired during start-up,
+/// before anything was started.
+async fn start(
+    config: &Config,
+    default_redis: &str,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Daemon>> {
+    // With no Redis named, the runtime directory is the daemon's: it may
+    // hold the private server, and records which Redis was chosen. With
+    // one named, it is not touched (the readers are given the same name).
+    let named = config.redis.is_some();
+    let mut builder = Daemon::builder(config.clone())
+        .default_redis(default_redis)
+        .interrupt(stop.clone());
+    if !named {
+        builder = builder.runtime_dir(server::runtime_dir());
+    }
+    match builder.start().await {
+        Ok(d) => Ok(Some(d)),
+        // Stopped while waiting for Redis: nothing was started.
+        Err(_) if stop.is_cancelled() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -10,7 +10,7 @@
 //!
 //! ```text
 //!  popper (own connection), one round trip each:     batch tasks (shared ConnectionManager)
-//!  BRPOP get get_all 1s + MGET perf.<4 names>  ─┐    triage each request, answer it
+//!  BRPOP get get_all 1s + MGET perf.<5 names>  ─┐    triage each request, answer it
 //!  RPOP get n + RPOP get_all m + MGET ...       ┼──> from the batch's snapshot,
 //!  (again while there is more)                 ─┘    one LPUSH per ret list, pipelined
 //! ```
@@ -21,7 +21,7 @@
 //! - **Batching**: after a BRPOP wakes it, the popper drains with
 //!   `RPOP <list> <count>` (Redis ≥ 6.2; older ones get one request per
 //!   BRPOP) until both lists are empty, then blocks again. Each pop carries
-//!   an MGET of the four result keys in the same pipeline (it runs right
+//!   an MGET of the five result keys in the same pipeline (it runs right
 //!   after the pop, even after a BRPOP that blocked), so a batch is answered
 //!   from the store as it was when its requests were taken, at no extra
 //!   round trip. Each batch is served by its own task while the popper
