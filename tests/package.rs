@@ -145,6 +145,8 @@ fn the_package_installs_into_a_throwaway_root_and_runs_from_there() {
             .arg("Depends"),
     );
     assert!(depends.contains("iperf3"), "Depends: {depends}");
+    // /bin/kill, which the unit's ExecReload= runs.
+    assert!(depends.contains("procps"), "Depends: {depends}");
 
     // Installed with dpkg into a root of its own. The maintainer scripts run
     // chrooted there: they make the flags directory, enable and start the
