@@ -327,18 +327,22 @@ fn sighup_reloads_the_configuration_and_keeps_the_running_one_when_the_new_one_i
         &["--redis", &url],
         &nothing(),
     );
-    wait_for(Duration::from_secs(20), "the first schedule in perf:status", || {
-        (healthcheck_cron(&url)? == "0 0 0 1 1 *").then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "the first schedule in perf:status",
+        || (healthcheck_cron(&url)? == "0 0 0 1 1 *").then_some(()),
+    );
 
     // A new, valid configuration: in effect after the HUP, same process.
     let cfg = dir.path().join("zos-perf.toml");
     std::fs::write(&cfg, healthcheck_on(dir.path(), "0 0 0 2 1 *")).expect("write config");
     kill(Pid::from_raw(daemon.pid()), Signal::SIGHUP).expect("SIGHUP");
     daemon.wait_log(Duration::from_secs(20), "configuration reloaded");
-    wait_for(Duration::from_secs(20), "the new schedule in perf:status", || {
-        (healthcheck_cron(&url)? == "0 0 0 2 1 *").then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "the new schedule in perf:status",
+        || (healthcheck_cron(&url)? == "0 0 0 2 1 *").then_some(()),
+    );
     assert!(
         daemon.child.try_wait().expect("wait").is_none(),
         "the daemon ended on SIGHUP; log:\n{}",
@@ -351,7 +355,10 @@ fn sighup_reloads_the_configuration_and_keeps_the_running_one_when_the_new_one_i
     kill(Pid::from_raw(daemon.pid()), Signal::SIGHUP).expect("SIGHUP");
     daemon.wait_log(Duration::from_secs(20), "configuration not reloaded");
     let log = daemon.log();
-    assert!(log.contains("iperf.port"), "the reason is not logged:\n{log}");
+    assert!(
+        log.contains("iperf.port"),
+        "the reason is not logged:\n{log}"
+    );
     assert!(
         daemon.child.try_wait().expect("wait").is_none(),
         "the daemon ended on a bad configuration; log:\n{log}"
@@ -359,7 +366,13 @@ fn sighup_reloads_the_configuration_and_keeps_the_running_one_when_the_new_one_i
     assert_eq!(healthcheck_cron(&url).as_deref(), Some("0 0 0 2 1 *"));
     // Still serving: the bus answers.
     let out = Command::new(BIN)
-        .args(["--redis", &url, "call", "zos.perf.get", r#"{"Name":"healthcheck"}"#])
+        .args([
+            "--redis",
+            &url,
+            "call",
+            "zos.perf.get",
+            r#"{"Name":"healthcheck"}"#,
+        ])
         .args(["--timeout", "5s"])
         .env_remove("ZOS_PERF_CONFIG")
         .output()
@@ -382,9 +395,11 @@ fn a_reloaded_configuration_that_cannot_start_gives_way_to_the_running_one() {
         &["--redis", &url],
         &nothing(),
     );
-    wait_for(Duration::from_secs(20), "the first schedule in perf:status", || {
-        (healthcheck_cron(&url)? == "0 0 0 1 1 *").then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "the first schedule in perf:status",
+        || (healthcheck_cron(&url)? == "0 0 0 1 1 *").then_some(()),
+    );
     // Valid, but its metrics port is taken: the start fails.
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();
@@ -398,7 +413,10 @@ fn a_reloaded_configuration_that_cannot_start_gives_way_to_the_running_one() {
     )
     .expect("write config");
     kill(Pid::from_raw(daemon.pid()), Signal::SIGHUP).expect("SIGHUP");
-    daemon.wait_log(Duration::from_secs(20), "the new configuration did not start");
+    daemon.wait_log(
+        Duration::from_secs(20),
+        "the new configuration did not start",
+    );
     assert!(daemon.log().contains(&port.to_string()), "{}", daemon.log());
     // Back on the old one: serving, with the old schedule.
     wait_for(Duration::from_secs(20), "the old schedule back", || {

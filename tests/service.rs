@@ -158,7 +158,10 @@ fn on_sighup_the_daemon_says_reloading_then_ready_and_keeps_running() {
     );
     let ready = next_state(&socket);
     assert!(ready.contains(&"READY=1".to_string()), "{ready:?}");
-    assert!(daemon.0.try_wait().expect("wait").is_none(), "exited on SIGHUP");
+    assert!(
+        daemon.0.try_wait().expect("wait").is_none(),
+        "exited on SIGHUP"
+    );
 
     kill(pid, Signal::SIGTERM).expect("SIGTERM");
     assert!(next_state(&socket).contains(&"STOPPING=1".to_string()));

@@ -113,7 +113,9 @@ pub async fn daemon(
             }
         };
         if (&new.log, &new.log_format) != (&running.log, &running.log_format) {
-            tracing::warn!("log and log_format changed: they apply at the next start, not on reload");
+            tracing::warn!(
+                "log and log_format changed: they apply at the next start, not on reload"
+            );
         }
         daemon.shutdown_for_reload().await;
         let started = match start(&new, default_redis, &signals.stop).await {
