@@ -130,10 +130,11 @@ fn the_mnemonic_reaches_no_child_and_leaves_the_daemons_own_environment() {
     // (redis-server rewrites that memory for its process title: it would
     // show nothing either way.)
     let copy = dir.path().join("child-environ");
-    let script = format!("cat /proc/$$/environ > {}.part && mv {0}.part {0}; echo 1", copy.display());
-    let extra = format!(
-        "[cpu_benchmark]\nworkloads_command = [\"sh\", \"-c\", {script:?}]\n"
+    let script = format!(
+        "cat /proc/$$/environ > {}.part && mv {0}.part {0}; echo 1",
+        copy.display()
     );
+    let extra = format!("[cpu_benchmark]\nworkloads_command = [\"sh\", \"-c\", {script:?}]\n");
     let config = relay_config(dir.path(), "cpu-benchmark", &extra);
     let mut daemon = KillOnDrop(
         die_with_parent(&mut zos_perf(dir.path()), Signal::SIGKILL)
@@ -205,8 +206,8 @@ fn the_secret_comes_from_a_systemd_credential_and_one_others_can_write_is_refuse
     let dir = tempfile::tempdir().expect("tempdir");
     let creds = credentials(MNEMONIC_A);
     let out = identity(dir.path(), creds.path());
-    let shown: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    let shown: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
     let me = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).expect("identity");
     assert_eq!(
         shown["sr25519"]["account"],
@@ -271,12 +272,11 @@ fn a_start_with_a_bad_mnemonic_fails_and_leaves_nothing_running() {
         service.local_addr().expect("address"),
     );
     let config = relay_config(dir.path(), "healthcheck", &extra);
-    bad_start(
-        zos_perf(dir.path())
-            .arg("--config")
-            .arg(&config)
-            .args(["--redis", &redis.url(), "run"]),
-    );
+    bad_start(zos_perf(dir.path()).arg("--config").arg(&config).args([
+        "--redis",
+        &redis.url(),
+        "run",
+    ]));
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
         .query(&mut redis.conn())
@@ -294,4 +294,77 @@ fn a_start_with_a_bad_mnemonic_fails_and_leaves_nothing_running() {
     }
     assert!(left.is_empty(), "redis-server left running: {left:?}");
     assert_eq!(recorded_pid(&runtime(dir.path())), None);
+}
+
+#[test]
+fn a_start_refused_after_the_private_redis_started_stops_it_again() {
+    // A daemon killed outright leaves its private redis-server running.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("zos-perf.toml");
+    std::fs::write(&config, only_task("none")).expect("write config");
+    let mut first = KillOnDrop(
+        die_with_parent(&mut zos_perf(dir.path()), Signal::SIGKILL)
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start zos-perf run"),
+    );
+    let runtime = runtime(dir.path());
+    let url = format!("unix://{}", runtime.join("redis.sock").display());
+    let lease = |conn: &mut redis::Connection| -> Option<String> {
+        redis::cmd("GET")
+            .arg("perf:lease:daemon")
+            .query(conn)
+            .ok()
+            .flatten()
+    };
+    let server = wait_for(Duration::from_secs(20), "the first daemon's lease", || {
+        let pid = recorded_pid(&runtime)?;
+        let mut conn = redis::Client::open(url.as_str())
+            .ok()?
+            .get_connection()
+            .ok()?;
+        lease(&mut conn).map(|_| pid)
+    });
+    first.0.kill().expect("SIGKILL");
+    first.0.wait().expect("wait");
+    // Meanwhile another daemon, on another host, took that Redis.
+    let mut conn = redis::Client::open(url.as_str())
+        .expect("url")
+        .get_connection()
+        .expect("connect");
+    let other = serde_json::json!({"pid": 4242, "host": "other-node", "what": "daemon",
+        "since": 1, "token": "feedbeef"});
+    redis::cmd("SET")
+        .arg("perf:lease:daemon")
+        .arg(other.to_string())
+        .arg("PX")
+        .arg(30_000)
+        .query::<()>(&mut conn)
+        .expect("SET");
+    drop(conn);
+    // The next daemon adopts the server, is refused the lease, and stops
+    // the server it had taken on before it exits.
+    let out = output_within(
+        zos_perf(dir.path()).arg("--config").arg(&config).arg("run"),
+        Duration::from_secs(30),
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("pid 4242 on other-node"), "{err}");
+    assert!(err.contains("adopting"), "{err}");
+    // Gone, or a zombie until whoever inherited it reaps it.
+    wait_for(
+        Duration::from_secs(5),
+        "the private redis-server to go",
+        || {
+            let stat = std::fs::read_to_string(format!("/proc/{server}/stat")).unwrap_or_default();
+            let state = stat.rsplit(')').next().unwrap_or_default().trim_start();
+            (state.is_empty() || state.starts_with('Z')).then_some(())
+        },
+    );
+    assert_eq!(recorded_pid(&runtime), None, "{err}");
 }
