@@ -353,7 +353,7 @@ impl Ctx {
             )
             .await;
             match waited {
-                Waited::Taken(lease) => lease,
+                Waited::Taken(lease) => lease.map(|held| *held),
                 Waited::Cancelled => {
                     self.store.update_status(name, |s| s.state = State::Idle);
                     anyhow::bail!("{name}: shut down while waiting for the exclusive lease");

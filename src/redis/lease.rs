@@ -397,7 +397,7 @@ pub enum Waited {
     /// Ours (`None`: no Redis to hold it in, so nobody can hold it: the
     /// caller goes on without, as it cannot store anything that another
     /// process could distort either).
-    Taken(Option<Held>),
+    Taken(Option<Box<Held>>),
     /// `cancel` fired.
     Cancelled,
     /// The deadline passed first; who held the lease then (`?` when the
@@ -421,7 +421,9 @@ pub async fn wait_for(
             return Waited::Taken(None);
         };
         let held_by = match try_acquire(&mut conn, key, &me, TTL).await {
-            Ok(Taken::Mine) => return Waited::Taken(Some(Held::keep(link.clone(), key, me))),
+            Ok(Taken::Mine) => {
+                return Waited::Taken(Some(Box::new(Held::keep(link.clone(), key, me))))
+            }
             Ok(Taken::HeldBy(holder)) => {
                 let by = holder.map(|h| h.to_string()).unwrap_or_else(|| "?".into());
                 if !told {
