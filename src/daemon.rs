@@ -2,11 +2,15 @@
 //! apart again, in order.
 //!
 //! ```text
-//! start:    metrics listener bound (a taken port stops the start here)
-//!           -> Redis (given, default, or a private redis-server)
+//! check:    tasks, the relay's secret and chain settings, the metrics
+//!           address (a bad one stops the start here, nothing started)
+//! start:    runtime directory -> metrics listener bound (a taken port
+//!           stops the start here) -> Redis (given, default, or a private
+//!           redis-server)
 //!           -> link -> store (load what Redis holds) -> daemon lease
 //!           (a second daemon on one Redis stops here) -> sync loop
 //!           -> monitor (runs the tasks) -> bus (answers requests)
+//!           -> relay transport (when enabled)
 //!           -> outputs (metrics and dashboard listener, textfile)
 //!           -> clock check (when enabled)
 //!           -> READY=1 to systemd (crate::service; nothing without it)
@@ -15,6 +19,9 @@
 //!           textfile is removed) -> clock check -> daemon lease released
 //!           -> private Redis
 //! ```
+//!
+//! A step of the start that fails undoes those before it, in reverse
+//! order; past the daemon lease nothing can fail.
 //!
 //! Shutdown has one deadline, [`SHUTDOWN_BOUND`] after it begins, less
 //! what the process needs to exit ([`EXIT_RESERVE`]): the parts get what is
@@ -163,11 +170,8 @@ impl Builder {
             runtime_dir,
             interrupt,
         } = self;
-        // First: a second daemon in this directory stops here.
-        let instance = match &runtime_dir {
-            Some(dir) => Some(crate::redis::instance::Instance::acquire(dir)?),
-            None => None,
-        };
+        // Checked before anything starts: what the configuration and the
+        // secret can get wrong stops the start here, with nothing to undo.
         let registered = match tasks {
             Some(t) => t,
             None => monitor::register(
@@ -175,8 +179,19 @@ impl Builder {
                 tasks::registry(&config.sections, &config.grid_context()),
             )?,
         };
+        let relay_plan = match config.bus.relay.enabled {
+            true => Some(RelayPlan::check(&config)?),
+            false => None,
+        };
+        let listen_addr = config.metrics.listen_addr()?;
+        // Then started in order; a step that fails undoes the ones before
+        // it. First: a second daemon in this directory stops here.
+        let instance = match &runtime_dir {
+            Some(dir) => Some(crate::redis::instance::Instance::acquire(dir)?),
+            None => None,
+        };
         // Before anything runs: a port that is taken stops the start here.
-        let listener = match config.metrics.listen_addr()? {
+        let listener = match listen_addr {
             Some(addr) => Some(outputs::http::bind(addr).await?),
             None => None,
         };
@@ -196,32 +211,43 @@ impl Builder {
                 (private.url(), Some(private))
             }
         };
-        if let Some(instance) = &instance {
-            instance.record_redis(&url)?;
-        }
         let shown = redis::redacted(&url);
         tracing::info!(redis = %shown, network = %config.network, tasks = registered.len(), "zos-perf starting");
 
         let shutdown = CancellationToken::new();
-        let store =
-            ResultStore::with_history(RedisLink::start(&url, shutdown.clone())?, &config.history);
-        let loaded = tokio::select! {
-            loaded = store.load(load_wait) => loaded,
-            _ = interrupt.cancelled() => false,
-        };
-        // One daemon per Redis: refused here, before anything is written.
-        let lease = match redis::lease::take_daemon(store.link()).await {
-            Ok(lease) => lease,
+        let taken = async {
+            if let Some(instance) = &instance {
+                instance.record_redis(&url)?;
+            }
+            let link = RedisLink::start(&url, shutdown.clone())?;
+            let store = ResultStore::with_history(link, &config.history);
+            let loaded = tokio::select! {
+                loaded = store.load(load_wait) => loaded,
+                _ = interrupt.cancelled() => false,
+            };
+            // One daemon per Redis: refused here, before anything is written.
+            let lease = redis::lease::take_daemon(store.link()).await?;
+            anyhow::Ok((store, loaded, lease))
+        }
+        .await;
+        let (store, loaded, lease) = match taken {
+            Ok(taken) => taken,
             Err(e) => {
+                // Undone in reverse order: the link, the private Redis,
+                // the listener and the runtime directory.
                 shutdown.cancel();
                 if let Some(private) = private {
                     private
                         .stop(tokio::time::Instant::now() + PRIVATE_STOP)
                         .await;
                 }
+                drop(listener);
+                drop(instance);
                 return Err(e);
             }
         };
+        // From here on nothing fails: what could was checked or done
+        // above, and the rest only spawns the parts.
         if !loaded {
             tracing::warn!(redis = %shown, "no stored results could be read; tasks without a result in memory run now");
         }
@@ -262,19 +288,16 @@ impl Builder {
             bus_stats = Some(handler.stats());
             tokio::spawn(handler.serve(shutdown.clone()))
         });
-        let relay_stats = config
-            .bus
-            .relay
-            .enabled
+        let relay_stats = relay_plan
+            .is_some()
             .then(|| Arc::new(bus::relay::RelayStats::default()));
-        let relay = match &relay_stats {
-            Some(stats) => Some(start_relay(
-                &config,
+        let relay = match (relay_plan, &relay_stats) {
+            (Some(plan), Some(stats)) => Some(plan.spawn(
                 store.link().client().clone(),
                 stats.clone(),
                 shutdown.clone(),
-            )?),
-            None => None,
+            )),
+            _ => None,
         };
         let sources = outputs::metrics::Sources {
             store: store.clone(),
@@ -485,16 +508,19 @@ pub async fn run_once(
     name: &'static str,
     cancel: CancellationToken,
 ) -> anyhow::Result<TaskResult> {
-    run_once_with_progress(config, url, name, cancel, Progress::default()).await
+    run_once_with_progress(config, url, name, cancel, Progress::default(), None).await
 }
 
-/// [`run_once`], the run telling its steps to `progress`.
+/// [`run_once`], the run telling its steps to `progress`, and all of it
+/// (the wait for its turn included) over by `deadline` when one is given
+/// ([`Monitor::run_now_by`]).
 pub async fn run_once_with_progress(
     config: &Config,
     url: &str,
     name: &'static str,
     cancel: CancellationToken,
     progress: Progress,
+    deadline: Option<tokio::time::Instant>,
 ) -> anyhow::Result<TaskResult> {
     let registered = monitor::register(
         config,
@@ -506,7 +532,11 @@ pub async fn run_once_with_progress(
     // keeps its schedule and counters (crate::store::status).
     let store =
         ResultStore::for_manual_run(RedisLink::start(url, cancel.clone())?, &config.history);
-    store.load(LOAD_WAIT).await;
+    let load_wait = match deadline {
+        Some(d) => LOAD_WAIT.min(d.saturating_duration_since(tokio::time::Instant::now())),
+        None => LOAD_WAIT,
+    };
+    store.load(load_wait).await;
     if let Some(r) = registered.iter().find(|r| r.task.name() == name) {
         // Used only where no daemon has written the entry yet.
         store.update_status(name, |s| {
@@ -516,7 +546,7 @@ pub async fn run_once_with_progress(
         });
     }
     let monitor = Monitor::new(registered, store.clone(), Arc::new(SystemClock));
-    let result = monitor.run_now(name, cancel, progress).await;
+    let result = monitor.run_now_by(name, cancel, progress, deadline).await;
     let synced = store.sync_once().await;
     let result = result?;
     if synced?.is_none() {
@@ -528,43 +558,59 @@ pub async fn run_once_with_progress(
     Ok(result)
 }
 
-/// Starts the relay transport with the `[rmb]` identity. The secret comes
-/// from `[rmb] mnemonic_file` or `ZOS_PERF_MNEMONIC` (a daemon has nobody
-/// to prompt).
-fn start_relay(
-    config: &Config,
-    redis: ::redis::Client,
-    stats: Arc<bus::relay::RelayStats>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<JoinHandle<()>> {
-    use crate::grid::chain::{ChainClient, ChainOptions};
-    use crate::rmb::{secret, twin::TwinDb, Identity};
-    let rmb = &config.rmb;
-    if rmb.mnemonic_file.is_none() && std::env::var_os(secret::ENV_VAR).is_none() {
-        anyhow::bail!(
-            "bus.relay.enabled: needs rmb.mnemonic_file or {} for the serving twin's secret",
-            secret::ENV_VAR
-        );
+/// The relay transport, checked before anything starts: the `[rmb]`
+/// identity made from its secret (`[rmb] mnemonic_file`, the systemd
+/// credential or `ZOS_PERF_MNEMONIC`: a daemon has nobody to prompt) and
+/// the chain client, so that a bad secret or setting fails the start with
+/// nothing running.
+struct RelayPlan {
+    identity: Arc<crate::rmb::Identity>,
+    twins: Arc<crate::rmb::twin::TwinDb>,
+    relays: Vec<String>,
+    options: bus::relay::ServeOptions,
+}
+
+impl RelayPlan {
+    fn check(config: &Config) -> anyhow::Result<RelayPlan> {
+        use crate::grid::chain::{ChainClient, ChainOptions};
+        use crate::rmb::{secret, twin::TwinDb, Identity};
+        let rmb = &config.rmb;
+        let identity = secret::load_for_daemon(rmb.mnemonic_file.as_deref())
+            .and_then(|secret| Identity::from_secret(&secret, rmb.key_type))
+            .map_err(|e| {
+                anyhow::Error::from(e).context("bus.relay.enabled: the serving twin's secret")
+            })?;
+        let identity = Arc::new(identity);
+        let options = ChainOptions {
+            call_timeout: rmb.chain_timeout,
+            ..ChainOptions::default()
+        };
+        let chain = ChainClient::new(rmb.chain_urls(config.network), options)?;
+        Ok(RelayPlan {
+            identity,
+            twins: Arc::new(TwinDb::new(Arc::new(chain), rmb.cache_ttl)),
+            relays: rmb.relays(config.network),
+            options: bus::relay::ServeOptions {
+                clock_skew: config.bus.clock_skew,
+                ..Default::default()
+            },
+        })
     }
-    let secret = secret::load(rmb.mnemonic_file.as_deref())?;
-    let identity = Arc::new(Identity::from_secret(&secret, rmb.key_type)?);
-    let options = ChainOptions {
-        call_timeout: rmb.chain_timeout,
-        ..ChainOptions::default()
-    };
-    let chain = ChainClient::new(rmb.chain_urls(config.network), options)?;
-    let twins = Arc::new(TwinDb::new(Arc::new(chain), rmb.cache_ttl));
-    let options = bus::relay::ServeOptions {
-        clock_skew: config.bus.clock_skew,
-        ..Default::default()
-    };
-    Ok(tokio::spawn(bus::relay::serve(
-        redis,
-        identity,
-        twins,
-        rmb.relays(config.network),
-        stats,
-        options,
-        shutdown,
-    )))
+
+    fn spawn(
+        self,
+        redis: ::redis::Client,
+        stats: Arc<bus::relay::RelayStats>,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        tokio::spawn(bus::relay::serve(
+            redis,
+            self.identity,
+            self.twins,
+            self.relays,
+            stats,
+            self.options,
+            shutdown,
+        ))
+    }
 }

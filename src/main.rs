@@ -18,6 +18,11 @@ use cli::error::{CliError, Exit};
 const WORKER_THREADS: usize = 2;
 
 fn main() -> ExitCode {
+    // SAFETY: the first thing the process does, with one thread: the log's
+    // writer thread and the async runtime start further down, and nothing
+    // before them reads or changes the environment on another thread.
+    // From here, no child inherits the secret (src/rmb/secret.rs).
+    unsafe { zos_perf::rmb::secret::take_from_environment() };
     let cli = Cli::parse();
     // Generated from the definitions in cli/args.rs: no configuration, no Redis.
     let generated = match cli.command {

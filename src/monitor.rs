@@ -199,6 +199,20 @@ impl Monitor {
         shutdown: CancellationToken,
         progress: Progress,
     ) -> anyhow::Result<TaskResult> {
+        self.run_now_by(name, shutdown, progress, None).await
+    }
+
+    /// [`Monitor::run_now`], all of it done by `deadline` when one is
+    /// given: the waits for its turn (another measurement of this process,
+    /// the exclusive lease of another) count, and the run gets what is
+    /// left of the task's timeout. Past it the run fails as timed out.
+    pub async fn run_now_by(
+        &self,
+        name: &str,
+        shutdown: CancellationToken,
+        progress: Progress,
+        deadline: Option<tokio::time::Instant>,
+    ) -> anyhow::Result<TaskResult> {
         let r = self
             .tasks
             .iter()
@@ -214,6 +228,7 @@ impl Monitor {
             exclusive: self.exclusive.clone(),
             shutdown,
             progress,
+            deadline,
         };
         let value = ctx.execute(Trigger::Manual).await?;
         Ok(value)
@@ -243,6 +258,7 @@ impl Monitor {
             exclusive: self.exclusive.clone(),
             shutdown: shutdown.clone(),
             progress: Progress::default(),
+            deadline: None,
         };
         runs.spawn(async move {
             let _ = ctx.execute(trigger).await;
@@ -259,6 +275,9 @@ struct Ctx {
     exclusive: Arc<Exclusive>,
     shutdown: CancellationToken,
     progress: Progress,
+    /// When the whole run, waits included, must be over (a manual run
+    /// with `--timeout`); `None`: only the run itself is timed.
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl Ctx {
@@ -303,6 +322,10 @@ impl Ctx {
                             self.store.update_status(name, |s| s.state = State::Idle);
                             anyhow::bail!("{name}: shut down while waiting for its turn");
                         }
+                        _ = until(self.deadline) => {
+                            self.store.update_status(name, |s| s.state = State::Idle);
+                            return Err(self.timed_out(holder.unwrap_or("another task")));
+                        }
                     }
                 }
             };
@@ -320,18 +343,24 @@ impl Ctx {
         // the same rule through a lease in Redis.
         let lease = if settings.exclusive {
             self.store.update_status(name, |s| s.state = State::Waiting);
-            match crate::redis::lease::wait_for(
+            use crate::redis::lease::{self, Waited};
+            let waited = lease::wait_for(
                 self.store.link(),
-                crate::redis::lease::EXCLUSIVE_KEY,
+                lease::EXCLUSIVE_KEY,
                 name,
                 &self.shutdown,
+                self.deadline,
             )
-            .await
-            {
-                Some(lease) => lease,
-                None => {
+            .await;
+            match waited {
+                Waited::Taken(lease) => lease.map(|held| *held),
+                Waited::Cancelled => {
                     self.store.update_status(name, |s| s.state = State::Idle);
                     anyhow::bail!("{name}: shut down while waiting for the exclusive lease");
+                }
+                Waited::TimedOut(by) => {
+                    self.store.update_status(name, |s| s.state = State::Idle);
+                    return Err(self.timed_out(&format!("{by}, holding {}", lease::EXCLUSIVE_KEY)));
                 }
             }
         } else {
@@ -346,6 +375,13 @@ impl Ctx {
         });
         tracing::info!(task = name, trigger = ?trigger, "run started");
 
+        // What is left of the deadline, when the waits took some of it.
+        let timeout = match self.deadline {
+            Some(d) => settings
+                .timeout
+                .min(d.saturating_duration_since(tokio::time::Instant::now())),
+            None => settings.timeout,
+        };
         let cancel = self.shutdown.child_token();
         let ctx = RunContext::new(cancel.clone()).with_progress(self.progress.clone());
         let outcome = {
@@ -354,7 +390,7 @@ impl Ctx {
             let span = tracing::info_span!("run", task = name);
             let run = AssertUnwindSafe(task.run(&ctx).instrument(span)).catch_unwind();
             tokio::select! {
-                r = tokio::time::timeout(settings.timeout, run) => match r {
+                r = tokio::time::timeout(timeout, run) => match r {
                     Ok(Ok(Ok(value))) => Ok(value),
                     // The run saw the shutdown (its ctx.cancel is a child of
                     // it) and gave up before this select did: that is a
@@ -426,6 +462,25 @@ impl Ctx {
         })
     }
 
+    /// The run's deadline passed while it waited for its turn, taken by
+    /// `by`: it never started, so nothing of its status but the state is
+    /// changed.
+    fn timed_out(&self, by: &str) -> anyhow::Error {
+        let name = self.reg.task.name();
+        let reason = format!(
+            "timed out after {} waiting for its turn (taken by {}); not run",
+            humantime::format_duration(self.reg.settings.timeout),
+            crate::logging::Escaped(by)
+        );
+        tracing::warn!(task = name, reason = %reason, "run not started");
+        RunFailed {
+            task: name,
+            outcome: Outcome::Timeout,
+            reason,
+        }
+        .into()
+    }
+
     fn store_result(&self, value: Value) -> Result<TaskResult, (Outcome, String)> {
         let task = &self.reg.task;
         let result = TaskResult {
@@ -449,6 +504,14 @@ pub struct RunFailed {
     pub task: &'static str,
     pub outcome: Outcome,
     pub reason: String,
+}
+
+/// Fires at `deadline`; never without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

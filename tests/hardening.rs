@@ -900,14 +900,15 @@ fn a_flushed_lease_is_taken_again_and_a_lease_taken_by_another_stops_the_daemon(
         lease_holder(&redis).filter(|h| h["pid"] == pid)
     });
     daemon.wait_log(Duration::from_secs(5), "took it again");
-    // Another daemon (on another host) took it while this one was frozen.
+    // Another daemon (on another host) took it while this one was frozen:
+    // a holder's record, with a holder's expiry (30 s).
     let other = json!({"pid": 4242, "host": "other-node", "what": "daemon",
         "since": unix_now(), "token": "feedbeef"});
     redis::cmd("SET")
         .arg(LEASE)
         .arg(other.to_string())
         .arg("PX")
-        .arg(60_000)
+        .arg(30_000)
         .query::<()>(&mut redis.conn())
         .expect("SET");
     let child = &mut daemon.child;
@@ -919,6 +920,114 @@ fn a_flushed_lease_is_taken_again_and_a_lease_taken_by_another_stops_the_daemon(
     assert!(log.contains("pid 4242 on other-node"), "{log}");
     // Its lease is left to its holder.
     assert_eq!(lease_holder(&redis).expect("lease")["host"], "other-node");
+}
+
+/// Puts `value` at `key` with an expiry of `px` ms, as a stray write would.
+fn plant(redis: &RedisServer, key: &str, value: &[u8], px: u64) {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .arg("PX")
+        .arg(px)
+        .query::<()>(&mut redis.conn())
+        .expect("SET");
+}
+
+const HOUR_MS: u64 = 3_600_000;
+
+#[test]
+fn a_daemon_lease_no_zos_perf_wrote_is_taken_over_at_once_naming_what_was_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start();
+    let holder = json!({"pid": 4242, "host": "other-node", "what": "daemon",
+        "since": unix_now(), "token": "feedbeef"})
+    .to_string();
+    // JSON that is not a holder, a holder's record with an expiry no holder
+    // sets, and bytes that would drive a terminal: each for an hour.
+    let strays: [(&[u8], &str); 4] = [
+        (b"{}", "found={}"),
+        (b"\"x\"", "found=\"x\""),
+        (holder.as_bytes(), "an expiry of"),
+        (b"\x1b]0;owned\x07{", "found=\\u{1b}]0;owned\\u{7}{"),
+    ];
+    for (value, shown) in strays {
+        plant(&redis, LEASE, value, HOUR_MS);
+        let mut daemon = Daemon::start(dir.path(), &bus_only(), &redis.url());
+        let pid = daemon.child.id() as u64;
+        wait_for(Duration::from_secs(20), "the daemon's lease", || {
+            lease_holder(&redis).filter(|h| h["pid"] == pid)
+        });
+        daemon.wait_log(Duration::from_secs(5), "no zos-perf wrote");
+        let log = daemon.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("no zos-perf wrote"))
+            .unwrap_or_default();
+        assert!(line.contains(shown), "{shown:?} not in {line}");
+        assert!(!log.contains('\x1b'), "{log}");
+        daemon.stop_cleanly();
+    }
+}
+
+/// The cpu-benchmark (with a workloads command that answers at once) as
+/// `run-task ... --timeout T`, killed after `within`.
+fn run_cpu_within(dir: &Path, redis: &RedisServer, timeout: &str, within: Duration) -> Output {
+    let cfg = dir.join("cpu.toml");
+    std::fs::write(&cfg, cpu_with_workloads(dir, &["echo", "1"])).expect("write");
+    output_within(
+        zos_perf(dir).arg("--config").arg(&cfg).args([
+            "--redis",
+            &redis.url(),
+            "run-task",
+            "cpu-benchmark",
+            "--timeout",
+            timeout,
+        ]),
+        within,
+    )
+}
+
+#[test]
+fn an_exclusive_lease_no_zos_perf_wrote_does_not_hold_run_task_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start();
+    plant(&redis, "perf:lease:exclusive", b"{}", HOUR_MS);
+    let out = run_cpu_within(dir.path(), &redis, "60s", Duration::from_secs(120));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("no zos-perf wrote"), "{err}");
+    let left: Option<String> = redis::cmd("GET")
+        .arg("perf:lease:exclusive")
+        .query(&mut redis.conn())
+        .expect("GET");
+    assert_eq!(left, None, "the run's lease was not given back");
+}
+
+#[test]
+fn run_task_timeout_covers_the_wait_for_a_live_holder_exit_5() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start();
+    // Another process's measurement, holding the lease as a holder does.
+    let other = json!({"pid": 4242, "host": "other-node", "what": "iperf",
+        "since": unix_now(), "token": "feedbeef"})
+    .to_string();
+    plant(&redis, "perf:lease:exclusive", other.as_bytes(), 30_000);
+    let started = Instant::now();
+    let out = run_cpu_within(dir.path(), &redis, "3s", Duration::from_secs(25));
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("timed out after 3s"), "{err}");
+    assert!(err.contains("pid 4242 on other-node"), "{err}");
+    assert!(out.stdout.is_empty());
+    // Generous: the 3 s deadline, plus start-up on a loaded machine.
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    // The holder's lease is left alone.
+    let left: Option<String> = redis::cmd("GET")
+        .arg("perf:lease:exclusive")
+        .query(&mut redis.conn())
+        .expect("GET");
+    assert_eq!(left.as_deref(), Some(other.as_str()));
 }
 
 /// Only the healthcheck, once a year, against a service that answers.

@@ -101,7 +101,7 @@ pub enum Command {
     RunTask {
         /// Task name, in any case, e.g. healthcheck.
         name: String,
-        /// Give up after this long (default: the task's timeout).
+        /// Give up after this long, a wait for another process's measurement included (exit 5; default: the task's timeout, for the run alone).
         #[arg(long, value_parser = super::run::parse_timeout)]
         timeout: Option<Duration>,
         /// Show the run's progress on stderr even when it is not a terminal.

@@ -208,6 +208,9 @@ pub async fn task(
     name: &str,
     opts: TaskOptions,
 ) -> Result<(), CliError> {
+    // `--timeout` bounds the whole command, from here: the wait for
+    // another process's measurement (the exclusive lease) included.
+    let deadline = opts.timeout.map(|t| tokio::time::Instant::now() + t);
     let name = task_name(name)?;
     if let Some(timeout) = opts.timeout {
         config.tasks.entry(name.to_string()).or_default().timeout = Some(timeout);
@@ -220,7 +223,8 @@ pub async fn task(
     } else {
         Progress::default()
     };
-    let result = daemon::run_once_with_progress(&config, &url, name, cancel, progress).await?;
+    let result =
+        daemon::run_once_with_progress(&config, &url, name, cancel, progress, deadline).await?;
     if opts.human {
         out!("{}", human::render(&result, chrono::Utc::now().timestamp()));
         Ok(())

@@ -14,8 +14,14 @@
 //! frozen, cut off from Redis) loses it after at most [`TTL`]. Renewal and
 //! release only touch a lease whose token is still ours (compare-and-set in
 //! a Lua script), so a holder that lost its lease can never cut short the
-//! next holder's. A key of ours that is not a lease (wrong type, no expiry,
-//! not our JSON) is replaced and the repair logged.
+//! next holder's.
+//!
+//! A value no zos-perf wrote is not a lease, whoever put it there: another
+//! type, no expiry, an expiry longer than [`TTL`] (no holder ever sets
+//! one), or anything but a holder record (other JSON such as `{}` or `"x"`,
+//! or not JSON at all). Such a value is replaced at once, and the warning
+//! shows what was found (escaped, at most [`SAMPLE`] bytes), so that no
+//! stray write can block a daemon or a measurement for a long expiry.
 //!
 //! A little over 400 lines with its tests: both leases share the scripts,
 //! the holder record and the renewal loop.
@@ -97,15 +103,40 @@ const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      return redis.call('DEL', KEYS[1]) else return 0 end";
-/// Removes `KEYS[1]` when it is not a lease that can expire: a string of
-/// our JSON with a TTL. Returns 1 when it removed something.
+/// How much of a value that is not a lease the warning shows.
+pub const SAMPLE: usize = 120;
+/// The longest value a holder writes (its host name is at most 64 bytes):
+/// a longer one is not read whole to be judged.
+const MAX_HOLDER: usize = 1024;
+
+/// Removes `KEYS[1]` unless it is a lease a holder wrote: a string with an
+/// expiry of at most `ARGV[1]` ms holding a holder record (the fields of
+/// [`Holder`], with their types, in at most `ARGV[3]` bytes). Returns
+/// nothing when it is a lease (or absent), else why it was removed and the
+/// first `ARGV[2]` bytes found.
 const REPAIR: &str = "local t = redis.call('TYPE', KEYS[1]).ok \
-     if t == 'none' then return 0 end \
-     if t ~= 'string' or redis.call('PTTL', KEYS[1]) < 0 then \
-       redis.call('DEL', KEYS[1]) return 1 end \
-     local ok = pcall(cjson.decode, redis.call('GET', KEYS[1])) \
-     if not ok then redis.call('DEL', KEYS[1]) return 1 end \
-     return 0";
+     if t == 'none' then return false end \
+     local why = nil \
+     local sample = '' \
+     if t ~= 'string' then why = 'a ' .. t else \
+       sample = redis.call('GETRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1) \
+       local ttl = redis.call('PTTL', KEYS[1]) \
+       if ttl < 0 then why = 'no expiry' \
+       elseif ttl > tonumber(ARGV[1]) then why = 'an expiry of ' .. ttl .. ' ms' \
+       elseif redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[3]) then why = 'not a holder' \
+       else \
+         local ok, h = pcall(cjson.decode, redis.call('GET', KEYS[1])) \
+         local function whole(n) return type(n) == 'number' and n == math.floor(n) end \
+         if not ok or type(h) ~= 'table' or not whole(h.pid) or h.pid < 0 \
+           or h.pid > 4294967295 or type(h.host) ~= 'string' \
+           or type(h.what) ~= 'string' or not whole(h.since) \
+           or math.abs(h.since) > 1e15 or type(h.token) ~= 'string' then \
+           why = 'not a holder' end \
+       end \
+     end \
+     if why == nil then return false end \
+     redis.call('DEL', KEYS[1]) \
+     return {why, sample}";
 
 /// `EVAL <script> 1 <key>`: the scripts are a few lines, sent whole.
 fn eval(script: &str, key: &str) -> redis::Cmd {
@@ -134,13 +165,19 @@ pub async fn try_acquire(
         if set.is_some() {
             return Ok(Taken::Mine);
         }
-        let repaired: i64 = eval(REPAIR, key).query_async(conn).await?;
-        if repaired == 0 {
-            break;
-        }
+        // Every holder sets [`TTL`]: a longer expiry is nobody's lease.
+        let repaired: Option<(String, Vec<u8>)> = eval(REPAIR, key)
+            .arg(TTL.as_millis() as u64)
+            .arg(SAMPLE)
+            .arg(MAX_HOLDER)
+            .query_async(conn)
+            .await?;
+        let Some((why, sample)) = repaired else { break };
         tracing::warn!(
             key,
-            "the lease key held something that is not a lease; replaced it"
+            found = %crate::logging::Escaped(&String::from_utf8_lossy(&sample)),
+            why = %crate::logging::Escaped(&why),
+            "the lease key held something no zos-perf wrote (not a lease); replaced it"
         );
     }
     let raw: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(conn).await?;
@@ -355,39 +392,62 @@ fn alive(pid: u32) -> bool {
     )
 }
 
-/// Waits until the lease at `key` is ours (or `cancel` fires: `None`),
-/// saying once who holds it meanwhile. Without Redis, nobody can hold it:
-/// the caller goes on without (`Some(None)`), as it cannot store anything
-/// that another process could distort either.
+/// How a wait for a lease ended.
+pub enum Waited {
+    /// Ours (`None`: no Redis to hold it in, so nobody can hold it: the
+    /// caller goes on without, as it cannot store anything that another
+    /// process could distort either).
+    Taken(Option<Box<Held>>),
+    /// `cancel` fired.
+    Cancelled,
+    /// The deadline passed first; who held the lease then (`?` when the
+    /// holder's record could not be read).
+    TimedOut(String),
+}
+
+/// Waits until the lease at `key` is ours, `cancel` fires or `deadline`
+/// (if any) passes, saying once who holds it meanwhile.
 pub async fn wait_for(
     link: &RedisLink,
     key: &'static str,
     what: &str,
     cancel: &CancellationToken,
-) -> Option<Option<Held>> {
+    deadline: Option<tokio::time::Instant>,
+) -> Waited {
     let me = Holder::me(what);
     let mut told = false;
     loop {
         let Some(mut conn) = link.get() else {
-            return Some(None);
+            return Waited::Taken(None);
         };
-        match try_acquire(&mut conn, key, &me, TTL).await {
-            Ok(Taken::Mine) => return Some(Some(Held::keep(link.clone(), key, me))),
+        let held_by = match try_acquire(&mut conn, key, &me, TTL).await {
+            Ok(Taken::Mine) => {
+                return Waited::Taken(Some(Box::new(Held::keep(link.clone(), key, me))))
+            }
             Ok(Taken::HeldBy(holder)) => {
+                let by = holder.map(|h| h.to_string()).unwrap_or_else(|| "?".into());
                 if !told {
-                    let by = holder.map(|h| h.to_string()).unwrap_or_else(|| "?".into());
                     tracing::info!(key, what, held_by = %by, "waiting for the lease");
                     told = true;
                 }
+                by
             }
             Err(e) => {
                 tracing::warn!(key, error = %e, "cannot take the lease; going on without it");
-                return Some(None);
+                return Waited::Taken(None);
             }
-        }
+        };
+        let pause = tokio::time::sleep(Duration::from_millis(500));
+        let until = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = cancel.cancelled() => return None,
+            _ = pause => {}
+            _ = until => return Waited::TimedOut(held_by),
+            _ = cancel.cancelled() => return Waited::Cancelled,
         }
     }
 }
