@@ -90,6 +90,11 @@ impl ChainServer {
         self.state.lock().unwrap().storage.insert(key, value);
     }
 
+    /// The value stored under `key`.
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.state.lock().unwrap().storage.get(key).cloned()
+    }
+
     pub fn remove(&self, key: &[u8]) {
         self.state.lock().unwrap().storage.remove(key);
     }
