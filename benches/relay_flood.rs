@@ -88,9 +88,15 @@ fn main() {
     let key = twin::twin_key(CALLER);
     let (took, lookups) = rt.block_on(async {
         let who = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap();
-        let link = relay::open(&g.relay.url(), &who, CALLER, Some("flood"), &RelayOptions::default())
-            .await
-            .expect("caller connects");
+        let link = relay::open(
+            &g.relay.url(),
+            &who,
+            CALLER,
+            Some("flood"),
+            &RelayOptions::default(),
+        )
+        .await
+        .expect("caller connects");
         wait_for(Duration::from_secs(10), "the caller on the relay", || {
             g.relay.is_online(CALLER, Some("flood")).then_some(())
         });
@@ -151,7 +157,10 @@ fn write_row(prefix: &str, row: &str) {
         let end = (h + 1..lines.len())
             .find(|&i| lines[i].starts_with("## ") || lines[i].starts_with("<!--"))
             .unwrap_or(lines.len());
-        let at = (h..end).rev().find(|&i| lines[i].starts_with('|')).map_or(end, |i| i + 1);
+        let at = (h..end)
+            .rev()
+            .find(|&i| lines[i].starts_with('|'))
+            .map_or(end, |i| i + 1);
         lines.insert(at, row.to_string());
     } else {
         lines.push(String::new());

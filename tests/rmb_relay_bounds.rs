@@ -159,13 +159,17 @@ async fn a_flood_of_big_forged_envelopes_is_bounded_in_bytes_and_lookups() {
         let env = request(format!("flood-{n}"), SERVER, payload.clone(), &forger);
         sender.send(&env).await.expect("send");
     }
-    wait_for(Duration::from_secs(180), "every forged envelope refused", || {
-        let n = metric(
-            addr,
-            "zos_perf_relay_refused_requests_total{reason=\"bad_signature\"}",
-        );
-        (n == FLOOD as f64).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(180),
+        "every forged envelope refused",
+        || {
+            let n = metric(
+                addr,
+                "zos_perf_relay_refused_requests_total{reason=\"bad_signature\"}",
+            );
+            (n == FLOOD as f64).then_some(())
+        },
+    );
     let peak = peak_rss_kib(s.daemon.child.id());
     let lookups = s.chain.reads_of(&caller_key) - reads_before;
     eprintln!("relay flood: daemon peak RSS {peak} KiB, {lookups} lookups of the sender");
@@ -209,7 +213,11 @@ async fn twin_lookups_are_coalesced_and_not_repeated_for_bad_signatures() {
     for _ in 0..32 {
         twins.twin_afresh(CALLER).await.expect("twin");
     }
-    assert_eq!(chain.reads_of(&key), 1, "bad signatures re-read a fresh twin");
+    assert_eq!(
+        chain.reads_of(&key),
+        1,
+        "bad signatures re-read a fresh twin"
+    );
     // An unknown twin: concurrent askers share the one answer, an error.
     let asks: Vec<_> = (0..8)
         .map(|_| {
@@ -359,8 +367,14 @@ async fn another_holder_of_our_twin_is_named_and_backed_off_from() {
     let until = Instant::now() + Duration::from_secs(25);
     while Instant::now() < until {
         ours += 1;
-        if let Ok(mut other) =
-            relay::open(&s.g.relay.url(), &server, SERVER, None, &RelayOptions::default()).await
+        if let Ok(mut other) = relay::open(
+            &s.g.relay.url(),
+            &server,
+            SERVER,
+            None,
+            &RelayOptions::default(),
+        )
+        .await
         {
             let _ = tokio::time::timeout(until - Instant::now(), async {
                 while let Some(e) = other.events.recv().await {

@@ -344,16 +344,22 @@ async fn run<S>(
     let mut room: Option<OwnedSemaphorePermit> = None;
     // A frame read, waiting for room in the event channel.
     let mut pending: Option<Event> = None;
-    let whole_frame = u32::try_from(options.max_message.clamp(1, read_budget.available_permits()))
-        .unwrap_or(u32::MAX);
-    let written = |what: &str, e: Result<Result<(), tungstenite::Error>, tokio::time::error::Elapsed>| match e {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(format!("{what} failed: {e}")),
-        Err(_) => Some(format!(
-            "the relay took no {what} within {}: it stopped reading",
-            humantime::format_duration(options.dead_after)
-        )),
-    };
+    let whole_frame = u32::try_from(
+        options
+            .max_message
+            .clamp(1, read_budget.available_permits()),
+    )
+    .unwrap_or(u32::MAX);
+    let written =
+        |what: &str, e: Result<Result<(), tungstenite::Error>, tokio::time::error::Elapsed>| match e
+        {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{what} failed: {e}")),
+            Err(_) => Some(format!(
+                "the relay took no {what} within {}: it stopped reading",
+                humantime::format_duration(options.dead_after)
+            )),
+        };
     let reason = loop {
         let ping_at = last_write + options.ping_after;
         let dead_at = last_read + options.dead_after;

@@ -136,7 +136,9 @@ pub async fn serve(
         if pause.quick {
             stats.quick_closes.fetch_add(1, Ordering::Relaxed);
         }
-        stats.contested.store(u64::from(pause.contested), Ordering::Relaxed);
+        stats
+            .contested
+            .store(u64::from(pause.contested), Ordering::Relaxed);
         if pause.contested {
             tracing::error!(relay = %relay, closes = reconnects.quick_closes(),
                 retry_in = %humantime::format_duration(round(pause.wait)),

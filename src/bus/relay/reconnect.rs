@@ -152,7 +152,11 @@ mod tests {
         // Up for 30 s: more than "right after connecting", not yet healthy.
         let p = r.after(Ended::Lasted(Duration::from_secs(30)), &mut rng);
         assert!(!p.quick && !p.contested);
-        assert_eq!(r.backoff.peek(), MAX, "reset by a connection not yet healthy");
+        assert_eq!(
+            r.backoff.peek(),
+            MAX,
+            "reset by a connection not yet healthy"
+        );
         let p = r.after(Ended::Lasted(HEALTHY), &mut rng);
         assert!(p.wait <= FIRST, "{p:?}");
         assert_eq!(r.quick_closes(), 0);
