@@ -136,13 +136,13 @@ impl Caller {
                 .await
                 .ok()?;
             match event {
-                Some(Event::Envelope(env)) if env.uid == uid => {
+                Some(Event::Envelope(env, _)) if env.uid == uid => {
                     env.verify(&self.server.account_id())
                         .expect("the reply is signed by the daemon");
                     assert_eq!(env.schema.as_deref(), Some(envelope::SCHEMA_JSON));
                     return Some(*env);
                 }
-                Some(Event::Envelope(_)) => continue,
+                Some(Event::Envelope(..)) => continue,
                 other => panic!("caller connection: {other:?}"),
             }
         }

@@ -540,6 +540,18 @@ fn relay_metrics(enc: &mut DescriptorEncoder, relay: &RelayStats) -> fmt::Result
         "zos_perf_relay_connected",
         "1 while connected to a relay, else 0.",
         &one(get(&relay.connected) as f64),
+    )?;
+    counters(
+        enc,
+        "zos_perf_relay_quick_closes",
+        "Connections the relay closed within 10 s of connecting.",
+        &[(Vec::new(), get(&relay.quick_closes))],
+    )?;
+    gauges(
+        enc,
+        "zos_perf_relay_twin_contested",
+        "1 while the relay closes every connection right after connecting (3 in a row): most likely another connection holds this twin.",
+        &one(get(&relay.contested) as f64),
     )
 }
 

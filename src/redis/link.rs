@@ -142,13 +142,20 @@ impl RedisLink {
     }
 }
 
+/// The pauses between connection attempts: 100 ms growing to 5 s, with
+/// full jitter, so that the daemons whose Redis went away at the same
+/// moment do not all knock at the same instants.
+fn reconnect_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(5)).full_jitter()
+}
+
 async fn connect_loop(
     url: String,
     client: redis::Client,
     tx: watch::Sender<Option<ConnectionManager>>,
     shutdown: CancellationToken,
 ) {
-    let mut delay = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut delay = reconnect_backoff();
     let mut attempts: u64 = 0;
     loop {
         let config = ConnectionManagerConfig::new()
@@ -186,6 +193,19 @@ async fn connect_loop(
 #[cfg(test)]
 mod tests {
     use super::redacted;
+
+    /// Full jitter: the first pause is anywhere in 0..=100 ms, not 100 ms
+    /// every time.
+    #[test]
+    fn reconnect_pauses_are_jittered() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let wait = super::reconnect_backoff().advance();
+            assert!(wait <= std::time::Duration::from_millis(100), "{wait:?}");
+            seen.insert(wait.as_millis() / 10);
+        }
+        assert!(seen.len() >= 5, "pauses not spread over the step: {seen:?}");
+    }
 
     #[test]
     fn credentials_never_show() {

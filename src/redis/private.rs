@@ -35,6 +35,7 @@ use tokio::time::Instant;
 
 use super::server::{answers, prepare_runtime_dir};
 use crate::redis::instance;
+use crate::util::backoff::Backoff;
 
 /// The socket's name in the runtime directory.
 pub const SOCKET: &str = "redis.sock";
@@ -134,6 +135,12 @@ fn url_of(socket: &Path) -> String {
     format!("unix://{}", socket.display())
 }
 
+/// The pauses between attempts to start the server again: 200 ms growing
+/// to 5 s, with full jitter.
+fn restart_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(5)).full_jitter()
+}
+
 /// Waits for the stop (or the server's end, then starts another).
 async fn watch(
     mut server: Server,
@@ -141,7 +148,7 @@ async fn watch(
     pid_file: PathBuf,
     mut stop: oneshot::Receiver<Instant>,
 ) {
-    let mut delay = Duration::from_millis(200);
+    let mut delay = restart_backoff();
     loop {
         let ended = tokio::select! {
             deadline = &mut stop => {
@@ -170,20 +177,20 @@ async fn watch(
                         tracing::warn!(error = %format!("{e:#}"), "cannot record the private redis-server's pid");
                     }
                     tracing::info!(pid = server.pid(), "private redis-server started again");
-                    delay = Duration::from_millis(200);
+                    delay.reset();
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay,
+                    let wait = delay.advance();
+                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?wait,
                         "cannot start the private redis-server again");
                     tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
+                        _ = tokio::time::sleep(wait) => {}
                         _ = &mut stop => {
                             let _ = std::fs::remove_file(&pid_file);
                             return;
                         }
                     }
-                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
         }
@@ -321,4 +328,20 @@ async fn spawn(socket: &Path) -> anyhow::Result<Server> {
         socket.display(),
         humantime::format_duration(START_WAIT)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    /// Full jitter: the first pause before a restart is anywhere in
+    /// 0..=200 ms, not 200 ms every time.
+    #[test]
+    fn restart_pauses_are_jittered() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let wait = super::restart_backoff().advance();
+            assert!(wait <= std::time::Duration::from_millis(200), "{wait:?}");
+            seen.insert(wait.as_millis() / 20);
+        }
+        assert!(seen.len() >= 5, "pauses not spread over the step: {seen:?}");
+    }
 }

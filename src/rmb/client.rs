@@ -305,7 +305,7 @@ fn fail_lone_call(pending: &Mutex<Pending>, url: &str, why: String) {
 async fn dispatch(mut link: relay::Link, pending: Arc<Mutex<Pending>>) {
     let reason = loop {
         match link.events.recv().await {
-            Some(Event::Envelope(env)) => {
+            Some(Event::Envelope(env, _held)) => {
                 let waiter = lock(&pending).calls.remove(&env.uid);
                 match waiter {
                     Some((_, tx)) => {

@@ -22,7 +22,7 @@ pub mod exit {
     pub const PARTIAL: u8 = 11;
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RmbError {
     /// The secret is missing, unreadable or not a mnemonic/seed. The text
     /// never contains the secret.

@@ -9,9 +9,20 @@
 //! is sent through the [`Link`], hands every frame read back as an
 //! [`Event`], sends a WebSocket Ping when nothing was written for
 //! `ping_after`, and gives the connection up when nothing at all was read
-//! for `dead_after` (the relay answers Pings, so a live relay is never
-//! silent that long). Reconnecting is the owner's choice: a one-shot
-//! caller reports the loss, a server opens a new link with a fresh token.
+//! for `dead_after` while it was waiting to read (the relay answers Pings,
+//! so a live relay is never silent that long) or when one write is not
+//! taken within `dead_after` (a relay that stopped reading). Reconnecting
+//! is the owner's choice: a one-shot caller reports the loss, a server
+//! opens a new link with a fresh token.
+//!
+//! Bytes held are bounded, not frames: room for a whole frame
+//! (`max_message`) is taken from the link's read budget before the next
+//! frame is read, shrunk to the frame's size once it is in, and handed to
+//! the owner with the envelope ([`Held`]); it comes back when the owner
+//! drops it. Past the budget the socket is read no further, and that wait
+//! is ours, not the relay's silence: the dead timer runs only while the
+//! task is ready to read. Frames queued for writing count against a write
+//! budget the same way.
 //!
 //! Under the WebSocket layer sits a [`FrameGuard`]: a frame over
 //! `max_message` is skipped as it arrives and reported as
@@ -20,8 +31,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use futures::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -47,6 +60,11 @@ pub struct RelayOptions {
     pub max_message: usize,
     /// Lifetime of the connection's token (it is checked only at upgrade).
     pub token_lifetime: u64,
+    /// Bytes of frames read and not yet let go by the owner, the frame
+    /// being read counted as `max_message` (at least one whole frame).
+    pub read_budget: usize,
+    /// Bytes of frames queued for writing (at least one whole frame).
+    pub write_budget: usize,
 }
 
 impl Default for RelayOptions {
@@ -59,6 +77,9 @@ impl Default for RelayOptions {
             // bounds what a peer can make us buffer.
             max_message: 4 << 20,
             token_lifetime: 60,
+            // Three frames of the largest size held, a fourth being read.
+            read_budget: 16 << 20,
+            write_budget: 16 << 20,
         }
     }
 }
@@ -66,7 +87,9 @@ impl Default for RelayOptions {
 /// What the connection task reports.
 #[derive(Debug)]
 pub enum Event {
-    Envelope(Box<Envelope>),
+    /// An envelope, and its frame's bytes held against the read budget
+    /// until the [`Held`] is dropped.
+    Envelope(Box<Envelope>, Held),
     /// A frame that is not a binary protobuf envelope (skipped).
     Garbage(String),
     /// A frame over `max_message`, skipped unread: its length.
@@ -75,10 +98,21 @@ pub enum Event {
     Closed(String),
 }
 
+/// Bytes of one frame counted against a link's budget: they are given
+/// back when this is dropped (when the owner is done with the envelope).
+#[derive(Debug)]
+pub struct Held(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// A frame queued for writing, with its bytes counted.
+struct Outgoing {
+    bytes: Vec<u8>,
+    _held: OwnedSemaphorePermit,
+}
+
 /// The owner's side of an open connection. Dropping it closes the socket.
 pub struct Link {
     pub url: String,
-    out: mpsc::Sender<Vec<u8>>,
+    out: LinkSender,
     pub events: mpsc::Receiver<Event>,
 }
 
@@ -86,29 +120,48 @@ pub struct Link {
 #[derive(Clone)]
 pub struct LinkSender {
     url: String,
-    out: mpsc::Sender<Vec<u8>>,
+    out: mpsc::Sender<Outgoing>,
+    budget: Arc<Semaphore>,
+    /// The budget's size: no frame waits for more.
+    budget_bytes: usize,
 }
 
 impl Link {
     pub fn sender(&self) -> LinkSender {
-        LinkSender {
-            url: self.url.clone(),
-            out: self.out.clone(),
-        }
+        self.out.clone()
     }
 }
 
 impl LinkSender {
-    /// Queues one envelope for writing; fails once the connection is gone.
+    /// Queues one envelope for writing, once the write budget has room for
+    /// it; fails once the connection is gone.
     pub async fn send(&self, env: &Envelope) -> Result<(), RmbError> {
-        self.out
-            .send(env.to_bytes())
+        let closed = || RmbError::Relay {
+            url: self.url.clone(),
+            reason: "the connection is closed".into(),
+        };
+        let bytes = env.to_bytes();
+        let count = bytes.len().clamp(1, self.budget_bytes);
+        let held = self
+            .budget
+            .clone()
+            .acquire_many_owned(u32::try_from(count).unwrap_or(u32::MAX))
             .await
-            .map_err(|_| RmbError::Relay {
-                url: self.url.clone(),
-                reason: "the connection is closed".into(),
-            })
+            .map_err(|_| closed())?;
+        self.out
+            .send(Outgoing { bytes, _held: held })
+            .await
+            .map_err(|_| closed())
     }
+}
+
+/// A budget of `bytes` (at least `max_message`), in permits of one byte.
+fn budget(bytes: usize, max_message: usize) -> (Arc<Semaphore>, usize) {
+    let bytes = bytes
+        .max(max_message)
+        .clamp(1, u32::MAX as usize)
+        .min(Semaphore::MAX_PERMITS);
+    (Arc::new(Semaphore::new(bytes)), bytes)
 }
 
 pub fn unix_now() -> u64 {
@@ -186,17 +239,25 @@ pub async fn open(
     };
     let (out, out_rx) = mpsc::channel(256);
     let (events_tx, events) = mpsc::channel(256);
+    let (write_budget, budget_bytes) = budget(options.write_budget, options.max_message);
+    let (read_budget, _) = budget(options.read_budget, options.max_message);
     tokio::spawn(run(
         base.clone(),
         ws,
         oversized,
         out_rx,
         events_tx,
+        read_budget,
         *options,
     ));
     Ok(Link {
-        url: base,
-        out,
+        url: base.clone(),
+        out: LinkSender {
+            url: base,
+            out,
+            budget: write_budget,
+            budget_bytes,
+        },
         events,
     })
 }
@@ -265,30 +326,67 @@ async fn run<S>(
     url: String,
     ws: tokio_tungstenite::WebSocketStream<S>,
     oversized: Oversized,
-    mut out: mpsc::Receiver<Vec<u8>>,
+    mut out: mpsc::Receiver<Outgoing>,
     events: mpsc::Sender<Event>,
+    read_budget: Arc<Semaphore>,
     options: RelayOptions,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut sink, mut stream) = ws.split();
     let mut last_write = Instant::now();
+    // When the relay was last heard, or when we were last ready to hear it
+    // again after holding back: our own waits are not its silence.
     let mut last_read = Instant::now();
     // Data messages read so far, to find those the guard cut short.
     let mut messages: u64 = 0;
+    // Room for the next frame, taken before it is read.
+    let mut room: Option<OwnedSemaphorePermit> = None;
+    // A frame read, waiting for room in the event channel.
+    let mut pending: Option<Event> = None;
+    let whole_frame = u32::try_from(
+        options
+            .max_message
+            .clamp(1, read_budget.available_permits()),
+    )
+    .unwrap_or(u32::MAX);
+    let written =
+        |what: &str, e: Result<Result<(), tungstenite::Error>, tokio::time::error::Elapsed>| match e
+        {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{what} failed: {e}")),
+            Err(_) => Some(format!(
+                "the relay took no {what} within {}: it stopped reading",
+                humantime::format_duration(options.dead_after)
+            )),
+        };
     let reason = loop {
         let ping_at = last_write + options.ping_after;
         let dead_at = last_read + options.dead_after;
+        let reading = room.is_some() && pending.is_none();
         tokio::select! {
+            taken = read_budget.clone().acquire_many_owned(whole_frame), if room.is_none() && pending.is_none() => {
+                let Ok(taken) = taken else { break None };
+                room = Some(taken);
+                last_read = Instant::now();
+            }
             frame = out.recv() => {
                 let Some(frame) = frame else { break None };
-                if let Err(e) = sink.send(Message::binary(frame)).await {
-                    break Some(format!("write failed: {e}"));
+                let sent = tokio::time::timeout(options.dead_after, sink.send(Message::binary(frame.bytes))).await;
+                if let Some(why) = written("write", sent) {
+                    break Some(why);
                 }
                 last_write = Instant::now();
             }
-            frame = stream.next() => {
+            handed = events.reserve(), if pending.is_some() => {
+                let Ok(slot) = handed else { break None }; // the owner is gone
+                if let Some(event) = pending.take() {
+                    slot.send(event);
+                }
+            }
+            frame = stream.next(), if reading => {
                 last_read = Instant::now();
+                let Some(taken) = room.take() else { continue };
                 let event = match frame {
                     None => break Some("closed by the relay".to_string()),
                     Some(Err(e)) => break Some(e.to_string()),
@@ -298,7 +396,7 @@ async fn run<S>(
                         match (oversized.take(index), m) {
                             (Some(len), _) => Event::Oversized(len),
                             (None, Message::Binary(b)) => match Envelope::from_bytes(&b) {
-                                Ok(env) => Event::Envelope(Box::new(env)),
+                                Ok(env) => Event::Envelope(Box::new(env), hold(taken, b.len())),
                                 Err(e) => Event::Garbage(e),
                             },
                             (None, _) => Event::Garbage("a text frame".into()),
@@ -310,19 +408,21 @@ async fn run<S>(
                             None => "closed by the relay".to_string(),
                         })
                     }
-                    Some(Ok(_)) => continue, // ping/pong
+                    Some(Ok(_)) => {
+                        room = Some(taken); // ping/pong: the room is still free
+                        continue;
+                    }
                 };
-                if events.send(event).await.is_err() {
-                    break None; // the owner is gone
-                }
+                pending = Some(event);
             }
             _ = tokio::time::sleep_until(ping_at) => {
-                if let Err(e) = sink.send(Message::Ping(Vec::new().into())).await {
-                    break Some(format!("ping failed: {e}"));
+                let sent = tokio::time::timeout(options.dead_after, sink.send(Message::Ping(Vec::new().into()))).await;
+                if let Some(why) = written("ping", sent) {
+                    break Some(why);
                 }
                 last_write = Instant::now();
             }
-            _ = tokio::time::sleep_until(dead_at) => {
+            _ = tokio::time::sleep_until(dead_at), if reading => {
                 break Some(format!(
                     "nothing received for {}",
                     humantime::format_duration(options.dead_after)
@@ -334,5 +434,12 @@ async fn run<S>(
         tracing::debug!(relay = %url, reason = %reason, "relay connection ended");
         let _ = events.send(Event::Closed(reason)).await;
     }
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+/// The room taken for a frame, shrunk to the `len` bytes it holds (the
+/// rest goes back to the budget at once).
+fn hold(mut room: OwnedSemaphorePermit, len: usize) -> Held {
+    let len = len.min(room.num_permits());
+    Held(room.split(len).unwrap_or(room))
 }

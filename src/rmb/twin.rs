@@ -9,12 +9,15 @@
 //! All of it lives in the `TfgridModule` pallet in `Blake2_128Concat`
 //! maps, SCALE-encoded. The lookups are cached for a TTL (twins change
 //! rarely: a peer updates its relay or pk at start-up) and the cache is
-//! bounded.
+//! bounded. Twin lookups are coalesced: while one twin is being read from
+//! the chain, everyone else asking for it waits for that answer, so a
+//! storm of envelopes from one twin (or claiming to be) is one lookup.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::{BoxFuture, FutureExt, Shared};
 use parity_scale_codec::{Decode, Encode};
 use tokio::sync::Mutex;
 
@@ -90,6 +93,12 @@ pub fn twin_by_account_key(account: &[u8; 32]) -> Vec<u8> {
 
 /// Entries kept per map; the oldest go first when it is full.
 const CACHE_MAX: usize = 1024;
+/// A twin read from the chain less than this long ago is not read again
+/// after a signature that does not verify against it.
+pub const REFRESH_AFTER: Duration = Duration::from_secs(60);
+
+/// A twin lookup on its way, shared by everyone waiting for it.
+type Lookup = Shared<BoxFuture<'static, Result<Arc<Twin>, RmbError>>>;
 
 struct Cached<T> {
     at: Instant,
@@ -102,6 +111,8 @@ pub struct TwinDb {
     ttl: Duration,
     twins: Mutex<HashMap<u32, Cached<Arc<Twin>>>>,
     nodes: Mutex<HashMap<u32, Cached<u32>>>,
+    /// Twin lookups on their way: at most one per twin.
+    asking: std::sync::Mutex<HashMap<u32, Lookup>>,
 }
 
 impl TwinDb {
@@ -111,6 +122,7 @@ impl TwinDb {
             ttl,
             twins: Mutex::new(HashMap::new()),
             nodes: Mutex::new(HashMap::new()),
+            asking: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -123,21 +135,44 @@ impl TwinDb {
         if let Some(t) = fresh(&self.twins, id, self.ttl).await {
             return Ok(t);
         }
-        let raw = self
-            .chain
-            .get_storage(&twin_key(id))
-            .await?
-            .ok_or(RmbError::UnknownTwin(id))?;
-        let twin: Twin = decode(&raw, &format!("twin {id}"))?;
-        if twin.id != id {
-            return Err(RmbError::ChainValue {
-                what: format!("twin {id}"),
-                reason: format!("the stored twin says it is {}", twin.id),
-            });
+        self.look_up_twin(id).await
+    }
+
+    /// Twin `id` read afresh, after a signature that does not verify
+    /// against the cached one (the twin may have changed keys), unless that
+    /// one was read less than [`REFRESH_AFTER`] ago: bad envelopes from
+    /// one twin, however many, make at most one lookup a minute.
+    pub async fn twin_afresh(&self, id: u32) -> Result<Arc<Twin>, RmbError> {
+        if let Some(t) = fresh(&self.twins, id, self.ttl.min(REFRESH_AFTER)).await {
+            return Ok(t);
         }
-        let twin = Arc::new(twin);
-        remember(&self.twins, id, twin.clone()).await;
-        Ok(twin)
+        self.look_up_twin(id).await
+    }
+
+    /// Reads twin `id` from the chain, or waits for the lookup of it
+    /// already on its way, and caches what it finds.
+    async fn look_up_twin(&self, id: u32) -> Result<Arc<Twin>, RmbError> {
+        let lookup = {
+            let mut asking = self.asking.lock().unwrap_or_else(|p| p.into_inner());
+            asking
+                .entry(id)
+                .or_insert_with(|| {
+                    let chain = self.chain.clone();
+                    async move { read_twin(&chain, id).await }.boxed().shared()
+                })
+                .clone()
+        };
+        let found = lookup.clone().await;
+        {
+            let mut asking = self.asking.lock().unwrap_or_else(|p| p.into_inner());
+            if asking.get(&id).is_some_and(|l| l.ptr_eq(&lookup)) {
+                asking.remove(&id);
+            }
+        }
+        if let Ok(twin) = &found {
+            remember(&self.twins, id, twin.clone()).await;
+        }
+        found
     }
 
     /// Forgets twin `id`, so the next lookup reads the chain (after a
@@ -172,6 +207,21 @@ impl TwinDb {
             Some(raw) => decode::<u32>(&raw, "the twin id of our account").map(Some),
         }
     }
+}
+
+async fn read_twin(chain: &ChainClient, id: u32) -> Result<Arc<Twin>, RmbError> {
+    let raw = chain
+        .get_storage(&twin_key(id))
+        .await?
+        .ok_or(RmbError::UnknownTwin(id))?;
+    let twin: Twin = decode(&raw, &format!("twin {id}"))?;
+    if twin.id != id {
+        return Err(RmbError::ChainValue {
+            what: format!("twin {id}"),
+            reason: format!("the stored twin says it is {}", twin.id),
+        });
+    }
+    Ok(Arc::new(twin))
 }
 
 fn decode<T: Decode>(raw: &[u8], what: &str) -> Result<T, RmbError> {

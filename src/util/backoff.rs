@@ -1,11 +1,20 @@
 //! Exponential backoff, written once: the Redis link's reconnects, the bus
-//! handler's reconnects and reply pushes, iperf's busy servers and the
+//! handler's reconnects and reply pushes, the relay transport's reconnects,
+//! the private redis-server's restarts, iperf's busy servers and the
 //! healthcheck's retries all wait `initial`, then twice that, and so on up
 //! to a cap. Each caller keeps its own loop (they differ in what ends it);
 //! this type only says how long the next wait is.
+//!
+//! Reconnects to a shared service take [`Backoff::full_jitter`]: each wait
+//! is drawn uniformly between zero and the step, so that thousands of
+//! daemons that lost the same relay or Redis at the same moment spread
+//! their attempts over the whole step instead of arriving together at every
+//! step (the "full jitter" of exponential backoff). Retries whose timing is
+//! zos's own (iperf, the healthcheck) keep their exact steps.
 
 use std::time::Duration;
 
+use rand::{Rng, RngExt};
 use tokio_util::sync::CancellationToken;
 
 /// The work was cancelled (shutdown or a run's timeout) while it waited or
@@ -22,6 +31,8 @@ pub struct Backoff {
     next: Duration,
     /// None: doubling, exactly.
     factor: Option<f64>,
+    /// Each wait drawn uniformly from zero to the step.
+    jitter: bool,
 }
 
 impl Backoff {
@@ -33,6 +44,7 @@ impl Backoff {
             max: max.max(initial),
             next: initial,
             factor: None,
+            jitter: false,
         }
     }
 
@@ -41,7 +53,16 @@ impl Backoff {
         Backoff::new(initial, Duration::MAX)
     }
 
-    /// The wait the next call to [`Backoff::advance`] returns.
+    /// Each wait drawn uniformly between zero and its step (the steps grow
+    /// as before): reconnects of many daemons spread out instead of
+    /// arriving together.
+    pub fn full_jitter(mut self) -> Backoff {
+        self.jitter = true;
+        self
+    }
+
+    /// The step of the next call to [`Backoff::advance`]: the wait itself,
+    /// or its upper bound with [`Backoff::full_jitter`].
     pub fn peek(&self) -> Duration {
         self.next
     }
@@ -53,9 +74,24 @@ impl Backoff {
         self
     }
 
-    /// The next wait; the one after it is twice as long, or `factor` times
-    /// (up to the cap).
+    /// The next wait; the step after it is twice as long, or `factor`
+    /// times (up to the cap).
     pub fn advance(&mut self) -> Duration {
+        self.advance_with(&mut rand::rng())
+    }
+
+    /// [`Backoff::advance`] drawing the jitter from `rng`.
+    pub fn advance_with(&mut self, rng: &mut impl Rng) -> Duration {
+        let step = self.step();
+        if self.jitter {
+            step.mul_f64(rng.random_range(0.0..=1.0))
+        } else {
+            step
+        }
+    }
+
+    /// The next step, growing the one after it.
+    fn step(&mut self) -> Duration {
         let this = self.next;
         let grown = match self.factor {
             None => this.checked_mul(2),
@@ -66,7 +102,7 @@ impl Backoff {
     }
 
     /// Starts again from `initial` (the thing retried worked for a while).
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.next = self.initial;
     }
 
@@ -121,6 +157,33 @@ mod tests {
         let mut b = Backoff::uncapped(Duration::MAX / 2 + s(1));
         b.advance();
         assert_eq!(b.advance(), Duration::MAX);
+    }
+
+    #[test]
+    fn full_jitter_draws_each_wait_from_zero_to_its_step() {
+        use rand::SeedableRng;
+        let s = Duration::from_secs;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut b = Backoff::new(s(2), s(60)).full_jitter();
+        let mut steps = Vec::new();
+        for _ in 0..8 {
+            let step = b.peek();
+            let wait = b.advance_with(&mut rng);
+            assert!(wait <= step, "{wait:?} over its step {step:?}");
+            steps.push(step);
+        }
+        assert_eq!(steps, [s(2), s(4), s(8), s(16), s(32), s(60), s(60), s(60)]);
+        // Spread over the whole step: of many draws of a 60 s step, some
+        // fall in each tenth of it.
+        let mut tenths = [0u32; 10];
+        for _ in 0..2000 {
+            let wait = b.advance_with(&mut rng);
+            tenths[((wait.as_secs_f64() / 6.0) as usize).min(9)] += 1;
+        }
+        assert!(tenths.iter().all(|&n| n > 100), "{tenths:?}");
+        // Without it, the waits are the steps.
+        let mut exact = Backoff::new(s(2), s(60));
+        assert_eq!(exact.advance_with(&mut rng), s(2));
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,13 +6,17 @@
 //! Its [`Mode`] makes it misbehave the ways a real endpoint can: close every
 //! connection at once, answer text that is not JSON, answer a result of the
 //! wrong type, or never answer at all. It records every method it was
-//! asked, so a test can tell which endpoint a client used.
+//! asked, so a test can tell which endpoint a client used, and every
+//! storage key read, so a test can count lookups.
+//! [`ChainServer::slow_reads_of`] makes it answer reads of one key slowly
+//! (each call on its own, others answered meanwhile, as a busy node does).
 //!
 //! It serves from a [`LoopbackServer`] and stops when dropped.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -42,7 +46,9 @@ pub enum Mode {
 struct State {
     storage: HashMap<Vec<u8>, Vec<u8>>,
     calls: Vec<String>,
+    reads: Vec<Vec<u8>>,
     mode: Option<Mode>,
+    slow: HashMap<Vec<u8>, Duration>,
 }
 
 /// The running stand-in; stopped when dropped.
@@ -84,6 +90,11 @@ impl ChainServer {
         self.state.lock().unwrap().storage.insert(key, value);
     }
 
+    /// The value stored under `key`.
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.state.lock().unwrap().storage.get(key).cloned()
+    }
+
     pub fn remove(&self, key: &[u8]) {
         self.state.lock().unwrap().storage.remove(key);
     }
@@ -96,6 +107,18 @@ impl ChainServer {
     pub fn calls(&self) -> Vec<String> {
         self.state.lock().unwrap().calls.clone()
     }
+
+    /// How many times `key` was read (`state_getStorage`) so far.
+    pub fn reads_of(&self, key: &[u8]) -> usize {
+        let st = self.state.lock().unwrap();
+        st.reads.iter().filter(|k| k.as_slice() == key).count()
+    }
+
+    /// Answers each read of `key` `delay` after it arrives (reads
+    /// overlap; a zero delay answers at once again).
+    pub fn slow_reads_of(&self, key: Vec<u8>, delay: Duration) {
+        self.state.lock().unwrap().slow.insert(key, delay);
+    }
 }
 
 async fn connection(
@@ -106,9 +129,11 @@ async fn connection(
     if state.lock().unwrap().mode == Some(Mode::Refuse) {
         return; // drops the connection unanswered
     }
-    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+    let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
         return;
     };
+    let (sink, mut ws) = ws.split();
+    let sink = Arc::new(tokio::sync::Mutex::new(sink));
     loop {
         let frame = tokio::select! {
             _ = stopped.changed() => return,
@@ -128,6 +153,7 @@ async fn connection(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        let mut delay = Duration::ZERO;
         let (mode, answer) = {
             let mut st = state.lock().unwrap();
             st.calls.push(method.clone());
@@ -138,6 +164,10 @@ async fn connection(
                         .as_str()
                         .and_then(|k| k.strip_prefix("0x"))
                         .and_then(|k| hex::decode(k).ok());
+                    if let Some(k) = &key {
+                        st.reads.push(k.clone());
+                        delay = st.slow.get(k).copied().unwrap_or_default();
+                    }
                     match key {
                         Some(k) => json!({"jsonrpc": "2.0", "id": id, "result":
                             st.storage.get(&k).map(|v| format!("0x{}", hex::encode(v)))}),
@@ -159,8 +189,16 @@ async fn connection(
             .to_string(),
             Mode::Silent => continue,
         };
-        if ws.send(Message::text(reply)).await.is_err() {
-            return;
+        if delay.is_zero() {
+            if sink.lock().await.send(Message::text(reply)).await.is_err() {
+                return;
+            }
+        } else {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = sink.lock().await.send(Message::text(reply)).await;
+            });
         }
     }
 }

@@ -17,8 +17,11 @@
 //!   answered by the WebSocket layer.
 //!
 //! Fault switches let a test make it refuse every token, corrupt what it
-//! delivers to a twin, or drop a sender's connection instead of
-//! forwarding.
+//! delivers to a twin, drop a sender's connection instead of forwarding,
+//! stop reading a twin's connection (while still writing to it), close a
+//! twin's connections right after the upgrade, or close both connections
+//! when a second one arrives for a (twin, sid) already connected, as the
+//! grid's relay does.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -46,6 +49,9 @@ struct Faults {
     refuse_tokens: bool,
     corrupt_to: Option<u32>,
     drop_sender_to: Option<u32>,
+    stop_reading_from: Option<u32>,
+    close_at_once: Option<u32>,
+    duplicates_close_both: bool,
 }
 
 #[derive(Default)]
@@ -54,6 +60,8 @@ struct State {
     queues: HashMap<Key, VecDeque<Vec<u8>>>,
     faults: Faults,
     next_conn: u64,
+    /// Upgrades accepted per twin.
+    per_twin: HashMap<u32, u64>,
 }
 
 /// The running relay; stopped when dropped.
@@ -128,6 +136,28 @@ impl TestRelay {
     /// Drops the sender's connection instead of forwarding to `twin`.
     pub fn drop_senders_to(&self, twin: Option<u32>) {
         self.state.lock().unwrap().faults.drop_sender_to = twin;
+    }
+
+    /// Stops reading from `twin`'s connections (writing to them goes on).
+    pub fn stop_reading_from(&self, twin: Option<u32>) {
+        self.state.lock().unwrap().faults.stop_reading_from = twin;
+    }
+
+    /// Closes each connection of `twin` right after its upgrade.
+    pub fn close_at_once(&self, twin: Option<u32>) {
+        self.state.lock().unwrap().faults.close_at_once = twin;
+    }
+
+    /// A second connection for a (twin, sid) already connected closes
+    /// both (the grid's relay), instead of replacing the first.
+    pub fn duplicates_close_both(&self, on: bool) {
+        self.state.lock().unwrap().faults.duplicates_close_both = on;
+    }
+
+    /// Upgrades accepted for `twin` so far.
+    pub fn connections_of(&self, twin: u32) -> u64 {
+        let st = self.state.lock().unwrap();
+        st.per_twin.get(&twin).copied().unwrap_or(0)
     }
 
     /// Closes every open connection (as a relay restart does).
@@ -228,22 +258,35 @@ async fn connection(
     let me = {
         let mut st = state.lock().unwrap();
         st.next_conn += 1;
+        *st.per_twin.entry(key.0).or_default() += 1;
         let me = st.next_conn;
-        st.sessions.insert(key.clone(), (me, tx.clone()));
-        for queued in st.queues.remove(&key).unwrap_or_default() {
-            let _ = tx.send(queued);
+        let close = st.faults.close_at_once == Some(key.0)
+            || (st.faults.duplicates_close_both && st.sessions.remove(&key).is_some());
+        if close {
+            None
+        } else {
+            st.sessions.insert(key.clone(), (me, tx.clone()));
+            for queued in st.queues.remove(&key).unwrap_or_default() {
+                let _ = tx.send(queued);
+            }
+            Some(me)
         }
-        me
+    };
+    let Some(me) = me else {
+        let _ = sink.send(Message::Close(None)).await;
+        return;
     };
     drop(tx);
     loop {
+        let reading = state.lock().unwrap().faults.stop_reading_from != Some(key.0);
         tokio::select! {
             _ = stopped.changed() => break,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {} // faults may change
             out = rx.recv() => {
                 let Some(bytes) = out else { break }; // replaced or kicked
                 if sink.send(Message::binary(bytes)).await.is_err() { break }
             }
-            frame = stream.next() => {
+            frame = stream.next(), if reading => {
                 let bytes = match frame {
                     Some(Ok(Message::Binary(b))) => b,
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,

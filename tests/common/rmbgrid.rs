@@ -253,7 +253,7 @@ async fn serve(
             e = link.events.recv() => e,
         };
         let env = match event {
-            Some(Event::Envelope(env)) => *env,
+            Some(Event::Envelope(env, _)) => *env,
             Some(Event::Garbage(_) | Event::Oversized(_)) => continue,
             Some(Event::Closed(_)) | None => return,
         };

@@ -4,8 +4,8 @@
 //!
 //! It connects as its own twin (from `[rmb]`: relays, chain, key type,
 //! secret), without a session id, keeps the connection alive (pings, and a
-//! new connection with a fresh token and a growing pause when it is lost),
-//! and for each request:
+//! new connection with a fresh token after a growing, jittered pause when it
+//! is lost: [`reconnect`]), and for each request:
 //!
 //! 1. refuses an expired one (102; a sender's clock may be behind ours by
 //!    `[bus] clock_skew`, as on the local transport), one from a twin the
@@ -23,8 +23,13 @@
 //! unread, see [`crate::rmb::relay`]) and envelopes that are not requests
 //! are dropped and counted ([`stats`]); nothing stops the connection but
 //! the relay. Requests are handled concurrently, up to [`IN_FLIGHT`] at a
-//! time; past that the connection is read no further until one is done.
+//! time, and the bytes of the requests held (read, queued or being
+//! handled) are bounded by the link's read budget
+//! ([`RelayOptions::read_budget`]); past either the connection is read no
+//! further until one is done. The sender's twin is looked up once however
+//! many of its envelopes wait for it (coalesced in [`TwinDb`]).
 
+mod reconnect;
 mod stats;
 
 use std::sync::atomic::Ordering;
@@ -42,7 +47,7 @@ use super::message::{BASE64, MAX_PAYLOAD};
 use super::snapshot::Snapshot;
 use crate::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::rmb::envelope::{self, Address, Body, Envelope, Payload, Response};
-use crate::rmb::relay::{self, Event, LinkSender, RelayOptions};
+use crate::rmb::relay::{self, Event, Held, LinkSender, RelayOptions};
 use crate::rmb::twin::{Twin, TwinDb};
 use crate::rmb::{e2e, Identity, RmbError};
 
@@ -79,8 +84,7 @@ pub const IN_FLIGHT: usize = 64;
 /// The longest cipher accepted: the payload limit plus the nonce and tag.
 const MAX_CIPHER: usize = MAX_PAYLOAD + 12 + 16;
 
-const BACKOFF_FIRST: Duration = Duration::from_secs(2);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
+pub use reconnect::{CONTESTED_AFTER, CONTESTED_PAUSE, QUICK};
 
 /// Serves until `shutdown`, reconnecting as long as it takes.
 pub async fn serve(
@@ -96,16 +100,16 @@ pub async fn serve(
         client: redis,
         conn: Mutex::new(None),
     });
-    let mut pause = BACKOFF_FIRST;
+    let mut reconnects = reconnect::Reconnects::default();
     let mut turn = 0usize;
     while !shutdown.is_cancelled() {
         let relay = &relays[turn % relays.len().max(1)];
         turn += 1;
-        match connect(&identity, &twins, relay, &options.relay).await {
+        let ended = match connect(&identity, &twins, relay, &options.relay).await {
             Ok((link, me)) => {
                 stats.connects.fetch_add(1, Ordering::Relaxed);
                 stats.connected.store(1, Ordering::Relaxed);
-                pause = BACKOFF_FIRST;
+                let since = tokio::time::Instant::now();
                 tracing::info!(relay = %relay, twin = me.id, "serving zos.perf over the relay");
                 let server = Arc::new(Server {
                     identity: identity.clone(),
@@ -117,20 +121,42 @@ pub async fn serve(
                 });
                 let ended = server.run(link, &shutdown).await;
                 stats.connected.store(0, Ordering::Relaxed);
-                if let Some(why) = ended {
-                    tracing::warn!(relay = %relay, reason = %why, "relay connection lost; reconnecting");
-                }
+                let Some(why) = ended else { break };
+                let lasted = since.elapsed();
+                tracing::warn!(relay = %relay, reason = %why, lasted = %humantime::format_duration(round(lasted)),
+                    "relay connection lost; reconnecting");
+                reconnect::Ended::Lasted(lasted)
             }
             Err(e) => {
-                tracing::warn!(relay = %relay, error = %e, "cannot serve over the relay; retrying")
+                tracing::warn!(relay = %relay, error = %e, "cannot serve over the relay; retrying");
+                reconnect::Ended::Failed
             }
+        };
+        let pause = reconnects.after(ended, &mut rand::rng());
+        if pause.quick {
+            stats.quick_closes.fetch_add(1, Ordering::Relaxed);
+        }
+        stats
+            .contested
+            .store(u64::from(pause.contested), Ordering::Relaxed);
+        if pause.contested {
+            tracing::error!(relay = %relay, closes = reconnects.quick_closes(),
+                retry_in = %humantime::format_duration(round(pause.wait)),
+                "the relay closed our connection right after connecting {} times in a row: \
+                 most likely another connection holds this twin (another zos-perf, or the node's \
+                 own rmb-peer with the node's twin); give zos-perf a twin of its own",
+                reconnects.quick_closes());
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep(pause.wait) => {}
         }
-        pause = (pause * 2).min(BACKOFF_MAX);
     }
+}
+
+/// `d` to whole milliseconds, for log lines.
+fn round(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX))
 }
 
 async fn connect(
@@ -215,14 +241,14 @@ impl Server {
                 e = link.events.recv() => e,
             };
             match event {
-                Some(Event::Envelope(env)) => {
+                Some(Event::Envelope(env, held)) => {
                     let permit = tokio::select! {
                         _ = shutdown.cancelled() => return None,
                         p = permits.clone().acquire_owned() => p,
                     };
                     let (me, sender) = (self.clone(), sender.clone());
                     tokio::spawn(async move {
-                        me.handle(*env, &sender).await;
+                        me.handle(*env, held, &sender).await;
                         drop(permit);
                     });
                 }
@@ -240,12 +266,17 @@ impl Server {
         }
     }
 
-    async fn handle(&self, env: Envelope, sender: &LinkSender) {
+    /// Answers one request; its frame's bytes stay counted (`held`) until
+    /// it no longer needs them.
+    async fn handle(&self, env: Envelope, held: Held, sender: &LinkSender) {
         let (Some(Body::Request(req)), Some(src)) = (&env.message, env.source.clone()) else {
             self.stats.drop_frame(Dropped::NotRequest);
             return;
         };
         let (caller, outcome) = self.answer(&env, &req.command).await;
+        let uid = env.uid.clone();
+        drop(env);
+        drop(held);
         let (body, payload) = match outcome {
             Ok(json) => (Body::Response(Response {}), Some(json)),
             Err(failure) => {
@@ -273,7 +304,7 @@ impl Server {
             (Some(json), _, _) => Some(Payload::Plain(json)),
         };
         let mut reply = Envelope {
-            uid: env.uid.clone(),
+            uid,
             timestamp: relay::unix_now(),
             expiration: 300,
             source: Some(Address::twin(self.me.id)),
@@ -323,8 +354,7 @@ impl Server {
         };
         let caller = self.twins.twin(env.source_twin()).await.map_err(lookup)?;
         if let Err(e) = env.verify(&caller.account_id) {
-            self.twins.forget_twin(caller.id).await;
-            let fresh = self.twins.twin(caller.id).await.map_err(lookup)?;
+            let fresh = self.twins.twin_afresh(caller.id).await.map_err(lookup)?;
             env.verify(&fresh.account_id).map_err(|_| {
                 Failure::Refused(
                     Refusal::BadSignature,

@@ -104,6 +104,12 @@ pub struct RelayStats {
     pub connects: AtomicU64,
     /// 1 while a connection is open.
     pub connected: AtomicU64,
+    /// Connections the relay closed within `reconnect::QUICK` of the
+    /// upgrade.
+    pub quick_closes: AtomicU64,
+    /// 1 after `CONTESTED_AFTER` such closes in a row (another connection
+    /// most likely holds our twin), until a connection lasts.
+    pub contested: AtomicU64,
 }
 
 impl RelayStats {
