@@ -143,14 +143,16 @@ pub(crate) use crate::util::text::Escaped;
 /// characters in the message, none in a `%value`. Formatted as its default
 /// fields are: the message, then `name=value`, separated by spaces.
 pub fn escaped_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
-    debug_fn(|w: &mut Writer<'_>, field: &Field, value: &dyn fmt::Debug| {
-        let text = format!("{value:?}");
-        let text = escape(&text, Keep::Nothing);
-        match field.name() {
-            "message" => w.write_str(&text),
-            name => write!(w, "{}={text}", name.trim_start_matches("r#")),
-        }
-    })
+    debug_fn(
+        |w: &mut Writer<'_>, field: &Field, value: &dyn fmt::Debug| {
+            let text = format!("{value:?}");
+            let text = escape(&text, Keep::Nothing);
+            match field.name() {
+                "message" => w.write_str(&text),
+                name => write!(w, "{}={text}", name.trim_start_matches("r#")),
+            }
+        },
+    )
     .delimited(" ")
 }
 

@@ -132,9 +132,17 @@ fn any_frame(limit: u64) -> impl Strategy<Value = Frame> {
         .prop_map(|(fin, rsv, opcode, mask, len, form, fill, sent)| {
             // A control frame over 125 bytes is refused at once: keep most of
             // them readable, so the reading goes on.
-            let len = if opcode >= 8 && len > 125 { len % 126 } else { len };
+            let len = if opcode >= 8 && len > 125 {
+                len % 126
+            } else {
+                len
+            };
             // Declared far past what is sent: the stream ends inside it.
-            let sent = if len > 1 << 30 { Some(sent.unwrap_or(0)) } else { sent };
+            let sent = if len > 1 << 30 {
+                Some(sent.unwrap_or(0))
+            } else {
+                sent
+            };
             Frame {
                 fin,
                 rsv,
@@ -197,7 +205,9 @@ proptest! {
 fn fuzz_inputs_decode_and_agree() {
     frame_guard::check(&[]);
     frame_guard::check(&[0, 0x81, 1]);
-    frame_guard::check(&[3, 2, 1, 200, 0x90, 0x85, 0x41, 0x00, 0x86, 0x42, 0x88, 0, 0, 0x80, 3, 0x10]);
+    frame_guard::check(&[
+        3, 2, 1, 200, 0x90, 0x85, 0x41, 0x00, 0x86, 0x42, 0x88, 0, 0, 0x80, 3, 0x10,
+    ]);
     frame_guard::check(&[4, 0x80, 0x82, 0x7e, 0xff, 0xff]);
 }
 

@@ -129,7 +129,11 @@ fn a_node_s_reply_and_error_are_escaped_on_the_terminal() {
 #[test]
 fn fleet_table_csv_and_json_hold_a_node_s_text_safely() {
     let g = RmbGrid::start();
-    g.add_twin(100, &Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap(), true);
+    g.add_twin(
+        100,
+        &Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap(),
+        true,
+    );
     let mut graphql = Grid::default();
     let results = json!([
         {"name": "healthcheck", "description": HOSTILE, "timestamp": 1_700_000_000u64,
@@ -174,7 +178,11 @@ fn fleet_table_csv_and_json_hold_a_node_s_text_safely() {
 #[test]
 fn graphql_errors_and_http_bodies_are_escaped_in_logs_and_the_final_error() {
     let g = RmbGrid::start();
-    g.add_twin(100, &Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap(), true);
+    g.add_twin(
+        100,
+        &Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap(),
+        true,
+    );
     let gql = GraphQlServer::start(|_| Reply::error(HOSTILE));
     let config = format!("[grid]\ngraphql_urls = [\"{}\"]\n", gql.url());
     for format in ["text", "json"] {
@@ -188,11 +196,17 @@ fn graphql_errors_and_http_bodies_are_escaped_in_logs_and_the_final_error() {
         let err = stderr(&out);
         assert!(err.contains("graphql errors: t\\u{1b}]0;owned"), "{err}");
         // The URL's failure is logged (warn), on one line.
-        let logged: Vec<&str> = err.lines().filter(|l| l.contains("trying the next")).collect();
+        let logged: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("trying the next"))
+            .collect();
         assert_eq!(logged.len(), 1, "{err}");
         if format == "json" {
             let line: Value = serde_json::from_str(logged[0]).expect("a JSON log line");
-            assert!(line["error"].as_str().expect("error field").contains("\\u{9b}"));
+            assert!(line["error"]
+                .as_str()
+                .expect("error field")
+                .contains("\\u{9b}"));
         }
     }
     gql.fail_with(Some(Reply::Status(502, HOSTILE.into())));
@@ -222,7 +236,10 @@ fn stored_results_are_escaped_for_a_person_and_exact_in_json() {
     let unknown_shape = json!({"name": "cpu-benchmark", "description": "cpu",
         "timestamp": 1_700_000_000u64, "result": {"note": HOSTILE}});
     let mut conn = redis.conn();
-    for (key, value) in [("perf.healthcheck", &stored), ("perf.cpu-benchmark", &unknown_shape)] {
+    for (key, value) in [
+        ("perf.healthcheck", &stored),
+        ("perf.cpu-benchmark", &unknown_shape),
+    ] {
         redis::cmd("SET")
             .arg(key)
             .arg(value.to_string())

@@ -34,7 +34,8 @@ use tokio_tungstenite::WebSocketStream;
 use zos_perf::rmb::frames::FrameGuard;
 
 /// The upgrade answer the guard lets through before the frames.
-pub const HTTP: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+pub const HTTP: &[u8] =
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
 
 /// The largest frame tungstenite alone is let read (it reserves a frame's
 /// declared length at its header).
@@ -72,7 +73,9 @@ pub fn payload(fill: u8, from: usize, len: usize) -> Vec<u8> {
     let byte = |i: usize| match fill {
         0..=0x7f => b'a' + (i % 26) as u8,
         0x80..=0xbf => [0xc3, 0xa9][i % 2],
-        _ => fill.wrapping_mul(31).wrapping_add((i as u8).wrapping_mul(17)),
+        _ => fill
+            .wrapping_mul(31)
+            .wrapping_add((i as u8).wrapping_mul(17)),
     };
     (from..from + len).map(byte).collect()
 }
@@ -231,7 +234,11 @@ pub fn compare(stream: &[u8], limit: usize, chunks: &[usize]) {
     let (r_data, r_ctrl) = reference.split();
     let (g_data, g_ctrl) = guarded.split();
     for (m, _) in &g_data {
-        assert!(m.len() <= limit, "a message over the limit passed: {}", context());
+        assert!(
+            m.len() <= limit,
+            "a message over the limit passed: {}",
+            context()
+        );
     }
     for (i, ((g, cut), (r, _))) in g_data.iter().zip(&r_data).enumerate() {
         match cut {
@@ -241,7 +248,11 @@ pub fn compare(stream: &[u8], limit: usize, chunks: &[usize]) {
                     Message::Text(_) => limit - 3,
                     _ => limit,
                 };
-                assert!(*len > room as u64, "message {i} noted at {len}: {}", context());
+                assert!(
+                    *len > room as u64,
+                    "message {i} noted at {len}: {}",
+                    context()
+                );
                 let prefix = match (g, r) {
                     // But for the character the guard completed at the cut.
                     (Message::Text(a), Message::Text(b)) => {
@@ -251,8 +262,16 @@ pub fn compare(stream: &[u8], limit: usize, chunks: &[usize]) {
                     (Message::Binary(a), Message::Binary(b)) => b.starts_with(a),
                     _ => false,
                 };
-                assert!(prefix, "message {i}, cut, is not a prefix of R's: {}", context());
-                assert!(r.len() as u64 >= *len, "message {i} noted at {len}: {}", context());
+                assert!(
+                    prefix,
+                    "message {i}, cut, is not a prefix of R's: {}",
+                    context()
+                );
+                assert!(
+                    r.len() as u64 >= *len,
+                    "message {i} noted at {len}: {}",
+                    context()
+                );
             }
             None => assert_eq!(g, r, "data message {i}: {}", context()),
         }
@@ -269,11 +288,20 @@ pub fn compare(stream: &[u8], limit: usize, chunks: &[usize]) {
             "G went on past R's end: {}",
             context()
         );
-        assert!(g_ctrl.len() >= r_ctrl.len(), "G lost a control message: {}", context());
+        assert!(
+            g_ctrl.len() >= r_ctrl.len(),
+            "G lost a control message: {}",
+            context()
+        );
         return;
     }
     assert_eq!(g_data.len(), k, "G ended early: {}", context());
-    assert_eq!(g_ctrl.len(), r_ctrl.len(), "control messages differ: {}", context());
+    assert_eq!(
+        g_ctrl.len(),
+        r_ctrl.len(),
+        "control messages differ: {}",
+        context()
+    );
     assert_eq!(
         guarded.error.is_some(),
         reference.error.is_some(),
@@ -284,7 +312,12 @@ pub fn compare(stream: &[u8], limit: usize, chunks: &[usize]) {
         // Text within 3 bytes of the limit may be cut (see above).
         let maybe = matches!(r, Message::Text(_)) && r.len() > limit - 3 && r.len() <= limit;
         if !maybe {
-            assert_eq!(r.len() > limit, cut.is_some(), "message {i} cut or not: {}", context());
+            assert_eq!(
+                r.len() > limit,
+                cut.is_some(),
+                "message {i} cut or not: {}",
+                context()
+            );
         }
     }
 }
@@ -364,7 +397,11 @@ fn read<S: AsyncRead + AsyncWrite + Unpin>(
     config: WebSocketConfig,
     oversized: Option<zos_perf::rmb::frames::Oversized>,
 ) -> Outcome {
-    let mut ws = poll_future(WebSocketStream::from_raw_socket(io, Role::Client, Some(config)));
+    let mut ws = poll_future(WebSocketStream::from_raw_socket(
+        io,
+        Role::Client,
+        Some(config),
+    ));
     let mut out = Outcome {
         messages: Vec::new(),
         error: None,
@@ -456,7 +493,11 @@ impl AsyncRead for Chunked {
 }
 
 impl AsyncWrite for Chunked {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Poll::Ready(Ok(buf.len()))
     }
 

@@ -166,7 +166,11 @@ fn public_ip(result: &Value) -> Option<String> {
         .iter()
         .map(|(k, v)| (Escaped(k).to_string(), v))
         .collect();
-    let width = ips.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    let width = ips
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
     for (ip, o) in ips {
         let state = Escaped(o.get("state").and_then(Value::as_str).unwrap_or("?"));
         let reason = Escaped(o.get("reason").and_then(Value::as_str).unwrap_or("")).to_string();

@@ -26,11 +26,17 @@ pub async fn show(config: Config, default_redis: &str, as_json: bool) -> Result<
         // and show the rest, the configuration at least.
         Ok(mut conn) => (
             store::read_status(&mut conn).await.unwrap_or_else(|e| {
-                errln!("zos-perf: {} (showing no status)", Escaped(&format!("{e:#}")));
+                errln!(
+                    "zos-perf: {} (showing no status)",
+                    Escaped(&format!("{e:#}"))
+                );
                 Default::default()
             }),
             store::read_all(&mut conn).await.unwrap_or_else(|e| {
-                errln!("zos-perf: {} (showing no results)", Escaped(&format!("{e:#}")));
+                errln!(
+                    "zos-perf: {} (showing no results)",
+                    Escaped(&format!("{e:#}"))
+                );
                 Default::default()
             }),
             zos_perf::clock::read_status(&mut conn)

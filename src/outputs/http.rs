@@ -296,7 +296,10 @@ mod tests {
         assert!(limit.take(a).is_none());
         assert!(limit.take(b).is_some(), "another source is not held back");
         drop(first);
-        assert!(limit.take(a).is_some(), "a closed connection gives its slot back");
+        assert!(
+            limit.take(a).is_some(),
+            "a closed connection gives its slot back"
+        );
         // IPv6: one /64 is one source.
         let c: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
         let d: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");

@@ -144,7 +144,10 @@ mod tests {
             out,
             "a\\u{1b}]0;title\\u{7}b\\u{1b}]52;c;SGVsbG8=\\u{7}c\\r\\nd\\u{1b}[2Je\\u{7f}f\\u{9b}31mg\\u{85}\\u{0}\\t"
         );
-        assert!(matches!(escape("plain é ✓", Keep::Nothing), Cow::Borrowed(_)));
+        assert!(matches!(
+            escape("plain é ✓", Keep::Nothing),
+            Cow::Borrowed(_)
+        ));
         assert_eq!(Escaped("x\ny").to_string(), "x\\ny");
         assert_eq!(clean("ab\u{1b}cd", 3), "ab\\u{1b}…");
     }
@@ -153,7 +156,8 @@ mod tests {
     fn a_page_keeps_its_newlines_and_tabs_only() {
         let out = escape(HOSTILE, Keep::Lines);
         assert!(
-            !out.chars().any(|c| c.is_control() && c != '\n' && c != '\t'),
+            !out.chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
             "{out:?}"
         );
         assert!(out.contains("\\r\nd"), "{out:?}");

@@ -77,7 +77,9 @@ async fn drip(
             IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
         }
         .expect("socket");
-        socket.bind(SocketAddr::new(source, 0)).expect("bind the flood's source");
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .expect("bind the flood's source");
         let Ok(mut conn) = socket.connect(target).await else {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
