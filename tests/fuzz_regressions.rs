@@ -92,9 +92,10 @@ fn stored_value_seeds_corpus_and_regressions() {
 }
 
 #[test]
-fn frame_guard_seeds_and_corpus() {
+fn frame_guard_seeds_corpus_and_regressions() {
     let mut files = inputs("seeds", "frame_guard");
     files.extend(inputs("corpus", "frame_guard"));
+    files.extend(inputs("regressions", "frame_guard"));
     assert!(!files.is_empty(), "no frame_guard inputs");
     replay(&files, frame_guard::check);
 }
