@@ -56,6 +56,9 @@ mod util;
 /// Keeping the idle daemon small (the binary calls it at start and once
 /// started).
 pub use util::memory;
+/// Escaping text from outside before it reaches a terminal or a log line
+/// (the CLI prints remote answers and stored values).
+pub use util::text;
 
 pub use config::Config;
 pub use daemon::Daemon;

@@ -8,9 +8,12 @@
 //!   is never worth a stuck or dead process. tracing-subscriber's own
 //!   fallback (printing the write error to stderr, which panics on a closed
 //!   pipe) is switched off, and no write of ours ever returns an error.
-//! - **[`Escaped`]** writes a value taken from outside (a bus message, a
-//!   stored value, a remote error) with every control character escaped, so
-//!   a raw newline cannot start a forged log line.
+//! - **Every field escaped.** A value taken from outside (a bus message, a
+//!   stored value, a remote error) is written with every control character
+//!   escaped, so a raw newline cannot start a forged log line nor an ESC
+//!   drive the terminal: text lines through [`escaped_fields`], whatever
+//!   the call site wrote; JSON lines by serde_json (C0) and the sink (DEL
+//!   and C1, as `\u` escapes). [`Escaped`] does the same for one value.
 //! - **[`RateLimit`]** lets a warning that input can repeat at will through
 //!   at most once per period, and says how many were held back meanwhile.
 
@@ -20,6 +23,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use tracing::field::Field;
+use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::fmt::format::{debug_fn, Writer};
+use tracing_subscriber::fmt::FormatFields;
+
+use crate::util::text::{escape, json_bytes, Keep};
 
 /// Lines waiting for the writer thread, at most.
 const QUEUE_LINES: usize = 1024;
@@ -101,7 +111,9 @@ impl Write for QueueWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let queued = match QUEUE.get() {
             Some(_) if SINK_DEAD.load(Ordering::Relaxed) => false,
-            Some(queue) => match queue.try_send(Msg::Line(buf.to_vec())) {
+            // DEL and C1 as `\u` escapes: JSON lines stay the same JSON
+            // (serde_json escapes only C0); text lines have none left.
+            Some(queue) => match queue.try_send(Msg::Line(json_bytes(buf).into_owned())) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
             },
@@ -119,23 +131,29 @@ impl Write for QueueWriter {
 }
 
 /// A value from outside, written with its control characters escaped
-/// (`\n`, `\r`, `\t`, `\u{1b}`, ...): one log event stays one line.
-pub(crate) struct Escaped<'a>(pub &'a str);
+/// (`\n`, `\r`, `\t`, `\u{1b}`, ...): one log event stays one line. The
+/// one escaping of the crate ([`crate::util::text::escape`]).
+pub(crate) use crate::util::text::Escaped;
 
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use fmt::Write as _;
-        for c in self.0.chars() {
-            match c {
-                '\n' => f.write_str("\\n")?,
-                '\r' => f.write_str("\\r")?,
-                '\t' => f.write_str("\\t")?,
-                c if c.is_control() => write!(f, "\\u{{{:x}}}", c as u32)?,
-                c => f.write_char(c)?,
+/// The fields of a text log line (the message too) with every control
+/// character escaped, whoever logged them and however (`%value`, `?value`,
+/// an error): a remote error, a stored value or a GraphQL message in a
+/// field cannot forge a line, move the cursor or write the terminal's
+/// clipboard. tracing-subscriber's own fields escape only some of those
+/// characters in the message, none in a `%value`. Formatted as its default
+/// fields are: the message, then `name=value`, separated by spaces.
+pub fn escaped_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
+    debug_fn(
+        |w: &mut Writer<'_>, field: &Field, value: &dyn fmt::Debug| {
+            let text = format!("{value:?}");
+            let text = escape(&text, Keep::Nothing);
+            match field.name() {
+                "message" => w.write_str(&text),
+                name => write!(w, "{}={text}", name.trim_start_matches("r#")),
             }
-        }
-        Ok(())
-    }
+        },
+    )
+    .delimited(" ")
 }
 
 /// Lets one event through per `period`; counts the others.
@@ -185,6 +203,39 @@ mod tests {
             out,
             "x\\n2026-01-01T00:00:00Z  INFO zos_perf: forged\\r\\t\\u{1b}[31m\\u{85}é"
         );
+    }
+
+    #[test]
+    fn text_log_lines_escape_every_field_and_the_message() {
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("lines").extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .fmt_fields(escaped_fields())
+            .with_ansi(false)
+            .finish();
+        let hostile = "a\nINFO forged\r\u{1b}]52;c;SGVsbG8=\u{7}\u{9b}2J\u{7f}";
+        let error = std::io::Error::other(hostile);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(url = %hostile, debug = ?hostile, error = &error as &dyn std::error::Error, "said {hostile}");
+        });
+        let out = String::from_utf8(lines.0.lock().expect("lines").clone()).expect("utf-8");
+        let body = out.strip_suffix('\n').expect("one line");
+        assert!(!body.chars().any(char::is_control), "{out:?}");
+        assert!(body.contains("said a\\nINFO forged\\r\\u{1b}]52;"), "{out}");
+        assert!(body.contains(" url=a\\nINFO"), "{out}");
+        assert!(body.contains(" error=a\\n"), "{out}");
     }
 
     #[test]

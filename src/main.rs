@@ -88,7 +88,8 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            errln!("zos-perf: {e}");
+            // Remote errors and stored values end up here: on one line.
+            errln!("zos-perf: {}", zos_perf::text::Escaped(&e.to_string()));
             e.exit.code()
         }
     }

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 mod bus_request;
 #[path = "../fuzz/checks/config_cron.rs"]
 mod config_cron;
+#[path = "../fuzz/checks/frame_guard.rs"]
+mod frame_guard;
 #[path = "../fuzz/checks/stored_value.rs"]
 mod stored_value;
 
@@ -87,4 +89,13 @@ fn stored_value_seeds_corpus_and_regressions() {
     files.extend(inputs("regressions", "stored_value"));
     assert!(!files.is_empty(), "no stored_value inputs");
     replay(&files, stored_value::check);
+}
+
+#[test]
+fn frame_guard_seeds_corpus_and_regressions() {
+    let mut files = inputs("seeds", "frame_guard");
+    files.extend(inputs("corpus", "frame_guard"));
+    files.extend(inputs("regressions", "frame_guard"));
+    assert!(!files.is_empty(), "no frame_guard inputs");
+    replay(&files, frame_guard::check);
 }

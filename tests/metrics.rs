@@ -537,6 +537,36 @@ fn bad_http_input_is_refused_and_a_slow_client_is_cut_off() {
     );
 }
 
+/// One source holding connections open (16 dripping, reopened when cut
+/// off, from 127.0.0.2) must not keep a scraper on another source out:
+/// at least 95 % of 40 scrapes from 127.0.0.1, each on a new connection,
+/// get the page (before the per-source limit: 3 of 40).
+#[test]
+fn one_source_flooding_the_listener_does_not_keep_prometheus_out() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        dir.path(),
+        &format!("{ALL_DISABLED}\n[metrics]\nlisten = \"127.0.0.1:0\"\n"),
+    );
+    let daemon = Observed::start(&[], &cfg, &redis.url(), true);
+    let addr = daemon.addr();
+    let flood = common::flood::Drip::start(addr, "127.0.0.2".parse().expect("ip"), 16);
+    // Every one of the flood's connections opened before the first scrape.
+    wait_for(Duration::from_secs(10), "the flood's connections", || {
+        (flood.opened() >= 16).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let scrapes = common::flood::scrape(addr, 40, Duration::from_millis(250));
+    assert!(
+        scrapes.answered >= 38,
+        "{} of 40 scrapes answered while one source floods ({} flood connections opened)",
+        scrapes.answered,
+        flood.opened()
+    );
+    drop(flood);
+}
+
 #[test]
 fn a_taken_port_is_a_clear_start_up_error() {
     let redis = RedisServer::start();

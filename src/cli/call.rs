@@ -47,6 +47,7 @@ pub async fn call(
     let result = reply
         .result()
         .map_err(|e| CliError::from(anyhow::Error::new(e).context(cmd.to_string())))?;
-    outln!("{}", client::pretty(&result));
+    // Whatever answered on the bus wrote this: exact JSON or escaped text.
+    outln!("{}", super::remote::pretty(&result));
     Ok(())
 }

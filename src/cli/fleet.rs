@@ -4,7 +4,8 @@
 //! The nodes come from the grid's GraphQL (those up now); each is asked
 //! `zos.perf.get_all` (or `zos.perf.get` for `--task`) over the relay. A
 //! node that does not answer gets its error in the table and the others
-//! are shown all the same.
+//! are shown all the same. Every text a node sent (check names, its error)
+//! is escaped in the table and the CSV; `--json` is exact JSON.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use zos_perf::config::Config;
 use zos_perf::grid::graphql::NodeFilter;
 use zos_perf::rmb::error::exit;
 use zos_perf::rmb::{RmbClient, RmbError};
+use zos_perf::text::{self, Escaped};
 
 use super::rmb::{RmbArgs, Settings};
 
@@ -89,10 +91,10 @@ pub async fn fleet(
     .await;
     let out = match format {
         Format::Table => table(&rows, task.is_some()),
-        Format::Json => serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n",
+        Format::Json => super::json(&rows).unwrap_or_default() + "\n",
         Format::Csv => csv(&rows),
     };
-    print!("{out}");
+    out!("{out}");
     let failed = rows.iter().filter(|r| r.error.is_some()).count();
     if failed > 0 {
         return Err(RmbError::Partial {
@@ -254,7 +256,7 @@ fn health(r: &Row) -> String {
         Some(p) if p.is_empty() => "ok".into(),
         Some(p) => p
             .iter()
-            .map(|(l, n)| format!("{l}({n})"))
+            .map(|(l, n)| format!("{}({n})", Escaped(l)))
             .collect::<Vec<_>>()
             .join(","),
     }
@@ -296,8 +298,8 @@ pub fn table(rows: &[Row], with_result: bool) -> String {
     );
     for r in rows {
         let last = match (&r.error, &r.result) {
-            (Some(e), _) => e.clone(),
-            (None, Some(v)) if with_result => v.to_string(),
+            (Some(e), _) => Escaped(e).to_string(),
+            (None, Some(v)) if with_result => text::json(&v.to_string()).into_owned(),
             _ => String::new(),
         };
         out += &format!(
@@ -320,8 +322,10 @@ pub fn table(rows: &[Row], with_result: bool) -> String {
 /// CSV with a header line; speeds in bits/s, age in seconds.
 pub fn csv(rows: &[Row]) -> String {
     let mut out = String::from("node,twin,cpu_single,cpu_multi,download_bps,upload_bps,health,ips_valid,ips_invalid,ips_skipped,age_secs,error\n");
+    // A node's text on one line, then quoted as CSV quotes.
     let field = |v: String| {
-        if v.contains([',', '"', '\n', '\r']) {
+        let v = Escaped(&v).to_string();
+        if v.contains([',', '"']) {
             format!("\"{}\"", v.replace('"', "\"\""))
         } else {
             v

@@ -31,17 +31,17 @@ pub async fn show(
     for (i, raw) in records.iter().enumerate() {
         match serde_json::from_str::<serde_json::Value>(raw) {
             Ok(v) => values.push(v),
-            Err(e) => eprintln!("zos-perf: {key}[{i}] is not JSON, skipped: {e}"),
+            Err(e) => errln!("zos-perf: {key}[{i}] is not JSON, skipped: {e}"),
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&values)?);
+        outln!("{}", super::json(&values)?);
         return Ok(());
     }
     let results: Vec<TaskResult> = values
         .into_iter()
         .filter_map(|v| serde_json::from_value(v).ok())
         .collect();
-    print!("{}", terminal::history_table(name, &results));
+    out!("{}", terminal::history_table(name, &results));
     Ok(())
 }

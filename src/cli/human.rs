@@ -1,13 +1,16 @@
 //! A stored result rendered for a person: its age ("3 h ago"), speeds in
 //! Mbit/s, durations in seconds with units, per-IP states as a list, and
 //! each problem on a line of its own. One renderer per result shape; a
-//! shape it does not know is shown as indented JSON, never hidden.
+//! shape it does not know is shown as indented JSON, never hidden. Every
+//! string of the result is shown escaped ([`Escaped`]): Redis is open to
+//! anyone on the node, and a stored ESC must not reach the terminal.
 
 use std::fmt::Write;
 
 use serde_json::{Map, Value};
 use zos_perf::store::TaskResult;
 use zos_perf::tasks::{problems, CPU_BENCHMARK, HEALTHCHECK, IPERF, PUBLIC_IP_VALIDATION};
+use zos_perf::text::{self, Escaped};
 
 /// The whole record: a header (name, description, when) and the result.
 pub fn render(r: &TaskResult, now: i64) -> String {
@@ -15,7 +18,7 @@ pub fn render(r: &TaskResult, now: i64) -> String {
     let when = chrono::DateTime::from_timestamp(r.timestamp, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| format!("{} (not a valid time)", r.timestamp));
-    let _ = writeln!(out, "{}: {}", r.name, r.description);
+    let _ = writeln!(out, "{}: {}", Escaped(&r.name), Escaped(&r.description));
     let _ = writeln!(out, "  measured {when} ({})", age(now - r.timestamp));
     let body = match r.name.as_str() {
         CPU_BENCHMARK => cpu(&r.result),
@@ -31,7 +34,7 @@ pub fn render(r: &TaskResult, now: i64) -> String {
         Some(lines) => out.push_str(&lines),
         None => {
             let json = serde_json::to_string_pretty(&r.result).unwrap_or_default();
-            for line in json.lines() {
+            for line in text::json(&json).lines() {
                 let _ = writeln!(out, "  {line}");
             }
         }
@@ -88,6 +91,7 @@ fn healthcheck(result: &Value) -> Option<String> {
     let total = problems::count(HEALTHCHECK, result);
     let _ = writeln!(out, "  {}", summary(total));
     for (check, errors) in checks {
+        let check = Escaped(check);
         let errors = errors.as_array()?;
         if errors.is_empty() {
             let _ = writeln!(out, "  {check}: ok");
@@ -95,7 +99,7 @@ fn healthcheck(result: &Value) -> Option<String> {
         }
         let _ = writeln!(out, "  {check}: {}", plural(errors.len(), "problem"));
         for e in errors {
-            let _ = writeln!(out, "    - {}", e.as_str().unwrap_or_default());
+            let _ = writeln!(out, "    - {}", Escaped(e.as_str().unwrap_or_default()));
         }
     }
     Some(out)
@@ -118,8 +122,9 @@ fn iperf(result: &Value) -> Option<String> {
 /// One line: the target (a grid node, or a public server), protocol,
 /// speeds or error.
 fn iperf_entry(e: &Map<String, Value>) -> String {
-    let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
+    let s = |k: &str| Escaped(e.get(k).and_then(Value::as_str).unwrap_or("")).to_string();
     let target = if let Some(host) = e.get("server_host").and_then(Value::as_str) {
+        let host = Escaped(host);
         let port = e
             .get("server_port")
             .and_then(Value::as_u64)
@@ -157,10 +162,18 @@ fn public_ip(result: &Value) -> Option<String> {
     if ips.is_empty() {
         let _ = writeln!(out, "  no public IPs to check");
     }
-    let width = ips.keys().map(|k| k.chars().count()).max().unwrap_or(0);
+    let ips: Vec<(String, &Value)> = ips
+        .iter()
+        .map(|(k, v)| (Escaped(k).to_string(), v))
+        .collect();
+    let width = ips
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
     for (ip, o) in ips {
-        let state = o.get("state").and_then(Value::as_str).unwrap_or("?");
-        let reason = o.get("reason").and_then(Value::as_str).unwrap_or("");
+        let state = Escaped(o.get("state").and_then(Value::as_str).unwrap_or("?"));
+        let reason = Escaped(o.get("reason").and_then(Value::as_str).unwrap_or("")).to_string();
         let line = if reason.is_empty() {
             format!("  - {ip:<width$}  {state}")
         } else {
@@ -175,7 +188,7 @@ fn error_list(items: &[Value]) -> Option<String> {
     let mut out = String::new();
     let _ = writeln!(out, "  {}", summary(items.len() as u64));
     for e in items {
-        let _ = writeln!(out, "    - {}", e.as_str()?);
+        let _ = writeln!(out, "    - {}", Escaped(e.as_str()?));
     }
     Some(out)
 }

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use zos_perf::rmb::identity::ss58;
 use zos_perf::rmb::twin::TwinDb;
 use zos_perf::rmb::{Identity, KeyType, RmbError};
+use zos_perf::text::Escaped;
 
 use super::rmb::{RmbArgs, Settings};
 use zos_perf::config::Config;
@@ -45,10 +46,7 @@ pub async fn identity(config: &Config, args: &RmbArgs, as_json: bool) -> Result<
         "twin": twin,
     });
     if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        outln!("{}", super::json(&report).unwrap_or_default());
     } else {
         print_text(&report, chain_error.is_some());
     }
@@ -73,37 +71,43 @@ fn print_text(r: &Value, chain_failed: bool) {
         Some(id) => format!("twin {id}"),
         None => "no twin".to_string(),
     };
-    println!(
+    outln!(
         "signing key type  {}",
         r["key_type"].as_str().unwrap_or_default()
     );
     for kt in ["ed25519", "sr25519"] {
         let a = &r[kt];
-        println!(
+        outln!(
             "{kt} account   {}  {}  ({})",
             a["account"].as_str().unwrap_or_default(),
             a["ss58"].as_str().unwrap_or_default(),
             twin_text(&a["twin"])
         );
     }
-    println!(
+    outln!(
         "pk (secp256k1)    {}   <- the twin's pk, for encrypted messages",
         r["pk"].as_str().unwrap_or_default()
     );
     let t = &r["twin"];
     if t.is_null() && chain_failed {
-        println!("twin              unknown: the chain could not be asked");
+        outln!("twin              unknown: the chain could not be asked");
         return;
     }
     if t.is_null() {
-        println!("twin              none for the signing account: create one on this chain, with a relay and this pk");
+        outln!("twin              none for the signing account: create one on this chain, with a relay and this pk");
         return;
     }
-    let relays: Vec<&str> = t["relay"]
+    // The relay names come from the chain: anyone's text.
+    let relays: Vec<String> = t["relay"]
         .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|r| Escaped(r).to_string())
+                .collect()
+        })
         .unwrap_or_default();
-    println!(
+    outln!(
         "twin              {}: relay {}, pk {}",
         t["id"],
         if relays.is_empty() {

@@ -119,7 +119,10 @@ pub fn init(settings: &Settings, writer: BoxMakeWriter) {
         .log_internal_errors(false);
     // try_init: a subscriber already set (a test harness) is kept.
     let _ = match settings.format {
+        // Every field escaped (remote errors, stored values): one event,
+        // one line, no control character from outside.
         LogFormat::Text => builder
+            .fmt_fields(zos_perf::logging::escaped_fields())
             .with_ansi(settings.colour)
             .finish()
             .with(filter)

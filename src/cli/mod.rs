@@ -9,28 +9,41 @@
 //! relay: [`identity`], [`remote`] (`call --node/--twin`) and [`fleet`],
 //! with their shared flags in [`rmb`].
 
-/// `println!` that never panics: `zos-perf tasks | head -1` closes the
-/// pipe early, and a command must not die of that.
+// What a command prints goes through these three: they never panic
+// (`zos-perf tasks | head -1` closes the pipe early, and a command must not
+// die of that), and they keep no control character but newlines and tabs
+// (`text::escape`, `Keep::Lines`): a last line of defence under the
+// escaping of each value from outside where it is formatted (a value's own
+// newline is escaped there, `text::Escaped`). JSON output is made safe
+// before (`text::json`), so it passes unchanged.
+
+/// `println!` that never panics nor prints a control character.
 macro_rules! outln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($t)*);
+        let text = format!($($t)*);
+        let text = zos_perf::text::escape(&text, zos_perf::text::Keep::Lines);
+        let _ = writeln!(std::io::stdout(), "{text}");
     }};
 }
 
-/// `eprintln!` that never panics, for the same reason.
+/// `eprintln!` that never panics nor prints a control character.
 macro_rules! errln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($t)*);
+        let text = format!($($t)*);
+        let text = zos_perf::text::escape(&text, zos_perf::text::Keep::Lines);
+        let _ = writeln!(std::io::stderr(), "{text}");
     }};
 }
 
-/// `print!` that never panics.
+/// `print!` that never panics nor prints a control character.
 macro_rules! out {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($t)*);
+        let text = format!($($t)*);
+        let text = zos_perf::text::escape(&text, zos_perf::text::Keep::Lines);
+        let _ = write!(std::io::stdout(), "{text}");
     }};
 }
 
@@ -78,11 +91,15 @@ pub fn task_name(name: &str) -> Result<&'static str, CliError> {
 /// Prints a stored result with its keys in record order (name,
 /// description, timestamp, result), as `run-task` and the bus give them.
 pub fn print_result(result: &TaskResult) -> Result<(), CliError> {
-    outln!(
-        "{}",
-        serde_json::to_string_pretty(result).map_err(anyhow::Error::from)?
-    );
+    outln!("{}", json(result)?);
     Ok(())
+}
+
+/// Pretty JSON as printed: exact JSON, with the control characters
+/// serde_json leaves raw (DEL, C1) as `\u` escapes (`text::json`).
+pub fn json(value: &impl serde::Serialize) -> Result<String, CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(anyhow::Error::from)?;
+    Ok(zos_perf::text::json(&text).into_owned())
 }
 
 /// Decodes a stored result; a value that is not one is a failure naming
@@ -140,14 +157,12 @@ fn terminal_width() -> Option<usize> {
     (ok && size.ws_col > 0).then_some(size.ws_col as usize)
 }
 
-/// `text` cut to `width` characters, the last one an ellipsis when cut.
+/// `text` on one line (its control characters escaped) cut to `width`
+/// characters, the last one an ellipsis when cut.
 pub fn ellipsize(text: &str, width: usize) -> String {
-    let one_line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let one_line = zos_perf::text::escape(text, zos_perf::text::Keep::Nothing);
     if one_line.chars().count() <= width {
-        return one_line;
+        return one_line.into_owned();
     }
     let mut cut: String = one_line.chars().take(width.saturating_sub(1)).collect();
     cut.push('…');

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use zos_perf::config::Config;
 use zos_perf::rmb::RmbError;
+use zos_perf::text::{self, Keep};
 
 use super::rmb::{RmbArgs, Settings};
 
@@ -16,7 +17,7 @@ pub enum Target {
 }
 
 /// Calls `cmd` on `target` and prints the result (pretty JSON when it is
-/// JSON, as is otherwise).
+/// JSON, else the text with its control characters escaped).
 pub async fn call(
     config: &Config,
     args: &RmbArgs,
@@ -33,14 +34,16 @@ pub async fn call(
         Target::Node(n) => client.call_node(n, cmd, payload, timeout).await?,
         Target::Twin(t) => client.call(t, cmd, payload, timeout).await?,
     };
-    println!("{}", pretty(&reply));
+    outln!("{}", pretty(&reply));
     Ok(())
 }
 
-/// Pretty JSON, or the bytes as text when they are not JSON.
+/// Pretty JSON (exact, no raw control character: `text::json`), or the
+/// bytes as one line of text when they are not JSON: a node's answer is
+/// anything the node chose to send.
 pub fn pretty(reply: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(reply)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| String::from_utf8_lossy(reply).into_owned())
+    match serde_json::from_slice::<serde_json::Value>(reply) {
+        Ok(v) => super::json(&v).unwrap_or_default(),
+        Err(_) => text::escape(&String::from_utf8_lossy(reply), Keep::Nothing).into_owned(),
+    }
 }

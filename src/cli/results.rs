@@ -38,7 +38,6 @@ pub async fn get_all(config: &Config, default_redis: &str, as_human: bool) -> Re
         out!("{}", text.join("\n"));
         return Ok(());
     }
-    let json = serde_json::to_string_pretty(&all).map_err(anyhow::Error::from)?;
-    outln!("{json}");
+    outln!("{}", super::json(&all)?);
     Ok(())
 }

@@ -219,7 +219,8 @@ pub async fn task(
     on_signal(cancel.clone())?;
     let url = reader_url(&config, default_redis).await?;
     let progress = if opts.verbose || std::io::stderr().is_terminal() {
-        Progress::new(move |note| errln!("zos-perf: {name}: {note}"))
+        // A note may quote a child's output or a remote error: one line.
+        Progress::new(move |note| errln!("zos-perf: {name}: {}", zos_perf::text::Escaped(note)))
     } else {
         Progress::default()
     };

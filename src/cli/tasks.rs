@@ -7,6 +7,7 @@ use zos_perf::config::Config;
 use zos_perf::monitor;
 use zos_perf::store::{self, Outcome, TaskStatus};
 use zos_perf::tasks;
+use zos_perf::text::Escaped;
 
 use super::error::{CliError, Exit};
 use super::human::age;
@@ -25,23 +26,35 @@ pub async fn show(config: Config, default_redis: &str, as_json: bool) -> Result<
         // and show the rest, the configuration at least.
         Ok(mut conn) => (
             store::read_status(&mut conn).await.unwrap_or_else(|e| {
-                errln!("zos-perf: {e:#} (showing no status)");
+                errln!(
+                    "zos-perf: {} (showing no status)",
+                    Escaped(&format!("{e:#}"))
+                );
                 Default::default()
             }),
             store::read_all(&mut conn).await.unwrap_or_else(|e| {
-                errln!("zos-perf: {e:#} (showing no results)");
+                errln!(
+                    "zos-perf: {} (showing no results)",
+                    Escaped(&format!("{e:#}"))
+                );
                 Default::default()
             }),
             zos_perf::clock::read_status(&mut conn)
                 .await
                 .unwrap_or_else(|e| {
-                    errln!("zos-perf: {e:#} (showing no clock check)");
+                    errln!(
+                        "zos-perf: {} (showing no clock check)",
+                        Escaped(&format!("{e:#}"))
+                    );
                     None
                 }),
             None,
         ),
         Err(e) => {
-            errln!("zos-perf: {e} (showing the configuration only)");
+            errln!(
+                "zos-perf: {} (showing the configuration only)",
+                Escaped(&e.to_string())
+            );
             (Default::default(), Vec::new(), None, Some(e))
         }
     };
@@ -72,8 +85,7 @@ pub async fn show(config: Config, default_redis: &str, as_json: bool) -> Result<
         .collect();
     if as_json {
         let json: Vec<_> = rows.iter().map(Row::json).collect();
-        let text = serde_json::to_string_pretty(&json).map_err(anyhow::Error::from)?;
-        outln!("{text}");
+        outln!("{}", super::json(&json)?);
     } else {
         out!("{}", table(&rows, now.timestamp(), width()));
         if config.clock.is_enabled() {

@@ -27,6 +27,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use crate::util::text::clean;
+
 /// A node reports its uptime every 40 minutes; one that has not updated for
 /// two such periods is taken to be down (docs/tasks/iperf.md).
 pub(crate) const UP_WINDOW: Duration = Duration::from_secs(2 * 40 * 60);
@@ -302,16 +304,7 @@ impl GraphQl {
         let answer: Answer<T> = serde_json::from_slice(&bytes)
             .map_err(|e| format!("undecodable answer ({e}): {}", snippet(&bytes)))?;
         if let Some(errors) = answer.errors.filter(|e| !e.is_empty()) {
-            let messages: Vec<String> = errors
-                .iter()
-                .map(|e| {
-                    e.get("message")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                        .unwrap_or_else(|| e.to_string())
-                })
-                .collect();
-            return Err(format!("graphql errors: {}", messages.join(" | ")));
+            return Err(format!("graphql errors: {}", error_messages(&errors)));
         }
         answer.data.ok_or_else(|| "answer without data".to_string())
     }
@@ -461,7 +454,8 @@ fn transport_error(e: &reqwest::Error) -> String {
     head + &crate::util::error::causes(e)
 }
 
-/// The start of a body, for error messages.
+/// The start of a body, for error messages: clipped and escaped (the
+/// service's text goes into log lines and the final error).
 fn snippet(bytes: &[u8]) -> String {
     const MAX: usize = 200;
     let text = String::from_utf8_lossy(bytes);
@@ -469,10 +463,26 @@ fn snippet(bytes: &[u8]) -> String {
     if text.is_empty() {
         return "(empty body)".to_string();
     }
-    match text.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}...", &text[..i]),
-        None => text.to_string(),
+    clean(text, MAX)
+}
+
+/// The `errors[].message` of an answer for an error message: the first
+/// [`MAX_ERRORS`], each clipped and escaped, and how many more there were.
+fn error_messages(errors: &[Value]) -> String {
+    const MAX_ERRORS: usize = 3;
+    const MAX_CHARS: usize = 200;
+    let mut shown: Vec<String> = errors
+        .iter()
+        .take(MAX_ERRORS)
+        .map(|e| match e.get("message").and_then(Value::as_str) {
+            Some(m) => clean(m, MAX_CHARS),
+            None => clean(&e.to_string(), MAX_CHARS),
+        })
+        .collect();
+    if errors.len() > MAX_ERRORS {
+        shown.push(format!("{} more", errors.len() - MAX_ERRORS));
     }
+    shown.join(" | ")
 }
 
 #[cfg(test)]

@@ -7,14 +7,18 @@
 //!   a request with a body 413;
 //! - a request head is at most [`MAX_HEAD`] bytes, and must arrive within
 //!   [`HEADER_TIMEOUT`] (a slow client is cut off, never waited for);
-//! - at most [`MAX_CONNECTIONS`] at once (more are closed at accept), each
-//!   closed after [`CONNECTION_LIFETIME`] whatever it does;
+//! - at most [`MAX_CONNECTIONS`] at once, and at most [`MAX_PER_SOURCE`]
+//!   of them from one source (an IPv4 address, an IPv6 /64): more are
+//!   closed at accept, so one client holding connections open (a slow
+//!   drip, reopened as soon as it is cut off) cannot keep Prometheus out;
+//!   each is closed after [`CONNECTION_LIFETIME`] whatever it does;
 //! - a page takes under a millisecond to render, so a scrape never holds up
 //!   the monitor's runtime (and the bus runs on a thread of its own).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -38,6 +42,9 @@ pub(crate) const MAX_HEAD: usize = 8 * 1024;
 pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections served at once.
 pub(crate) const MAX_CONNECTIONS: usize = 16;
+/// Connections served at once to one source: a scraper needs one, a
+/// browser on the dashboard two; the other slots stay free for others.
+pub(crate) const MAX_PER_SOURCE: usize = 4;
 /// Longest a connection is kept, keep-alive or not.
 pub(crate) const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -67,6 +74,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// Serves until `shutdown`.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_source = PerSource::new(MAX_PER_SOURCE);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "metrics and dashboard listening");
     }
@@ -84,6 +92,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                 }
             },
             _ = shutdown.cancelled() => break,
+        };
+        let Some(own) = per_source.take(peer.ip()) else {
+            tracing::debug!(%peer, "metrics listener: too many connections from this source; closing this one");
+            continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "metrics listener: too many connections; closing this one");
@@ -109,8 +121,71 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                 },
                 _ = shutdown.cancelled() => {}
             }
-            drop(slot);
+            drop((slot, own));
         });
+    }
+}
+
+/// Connections held per source. Only sources holding one are kept, so the
+/// map holds at most [`MAX_CONNECTIONS`] entries (plus those being refused).
+#[derive(Clone)]
+struct PerSource {
+    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    max: usize,
+}
+
+/// One connection of a source, given back when dropped.
+struct SourceSlot {
+    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    source: IpAddr,
+}
+
+impl PerSource {
+    fn new(max: usize) -> PerSource {
+        PerSource {
+            held: Arc::default(),
+            max,
+        }
+    }
+
+    /// A slot for `peer`'s source, unless it holds `max` already.
+    fn take(&self, peer: IpAddr) -> Option<SourceSlot> {
+        let source = source_of(peer);
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(source).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            held: self.held.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// The source a peer counts against: its IPv4 address (an IPv4-mapped
+/// IPv6 one too), or the /64 of an IPv6 address (one host or home network
+/// usually holds a whole /64, and can pick any address in it).
+fn source_of(peer: IpAddr) -> IpAddr {
+    match peer.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -209,6 +284,32 @@ pub(crate) fn negotiate(accept: &str) -> Format {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_source_gets_at_most_its_share_and_gives_it_back() {
+        let limit = PerSource::new(2);
+        let a: IpAddr = "192.0.2.1".parse().expect("ip");
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("ip");
+        let b: IpAddr = "192.0.2.2".parse().expect("ip");
+        let first = limit.take(a).expect("first");
+        let _second = limit.take(mapped).expect("second, the same source");
+        assert!(limit.take(a).is_none());
+        assert!(limit.take(b).is_some(), "another source is not held back");
+        drop(first);
+        assert!(
+            limit.take(a).is_some(),
+            "a closed connection gives its slot back"
+        );
+        // IPv6: one /64 is one source.
+        let c: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let d: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
+        let e: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        let (_c, _d) = (limit.take(c).expect("c"), limit.take(d).expect("d"));
+        assert!(limit.take(c).is_none());
+        assert!(limit.take(e).is_some());
+        drop((_c, _d));
+        assert!(limit.held.lock().expect("map").get(&source_of(c)).is_none());
+    }
 
     #[test]
     fn content_negotiation_follows_the_q_values() {

@@ -11,7 +11,12 @@
 //! they arrive and is ended, for tungstenite, by an empty final frame of
 //! its own making; the message's place in the stream and its length are
 //! noted ([`Oversized`]), so the reader reports it as skipped instead of
-//! parsing what it got.
+//! parsing what it got. A text message cut after a fragment that ends
+//! inside a character gets that character completed in the closing frame:
+//! tungstenite checks the text of the fragments it was given, and an
+//! incomplete character at the end would cost the connection (so a text
+//! fragment that is not the last must leave 3 bytes of room below the
+//! limit for it).
 //!
 //! Control frames pass as they are (tungstenite bounds those itself).
 
@@ -78,6 +83,13 @@ pub struct FrameGuard<S> {
     skipping: bool,
     /// Data messages completed so far (passed or cut short).
     messages: u64,
+    /// The data message being passed is text; the frame being passed is
+    /// one of its fragments.
+    text: bool,
+    passing_text: bool,
+    /// The last character of the text passed so far: its first byte, the
+    /// bytes of it seen and the bytes it still needs.
+    utf8: (u8, u8, u8),
     oversized: Oversized,
 }
 
@@ -93,6 +105,9 @@ impl<S> FrameGuard<S> {
             message_len: 0,
             skipping: false,
             messages: 0,
+            text: false,
+            passing_text: false,
+            utf8: (0, 0, 0),
             oversized: Oversized::default(),
         }
     }
@@ -133,6 +148,9 @@ impl<S> FrameGuard<S> {
                     let n = left.min(bytes.len() as u64) as usize;
                     if pass {
                         self.out.extend(&bytes[..n]);
+                        if self.passing_text {
+                            self.follow_text(&bytes[..n]);
+                        }
                     }
                     bytes = &bytes[n..];
                     self.state = next_state(left - n as u64, !pass);
@@ -145,6 +163,7 @@ impl<S> FrameGuard<S> {
     fn frame(&mut self, len: u64) {
         let (fin, opcode) = (self.header[0] & 0x80 != 0, self.header[0] & 0x0f);
         let data = opcode <= 2;
+        self.passing_text = false;
         if !data {
             self.out.extend(&self.header);
             self.state = next_state(len, false);
@@ -156,10 +175,29 @@ impl<S> FrameGuard<S> {
             self.skipping = false;
             let so_far = if opcode == 0 { self.message_len } else { 0 };
             let total = so_far.saturating_add(len);
-            if total > self.limit {
-                // Ends the message here with an empty final frame of the
-                // same kind; its remaining fragments are discarded.
-                self.out.extend([0x80 | opcode, 0]);
+            if opcode != 0 {
+                self.text = opcode == 1;
+                self.utf8 = (0, 0, 0);
+            }
+            // A text fragment that is not the last leaves room for the
+            // character the cut may have to complete (at most 3 bytes):
+            // tungstenite bounds the message at the same limit.
+            let room = if self.text && !fin {
+                self.limit.saturating_sub(3)
+            } else {
+                self.limit
+            };
+            if total > room {
+                // Ends the message here with a final frame of the same kind,
+                // empty but for the rest of a character the text passed so
+                // far ends inside; its remaining fragments are discarded.
+                let end = if opcode == 0 && self.text {
+                    self.utf8_completion()
+                } else {
+                    Vec::new()
+                };
+                self.out.extend([0x80 | opcode, end.len() as u8]);
+                self.out.extend(end);
                 self.oversized.note(self.messages, total);
                 self.messages += 1;
                 self.message_len = 0;
@@ -167,6 +205,7 @@ impl<S> FrameGuard<S> {
                 self.state = next_state(len, true);
             } else {
                 self.out.extend(&self.header);
+                self.passing_text = self.text;
                 self.message_len = if fin { 0 } else { total };
                 if fin {
                     self.messages += 1;
@@ -175,6 +214,37 @@ impl<S> FrameGuard<S> {
             }
         }
         self.header.clear();
+    }
+}
+
+impl<S> FrameGuard<S> {
+    /// Follows the characters of text bytes passed (valid UTF-8 so far, or
+    /// tungstenite has refused them already).
+    fn follow_text(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            let (lead, seen, need) = self.utf8;
+            self.utf8 = match (need, b) {
+                (0, 0xc0..=0xdf) => (b, 1, 1),
+                (0, 0xe0..=0xef) => (b, 1, 2),
+                (0, 0xf0..=0xf7) => (b, 1, 3),
+                (0, _) => (0, 0, 0),
+                (n, _) => (lead, seen + 1, n - 1),
+            };
+        }
+    }
+
+    /// The bytes that complete the character the text passed so far ends
+    /// inside (none when it ends on a whole one): continuation bytes, the
+    /// first one in the range the lead byte allows.
+    fn utf8_completion(&self) -> Vec<u8> {
+        let (lead, seen, need) = self.utf8;
+        (0..need)
+            .map(|i| match (i, seen, lead) {
+                (0, 1, 0xe0) => 0xa0,
+                (0, 1, 0xf0) => 0x90,
+                _ => 0x80,
+            })
+            .collect()
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod chain;
 pub mod clock;
+pub mod flood;
 pub mod graphql;
 pub mod guest;
 pub mod interop;

@@ -159,6 +159,10 @@ pub enum Behaviour {
     ForgedSignature,
     /// Reads requests and never answers.
     Silent,
+    /// Answers with the text its results are (a JSON string): `zos.perf.get`
+    /// with that text as the reply's bytes (not JSON), anything else with
+    /// an error whose message is that text.
+    Hostile,
 }
 
 /// A twin answering zos.perf requests through the relay.
@@ -279,8 +283,13 @@ async fn serve(
             Some(Payload::Plain(p)) => p.clone(),
             None => vec![],
         };
-        let (body, answer) = answer(&req.command, &payload, &results);
-        let out = serde_json::to_vec(&answer).unwrap();
+        let (body, out) = match (behaviour, results.as_str()) {
+            (Behaviour::Hostile, Some(text)) => hostile(&req.command, text),
+            _ => {
+                let (body, answer) = answer(&req.command, &payload, &results);
+                (body, serde_json::to_vec(&answer).unwrap())
+            }
+        };
         let mut reply = Envelope {
             uid: env.uid.clone(),
             timestamp: relay::unix_now(),
@@ -304,6 +313,19 @@ async fn serve(
             return;
         }
         handled.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn hostile(command: &str, text: &str) -> (Body, Vec<u8>) {
+    match command {
+        "zos.perf.get" => (Body::Response(Response {}), text.as_bytes().to_vec()),
+        _ => (
+            Body::Error(envelope::Error {
+                code: 0,
+                message: text.to_string(),
+            }),
+            b"null".to_vec(),
+        ),
     }
 }
 
