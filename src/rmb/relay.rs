@@ -404,7 +404,11 @@ async fn run<S>(
                     }
                     Some(Ok(Message::Close(c))) => {
                         break Some(match c {
-                            Some(c) => format!("closed by the relay ({} {})", c.code, c.reason),
+                            Some(c) => format!(
+                                "closed by the relay ({} {})",
+                                c.code,
+                                crate::util::text::clean(&c.reason, 200)
+                            ),
                             None => "closed by the relay".to_string(),
                         })
                     }
