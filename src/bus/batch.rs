@@ -97,7 +97,7 @@ pub struct Replies<'a> {
 
 /// Answers every request from `snapshot` at unix time `now`.
 pub fn replies<'a>(
-    answers: &'a [Answer<'_>],
+    answers: &[&'a Answer<'_>],
     snapshot: &mut Snapshot,
     now: u64,
 ) -> serde_json::Result<Replies<'a>> {
