@@ -163,6 +163,7 @@ impl Bus {
                         permits: permits.clone(),
                         batch_max: batch_size(max),
                         shutdown: shutdown.clone(),
+                        over: Oversized::default(),
                     };
                     match popper.run().await {
                         Ok(()) => break,
@@ -261,6 +262,16 @@ struct Popper {
     permits: Arc<Semaphore>,
     batch_max: usize,
     shutdown: CancellationToken,
+    /// Messages over [`MAX_MESSAGE`] taken by the last pop whose envelope
+    /// could be read (without `dat`), and their lengths: answered error 3.
+    over: Oversized,
+}
+
+/// Envelopes of messages over the size limit, and each message's length.
+#[derive(Default)]
+struct Oversized {
+    envelopes: Vec<(Command, Vec<u8>)>,
+    lens: Vec<usize>,
 }
 
 impl Popper {
@@ -299,17 +310,24 @@ impl Popper {
             } else {
                 self.block(turn).await?
             };
-            if popped.is_empty() {
+            let over = std::mem::take(&mut self.over);
+            let taken = popped.len() + over.lens.len();
+            if taken == 0 {
                 draining = false;
                 continue;
             }
             draining = true;
-            if popped.len() < room {
-                drop(held.split(room - popped.len()));
+            if taken < room {
+                drop(held.split(room - taken));
             }
             let popped_at = Instant::now();
             self.server.stats.taken(&popped);
-            tokio::spawn(self.server.clone().serve_batch(popped, held, popped_at));
+            self.server.stats.taken(&over.envelopes);
+            tokio::spawn(
+                self.server
+                    .clone()
+                    .serve_batch(popped, over, held, popped_at),
+            );
         }
     }
 
@@ -376,14 +394,27 @@ impl Popper {
             .unwrap_or_default())
     }
 
-    /// A message from BRPOP, unless it is over [`MAX_MESSAGE`] (counted and
-    /// dropped).
-    fn keep(&self, cmd: Command, raw: Vec<u8>) -> Option<(Command, Vec<u8>)> {
+    /// A message from BRPOP, unless it is over [`MAX_MESSAGE`]: then its
+    /// envelope is kept aside (to answer error 3), or it is counted and
+    /// dropped.
+    fn keep(&mut self, cmd: Command, raw: Vec<u8>) -> Option<(Command, Vec<u8>)> {
         if raw.len() > MAX_MESSAGE {
-            self.oversized(cmd, raw.len());
+            let envelope = fetch::envelope(&raw, fetch::MAX_ENVELOPE);
+            self.over_limit(cmd, raw.len(), envelope);
             return None;
         }
         Some((cmd, raw))
+    }
+
+    /// A message over the limit: its envelope kept aside, or dropped.
+    fn over_limit(&mut self, cmd: Command, len: usize, envelope: Option<Vec<u8>>) {
+        match envelope {
+            Some(env) => {
+                self.over.envelopes.push((cmd, env));
+                self.over.lens.push(len);
+            }
+            None => self.oversized(cmd, len),
+        }
     }
 
     fn oversized(&self, cmd: Command, len: usize) {
@@ -440,7 +471,9 @@ impl Popper {
                     for m in msgs {
                         match m {
                             fetch::Message::Raw(raw) => out[i].push(raw),
-                            fetch::Message::Oversized(len) => self.oversized(Command::ALL[i], len),
+                            fetch::Message::Oversized { len, envelope } => {
+                                self.over_limit(Command::ALL[i], len, envelope)
+                            }
                         }
                     }
                 }
@@ -505,14 +538,25 @@ impl Server {
     async fn serve_batch(
         self: Arc<Self>,
         popped: Vec<(Command, Vec<u8>)>,
+        over: Oversized,
         permits: OwnedSemaphorePermit,
         popped_at: Instant,
     ) {
-        let answers = batch::triage_all(&popped, unix_now(), self.skew, &self.stats, &self.logs);
+        let now = unix_now();
+        let mut answers = batch::triage_all(&popped, now, self.skew, &self.stats, &self.logs);
+        answers.extend(batch::triage_oversized(
+            &over.envelopes,
+            &over.lens,
+            MAX_MESSAGE,
+            now,
+            self.skew,
+            &self.stats,
+            &self.logs,
+        ));
         if !answers.is_empty() && self.answer_all(&answers).await {
             self.stats.observe(popped_at.elapsed(), answers.len());
         }
-        self.stats.done(popped.len());
+        self.stats.done(popped.len() + over.lens.len());
         drop(permits);
     }
 }
