@@ -17,7 +17,10 @@
 //!
 //! - **Bounded work**: every popped request holds a permit of a semaphore of
 //!   `max_in_flight` until its reply is pushed; the popper never pops more
-//!   than it holds permits for.
+//!   than it holds permits for. Bytes are bounded too: replies are made and
+//!   pushed in chunks within a budget, history one task at a time
+//!   ([`reply`]); a message over [`MAX_MESSAGE`] never leaves Redis, only
+//!   its short envelope does ([`fetch`]).
 //! - **Batching**: after a BRPOP wakes it, the popper drains with
 //!   `RPOP <list> <count>` (Redis ≥ 6.2; older ones get one request per
 //!   BRPOP) until both lists are empty, then blocks again. Each pop carries
