@@ -55,5 +55,9 @@ a_burst_of_history_requests_keeps_the_daemon_under_64_mib` asserts it for 160). 
 6be097c, issue 25): 64 requests → 843 MB, 256 → 2.74 GB, 512 → 4.35 GB.\n",
         depth = burst::DEPTH
     );
-    support::write_section("hostile-history", "Under hostile input: a burst of history requests", &body);
+    support::write_section(
+        "hostile-history",
+        "Under hostile input: a burst of history requests",
+        &body,
+    );
 }
