@@ -975,6 +975,38 @@ async fn an_oversized_message_is_dropped_unread_and_counted() {
     assert_eq!(h.llen(&ret).await, 0, "an oversized message was answered");
 }
 
+/// A message over 128 KiB whose envelope (all but `dat`) is short, in the
+/// peer's field order (`ret` after `dat`): its sender is told, error 3, by
+/// the blocking pop and by the batch pop alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_with_a_readable_envelope_gets_error_3() {
+    let h = Harness::start();
+    h.set("perf.cpu-benchmark", CPU).await;
+    let ret = ret_list();
+    let dat = B64.encode(vec![b'x'; 200 * 1024]);
+    for i in 0..5 {
+        let big = format!(
+            r#"{{"ver":1,"ref":"big{i}","src":"42:abc","cmd":"zos.perf.get","exp":60,"dat":"{dat}","tag":null,"ret":"{ret}","shm":null,"now":{}}}"#,
+            unix_now()
+        );
+        h.push(Command::Get, big.as_bytes()).await;
+    }
+    let mut refs = Vec::new();
+    for _ in 0..5 {
+        let reply = h.reply(&ret).await;
+        let (code, message) = error_of(&reply);
+        assert_eq!(code, 3, "{message}");
+        assert!(message.contains("request message is"), "{message}");
+        assert_eq!(reply["dst"], "42:abc");
+        refs.push(reply["ref"].as_str().expect("ref").to_string());
+    }
+    refs.sort();
+    assert_eq!(refs, ["big0", "big1", "big2", "big3", "big4"]);
+    h.quiesce().await;
+    let s = h.stats.snapshot();
+    assert_eq!((s.replied, s.errors, s.dropped), (5, 5, 0), "{s:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_reply_list_of_the_wrong_type_costs_only_its_own_reply() {
     let h = Harness::start();

@@ -253,3 +253,26 @@ fn history_command_prints_a_table_a_trend_and_json() {
     let out = zos_perf(&redis, &["history", "iperf", "--limit", "0"]);
     assert!(!out.status.success());
 }
+
+/// A burst of history requests of every task and many limits over a full
+/// history of big records: the daemon's peak RSS stays bounded by bytes,
+/// not by the number of requests (160 of them took over 1.5 GB when each
+/// distinct query held its own copy of the list, its base64 and its reply
+/// for the whole batch), and every reply is right.
+#[test]
+fn a_burst_of_history_requests_keeps_the_daemon_under_64_mib() {
+    use common::burst;
+    let redis = RedisServer::start();
+    burst::fill(&redis);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let daemon = burst::daemon(&redis, dir.path());
+    let requests = burst::mix(160);
+    let out = burst::run(&redis, &requests, false);
+    assert_eq!(out.replies, 160);
+    let peak_kib = burst::status_kib(daemon.0.id(), "VmHWM");
+    assert!(
+        peak_kib <= 64 * 1024,
+        "peak RSS {peak_kib} KiB over 64 MiB after {} MB of replies",
+        out.bytes / 1_000_000
+    );
+}

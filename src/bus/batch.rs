@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::commands::Command;
+use super::error::{BusError, ErrorCode};
 use super::snapshot::Snapshot;
 use super::stats::{BusStats, CODE_SLOTS};
 use super::triage::{triage, Answer, Incoming};
@@ -83,6 +84,41 @@ pub(crate) fn triage_all<'a>(
     answers
 }
 
+/// Triages the envelopes (without `dat`) of messages over the size limit
+/// `limit`, each `lens[i]` bytes long: those with someone to answer get
+/// error 3, the others are counted and logged like any message dropped.
+pub(crate) fn triage_oversized<'a>(
+    envelopes: &'a [(Command, Vec<u8>)],
+    lens: &[usize],
+    limit: usize,
+    now: u64,
+    skew: u64,
+    stats: &BusStats,
+    logs: &Logs,
+) -> Vec<Answer<'a>> {
+    let mut answers = Vec::new();
+    for ((cmd, env), len) in envelopes.iter().zip(lens) {
+        match triage(*cmd, env, now, skew) {
+            Incoming::Answer(mut a) => {
+                a.outcome = Err(BusError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("payload too large: the request message is {len} bytes, the limit is {limit}"),
+                ));
+                answers.push(a);
+            }
+            Incoming::Expired => BusStats::add(&stats.expired, 1),
+            Incoming::Dropped(reason) => {
+                BusStats::add(&stats.dropped, 1);
+                if let Some(suppressed) = logs.oversized() {
+                    tracing::warn!(list = cmd.list(), bytes = len, limit, reason = %Escaped(&reason),
+                        suppressed, "dropping a message over the size limit: nobody to answer");
+                }
+            }
+        }
+    }
+    answers
+}
+
 /// The encoded replies of a batch, grouped by the list (`ret`) each goes
 /// to, in the order the requests came.
 pub struct Replies<'a> {
@@ -97,7 +133,7 @@ pub struct Replies<'a> {
 
 /// Answers every request from `snapshot` at unix time `now`.
 pub fn replies<'a>(
-    answers: &'a [Answer<'_>],
+    answers: &[&'a Answer<'_>],
     snapshot: &mut Snapshot,
     now: u64,
 ) -> serde_json::Result<Replies<'a>> {

@@ -131,22 +131,27 @@ impl<'a> Reply<'a> {
     /// scanning `dat` for characters to escape: `dat` must be our own
     /// base64, whose alphabet (`A-Z a-z 0-9 + / =`) never needs escaping.
     /// The bus writes one of these per request, and `dat` is most of it.
-    pub(crate) fn encode_ok(
+    /// `dat` is given in parts (a shared text and a tail of its own),
+    /// written one after the other.
+    pub(crate) fn encode_ok_parts(
         reference: Option<&str>,
         dst: &str,
-        dat: &str,
+        dat: [&str; 2],
         now: u64,
     ) -> serde_json::Result<Vec<u8>> {
         debug_assert!(dat
+            .concat()
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)));
-        let mut buf = Vec::with_capacity(dat.len() + dst.len() + 128);
+        let dat_len = dat[0].len() + dat[1].len();
+        let mut buf = Vec::with_capacity(dat_len + dst.len() + 128);
         buf.extend_from_slice(b"{\"ver\":");
         serde_json::to_writer(&mut buf, &VERSION)?;
         buf.extend_from_slice(b",\"ref\":");
         serde_json::to_writer(&mut buf, &reference)?;
         buf.extend_from_slice(b",\"dat\":\"");
-        buf.extend_from_slice(dat.as_bytes());
+        buf.extend_from_slice(dat[0].as_bytes());
+        buf.extend_from_slice(dat[1].as_bytes());
         buf.extend_from_slice(b"\",\"dst\":");
         serde_json::to_writer(&mut buf, dst)?;
         buf.extend_from_slice(b",\"shm\":");
@@ -212,7 +217,9 @@ mod tests {
             (Some("quote\" back\\ slash\n\u{1}"), "émoji ✓"),
         ] {
             let dat = BASE64.encode(br#"{"a": [1, 2, "\u00e9"]}"#);
-            let fast = Reply::encode_ok(reference, dst, &dat, 1_700_000_000).expect("fast");
+            let fast =
+                Reply::encode_ok_parts(reference, dst, [&dat[..5], &dat[5..]], 1_700_000_000)
+                    .expect("fast");
             let slow = Reply::ok(reference, dst, &dat, 1_700_000_000)
                 .encode()
                 .expect("serde");

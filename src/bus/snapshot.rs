@@ -7,7 +7,7 @@ use base64::Engine;
 
 use super::commands::Query;
 use super::error::{BusError, ErrorCode};
-use super::history::{self, HistoryQuery};
+use super::history::{Dat, Entry, Shared, MAX_ANSWER};
 use super::message::BASE64;
 use crate::redis::keys;
 use crate::store::fetch::Fetched;
@@ -19,8 +19,12 @@ use crate::tasks::NAMES;
 pub struct Snapshot {
     results: Vec<(&'static str, Stored)>,
     all: Option<String>,
-    /// History lists read for this batch, and their base64 answers.
-    histories: Vec<(HistoryQuery, Result<String, BusError>)>,
+    /// History lists read for this batch (one task at a time on the local
+    /// transport), each answering every `Limit`.
+    histories: Vec<(&'static str, Result<Shared, BusError>)>,
+    /// An answer made of a part and a tail, put together for
+    /// [`Snapshot::answer`] (the relay's single requests).
+    scratch: String,
 }
 
 enum Stored {
@@ -84,6 +88,7 @@ impl Snapshot {
             results,
             all: None,
             histories: Vec::new(),
+            scratch: String::new(),
         }
     }
 
@@ -112,53 +117,77 @@ impl Snapshot {
         Ok(snapshot)
     }
 
-    /// Reads, in one pipeline, the history lists the `zos.perf.history`
-    /// queries among `asked` ask for.
+    /// Reads the history lists the `zos.perf.history` queries among
+    /// `asked` ask for, one read per task.
     async fn read_histories(
         &mut self,
         conn: &mut impl redis::aio::ConnectionLike,
         asked: &[Query],
     ) -> redis::RedisResult<()> {
-        let mut queries: Vec<HistoryQuery> = Vec::new();
+        let mut wanted: Vec<(&'static str, usize)> = Vec::new();
         for a in asked {
             if let Query::History(q) = *a {
-                if !queries.contains(&q) {
-                    queries.push(q);
+                match wanted.iter_mut().find(|(n, _)| *n == q.name) {
+                    Some((_, limit)) => *limit = (*limit).max(q.limit),
+                    None => wanted.push((q.name, q.limit)),
                 }
             }
         }
-        if queries.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for q in &queries {
-            pipe.lrange(keys::history(q.name), 0, q.limit as isize - 1);
-        }
-        let lists: Vec<Vec<String>> = match pipe.query_async(conn).await {
-            Ok(lists) => lists,
-            // A key of another type (Redis is open to anyone on the node):
-            // those requests get an error, the rest of the batch its answers.
-            Err(e) if !e.is_io_error() && !e.is_timeout() && !e.is_connection_dropped() => {
-                let why = crate::util::text::clip(&format!("reading history lists: {e}"), 200);
-                tracing::warn!(error = %crate::logging::Escaped(&why), "history cannot be served");
-                for q in queries {
-                    let err = BusError::new(ErrorCode::StoredResultInvalid, why.clone());
-                    self.histories.push((q, Err(err)));
-                }
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
-        for (q, records) in queries.into_iter().zip(lists) {
-            self.add_history(q, &records);
+        for (name, limit) in wanted {
+            self.read_history(conn, name, limit).await?;
         }
         Ok(())
     }
 
-    /// Adds the records read for a history query (newest first).
-    pub(crate) fn add_history(&mut self, query: HistoryQuery, records: &[String]) {
-        let answer = history::answer(query, records).map(|json| BASE64.encode(json));
-        self.histories.push((query, answer));
+    /// Reads the newest `limit` entries of a task's history (at most
+    /// [`MAX_ANSWER`] bytes of them, each at most [`MAX_STORED`]), bounded
+    /// inside Redis, to answer every `zos.perf.history` request for it.
+    pub(crate) async fn read_history(
+        &mut self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        name: &'static str,
+        limit: usize,
+    ) -> redis::RedisResult<()> {
+        let key = keys::history(name);
+        let read = read_entries(conn, &key, limit).await?;
+        let shared = match read {
+            Read::Entries { entries, capped } => {
+                if capped {
+                    tracing::debug!(key = %key, limit, max_bytes = MAX_ANSWER,
+                        "history answer capped: the newest records that fit");
+                }
+                Ok(Shared::build(name, entries))
+            }
+            Read::WrongType(kind) => {
+                let why = format!(
+                    "{key} holds a {}, not a list",
+                    crate::util::text::clip(&kind, 40)
+                );
+                tracing::warn!(error = %crate::logging::Escaped(&why), "history cannot be served");
+                Err(BusError::new(ErrorCode::StoredResultInvalid, why))
+            }
+        };
+        self.histories.retain(|(n, _)| *n != name);
+        self.histories.push((name, shared));
+        Ok(())
+    }
+
+    /// Drops the history lists read so far.
+    pub(crate) fn forget_histories(&mut self) {
+        self.histories.clear();
+    }
+
+    /// The base64 answer to `query` as a part and a short tail (a history
+    /// answer for fewer records than were read), or the error to reply with.
+    pub fn dat(&mut self, query: Query) -> Result<Dat<'_>, BusError> {
+        match query {
+            Query::History(q) => match self.histories.iter().find(|(n, _)| *n == q.name) {
+                Some((_, Ok(shared))) => shared.dat(q.limit),
+                Some((_, Err(e))) => Err(e.clone()),
+                None => Err(BusError::result_not_found()),
+            },
+            other => self.answer(other).map(Dat::whole),
+        }
     }
 
     /// The base64 answer to `query`, or the error to reply with.
@@ -191,13 +220,97 @@ impl Snapshot {
                 }
                 Ok(self.all.as_deref().unwrap_or_default())
             }
-            Query::History(q) => match self.histories.iter().find(|(h, _)| *h == q) {
-                Some((_, Ok(b64))) => Ok(b64),
-                Some((_, Err(e))) => Err(e.clone()),
-                None => Err(BusError::result_not_found()),
-            },
+            Query::History(q) => {
+                let (len, tail) = {
+                    let dat = self.dat(query)?;
+                    (dat.head.len(), dat.tail().to_string())
+                };
+                let Some((_, Ok(shared))) = self.histories.iter().find(|(n, _)| *n == q.name)
+                else {
+                    return Err(BusError::result_not_found());
+                };
+                let head = &shared.text()[..len];
+                if tail.is_empty() {
+                    return Ok(head);
+                }
+                self.scratch = format!("{head}{tail}");
+                Ok(&self.scratch)
+            }
         }
     }
+}
+
+/// A history list as read.
+enum Read {
+    Entries { entries: Vec<Entry>, capped: bool },
+    WrongType(String),
+}
+
+/// `KEYS[1]` a history list, `ARGV` limit, largest record, most bytes in
+/// all: the newest entries, a record over the size limit as its length
+/// only, stopping before the byte limit (`capped`). Read in slices of 32,
+/// so Redis never builds a table of the whole list.
+const READ: &str = r#"
+local limit, maxrec, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TYPE', KEYS[1]).ok
+if t == 'none' then return {'ok', {}} end
+if t ~= 'list' then return {'wrongtype', t} end
+local out, total, i = {}, 0, 0
+while i < limit do
+  local last = math.min(i + 31, limit - 1)
+  local slice = redis.call('LRANGE', KEYS[1], i, last)
+  for _, v in ipairs(slice) do
+    local n = string.len(v)
+    if n > maxrec then
+      out[#out + 1] = n
+    else
+      if total + n > budget then return {'capped', out} end
+      total = total + n
+      out[#out + 1] = v
+    end
+  end
+  if #slice < last - i + 1 then break end
+  i = last + 1
+end
+return {'ok', out}
+"#;
+
+async fn read_entries(
+    conn: &mut impl redis::aio::ConnectionLike,
+    key: &str,
+    limit: usize,
+) -> redis::RedisResult<Read> {
+    use crate::store::fetch::{bad, tagged};
+    use redis::Value;
+    let reply: Value = redis::cmd("EVAL")
+        .arg(READ)
+        .arg(1)
+        .arg(key)
+        .arg(limit)
+        .arg(MAX_STORED)
+        .arg(MAX_ANSWER)
+        .query_async(conn)
+        .await?;
+    let (tag, mut rest) = tagged(reply)?;
+    let items = match (tag.as_str(), rest.pop()) {
+        ("wrongtype", Some(t)) => return Ok(Read::WrongType(redis::from_redis_value(t)?)),
+        ("ok" | "capped", Some(Value::Array(items))) => items,
+        // An empty Lua table may come back as an empty array or as nil.
+        ("ok" | "capped", Some(Value::Nil) | None) => Vec::new(),
+        _ => return Err(bad(&tag)),
+    };
+    let entries = items
+        .into_iter()
+        .map(|v| match v {
+            Value::Int(n) => Ok(Entry::TooLarge(usize::try_from(n).unwrap_or(0))),
+            Value::BulkString(b) => Ok(Entry::Record(b)),
+            _ => Err(bad("history entry")),
+        })
+        .collect::<redis::RedisResult<_>>()?;
+    Ok(Read::Entries {
+        entries,
+        capped: tag == "capped",
+    })
 }
 
 #[cfg(test)]

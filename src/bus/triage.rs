@@ -58,8 +58,8 @@ impl Answer<'_> {
         let result = match &self.outcome {
             Err(e) => Err(e.clone()),
             Ok(query) => snapshot
-                .answer(*query)
-                .map(|b64| Reply::encode_ok(reference, &self.dst, b64, now)),
+                .dat(*query)
+                .map(|d| Reply::encode_ok_parts(reference, &self.dst, [d.head, d.tail()], now)),
         };
         match result {
             Ok(encoded) => Ok((encoded?, None)),
@@ -71,6 +71,23 @@ impl Answer<'_> {
                 ))
             }
         }
+    }
+}
+
+impl Answer<'_> {
+    /// About how many bytes the encoded reply takes (never less), known
+    /// before it is made: what a transport budgets for.
+    pub(crate) fn reply_estimate(&self, snapshot: &mut Snapshot) -> usize {
+        let dat = match &self.outcome {
+            Ok(query) => snapshot.dat(*query).map_or(0, |d| d.len()),
+            Err(_) => 0,
+        };
+        let message = match &self.outcome {
+            Err(e) => e.message.len(),
+            Ok(_) => 256,
+        };
+        // Escaping may multiply a text by six (`\u0001`).
+        dat + 6 * (self.dst.len() + self.reference.as_deref().map_or(0, str::len) + message) + 128
     }
 }
 

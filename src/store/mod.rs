@@ -322,11 +322,14 @@ impl ResultStore {
                 .filter(|(_, e)| !e.synced)
                 .map(|(n, e)| (n.clone(), e.json.clone()))
                 .collect();
-            let status_present: Vec<String> = st
+            // With the value checked against: an entry that changes while
+            // the pass waits for Redis is compared with what was written,
+            // not with its newer value (that would look like a loss).
+            let status_present: Vec<(String, TaskStatus, String)> = st
                 .status
                 .iter()
                 .filter(|(_, e)| e.synced)
-                .map(|(n, _)| n.clone())
+                .map(|(n, e)| (n.clone(), e.value.clone(), e.json.clone()))
                 .collect();
             (deletes, writes, present, status_writes, status_present)
         };
@@ -350,7 +353,7 @@ impl ResultStore {
             // fails the pass (and is repaired) instead of passing for present.
             pipe.cmd("STRLEN").arg(keys::result(name));
         }
-        for name in &status_present {
+        for (name, _, _) in &status_present {
             // The entry itself, not HEXISTS: another writer (an old
             // `run-task`) may have overwritten our schedule or counters.
             pipe.hget(keys::STATUS, name);
@@ -405,9 +408,11 @@ impl ResultStore {
                 }
             }
             let writer = self.writer;
-            for (name, there) in status_present.iter().zip(&found[present.len()..]) {
+            for ((name, written, json), there) in status_present.iter().zip(&found[present.len()..])
+            {
                 if let Some(e) = st.status.get_mut(name) {
-                    if !status_holds(there, &e.value, writer) {
+                    // Changed meanwhile: the next pass writes it anyway.
+                    if &e.json == json && !status_holds(there, written, writer) {
                         e.synced = false;
                         report.restored += 1;
                     }

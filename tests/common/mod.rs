@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod burst;
 pub mod chain;
 pub mod clock;
 pub mod flood;

@@ -17,7 +17,10 @@
 //!
 //! - **Bounded work**: every popped request holds a permit of a semaphore of
 //!   `max_in_flight` until its reply is pushed; the popper never pops more
-//!   than it holds permits for.
+//!   than it holds permits for. Bytes are bounded too: replies are made and
+//!   pushed in chunks within a budget, history one task at a time
+//!   ([`reply`]); a message over [`MAX_MESSAGE`] never leaves Redis, only
+//!   its short envelope does ([`fetch`]).
 //! - **Batching**: after a BRPOP wakes it, the popper drains with
 //!   `RPOP <list> <count>` (Redis ≥ 6.2; older ones get one request per
 //!   BRPOP) until both lists are empty, then blocks again. Each pop carries
@@ -49,6 +52,7 @@
 
 pub mod client;
 pub mod fetch;
+mod reply;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,12 +64,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch;
 use super::commands::Command;
-use super::commands::Query;
-use super::snapshot::Snapshot;
 use super::stats::{BusStats, CODE_SLOTS};
-use super::triage::Answer;
 use super::BusConfig;
-use crate::logging::Escaped;
 use crate::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::util::backoff::Backoff;
 use crate::util::clock::unix_now;
@@ -136,6 +136,8 @@ impl Bus {
         let mut delay = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         let mut failures: u64 = 0;
         let logs = Arc::new(batch::Logs::default());
+        let budget = Arc::new(Semaphore::new(reply::BUDGET));
+        let lane = Arc::new(tokio::sync::Mutex::new(()));
         tracing::info!(
             lists = ?Command::ALL.map(Command::list),
             max_in_flight = max,
@@ -154,6 +156,8 @@ impl Bus {
                         shutdown: shutdown.clone(),
                         skew: self.config.clock_skew.as_secs(),
                         logs: logs.clone(),
+                        budget: budget.clone(),
+                        lane: lane.clone(),
                     });
                     let popper = Popper {
                         conn: pop,
@@ -162,6 +166,7 @@ impl Bus {
                         permits: permits.clone(),
                         batch_max: batch_size(max),
                         shutdown: shutdown.clone(),
+                        over: Oversized::default(),
                     };
                     match popper.run().await {
                         Ok(()) => break,
@@ -260,6 +265,16 @@ struct Popper {
     permits: Arc<Semaphore>,
     batch_max: usize,
     shutdown: CancellationToken,
+    /// Messages over [`MAX_MESSAGE`] taken by the last pop whose envelope
+    /// could be read (without `dat`), and their lengths: answered error 3.
+    over: Oversized,
+}
+
+/// Envelopes of messages over the size limit, and each message's length.
+#[derive(Default)]
+struct Oversized {
+    envelopes: Vec<(Command, Vec<u8>)>,
+    lens: Vec<usize>,
 }
 
 impl Popper {
@@ -298,17 +313,24 @@ impl Popper {
             } else {
                 self.block(turn).await?
             };
-            if popped.is_empty() {
+            let over = std::mem::take(&mut self.over);
+            let taken = popped.len() + over.lens.len();
+            if taken == 0 {
                 draining = false;
                 continue;
             }
             draining = true;
-            if popped.len() < room {
-                drop(held.split(room - popped.len()));
+            if taken < room {
+                drop(held.split(room - taken));
             }
             let popped_at = Instant::now();
             self.server.stats.taken(&popped);
-            tokio::spawn(self.server.clone().serve_batch(popped, held, popped_at));
+            self.server.stats.taken(&over.envelopes);
+            tokio::spawn(
+                self.server
+                    .clone()
+                    .serve_batch(popped, over, held, popped_at),
+            );
         }
     }
 
@@ -375,14 +397,27 @@ impl Popper {
             .unwrap_or_default())
     }
 
-    /// A message from BRPOP, unless it is over [`MAX_MESSAGE`] (counted and
-    /// dropped).
-    fn keep(&self, cmd: Command, raw: Vec<u8>) -> Option<(Command, Vec<u8>)> {
+    /// A message from BRPOP, unless it is over [`MAX_MESSAGE`]: then its
+    /// envelope is kept aside (to answer error 3), or it is counted and
+    /// dropped.
+    fn keep(&mut self, cmd: Command, raw: Vec<u8>) -> Option<(Command, Vec<u8>)> {
         if raw.len() > MAX_MESSAGE {
-            self.oversized(cmd, raw.len());
+            let envelope = fetch::envelope(&raw, fetch::MAX_ENVELOPE);
+            self.over_limit(cmd, raw.len(), envelope);
             return None;
         }
         Some((cmd, raw))
+    }
+
+    /// A message over the limit: its envelope kept aside, or dropped.
+    fn over_limit(&mut self, cmd: Command, len: usize, envelope: Option<Vec<u8>>) {
+        match envelope {
+            Some(env) => {
+                self.over.envelopes.push((cmd, env));
+                self.over.lens.push(len);
+            }
+            None => self.oversized(cmd, len),
+        }
     }
 
     fn oversized(&self, cmd: Command, len: usize) {
@@ -439,7 +474,9 @@ impl Popper {
                     for m in msgs {
                         match m {
                             fetch::Message::Raw(raw) => out[i].push(raw),
-                            fetch::Message::Oversized(len) => self.oversized(Command::ALL[i], len),
+                            fetch::Message::Oversized { len, envelope } => {
+                                self.over_limit(Command::ALL[i], len, envelope)
+                            }
                         }
                     }
                 }
@@ -487,6 +524,10 @@ struct Server {
     /// Seconds a sender's clock may be behind ours.
     skew: u64,
     logs: Arc<batch::Logs>,
+    /// Bytes of replies in flight, for the whole handler ([`reply`]).
+    budget: Arc<Semaphore>,
+    /// One history list held at a time, for the whole handler ([`reply`]).
+    lane: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A failed attempt to answer a batch.
@@ -500,109 +541,26 @@ impl Server {
     async fn serve_batch(
         self: Arc<Self>,
         popped: Vec<(Command, Vec<u8>)>,
+        over: Oversized,
         permits: OwnedSemaphorePermit,
         popped_at: Instant,
     ) {
-        let answers = batch::triage_all(&popped, unix_now(), self.skew, &self.stats, &self.logs);
+        let now = unix_now();
+        let mut answers = batch::triage_all(&popped, now, self.skew, &self.stats, &self.logs);
+        answers.extend(batch::triage_oversized(
+            &over.envelopes,
+            &over.lens,
+            MAX_MESSAGE,
+            now,
+            self.skew,
+            &self.stats,
+            &self.logs,
+        ));
         if !answers.is_empty() && self.answer_all(&answers).await {
             self.stats.observe(popped_at.elapsed(), answers.len());
         }
-        self.stats.done(popped.len());
+        self.stats.done(popped.len() + over.lens.len());
         drop(permits);
-    }
-
-    /// Pushes one reply per answer, retrying only what certainly did not
-    /// reach Redis, and only while someone may still wait for it. Returns
-    /// whether the replies were pushed.
-    async fn answer_all(&self, answers: &[Answer<'_>]) -> bool {
-        let mut delay = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
-        loop {
-            let failure = match self.try_answer(answers).await {
-                Ok(Pushed { codes, refused }) => {
-                    self.stats.pushed(&codes);
-                    if !refused.is_empty() {
-                        let n: usize = refused.iter().map(|(_, n)| n).sum();
-                        BusStats::add(&self.stats.lost, n);
-                        let lists: Vec<String> = refused
-                            .iter()
-                            .map(|(l, _)| Escaped(l).to_string())
-                            .collect();
-                        tracing::warn!(replies = n, lists = ?lists,
-                            "replies not delivered: their ret list holds another type, not a list");
-                    }
-                    return true;
-                }
-                Err(f) => f,
-            };
-            let now = unix_now();
-            let awaited = answers.iter().any(|a| a.deadline >= now);
-            if failure.nothing_sent && awaited && !self.shutdown.is_cancelled() {
-                tracing::debug!(error = %failure.error, retry_in = ?delay.peek(), replies = answers.len(),
-                    "redis unreachable; replies wait");
-                // Cancelled: the next pass sees the shutdown and gives up.
-                let _ = delay.sleep(&self.shutdown).await;
-                continue;
-            }
-            BusStats::add(&self.stats.lost, answers.len());
-            tracing::warn!(error = %failure.error, replies = answers.len(), certainly_unsent = failure.nothing_sent,
-                "bus replies may not have been delivered; not retrying, so none is answered twice");
-            return false;
-        }
-    }
-
-    /// The results and histories the batch asks for, and nothing else,
-    /// each bounded and checked before use.
-    async fn snapshot(&self, answers: &[Answer<'_>]) -> Result<Snapshot, Failure> {
-        let queries: Vec<Query> = answers
-            .iter()
-            .filter_map(|a| a.outcome.as_ref().ok().copied())
-            .collect();
-        let mut conn = self.conn.clone();
-        Snapshot::read(&mut conn, &queries)
-            .await
-            .map_err(|e| Failure {
-                nothing_sent: true,
-                error: format!("reading the results asked for: {e}"),
-            })
-    }
-
-    /// One attempt: reads what the batch asks for, then pushes every reply
-    /// in one pipeline, each list's push isolated from the others.
-    async fn try_answer(&self, answers: &[Answer<'_>]) -> Result<Pushed, Failure> {
-        let mut snapshot = self.snapshot(answers).await?;
-        let batch::Replies {
-            lists, list_codes, ..
-        } = batch::replies(answers, &mut snapshot, unix_now()).map_err(|e| Failure {
-            error: format!("encoding a reply: {e}"),
-            nothing_sent: false,
-        })?;
-
-        // LPUSH of several values keeps their order for a BRPOP reader; each
-        // in a script that reports a list of the wrong type instead of
-        // failing the pipeline, so one bad `ret` costs only its replies.
-        let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        for (ret, replies) in &lists {
-            pipe.cmd("EVAL").arg(PUSH).arg(1).arg(*ret).arg(replies);
-        }
-        let pushed: Vec<i64> = pipe.query_async(&mut conn).await.map_err(|e| Failure {
-            nothing_sent: e.is_connection_refusal(),
-            error: format!("pushing {} replies: {e}", answers.len()),
-        })?;
-        let mut out = Pushed {
-            codes: [0; CODE_SLOTS],
-            refused: Vec::new(),
-        };
-        for (((ret, replies), codes), n) in lists.iter().zip(&list_codes).zip(pushed) {
-            if n < 0 {
-                out.refused.push((ret.to_string(), replies.len()));
-            } else {
-                for (total, c) in out.codes.iter_mut().zip(codes) {
-                    *total += c;
-                }
-            }
-        }
-        Ok(out)
     }
 }
 
