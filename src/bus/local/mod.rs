@@ -133,7 +133,7 @@ impl Bus {
     async fn run(self, shutdown: CancellationToken) {
         let max = self.config.max_in_flight.clamp(1, MAX_IN_FLIGHT);
         let permits = Arc::new(Semaphore::new(max));
-        let mut delay = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+        let mut delay = Backoff::new(BACKOFF_MIN, BACKOFF_MAX).full_jitter();
         let mut failures: u64 = 0;
         let logs = Arc::new(batch::Logs::default());
         let budget = Arc::new(Semaphore::new(reply::BUDGET));

@@ -74,7 +74,7 @@ impl Server {
     /// Pushes one reply per answer, within the budget. Returns whether
     /// every reply was pushed.
     pub(super) async fn answer_all(&self, answers: &[Answer<'_>]) -> bool {
-        let mut delay = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+        let mut delay = Backoff::new(BACKOFF_MIN, BACKOFF_MAX).full_jitter();
         let Groups { plain, history } = groups(answers);
         let queries: Vec<Query> = plain
             .iter()
