@@ -286,7 +286,11 @@ pub fn compare(stream: &[u8], limit: usize, chunks: &[usize]) {
         // Only past a message the guard cut, which tungstenite alone never
         // finished: it failed inside the part the guard discarded, or the
         // stream (or a Close) came before the message's last fragment.
-        assert!(g_data[k].1.is_some(), "G went on past R's end: {}", context());
+        assert!(
+            g_data[k].1.is_some(),
+            "G went on past R's end: {}",
+            context()
+        );
         assert!(
             g_ctrl.len() >= r_ctrl.len(),
             "G lost a control message: {}",

@@ -118,6 +118,7 @@ pub async fn serve(
                     store: store.clone(),
                     stats: stats.clone(),
                     skew: options.clock_skew.as_secs(),
+                    history_turn: Semaphore::new(1),
                 });
                 let ended = server.run(link, &shutdown).await;
                 stats.connected.store(0, Ordering::Relaxed);
@@ -208,6 +209,13 @@ struct Server {
     stats: Arc<RelayStats>,
     /// Seconds a sender's clock may be behind ours.
     skew: u64,
+    /// One `zos.perf.history` answer is built at a time: each can hold up
+    /// to 8 MiB of records, their base64, the decoded JSON and its sealed
+    /// copy until the reply is handed to the link's write budget, so 64 of
+    /// them at once (the requests in flight) would not be bounded by the
+    /// read and write budgets. The other commands answer from the five
+    /// result keys and go on beside it.
+    history_turn: Semaphore,
 }
 
 /// Why a request got an error reply: a refusal of the envelope, or an
@@ -272,6 +280,15 @@ impl Server {
         let (Some(Body::Request(req)), Some(src)) = (&env.message, env.source.clone()) else {
             self.stats.drop_frame(Dropped::NotRequest);
             return;
+        };
+        // Held until the reply is handed to the link (its write budget).
+        let _turn = if req.command == Command::History.name() {
+            match self.history_turn.acquire().await {
+                Ok(turn) => Some(turn),
+                Err(_) => return,
+            }
+        } else {
+            None
         };
         let (caller, outcome) = self.answer(&env, &req.command).await;
         let uid = env.uid.clone();
