@@ -8,7 +8,7 @@
 //! Each test has its own redis-server and temporary directory; every
 //! process it starts is killed when it fails half-way.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::net::TcpListener;

@@ -3,7 +3,7 @@
 //! packages by scripts/test-guest, and a cloud-hypervisor stand-in that
 //! speaks its command line and API and boots the same guest in qemu.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

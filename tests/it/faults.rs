@@ -10,8 +10,8 @@
 //! Each test has its own redis-server, temporary directory and namespaces;
 //! the daemon is killed if a test fails half-way.
 
-mod common;
-mod pubnet;
+use crate::common;
+use crate::pubnet;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;

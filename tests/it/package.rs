@@ -6,7 +6,7 @@
 //! Needs cargo-deb, dpkg, systemd-analyze (Debian's systemd package; systemd
 //! need not run) and unshare: scripts/setup installs what is missing.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -3,7 +3,7 @@
 //! `run-task --timeout` and its progress, log format and colour, `call`
 //! with nobody serving, `check`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

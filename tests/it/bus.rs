@@ -2,7 +2,7 @@
 //! peer speaks to it: requests LPUSHed onto `msgbus.zos.perf.*`, replies
 //! BRPOPed from a `ret` list of the test's own.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -2,7 +2,7 @@
 //! real tools that read them: promtool, a Prometheus server, node_exporter's
 //! file format, and headless Chromium.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -9,7 +9,7 @@
 //! its own Redis sockets and no fixed port; every daemon and redis-server
 //! it starts is killed if it fails half-way.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

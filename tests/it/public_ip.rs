@@ -1,8 +1,8 @@
 //! public-ip-validation against a real network made of namespaces (see
 //! `pubnet` for the picture).
 
-mod common;
-mod pubnet;
+use crate::common;
+use crate::pubnet;
 
 use std::time::Duration;
 

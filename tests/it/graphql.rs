@@ -1,7 +1,7 @@
 //! The GraphQL client against the stand-in grid: query shapes, decoding,
 //! the random window, and failover across URLs.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

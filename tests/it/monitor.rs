@@ -1,6 +1,6 @@
 //! The monitor against a real redis-server, with small test-only tasks.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -8,7 +8,7 @@
 //! allowance, a stored value over the size limit, and a plain (unencrypted)
 //! call from the grid's TypeScript client.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;

@@ -4,7 +4,7 @@
 //! Every way the far side can fail gives a clear error and its own exit
 //! code, and nothing hangs.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -2,7 +2,7 @@
 //! after Redis restarts empty, the `zos.perf.history` bus command with its
 //! errors, and the `zos-perf history` command.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

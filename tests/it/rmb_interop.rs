@@ -4,7 +4,7 @@
 //! token, a signed request and an encrypted payload made by either side
 //! verify and decrypt on the other.
 
-mod common;
+use crate::common;
 
 use serde_json::{json, Value};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Response};

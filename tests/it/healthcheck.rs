@@ -6,7 +6,7 @@
 //! it with setns() and drives its own current-thread runtime: nothing else
 //! listens there, and no packet leaves it.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

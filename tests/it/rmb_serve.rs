@@ -4,7 +4,7 @@
 //! local bus; after the relay drops every connection it reconnects and
 //! answers again.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -7,11 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-#[path = "../fuzz/checks/bus_request.rs"]
+#[path = "../../fuzz/checks/bus_request.rs"]
 mod bus_request;
-#[path = "../fuzz/checks/config_cron.rs"]
+#[path = "../../fuzz/checks/config_cron.rs"]
 mod config_cron;
-#[path = "../fuzz/checks/stored_value.rs"]
+#[path = "../../fuzz/checks/stored_value.rs"]
 mod stored_value;
 
 /// Every file of `fuzz/<dir>/<target>`, sorted.

@@ -7,7 +7,7 @@
 //! veth pair, holding 198.51.100.(4k+2)/30 and 2001:db8:k::2/64 and running
 //! `iperf3 -s -p 300`. No traffic leaves these namespaces.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -3,7 +3,7 @@
 //! on SIGTERM. The test plays systemd: a unix datagram socket in a private
 //! directory, named to the daemon by `NOTIFY_SOCKET`, as systemd does.
 
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};

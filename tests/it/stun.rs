@@ -3,8 +3,8 @@
 //! network (see `pubnet`), with and without NAT at the gateway. Bad answers
 //! come from a UDP stand-in on loopback.
 
-mod common;
-mod pubnet;
+use crate::common;
+use crate::pubnet;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};

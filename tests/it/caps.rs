@@ -2,7 +2,7 @@
 //! real clients (the GraphQL client, the IP lookup) over real sockets on
 //! loopback: exactly at the cap is read, one byte more is refused.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The chain client against the stand-in chain: real WebSocket JSON-RPC on
 //! loopback, with every way an endpoint can fail.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! client namespace's loopback. Both modes' results are decoded into mirror
 //! structs of the Go types of their era, refusing any other field.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The `zos-perf` binary as an operator uses it.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

@@ -3,7 +3,7 @@
 //! check against real listeners inside a namespace the test made (closed
 //! ports refuse, 203.0.113.0/24 drops everything).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

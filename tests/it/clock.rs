@@ -3,7 +3,7 @@
 //! stand-in HTTP time services over real HTTP on loopback, with an
 //! injected clock.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! `zos-perf call` and the daemon's bus, end to end through the built binary.
 
-mod common;
+use crate::common;
 
 use std::process::{Command as StdCommand, Output, Stdio};
 use std::time::{Duration, Instant};
