@@ -50,7 +50,7 @@ Half the requests ask for iperf, the rest for the other tasks in turn, with limi
 Every reply is taken by the bench as it comes and checked (count of records; timestamps too up to 1,000 \
 requests). Peak RSS is the daemon's VmHWM; before: after start-up, before the burst. `benches/history_burst.rs`.\n\n\
 | requests | replies taken | time | peak RSS before | peak RSS | RSS after |\n|---|---|---|---|---|---|\n{rows}\n\
-Target: peak RSS ≤ 64 MiB for any burst up to 10,000 requests (`tests/history.rs::\
+Target: peak RSS ≤ 64 MiB for any burst up to 10,000 requests (`tests/it/history.rs::\
 a_burst_of_history_requests_keeps_the_daemon_under_64_mib` asserts it for 160). Before the fix (main at \
 6be097c, issue 25): 64 requests → 843 MB, 256 → 2.74 GB, 512 → 4.35 GB.\n",
         depth = burst::DEPTH

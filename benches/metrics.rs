@@ -161,7 +161,7 @@ moment the daemon closes one ({reopened} reopened in {secs:.0} s: the {} over th
 accept). Run alone: `cargo bench --bench metrics -- flood`.\n\n\
 | scrapes | answered | p50 | p99 |\n|---|---|---|---|\n{}{}\n\
 Before the per-source limit (16 connections in all, any source): 3 of 40 scrapes answered under the same flood \
-(issue 25), 1 of 40 in `tests/metrics.rs` against that listener. Target: at least 95 % answered.\n",
+(issue 25), 1 of 40 in `tests/it/metrics.rs` against that listener. Target: at least 95 % answered.\n",
         every.as_millis(),
         16 - 4,
         row("alone", &alone),

@@ -1,6 +1,6 @@
 //! The invariants of the bus request path, checked on one message popped
 //! from a request list: shared by the fuzz target `bus_request` and by
-//! `tests/fuzz_regressions.rs` (which replays `fuzz/regressions/bus_request/`).
+//! `tests/it/fuzz_regressions.rs` (which replays `fuzz/regressions/bus_request/`).
 //!
 //! The path is the handler's own, without Redis: `triage` decides the fate
 //! of the raw bytes, `Answer::reply` encodes the reply from a store

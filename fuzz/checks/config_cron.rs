@@ -1,6 +1,6 @@
 //! The invariants of configuration and cron parsing, checked on one input:
 //! shared by the fuzz target `config_cron` and by
-//! `tests/fuzz_regressions.rs` (which replays `fuzz/regressions/config_cron/`).
+//! `tests/it/fuzz_regressions.rs` (which replays `fuzz/regressions/config_cron/`).
 //!
 //! The input, as UTF-8, is read both as a configuration file
 //! (`Config::from_toml`) and as a cron expression (`Schedule::parse`).

@@ -5,7 +5,7 @@
 //! (no message limit; frames capped at [`REFERENCE_FRAME_CAP`] so that a
 //! declared length cannot make it reserve gigabytes), each delivered in
 //! the same chunks. Shared by the fuzz target `frame_guard`, the property
-//! test and the split-at-every-byte tests of `tests/frame_guard.rs`.
+//! test and the split-at-every-byte tests of `tests/it/frame_guard.rs`.
 //!
 //! The invariants, message by message (`R` tungstenite alone, `G` the
 //! guarded read):

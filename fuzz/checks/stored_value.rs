@@ -1,7 +1,7 @@
 //! The invariants of a stored value as the bus and the CLI read it: raw
 //! bytes (any bytes: Redis is open to anyone on the node), checked by
 //! `store::checked` and served from a bus `Snapshot`. Shared by the fuzz
-//! target `stored_value` and by `tests/fuzz_regressions.rs`.
+//! target `stored_value` and by `tests/it/fuzz_regressions.rs`.
 //!
 //! - nothing panics;
 //! - a value is served exactly when it is UTF-8 JSON, and served as stored;

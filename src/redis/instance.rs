@@ -26,10 +26,11 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::redis::server;
 
@@ -70,7 +71,7 @@ impl std::error::Error for AlreadyRunning {}
 #[derive(Debug)]
 pub struct Instance {
     dir: PathBuf,
-    _lock: File,
+    _lock: Flock<File>,
 }
 
 impl Instance {
@@ -80,23 +81,23 @@ impl Instance {
     pub fn acquire(dir: &Path) -> anyhow::Result<Instance> {
         server::prepare_runtime_dir(dir)?;
         let path = dir.join(LOCK_FILE);
-        let mut file = open(&path, libc_flags::CREATE_RW)?;
-        // SAFETY: flock on a descriptor we own; no memory is involved.
-        let locked =
-            unsafe { nix::libc::flock(file.as_raw_fd(), nix::libc::LOCK_EX | nix::libc::LOCK_NB) };
-        if locked != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::WouldBlock {
+        let file = open(&path, libc_flags::CREATE_RW)?;
+        let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => locked,
+            Err((mut file, Errno::EWOULDBLOCK)) => {
                 return Err(AlreadyRunning {
                     dir: dir.to_path_buf(),
                     pid: read_small(&mut file).and_then(|t| t.trim().parse().ok()),
                 }
                 .into());
             }
-            return Err(err).with_context(|| format!("locking {}", path.display()));
-        }
+            Err((_, errno)) => {
+                return Err(std::io::Error::from(errno))
+                    .with_context(|| format!("locking {}", path.display()));
+            }
+        };
         file.set_len(0)
-            .and_then(|()| writeln!(&file, "{}", std::process::id()))
+            .and_then(|()| writeln!(&*file, "{}", std::process::id()))
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(Instance {
             dir: dir.to_path_buf(),
@@ -137,8 +138,7 @@ pub fn recorded_redis(dir: &Path) -> Option<String> {
     let lock = open(&dir.join(LOCK_FILE), libc_flags::READ).ok()?;
     // A shared lock we can take means no daemon holds the exclusive one:
     // whatever is recorded is stale.
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { nix::libc::flock(lock.as_raw_fd(), nix::libc::LOCK_SH | nix::libc::LOCK_NB) } == 0 {
+    if Flock::lock(lock, FlockArg::LockSharedNonblock).is_ok() {
         return None;
     }
     let mut file = open(&dir.join(REDIS_URL_FILE), libc_flags::READ).ok()?;

@@ -2,7 +2,7 @@
 //!
 //! The guest is built by `scripts/test-guest` from Debian packages (the cloud
 //! kernel, busybox-static) into `target/test-guest`, once, and reused by
-//! later runs. Shared by tests/provisiontest.rs and benches/provisiontest.rs.
+//! later runs. Shared by tests/it/provisiontest.rs and benches/provisiontest.rs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

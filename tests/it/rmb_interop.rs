@@ -1,0 +1,155 @@
+//! Live interop with the grid's TypeScript RMB client
+//! (`@threefold/rmb_direct_client`, installed in tests/interop by
+//! scripts/interop-setup): the same mnemonics give the same keys, and a
+//! token, a signed request and an encrypted payload made by either side
+//! verify and decrypt on the other.
+
+use crate::common;
+
+use serde_json::{json, Value};
+use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Response};
+use zos_perf::rmb::identity::{Identity, KeyType};
+use zos_perf::rmb::{e2e, jwt};
+
+use common::interop::rmb_js as ts;
+
+const A: &str = "bottom drive obey lake curtain smoke basket hold race lonely fit walk";
+const B: &str = "legal winner thank year wave sausage worth useful legal winner thank yellow";
+
+fn twin_json(id: u32, who: &Identity, kt: KeyType) -> Value {
+    let account = match kt {
+        KeyType::Ed25519 => who.ed25519_public(),
+        KeyType::Sr25519 => who.sr25519_public(),
+    };
+    json!({"id": id, "account": hex::encode(account), "keyType": kt.as_str(),
+           "relay": "relay.example", "pk": hex::encode(who.secp256k1_public())})
+}
+
+#[test]
+fn keys_from_the_same_mnemonic_are_equal() {
+    for m in [A, B] {
+        let theirs = ts("keys", json!({"mnemonic": m}));
+        let ours = Identity::from_secret(m, KeyType::Ed25519).unwrap();
+        assert_eq!(theirs["ed25519"], hex::encode(ours.ed25519_public()));
+        assert_eq!(theirs["sr25519"], hex::encode(ours.sr25519_public()));
+        assert_eq!(theirs["secp256k1"], hex::encode(ours.secp256k1_public()));
+        assert_eq!(
+            theirs["sr25519Ss58"],
+            zos_perf::rmb::identity::ss58(&ours.sr25519_public())
+        );
+    }
+}
+
+#[test]
+fn tokens_verify_both_ways() {
+    for kt in [KeyType::Ed25519, KeyType::Sr25519] {
+        let ours = Identity::from_secret(A, kt).unwrap();
+        let theirs = ts(
+            "jwt",
+            json!({"mnemonic": A, "keyType": kt.as_str(), "twin": 9, "sid": "s1", "nowMs": 1_800_000_000_000u64}),
+        );
+        let token = theirs["token"].as_str().unwrap();
+        let claims = jwt::verify(token, &ours.account_id(), 1_800_000_000).unwrap();
+        assert_eq!((claims.sub, claims.sid.as_deref()), (9, Some("s1")));
+
+        let mine = jwt::token(&ours, 9, Some("s1"), 1_800_000_000, 60);
+        let v = ts(
+            "verify-jwt",
+            json!({"token": mine, "account": hex::encode(ours.account_id()), "keyType": kt.as_str()}),
+        );
+        assert_eq!(v["valid"], true, "{kt}");
+        // The other key type's account must not accept it.
+        let other = match kt {
+            KeyType::Ed25519 => ours.sr25519_public(),
+            KeyType::Sr25519 => ours.ed25519_public(),
+        };
+        let v = ts(
+            "verify-jwt",
+            json!({"token": mine, "account": hex::encode(other), "keyType": kt.as_str()}),
+        );
+        assert_eq!(v["valid"], false);
+    }
+}
+
+#[test]
+fn their_signed_encrypted_request_verifies_and_decrypts_in_ours() {
+    for (kt, encrypt) in [
+        (KeyType::Ed25519, true),
+        (KeyType::Sr25519, true),
+        (KeyType::Sr25519, false),
+    ] {
+        let a = Identity::from_secret(A, kt).unwrap();
+        let b = Identity::from_secret(B, KeyType::Ed25519).unwrap();
+        let out = ts(
+            "request",
+            json!({"mnemonic": A, "keyType": kt.as_str(), "source": 42, "sid": "sess9", "dest": 7,
+                   "command": "zos.perf.get", "payload": "{\"Name\":\"iperf\"}", "encrypt": encrypt,
+                   "uid": "11111111-0000-4000-8000-000000000001", "timestamp": 1_800_000_000u64, "expiration": 120,
+                   "twins": [twin_json(42, &a, kt), twin_json(7, &b, KeyType::Ed25519)]}),
+        );
+        let env =
+            Envelope::from_bytes(&hex::decode(out["envelope"].as_str().unwrap()).unwrap()).unwrap();
+        env.verify(&a.account_id()).unwrap();
+        assert_eq!(env.source, Some(Address::session(42, Some("sess9".into()))));
+        assert_eq!(env.relays, vec!["relay.example"]);
+        let payload = match env.payload.as_ref().unwrap() {
+            Payload::Cipher(c) => {
+                assert!(encrypt);
+                e2e::decrypt(&b, &a.secp256k1_public(), c).unwrap()
+            }
+            Payload::Plain(p) => {
+                assert!(!encrypt);
+                p.clone()
+            }
+        };
+        assert_eq!(payload, br#"{"Name":"iperf"}"#);
+        // Tampering is caught.
+        let mut forged = env.clone();
+        forged.timestamp += 1;
+        assert!(forged.verify(&a.account_id()).is_err());
+    }
+}
+
+#[test]
+fn our_signed_encrypted_reply_verifies_and_decrypts_in_theirs() {
+    for kt in [KeyType::Ed25519, KeyType::Sr25519] {
+        let node = Identity::from_secret(B, kt).unwrap();
+        let caller = Identity::from_secret(A, KeyType::Sr25519).unwrap();
+        let body = br#"{"name":"cpu-benchmark","result":{"single":1.5}}"#;
+        let mut env = Envelope {
+            uid: uuid::Uuid::new_v4().to_string(),
+            timestamp: 1_800_000_000,
+            expiration: 300,
+            source: Some(Address::twin(7)),
+            destination: Some(Address::session(42, Some("sess9".into()))),
+            message: Some(Body::Response(Response {})),
+            schema: Some(envelope::SCHEMA_JSON.into()),
+            payload: Some(Payload::Cipher(
+                e2e::encrypt(&node, &caller.secp256k1_public(), body).unwrap(),
+            )),
+            relays: vec!["relay.example".into()],
+            ..Envelope::default()
+        };
+        env.sign(&node);
+        let twins = json!([
+            twin_json(7, &node, kt),
+            twin_json(42, &caller, KeyType::Sr25519)
+        ]);
+        let out = ts(
+            "open",
+            json!({"mnemonic": A, "envelope": hex::encode(env.to_bytes()), "twins": twins}),
+        );
+        assert_eq!(out["verified"], true, "{kt}: {out}");
+        assert_eq!(out["kind"], "response");
+        assert_eq!(out["payload"], String::from_utf8_lossy(body).as_ref());
+
+        // A reply signed by another key is rejected by the TS client.
+        let mut forged = env.clone();
+        forged.sign(&caller);
+        let out = ts(
+            "open",
+            json!({"mnemonic": A, "envelope": hex::encode(forged.to_bytes()), "twins": twins}),
+        );
+        assert_eq!(out["verified"], false);
+    }
+}

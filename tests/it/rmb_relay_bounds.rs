@@ -1,0 +1,395 @@
+//! The relay transport under hostile or broken peers (issue "Bounded under
+//! any remote input", items 2, 3, 4, 8, 9), against the test relay and the
+//! chain stand-in on loopback:
+//!
+//! - a flood of ~4 MiB envelopes with bad signatures while the chain
+//!   answers slowly: the daemon's peak RSS stays bounded, and the sender's
+//!   twin is looked up once, not once per envelope;
+//! - twin lookups are coalesced, and a bad signature does not re-read a
+//!   twin read a moment ago;
+//! - a link whose owner is slow to take what it read is not declared dead,
+//!   and loses nothing;
+//! - a relay that stops reading is given up within the dead time;
+//! - a relay that drops every connection at once, or another holder of the
+//!   twin, meets a growing pause (one attempt a minute after three such
+//!   closes), an error naming the likely cause and a metric.
+
+use crate::common;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::chain::ChainServer;
+use common::observe::{get, sample, Observed};
+use common::rmbgrid::{store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
+use common::{wait_for, RedisServer};
+use zos_perf::grid::chain::{ChainClient, ChainOptions};
+use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Request};
+use zos_perf::rmb::relay::{self, Event, Link, RelayOptions};
+use zos_perf::rmb::twin::{self, TwinDb};
+use zos_perf::rmb::{Identity, KeyType};
+
+const CALLER: u32 = 100;
+const SERVER: u32 = 300;
+const SID: &str = "bounds";
+const OTHER: &str =
+    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+
+/// The daemon serving as twin 300 over the test relay, its metrics
+/// listener on, a cpu-benchmark result stored. It asks a chain stand-in of
+/// its own (holding the same twins as the relay's), so that its lookups
+/// can be counted and slowed apart from the relay's.
+struct Served {
+    daemon: Observed,
+    g: RmbGrid,
+    chain: ChainServer,
+    _redis: RedisServer,
+    _dir: tempfile::TempDir,
+}
+
+fn served() -> Served {
+    let redis = RedisServer::start();
+    store_fresh_cpu(&redis);
+    let g = RmbGrid::start();
+    g.add_caller_and_server(CALLER, SERVER, true);
+    let chain = ChainServer::start();
+    for id in [CALLER, SERVER] {
+        let key = twin::twin_key(id);
+        let value = g.chain.get(&key).expect("twin stored");
+        chain.insert(key, value);
+    }
+    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
+    let key = twin::twin_by_account_key(&server.account_id());
+    chain.insert(key.clone(), g.chain.get(&key).expect("twin id stored"));
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("mnemonic");
+    std::fs::write(&secret, MNEMONIC_B).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = g.serving_config(
+        None,
+        &format!(
+            "chain_timeout = \"30s\"\nmnemonic_file = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            secret.display()
+        ),
+    );
+    let text = text.replace(&g.chain.url(), &chain.url());
+    let cfg = common::observe::config(dir.path(), &text);
+    let daemon = Observed::start(&[], &cfg, &redis.url(), true);
+    wait_for(Duration::from_secs(30), "the daemon on the relay", || {
+        g.relay.is_online(SERVER, None).then_some(())
+    });
+    Served {
+        daemon,
+        g,
+        chain,
+        _redis: redis,
+        _dir: dir,
+    }
+}
+
+fn metric(addr: SocketAddr, name: &str) -> f64 {
+    let body = get(addr, "/metrics", "").body;
+    sample(&body, name).unwrap_or_else(|| panic!("no {name} in\n{body}"))
+}
+
+/// `VmHWM` (peak RSS) of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("process status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// A request from the caller's session to `to`, signed by `signer`.
+fn request(uid: String, to: u32, payload: Vec<u8>, signer: &Identity) -> Envelope {
+    let mut env = Envelope {
+        uid,
+        timestamp: relay::unix_now(),
+        expiration: 600,
+        source: Some(Address::session(CALLER, Some(SID.into()))),
+        destination: Some(Address::twin(to)),
+        message: Some(Body::Request(Request {
+            command: "zos.perf.get".into(),
+        })),
+        schema: Some(envelope::SCHEMA_JSON.into()),
+        payload: Some(Payload::Plain(payload)),
+        ..Envelope::default()
+    };
+    env.sign(signer);
+    env
+}
+
+async fn caller_link(g: &RmbGrid, options: &RelayOptions) -> Link {
+    let who = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap();
+    relay::open(&g.relay.url(), &who, CALLER, Some(SID), options)
+        .await
+        .expect("caller connects")
+}
+
+/// Envelopes of this many bytes of payload: just under the 4 MiB frame
+/// limit.
+const FLOOD_PAYLOAD: usize = (4 << 20) - 4096;
+const FLOOD: usize = 48;
+/// The issue's bound on the daemon's peak RSS under the flood.
+const FLOOD_RSS_MAX_KIB: u64 = 64 << 10;
+
+/// Item 2: one twin sends ~4 MiB envelopes with bad signatures while the
+/// chain takes 8 s to answer for it. The daemon holds a bounded number of
+/// bytes (it was 1.34 GB), and looks the twin up once for the whole storm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_big_forged_envelopes_is_bounded_in_bytes_and_lookups() {
+    let s = served();
+    let addr = s.daemon.addr();
+    let link = caller_link(&s.g, &RelayOptions::default()).await;
+    wait_for(Duration::from_secs(10), "the caller on the relay", || {
+        s.g.relay.is_online(CALLER, Some(SID)).then_some(())
+    });
+    let caller_key = twin::twin_key(CALLER);
+    s.chain
+        .slow_reads_of(caller_key.clone(), Duration::from_secs(8));
+    let reads_before = s.chain.reads_of(&caller_key);
+    let forger = Identity::from_secret(OTHER, KeyType::Sr25519).unwrap();
+    let payload = vec![b' '; FLOOD_PAYLOAD];
+    let sender = link.sender();
+    for n in 0..FLOOD {
+        let env = request(format!("flood-{n}"), SERVER, payload.clone(), &forger);
+        sender.send(&env).await.expect("send");
+    }
+    wait_for(
+        Duration::from_secs(180),
+        "every forged envelope refused",
+        || {
+            let n = metric(
+                addr,
+                "zos_perf_relay_refused_requests_total{reason=\"bad_signature\"}",
+            );
+            (n == FLOOD as f64).then_some(())
+        },
+    );
+    let peak = peak_rss_kib(s.daemon.child.id());
+    let lookups = s.chain.reads_of(&caller_key) - reads_before;
+    eprintln!("relay flood: daemon peak RSS {peak} KiB, {lookups} lookups of the sender");
+    assert!(
+        peak <= FLOOD_RSS_MAX_KIB,
+        "peak RSS {peak} KiB over {FLOOD_RSS_MAX_KIB} KiB"
+    );
+    assert!(lookups <= 2, "{lookups} chain lookups of one twin");
+    assert_eq!(metric(addr, "zos_perf_relay_connections_total"), 1.0);
+}
+
+/// Item 2: concurrent lookups of one twin are one chain read; a bad
+/// signature re-reads a twin only when the cached one is a minute old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_lookups_are_coalesced_and_not_repeated_for_bad_signatures() {
+    let chain = ChainServer::start();
+    let g_twin = zos_perf::rmb::twin::Twin {
+        id: CALLER,
+        account_id: [7; 32],
+        relay: None,
+        entities: vec![],
+        pk: None,
+    };
+    use parity_scale_codec::Encode;
+    let key = twin::twin_key(CALLER);
+    chain.insert(key.clone(), g_twin.encode());
+    chain.slow_reads_of(key.clone(), Duration::from_millis(500));
+    let client = ChainClient::new(vec![chain.url()], ChainOptions::default()).unwrap();
+    let twins = Arc::new(TwinDb::new(Arc::new(client), Duration::from_secs(300)));
+    let asks: Vec<_> = (0..32)
+        .map(|_| {
+            let twins = twins.clone();
+            tokio::spawn(async move { twins.twin(CALLER).await })
+        })
+        .collect();
+    for ask in asks {
+        let twin = ask.await.unwrap().expect("twin found");
+        assert_eq!(twin.account_id, [7; 32]);
+    }
+    assert_eq!(chain.reads_of(&key), 1, "32 concurrent lookups of one twin");
+    for _ in 0..32 {
+        twins.twin_afresh(CALLER).await.expect("twin");
+    }
+    assert_eq!(
+        chain.reads_of(&key),
+        1,
+        "bad signatures re-read a fresh twin"
+    );
+    // An unknown twin: concurrent askers share the one answer, an error.
+    let asks: Vec<_> = (0..8)
+        .map(|_| {
+            let twins = twins.clone();
+            tokio::spawn(async move { twins.twin(999).await })
+        })
+        .collect();
+    for ask in asks {
+        assert!(ask.await.unwrap().is_err());
+    }
+    assert!(chain.reads_of(&twin::twin_key(999)) <= 2);
+}
+
+/// Item 3: the owner of a link does not take what it read for longer than
+/// the dead time while the relay keeps sending. That is our slowness, not
+/// the relay's silence: the link stays up and every envelope arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_is_not_silence() {
+    let g = RmbGrid::start();
+    g.add_caller_and_server(CALLER, SERVER, true);
+    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
+    let quick = RelayOptions {
+        ping_after: Duration::from_millis(300),
+        dead_after: Duration::from_secs(1),
+        ..RelayOptions::default()
+    };
+    let mut slow = relay::open(&g.relay.url(), &server, SERVER, None, &quick)
+        .await
+        .expect("server connects");
+    let link = caller_link(&g, &RelayOptions::default()).await;
+    let who = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap();
+    const SENT: usize = 600;
+    for n in 0..SENT {
+        let env = request(format!("bp-{n}"), SERVER, b"{}".to_vec(), &who);
+        link.sender().send(&env).await.expect("send");
+    }
+    // Not reading for four dead times, while the channel is full.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut got = 0;
+    while got < SENT {
+        match tokio::time::timeout(Duration::from_secs(10), slow.events.recv()).await {
+            Ok(Some(Event::Envelope(..))) => got += 1,
+            Ok(other) => panic!("after {got} envelopes: {other:?}"),
+            Err(_) => panic!("only {got} of {SENT} envelopes arrived"),
+        }
+    }
+    assert_eq!(g.relay.connections_of(SERVER), 1, "the link reconnected");
+}
+
+/// Item 4: a relay that stops reading our socket while we have replies to
+/// write is given up within the dead time (it was never given up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_stops_reading_is_given_up() {
+    let g = RmbGrid::start();
+    g.add_caller_and_server(CALLER, SERVER, true);
+    g.relay.stop_reading_from(Some(SERVER));
+    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
+    let options = RelayOptions {
+        ping_after: Duration::from_secs(1),
+        dead_after: Duration::from_secs(2),
+        ..RelayOptions::default()
+    };
+    let mut link = relay::open(&g.relay.url(), &server, SERVER, None, &options)
+        .await
+        .expect("server connects");
+    let sender = link.sender();
+    // 64 replies of 1 MiB, as for a burst of get_all.
+    tokio::spawn(async move {
+        for n in 0..64 {
+            let mut env = Envelope {
+                uid: format!("big-{n}"),
+                timestamp: relay::unix_now(),
+                expiration: 60,
+                source: Some(Address::twin(SERVER)),
+                destination: Some(Address::session(CALLER, Some(SID.into()))),
+                message: Some(Body::Response(envelope::Response {})),
+                payload: Some(Payload::Plain(vec![b'x'; 1 << 20])),
+                ..Envelope::default()
+            };
+            env.sign(&server);
+            if sender.send(&env).await.is_err() {
+                return;
+            }
+        }
+    });
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match link.events.recv().await {
+                Some(Event::Closed(why)) => return why,
+                None => return "the task ended".to_string(),
+                Some(_) => continue,
+            }
+        }
+    })
+    .await
+    .expect("the link gave a relay that stopped reading up");
+    eprintln!("given up after {:?}: {closed}", started.elapsed());
+    assert!(
+        closed.contains("stopped reading") || closed.contains("nothing received"),
+        "{closed}"
+    );
+}
+
+/// Item 8 and 9: a relay that drops each connection right after the
+/// upgrade. The pause no longer resets at each upgrade (it was 2 s, 21
+/// reconnects in 45 s): after three such closes at most one attempt a
+/// minute, an error naming the likely cause, and the metrics show it.
+#[test]
+fn closes_right_after_connecting_back_off_and_name_the_cause() {
+    let s = served();
+    let addr = s.daemon.addr();
+    s.g.relay.close_at_once(Some(SERVER));
+    let before = s.g.relay.connections_of(SERVER);
+    s.g.relay.kick_all();
+    let watched = Duration::from_secs(20);
+    std::thread::sleep(watched);
+    let attempts = s.g.relay.connections_of(SERVER) - before;
+    // Pauses of at most 2 s and 4 s, then at least 60 s: three attempts.
+    assert!(
+        (1..=3).contains(&attempts),
+        "{attempts} connections in {watched:?}"
+    );
+    wait_for(Duration::from_secs(10), "the contest noticed", || {
+        (metric(addr, "zos_perf_relay_twin_contested") == 1.0).then_some(())
+    });
+    assert!(metric(addr, "zos_perf_relay_quick_closes_total") >= 3.0);
+    let log = s.daemon.log();
+    assert!(
+        log.contains("ERROR") && log.contains("another connection holds this twin"),
+        "{log}"
+    );
+}
+
+/// Item 9, as the grid's relay behaves: a second connection for our twin
+/// makes it close both. Another holder that reconnects every 2 s (as the
+/// daemon did) no longer knocks us off forever: after three closes the
+/// daemon tries at most once a minute, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_holder_of_our_twin_is_named_and_backed_off_from() {
+    let s = served();
+    let addr = s.daemon.addr();
+    s.g.relay.duplicates_close_both(true);
+    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
+    let before = s.g.relay.connections_of(SERVER);
+    let mut ours = 0u64;
+    let until = Instant::now() + Duration::from_secs(25);
+    while Instant::now() < until {
+        ours += 1;
+        if let Ok(mut other) = relay::open(
+            &s.g.relay.url(),
+            &server,
+            SERVER,
+            None,
+            &RelayOptions::default(),
+        )
+        .await
+        {
+            let _ = tokio::time::timeout(until - Instant::now(), async {
+                while let Some(e) = other.events.recv().await {
+                    if matches!(e, Event::Closed(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let daemon = s.g.relay.connections_of(SERVER) - before - ours;
+    assert!(daemon <= 4, "the daemon connected {daemon} times in 25 s");
+    assert_eq!(metric(addr, "zos_perf_relay_twin_contested"), 1.0);
+    let log = s.daemon.log();
+    assert!(log.contains("another connection holds this twin"), "{log}");
+}
