@@ -562,7 +562,11 @@ fn tasks_shows_the_daemons_settings_and_says_where_the_config_differs() {
         .env("COLUMNS", "200")
         .output()
         .expect("tasks");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let line = |name: &str| {
         text.lines()
@@ -578,7 +582,10 @@ fn tasks_shows_the_daemons_settings_and_says_where_the_config_differs() {
         text.contains("The daemon's settings are shown; this command's configuration differs:"),
         "{text}"
     );
-    assert!(text.contains("  iperf: on here, off in the daemon"), "{text}");
+    assert!(
+        text.contains("  iperf: on here, off in the daemon"),
+        "{text}"
+    );
     assert!(
         text.contains(
             "  healthcheck: on here, off in the daemon; cron \"0 */15 * * * *\" here, \

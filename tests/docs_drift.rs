@@ -55,7 +55,11 @@ fn task_page_drift(dir: &Path) -> Vec<String> {
     let mut wrong = Vec::new();
     for name in zos_perf::tasks::NAMES {
         let path = dir.join(format!("{name}.md"));
-        let shown = path.strip_prefix(root()).unwrap_or(&path).display().to_string();
+        let shown = path
+            .strip_prefix(root())
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         let Ok(text) = std::fs::read_to_string(&path) else {
             wrong.push(format!("{shown}: missing"));
             continue;
@@ -90,15 +94,19 @@ fn task_page_drift(dir: &Path) -> Vec<String> {
 #[test]
 fn every_json_sample_of_the_task_pages_has_the_current_shape_and_description() {
     let wrong = task_page_drift(&root().join("docs/tasks"));
-    assert!(wrong.is_empty(), "docs/tasks drifted:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "docs/tasks drifted:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
 fn the_task_page_check_catches_an_old_field_and_an_old_description() {
     let dir = tempfile::tempdir().expect("tempdir");
     for name in zos_perf::tasks::NAMES {
-        let text = std::fs::read_to_string(root().join(format!("docs/tasks/{name}.md")))
-            .expect("page");
+        let text =
+            std::fs::read_to_string(root().join(format!("docs/tasks/{name}.md"))).expect("page");
         let text = match name {
             // A seed-era field in a 2026 entry.
             "iperf" => text.replacen("\"server_port\"", "\"node_id\": 1, \"server_port\"", 1),
@@ -109,9 +117,16 @@ fn the_task_page_check_catches_an_old_field_and_an_old_description() {
         std::fs::write(dir.path().join(format!("{name}.md")), text).expect("write");
     }
     let wrong = task_page_drift(dir.path());
-    assert!(wrong.iter().any(|w| w.contains("iperf.md") && w.contains("node_id")), "{wrong:?}");
     assert!(
-        wrong.iter().any(|w| w.contains("healthcheck.md") && w.contains("description")),
+        wrong
+            .iter()
+            .any(|w| w.contains("iperf.md") && w.contains("node_id")),
+        "{wrong:?}"
+    );
+    assert!(
+        wrong
+            .iter()
+            .any(|w| w.contains("healthcheck.md") && w.contains("description")),
         "{wrong:?}"
     );
 }
@@ -172,7 +187,10 @@ fn fields_of(prefix: &str) -> Option<Vec<String>> {
     if !err.contains("unknown field `zz_probe`") {
         return None;
     }
-    let expected = err.split_once("expected").map(|(_, e)| e).unwrap_or_default();
+    let expected = err
+        .split_once("expected")
+        .map(|(_, e)| e)
+        .unwrap_or_default();
     Some(
         expected
             .split('`')
@@ -205,12 +223,12 @@ fn code_settings(prefix: &str, leaves: &mut BTreeSet<String>, tables: &mut BTree
             tables.insert(path.clone());
             let mut inner = BTreeSet::new();
             code_settings(&probe, &mut inner, tables);
-            let shown = if path == "tasks" { "tasks.<name>" } else { &path };
-            leaves.extend(
-                inner
-                    .into_iter()
-                    .map(|l| l.replacen(&probe, shown, 1)),
-            );
+            let shown = if path == "tasks" {
+                "tasks.<name>"
+            } else {
+                &path
+            };
+            leaves.extend(inner.into_iter().map(|l| l.replacen(&probe, shown, 1)));
         } else {
             leaves.insert(path);
         }
@@ -232,7 +250,10 @@ fn every_setting_of_the_configuration_is_documented_and_every_documented_one_exi
         "bus.relay.enabled",
         "tasks.<name>.jitter",
     ] {
-        assert!(leaves.contains(known), "the probe missed {known}: {leaves:?}");
+        assert!(
+            leaves.contains(known),
+            "the probe missed {known}: {leaves:?}"
+        );
     }
 
     // A table may be documented as one row of its parent.

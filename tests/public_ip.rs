@@ -166,7 +166,9 @@ fn a_lower_node_that_answers_ping_makes_this_node_stand_down() {
     assert_eq!(result.expect("run"), json!({}));
     assert_eq!(
         remark,
-        Some(format!("{SKIPPED_FOR_LOWER_NODE}: node 5 answered on {ELDER_UP}"))
+        Some(format!(
+            "{SKIPPED_FOR_LOWER_NODE}: node 5 answered on {ELDER_UP}"
+        ))
     );
     let (addrs, _, _) = net.link_state();
     assert_eq!(

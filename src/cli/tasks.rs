@@ -145,7 +145,10 @@ impl Settings {
             ));
         }
         if self.cron != daemon.cron {
-            out.push(format!("cron {:?} here, {:?} in the daemon", self.cron, daemon.cron));
+            out.push(format!(
+                "cron {:?} here, {:?} in the daemon",
+                self.cron, daemon.cron
+            ));
         }
         for (what, here, there) in [
             ("jitter", self.jitter, daemon.jitter),

@@ -136,15 +136,20 @@ mod tests {
 
     #[test]
     fn a_field_the_type_lacks_or_a_foreign_description_is_refused() {
-        let record = |description: &str, result: Value| {
-            json!({"name": "healthcheck", "description": description, "timestamp": 1, "result": result})
-        };
+        let record = |description: &str, result: Value| json!({"name": "healthcheck", "description": description, "timestamp": 1, "result": result});
         let d = super::super::healthcheck::DESCRIPTION;
         assert_eq!(
-            check_record("healthcheck", &record(d, json!({"cache": [], "network": []}))),
+            check_record(
+                "healthcheck",
+                &record(d, json!({"cache": [], "network": []}))
+            ),
             Ok(())
         );
-        assert!(check_record("healthcheck", &record("old", json!({"cache": [], "network": []}))).is_err());
+        assert!(check_record(
+            "healthcheck",
+            &record("old", json!({"cache": [], "network": []}))
+        )
+        .is_err());
         assert!(check_record("healthcheck", &record(d, json!({"cache": []}))).is_err());
         let entry = json!({"upload_speed": 1.0, "download_speed": 2.0, "server_host": "h",
             "server_ip": "198.51.100.1", "server_port": 5201, "test_type": "tcp", "error": "",
@@ -155,7 +160,9 @@ mod tests {
         extra["node_id"] = json!(3);
         assert!(check_result("iperf", None, &json!([extra])).is_err());
         let mut short = entry;
-        short["cpu_report"].as_object_mut().map(|o| o.remove("host_user"));
+        short["cpu_report"]
+            .as_object_mut()
+            .map(|o| o.remove("host_user"));
         assert!(check_result("iperf", None, &json!([short])).is_err());
     }
 }

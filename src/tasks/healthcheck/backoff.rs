@@ -245,10 +245,7 @@ mod tests {
         // can land a nanosecond past the range, float64 rounding as in the
         // library itself.
         let ns = Duration::from_nanos(1);
-        for (bits, first, then) in [
-            (0u64, s(90), s(15)),
-            (u64::MAX, s(270), s(45)),
-        ] {
+        for (bits, first, then) in [(0u64, s(90), s(15)), (u64::MAX, s(270), s(45))] {
             let mut w = Waits::new(Backoff::default(), Fixed(bits));
             let d = w.next(Duration::ZERO);
             assert!(near(d, first, ns), "{d:?}");
@@ -336,7 +333,10 @@ mod tests {
         // First retry after 3 min ± 50 %, then 30 s ± 50 % apart (the
         // runtime's timer rounds each wait up to the millisecond).
         let ms = Duration::from_millis(1);
-        assert!(offsets[1] >= s(90) && offsets[1] <= s(270) + ms, "{offsets:?}");
+        assert!(
+            offsets[1] >= s(90) && offsets[1] <= s(270) + ms,
+            "{offsets:?}"
+        );
         for pair in offsets[1..].windows(2) {
             let gap = pair[1] - pair[0];
             assert!(gap >= s(15) && gap <= s(45) + ms, "{offsets:?}");

@@ -242,7 +242,9 @@ impl Task for PublicIpValidation {
     /// would fail there, every six hours, for a reason no run can change.
     fn not_available(&self) -> Option<String> {
         if self.farm_id.is_none() {
-            return Some(format!("{NO_FARM} (farm_id in the config, or farmer_id= on the kernel command line)"));
+            return Some(format!(
+                "{NO_FARM} (farm_id in the config, or farmer_id= on the kernel command line)"
+            ));
         }
         if self.node_id.is_none() {
             return Some(format!("{NO_NODE} (node_id in the config, or --node-id)"));
