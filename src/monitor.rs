@@ -156,7 +156,11 @@ impl Monitor {
             });
             match startup_reason(&self.store.latest(name), &r.settings.schedule, now) {
                 Some(reason) => {
-                    tracing::info!(task = name, reason, "start-up check: running now");
+                    tracing::info!(
+                        task = name,
+                        reason,
+                        "start-up check: running, after its jitter"
+                    );
                     self.fire(r, Trigger::Startup, &shutdown, &mut runs);
                 }
                 None => tracing::debug!(task = name, "start-up check: stored result is fresh"),
