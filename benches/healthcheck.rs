@@ -44,6 +44,7 @@ fn task(dir: &std::path::Path, services: Vec<String>) -> Healthcheck {
         connect_timeout: Duration::from_secs(5),
         backoff: Backoff {
             initial: Duration::from_secs(180),
+            max_interval: Duration::from_secs(30),
             total: Duration::ZERO,
         },
         network: NetworkTargets::PerUrl(services),

@@ -261,7 +261,23 @@ impl Config {
                 MAX_SHORT,
             ),
             ("healthcheck.backoff_initial", hc.backoff_initial, MAX_LONG),
+            ("healthcheck.backoff_max", hc.backoff_max, MAX_LONG),
             ("healthcheck.backoff_total", hc.backoff_total, MAX_LONG),
+            (
+                "provisiontest.backoff_initial",
+                self.sections.provisiontest.backoff_initial,
+                MAX_LONG,
+            ),
+            (
+                "provisiontest.backoff_max",
+                self.sections.provisiontest.backoff_max,
+                MAX_LONG,
+            ),
+            (
+                "provisiontest.backoff_total",
+                self.sections.provisiontest.backoff_total,
+                MAX_LONG,
+            ),
             (
                 "iperf.run_timeout",
                 ip.run_timeout.unwrap_or_default(),

@@ -92,6 +92,17 @@ pub struct Monitor {
     exclusive: Arc<Exclusive>,
 }
 
+/// The reason a task that configuration turned off gives.
+pub const DISABLED: &str = "disabled by configuration";
+
+/// Writes the settings a task runs with into its status entry.
+fn publish_settings(s: &mut crate::store::TaskStatus, settings: &TaskSettings) {
+    s.cron = settings.schedule.as_str().to_string();
+    s.jitter = settings.jitter.as_secs();
+    s.timeout = Some(settings.timeout.as_secs());
+    s.exclusive = settings.exclusive;
+}
+
 /// Why a fire happened, for the logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Trigger {
@@ -118,30 +129,38 @@ impl Monitor {
 
         for r in &self.tasks {
             let name = r.task.name();
-            if let Some(why) = &r.unavailable {
+            let off = match &r.unavailable {
+                Some(why) => Some(why.clone()),
+                None if !r.settings.enabled => Some(DISABLED.to_string()),
+                None => None,
+            };
+            if let Some(why) = off {
                 tracing::info!(task = name, "not run: {why}; its stored result is removed");
                 self.store.remove(name);
-                continue;
-            }
-            if !r.settings.enabled {
-                tracing::info!(
-                    task = name,
-                    "disabled by configuration; its stored result is removed"
-                );
-                self.store.remove(name);
+                // What this daemon runs, for `zos-perf tasks`: off, and why.
+                self.store.update_status(name, |s| {
+                    publish_settings(s, &r.settings);
+                    s.enabled = Some(false);
+                    s.off_reason = Some(why);
+                    s.next_fire = None;
+                });
                 continue;
             }
             let next = r.settings.schedule.next_after(now);
             self.store.update_status(name, |s| {
-                s.cron = r.settings.schedule.as_str().to_string();
-                s.jitter = r.settings.jitter.as_secs();
-                s.exclusive = r.settings.exclusive;
+                publish_settings(s, &r.settings);
+                s.enabled = Some(true);
+                s.off_reason = None;
                 s.state = State::Idle;
                 s.next_fire = next.map(|t| t.timestamp());
             });
             match startup_reason(&self.store.latest(name), &r.settings.schedule, now) {
                 Some(reason) => {
-                    tracing::info!(task = name, reason, "start-up check: running now");
+                    tracing::info!(
+                        task = name,
+                        reason,
+                        "start-up check: running, after its jitter"
+                    );
                     self.fire(r, Trigger::Startup, &shutdown, &mut runs);
                 }
                 None => tracing::debug!(task = name, "start-up check: stored result is fresh"),
@@ -286,7 +305,10 @@ impl Ctx {
         let name = task.name();
         let settings = &self.reg.settings;
 
-        if trigger == Trigger::Schedule && !settings.jitter.is_zero() {
+        // Start-up runs wait their jitter too, as zos's do: a fleet that
+        // restarts together must not reach the public servers at once.
+        // Only a run asked for by hand (`run-task`) starts at once.
+        if trigger != Trigger::Manual && !settings.jitter.is_zero() {
             let delay = jitter_delay(settings.jitter);
             tracing::debug!(task = name, ?delay, "jitter");
             self.store.update_status(name, |s| s.state = State::Waiting);
@@ -443,9 +465,11 @@ impl Ctx {
                     s.last_outcome = Some(Outcome::Ok);
                     s.last_error = None;
                     s.problems = Some(problems::count(name, &r.result));
+                    s.last_note = ctx.remarked();
                 }
                 Err((outcome, reason)) => {
                     s.problems = None;
+                    s.last_note = None;
                     s.failures += 1;
                     s.last_outcome = Some(*outcome);
                     s.last_error = Some(reason.clone());

@@ -1,6 +1,12 @@
 //! `zos-perf tasks`: one line per task (schedule, next fire, last result,
 //! last outcome) fitted to the terminal, or every field as JSON (`--json`).
 //! Then the clock check's last result, when the check is enabled.
+//!
+//! The settings shown are the daemon's: it publishes, in each task's
+//! `perf:status` entry, whether it runs the task and with which schedule,
+//! jitter and timeout. This command's own configuration is only a fallback
+//! (a task no daemon has published), and where it differs from the
+//! daemon's, a note below the table says how.
 
 use serde_json::json;
 use zos_perf::config::Config;
@@ -63,21 +69,25 @@ pub async fn show(config: Config, default_redis: &str, as_json: bool) -> Result<
         .into_iter()
         .map(|(name, s)| {
             let st = status.get(name).cloned();
+            let here = Settings::of(s);
+            let daemon = st.as_ref().and_then(Settings::published);
+            let shown = daemon.clone().unwrap_or_else(|| here.clone());
             Row {
                 name,
-                enabled: s.enabled,
-                cron: s.schedule.as_str().to_string(),
-                jitter: s.jitter.as_secs(),
-                timeout: s.timeout.as_secs(),
-                exclusive: s.exclusive,
-                next_fire: s
+                enabled: shown.enabled,
+                next_fire: shown
                     .enabled
-                    .then(|| {
-                        st.as_ref()
-                            .and_then(|s| s.next_fire)
-                            .or_else(|| s.schedule.next_after(now).map(|t| t.timestamp()))
+                    .then(|| match (&daemon, &st) {
+                        (Some(_), Some(st)) => st.next_fire,
+                        _ => s.schedule.next_after(now).map(|t| t.timestamp()),
                     })
                     .flatten(),
+                cron: shown.cron.clone(),
+                jitter: shown.jitter,
+                timeout: shown.timeout,
+                exclusive: shown.exclusive,
+                from_daemon: daemon.is_some(),
+                differs: daemon.map(|d| here.differences(&d)).unwrap_or_default(),
                 last_result: results.iter().find(|r| r.name == name).map(|r| r.timestamp),
                 status: st,
             }
@@ -87,7 +97,9 @@ pub async fn show(config: Config, default_redis: &str, as_json: bool) -> Result<
         let json: Vec<_> = rows.iter().map(Row::json).collect();
         outln!("{}", super::json(&json)?);
     } else {
-        out!("{}", table(&rows, now.timestamp(), width()));
+        let w = width();
+        out!("{}", table(&rows, now.timestamp(), w));
+        out!("{}", provenance(&rows, w));
         if config.clock.is_enabled() {
             outln!("{}", zos_perf::clock::describe(clock.as_ref()));
         }
@@ -95,6 +107,76 @@ pub async fn show(config: Config, default_redis: &str, as_json: bool) -> Result<
     match unreachable {
         Some(e) => Err(CliError::msg(Exit::StoreUnreachable, format!("{e}"))),
         None => Ok(()),
+    }
+}
+
+/// The settings a task runs with: this command's configuration's, or what
+/// the daemon published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub enabled: bool,
+    pub cron: String,
+    pub jitter: u64,
+    pub timeout: u64,
+    pub exclusive: bool,
+}
+
+impl Settings {
+    fn of(s: &zos_perf::config::TaskSettings) -> Settings {
+        Settings {
+            enabled: s.enabled,
+            cron: s.schedule.as_str().to_string(),
+            jitter: s.jitter.as_secs(),
+            timeout: s.timeout.as_secs(),
+            exclusive: s.exclusive,
+        }
+    }
+
+    /// What a daemon published in `st`; `None` when no daemon wrote it
+    /// (an entry of `run-task` alone, or of a daemon before `enabled`).
+    pub fn published(st: &TaskStatus) -> Option<Settings> {
+        Some(Settings {
+            enabled: st.enabled?,
+            cron: st.cron.clone(),
+            jitter: st.jitter,
+            timeout: st.timeout?,
+            exclusive: st.exclusive,
+        })
+    }
+
+    /// How `daemon` differs from these, one phrase per setting:
+    /// `on here, off in the daemon`, `cron "a" here, "b" in the daemon`.
+    pub fn differences(&self, daemon: &Settings) -> Vec<String> {
+        let mut out = Vec::new();
+        let on = |b: bool| if b { "on" } else { "off" };
+        if self.enabled != daemon.enabled {
+            out.push(format!(
+                "{} here, {} in the daemon",
+                on(self.enabled),
+                on(daemon.enabled)
+            ));
+        }
+        if self.cron != daemon.cron {
+            out.push(format!(
+                "cron {:?} here, {:?} in the daemon",
+                self.cron, daemon.cron
+            ));
+        }
+        for (what, here, there) in [
+            ("jitter", self.jitter, daemon.jitter),
+            ("timeout", self.timeout, daemon.timeout),
+        ] {
+            if here != there {
+                out.push(format!("{what} {here}s here, {there}s in the daemon"));
+            }
+        }
+        if self.exclusive != daemon.exclusive {
+            out.push(format!(
+                "exclusive {} here, {} in the daemon",
+                self.exclusive, daemon.exclusive
+            ));
+        }
+        out
     }
 }
 
@@ -106,6 +188,10 @@ pub struct Row {
     pub jitter: u64,
     pub timeout: u64,
     pub exclusive: bool,
+    /// Whether the settings above are the daemon's (else this command's).
+    pub from_daemon: bool,
+    /// How this command's configuration differs from the daemon's.
+    pub differs: Vec<String>,
     pub next_fire: Option<i64>,
     pub last_result: Option<i64>,
     pub status: Option<TaskStatus>,
@@ -120,6 +206,8 @@ impl Row {
             "jitter": self.jitter,
             "timeout": self.timeout,
             "exclusive": self.exclusive,
+            "settings_from": if self.from_daemon { "daemon" } else { "config" },
+            "config_differs": self.differs,
             "next_fire": self.next_fire,
             "last_result": self.last_result,
             "status": self.status,
@@ -127,9 +215,52 @@ impl Row {
     }
 }
 
-/// The outcome cell: `ok`, `ok, 6 problems`, `failed: <error>`, `-`.
+/// The lines below the table: whose settings it shows, and how this
+/// command's configuration differs from the daemon's. Each line at most
+/// `width` characters.
+pub fn provenance(rows: &[Row], width: usize) -> String {
+    let mut lines = Vec::new();
+    let unpublished: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.from_daemon)
+        .map(|r| r.name)
+        .collect();
+    if !unpublished.is_empty() && unpublished.len() < rows.len() {
+        lines.push(format!(
+            "No daemon published the settings of {}: this command's configuration is shown for them.",
+            unpublished.join(", ")
+        ));
+    } else if !unpublished.is_empty() {
+        lines.push(
+            "No daemon has published its settings: this command's configuration is shown."
+                .to_string(),
+        );
+    }
+    let differing: Vec<&Row> = rows.iter().filter(|r| !r.differs.is_empty()).collect();
+    if !differing.is_empty() {
+        lines.push(
+            "The daemon's settings are shown; this command's configuration differs:".to_string(),
+        );
+        for r in differing {
+            lines.push(format!("  {}: {}", r.name, r.differs.join("; ")));
+        }
+    }
+    lines
+        .iter()
+        .map(|l| format!("{}\n", ellipsize(l, width)))
+        .collect()
+}
+
+/// The outcome cell: `ok`, `ok, 6 problems`, `failed: <error>`, `off:
+/// <why>`, `-`.
 pub fn outcome(status: Option<&TaskStatus>) -> String {
     let Some(s) = status else { return "-".into() };
+    if s.enabled == Some(false) {
+        return match &s.off_reason {
+            Some(why) => format!("off: {why}"),
+            None => "off".into(),
+        };
+    }
     match s.last_outcome {
         None => "-".into(),
         Some(Outcome::Ok) => match s.problems {

@@ -53,12 +53,28 @@ pub enum State {
 }
 
 /// One task's field in `perf:status`.
+///
+/// The daemon writes one for every task it knows, enabled or not, with the
+/// settings it runs it with: `zos-perf tasks` shows those, not its own
+/// configuration's. Fields added since the first release (`enabled`,
+/// `timeout`, `off_reason`, `last_note`) are left out when unset, so older
+/// readers and writers still agree on the rest.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TaskStatus {
+    /// Whether the daemon runs the task. Unset in entries that only
+    /// `run-task` (or an older daemon) wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Why the task is off (configuration, or what this machine lacks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_reason: Option<String>,
     pub cron: String,
     /// Seconds.
     pub jitter: u64,
     pub exclusive: bool,
+    /// The run timeout in force, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
     pub state: State,
     /// Unix seconds when the last attempt started.
     pub last_attempt: Option<i64>,
@@ -72,6 +88,11 @@ pub struct TaskStatus {
     /// a clean bill. `None` until a run completes, and after a failed one.
     #[serde(default)]
     pub problems: Option<u64>,
+    /// What the last completed run said about its result that the result
+    /// does not (public-ip-validation: that a lower node validates).
+    /// Absent when there is none (and in entries older writers left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_note: Option<String>,
     /// Unix seconds of the next scheduled fire time.
     pub next_fire: Option<i64>,
     /// Runs since the daemon started, and how many of them failed.
@@ -82,12 +103,13 @@ pub struct TaskStatus {
 }
 
 /// The fields of the last run: what a manual run writes.
-pub const RUN_FIELDS: [&str; 5] = [
+pub const RUN_FIELDS: [&str; 6] = [
     "last_attempt",
     "last_duration",
     "last_outcome",
     "last_error",
     "problems",
+    "last_note",
 ];
 
 /// Who writes a status entry.
@@ -116,7 +138,7 @@ pub const MERGE: &str = "local new = cjson.decode(ARGV[2]) \
  local old = nil \
  if raw then local ok, v = pcall(cjson.decode, raw) \
    if ok and type(v) == 'table' then old = v end end \
- local run = {'last_attempt', 'last_duration', 'last_outcome', 'last_error', 'problems'} \
+ local run = {'last_attempt', 'last_duration', 'last_outcome', 'last_error', 'problems', 'last_note'} \
  local out = new \
  if old then \
    if ARGV[3] == 'manual' then \
@@ -147,7 +169,10 @@ pub fn merge_cmd(status_key: &str, task: &str, json: &str, writer: Writer) -> re
 impl TaskStatus {
     /// Whether the fields the daemon owns (all but the last run's) agree.
     pub fn same_schedule_and_counters(&self, other: &TaskStatus) -> bool {
-        self.cron == other.cron
+        self.enabled == other.enabled
+            && self.off_reason == other.off_reason
+            && self.timeout == other.timeout
+            && self.cron == other.cron
             && self.jitter == other.jitter
             && self.exclusive == other.exclusive
             && self.state == other.state

@@ -22,6 +22,7 @@ pub mod iperf;
 pub mod problems;
 pub mod provisiontest;
 pub mod public_ip;
+pub mod shape;
 mod task;
 
 pub use task::{Progress, RunContext, RunFuture, Task, TaskDefaults};

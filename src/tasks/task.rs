@@ -65,14 +65,39 @@ pub struct RunContext {
     /// Where a run says what it is doing now (`zos-perf run-task` shows it
     /// on a terminal); nowhere under the daemon.
     pub progress: Progress,
+    /// What the run says about its result that the result itself does not
+    /// (see [`RunContext::remark`]).
+    remark: Remark,
 }
+
+/// A run's remark, shared with the monitor that reads it afterwards.
+#[derive(Debug, Clone, Default)]
+struct Remark(Arc<std::sync::Mutex<Option<String>>>);
 
 impl RunContext {
     pub fn new(cancel: CancellationToken) -> Self {
         Self {
             cancel,
             progress: Progress::default(),
+            remark: Remark::default(),
         }
+    }
+
+    /// Says why the result is what it is when the result cannot say it
+    /// (public-ip-validation stores `{}` when another node validates, as
+    /// zos does): operators find it in `perf:status` (`last_note`). The
+    /// last remark of a run wins.
+    pub fn remark(&self, text: impl Into<String>) {
+        *self.remark.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.into());
+    }
+
+    /// The run's remark, if it made one.
+    pub fn remarked(&self) -> Option<String> {
+        self.remark
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The same context, telling its steps to `progress`.

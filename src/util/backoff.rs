@@ -48,11 +48,6 @@ impl Backoff {
         }
     }
 
-    /// Doubling without a cap.
-    pub(crate) fn uncapped(initial: Duration) -> Backoff {
-        Backoff::new(initial, Duration::MAX)
-    }
-
     /// Each wait drawn uniformly between zero and its step (the steps grow
     /// as before): reconnects of many daemons spread out instead of
     /// arriving together.
@@ -137,7 +132,7 @@ mod tests {
             ]
         );
         assert_eq!(b.advance(), s(90));
-        let mut huge = Backoff::uncapped(Duration::MAX).with_factor(1.5);
+        let mut huge = Backoff::new(Duration::MAX, Duration::MAX).with_factor(1.5);
         assert_eq!(
             (huge.advance(), huge.advance()),
             (Duration::MAX, Duration::MAX)
@@ -154,7 +149,7 @@ mod tests {
         assert_eq!(b.peek(), s(1));
         let mut b = Backoff::new(s(3), s(1));
         assert_eq!((b.advance(), b.advance()), (s(3), s(3)));
-        let mut b = Backoff::uncapped(Duration::MAX / 2 + s(1));
+        let mut b = Backoff::new(Duration::MAX / 2 + s(1), Duration::MAX);
         b.advance();
         assert_eq!(b.advance(), Duration::MAX);
     }

@@ -219,7 +219,7 @@ fn base36(mut n: u32) -> String {
 }
 
 /// Configuration lines that disable the measurement tasks but `enabled`
-/// (all four when it names none of them).
+/// (all four when it names none of them), whose jitter they set to zero.
 pub fn only_task(enabled: &str) -> String {
     [
         "cpu-benchmark",
@@ -228,8 +228,14 @@ pub fn only_task(enabled: &str) -> String {
         "public-ip-validation",
     ]
     .iter()
-    .filter(|n| **n != enabled)
-    .map(|n| format!("[tasks.{n}]\nenabled = false\n"))
+    .map(|n| {
+        if *n == enabled {
+            // Its start-up run at once: no jitter (zos's would delay it).
+            format!("[tasks.{n}]\njitter = 0\n")
+        } else {
+            format!("[tasks.{n}]\nenabled = false\n")
+        }
+    })
     .collect()
 }
 

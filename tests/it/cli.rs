@@ -530,3 +530,78 @@ fn run_task_stores_and_prints_and_tasks_shows_it() {
         .expect("iperf line");
     assert!(line.contains(" no "), "{line}");
 }
+
+/// `tasks` shows what the daemon that writes perf:status runs, not this
+/// command's configuration, and says how that configuration differs: here
+/// the daemon runs with iperf off and a slower healthcheck, while `tasks`
+/// is run without the daemon's `--config` (defaults: iperf on).
+#[test]
+fn tasks_shows_the_daemons_settings_and_says_where_the_config_differs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start();
+    let cfg = write_config(
+        dir.path(),
+        "[tasks.cpu-benchmark]\nenabled = false\n[tasks.iperf]\nenabled = false\n\
+         [tasks.public-ip-validation]\nenabled = false\n\
+         [tasks.healthcheck]\nenabled = false\ncron = \"0 0 * * * *\"\ntimeout = \"1m\"\n",
+    );
+    let _daemon = start_daemon(&cfg, &redis.url());
+    wait_for(Duration::from_secs(20), "the daemon's settings", || {
+        let raw: Option<String> = redis::cmd("HGET")
+            .arg("perf:status")
+            .arg("healthcheck")
+            .query(&mut redis.conn())
+            .ok()?;
+        raw.filter(|r| r.contains("\"enabled\":false"))
+    });
+
+    let out = Command::new(BIN)
+        .args(["--redis", &redis.url(), "tasks"])
+        .env_remove("ZOS_PERF_REDIS")
+        .env_remove("ZOS_PERF_CONFIG")
+        .env("COLUMNS", "200")
+        .output()
+        .expect("tasks");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} line: {text}"))
+            .to_string()
+    };
+    let iperf = line("iperf ");
+    assert!(iperf.contains(" no "), "{text}");
+    assert!(iperf.ends_with("off: disabled by configuration"), "{text}");
+    assert!(line("healthcheck").contains("0 0 * * * *"), "{text}");
+    assert!(
+        text.contains("The daemon's settings are shown; this command's configuration differs:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  iperf: on here, off in the daemon"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  healthcheck: on here, off in the daemon; cron \"0 */15 * * * *\" here, \
+             \"0 0 * * * *\" in the daemon; timeout 900s here, 60s in the daemon"
+        ),
+        "{text}"
+    );
+
+    // With the daemon's own configuration: the same settings, no note.
+    let out = zos_perf(&["--config", &cfg, "--redis", &redis.url(), "tasks", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    for r in &rows {
+        assert_eq!(r["settings_from"], "daemon", "{r}");
+        assert_eq!(r["config_differs"], serde_json::json!([]), "{r}");
+    }
+    let iperf = rows.iter().find(|r| r["name"] == "iperf").expect("iperf");
+    assert_eq!(iperf["enabled"], false);
+    assert_eq!(iperf["status"]["off_reason"], "disabled by configuration");
+}

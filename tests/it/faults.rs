@@ -1033,8 +1033,8 @@ fn a_hung_task_times_out_and_a_failing_one_fails_while_the_healthcheck_and_the_b
         "node_id = 1\nfarm_id = 7\n[grid]\ngraphql_urls = [{:?}]\n\
          [tasks.cpu-benchmark]\nenabled = false\n\
          [tasks.healthcheck]\ncron = \"* * * * * *\"\n\
-         [tasks.iperf]\ncron = \"{YEARLY}\"\ntimeout = \"2s\"\n\
-         [tasks.public-ip-validation]\ncron = \"{YEARLY}\"\n\
+         [tasks.iperf]\ncron = \"{YEARLY}\"\ntimeout = \"2s\"\njitter = 0\n\
+         [tasks.public-ip-validation]\ncron = \"{YEARLY}\"\njitter = 0\n\
          [iperf]\nmode = \"grid-nodes\"\niperf3 = {:?}\nrun_timeout = \"60s\"\n\
          [public_ip]\nnamespace = {missing_ns:?}\n{}",
         gql.url(),

@@ -41,6 +41,7 @@ fn settings(cache_dir: &Path, flags_dir: &Path, services: Vec<String>) -> Settin
         connect_timeout: Duration::from_millis(500),
         backoff: Backoff {
             initial: Duration::ZERO,
+            max_interval: Duration::ZERO,
             total: Duration::ZERO,
         },
         network: NetworkTargets::PerUrl(services),
@@ -344,6 +345,7 @@ async fn a_cache_check_failing_twice_then_passing_yields_a_pass_and_clears_the_f
     let mut s = settings(&cache, &flags_dir, vec![]);
     s.backoff = Backoff {
         initial: Duration::from_millis(10),
+        max_interval: Duration::from_millis(10),
         total: Duration::from_secs(30),
     };
     let seen_flag = Mutex::new(Vec::new());
@@ -380,6 +382,7 @@ fn a_network_check_failing_twice_then_passing_yields_a_pass_and_clears_the_flag(
         let mut s = settings(&cache, &fd, vec!["http://127.0.0.1:8080/".into()]);
         s.backoff = Backoff {
             initial: Duration::from_millis(10),
+            max_interval: Duration::from_millis(10),
             total: Duration::from_secs(30),
         };
         let started: Mutex<Option<TcpListener>> = Mutex::new(None);
@@ -447,7 +450,8 @@ fn a_run_that_keeps_failing_stops_at_the_total_and_stores_its_errors_in_the_spec
         (took, raw)
     });
 
-    // Attempts at about 0, 50+, 150+ and 400 ms (cut short), then it stops.
+    // Attempts every 25 ms or more (50 ms ± 50 %, growing), until one fails
+    // after 400 ms have passed.
     assert!(took >= Duration::from_millis(400), "{took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
 
@@ -504,6 +508,7 @@ async fn a_passing_run_is_two_empty_lists_and_clears_both_flags() {
     );
     s.backoff = Backoff {
         initial: Duration::from_secs(3600),
+        max_interval: Duration::from_secs(3600),
         total: Duration::from_secs(7200),
     };
     let task = Healthcheck::with_settings(s);
@@ -521,6 +526,7 @@ async fn cancel_interrupts_the_backoff_wait_and_fails_the_run() {
     let mut s = settings(&tmp.path().join("missing"), &flags_dir, vec![]);
     s.backoff = Backoff {
         initial: Duration::from_secs(3600),
+        max_interval: Duration::from_secs(3600),
         total: Duration::from_secs(7200),
     };
     let task = std::sync::Arc::new(Healthcheck::with_settings(s));

@@ -316,6 +316,8 @@ fn a_broken_list_fails_the_run_with_the_reason() {
             "not a JSON array",
         ),
         (500, "[]", "unexpected status code: 500"),
+        // Only 200 is the list, as zos has it; other 2xx are not.
+        (203, "[]", "unexpected status code: 203"),
         (200, "[]", "0 tried of 0 listed"),
     ] {
         let err =
@@ -327,6 +329,28 @@ fn a_broken_list_fails_the_run_with_the_reason() {
         );
         assert!(msg.contains(want), "{want}: {msg}");
     }
+}
+
+/// zos fails the run when iperf3 is missing (so the previous result
+/// stays), before fetching the list; it stores no zero-speed entries.
+#[test]
+fn a_missing_iperf3_fails_the_run_and_stores_no_entries() {
+    let ns = NetNs::new("ipm");
+    // A reachable server: without the check, the run would store two
+    // entries with zero speeds and iperf3's absence as their error.
+    let _server = ns.spawn(&["iperf3", "-s", "-p", "5201", "-B", "127.0.0.1"]);
+    wait_for(Duration::from_secs(10), "iperf3 listening", || {
+        let out = ns.exec(&["ss", "-Hltn", "sport = :5201"]);
+        (!out.trim().is_empty()).then_some(())
+    });
+    let list = json!([{"IP/HOST": "127.0.0.1", "PORT": "5201"}]).to_string();
+    let err = run_in(&ns, 200, list, "/nonexistent/iperf3".into(), "")
+        .expect_err("a run without iperf3 fails");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.starts_with("iperf not found: /nonexistent/iperf3: not found or not executable"),
+        "{msg}"
+    );
 }
 
 #[test]

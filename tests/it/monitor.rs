@@ -32,6 +32,8 @@ enum Behaviour {
     Panic,
     /// Starts `sleep 1000` and waits for it (to be killed by the timeout).
     SpawnSleep(Arc<AtomicU32>),
+    /// Returns `{}` with this remark on the first run, then fails.
+    Remark(&'static str),
 }
 
 struct TestTask {
@@ -74,7 +76,7 @@ impl Task for TestTask {
             exclusive: false,
         }
     }
-    fn run<'a>(&'a self, _ctx: &'a RunContext) -> RunFuture<'a> {
+    fn run<'a>(&'a self, ctx: &'a RunContext) -> RunFuture<'a> {
         Box::pin(async move {
             let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
             let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
@@ -87,6 +89,11 @@ impl Task for TestTask {
                 }
                 Behaviour::Fail => Err(anyhow::anyhow!("the test task fails on purpose")),
                 Behaviour::Panic => panic!("the test task panics on purpose"),
+                Behaviour::Remark(_) if n > 1 => Err(anyhow::anyhow!("second run fails")),
+                Behaviour::Remark(text) => {
+                    ctx.remark(*text);
+                    Ok(json!({}))
+                }
                 Behaviour::SpawnSleep(pid) => {
                     let mut child = tokio::process::Command::new("sleep")
                         .arg("1000")
@@ -426,30 +433,22 @@ fn jittered(cron: &str, jitter: Duration) -> TaskSettings {
 const LONG_JITTER: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scheduled_run_waits_its_jitter_on_the_clock_and_start_up_does_not() {
+async fn a_scheduled_run_waits_its_jitter_on_the_clock() {
     let redis = RedisServer::start();
     let now = t0(); // 12:00:00
     put_result(&redis, "healthcheck", now.timestamp()); // fresh: no start-up run
     let clock = ManualClock::new(now);
     let scheduled = TestTask::new("healthcheck", Behaviour::Count(Duration::ZERO));
-    let startup = TestTask::new("iperf", Behaviour::Count(Duration::ZERO));
     // Sleeps longer than the loop's slice last until released: the jitter
     // is held while the loop goes on.
     clock.hold_longer_than(zos_perf::monitor::SLICE);
     let d = Started::start(
         &redis,
-        vec![
-            (scheduled.clone(), jittered("30 * * * * *", LONG_JITTER)),
-            (startup.clone(), jittered("0 0 0 1 1 *", LONG_JITTER)),
-        ],
+        vec![(scheduled.clone(), jittered("30 * * * * *", LONG_JITTER))],
         Arc::new(clock.clone()),
     )
     .await;
-    // The start-up run (no stored result) does not wait its jitter.
-    wait_for(Duration::from_secs(5), "start-up run", || {
-        stored(&redis, "iperf")
-    });
-    assert_eq!(startup.runs(), 1);
+    clock.wait_sleeps(2, Duration::from_secs(5)).await;
     assert!(clock.longest_sleep() <= zos_perf::monitor::SLICE);
 
     clock.advance(chrono::Duration::seconds(30)); // 12:00:30 is due
@@ -459,6 +458,8 @@ async fn a_scheduled_run_waits_its_jitter_on_the_clock_and_start_up_does_not() {
             .filter(|s| s.state == State::Waiting)
     });
     assert_eq!(st.jitter, LONG_JITTER.as_secs(), "{st:?}");
+    // The settings the daemon runs it with, for `zos-perf tasks`.
+    assert_eq!((st.enabled, st.timeout), (Some(true), Some(30)), "{st:?}");
     // The wait was asked of the clock, within the configured maximum.
     wait_for(
         Duration::from_secs(5),
@@ -478,6 +479,59 @@ async fn a_scheduled_run_waits_its_jitter_on_the_clock_and_start_up_does_not() {
         d.store
             .status("healthcheck")
             .filter(|s| s.state == State::Idle && s.runs == 1)
+    });
+    d.stop().await;
+}
+
+/// zos applies a task's jitter to its start-up run too, so that a fleet
+/// restarting together does not reach the public servers at once: the run
+/// for a missing result and the one for a stale result both wait it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_runs_for_missing_and_stale_results_wait_their_jitter() {
+    let redis = RedisServer::start();
+    let now = t0();
+    // Older than two periods of its yearly schedule: stale.
+    put_result(
+        &redis,
+        "cpu-benchmark",
+        now.timestamp() - 3 * 366 * 24 * 3600,
+    );
+    let clock = ManualClock::new(now);
+    clock.hold_longer_than(zos_perf::monitor::SLICE);
+    let missing = TestTask::new("iperf", Behaviour::Count(Duration::ZERO));
+    let stale = TestTask::new("cpu-benchmark", Behaviour::Count(Duration::ZERO));
+    let yearly = || jittered("0 0 0 1 1 *", LONG_JITTER);
+    let d = Started::start(
+        &redis,
+        vec![(missing.clone(), yearly()), (stale.clone(), yearly())],
+        Arc::new(clock.clone()),
+    )
+    .await;
+    for name in ["iperf", "cpu-benchmark"] {
+        wait_for(Duration::from_secs(5), "the start-up run waits", || {
+            d.store.status(name).filter(|s| s.state == State::Waiting)
+        });
+    }
+    wait_for(
+        Duration::from_secs(5),
+        "the jitter asked of the clock",
+        || (clock.longest_sleep() > zos_perf::monitor::SLICE).then_some(()),
+    );
+    assert!(clock.longest_sleep() <= LONG_JITTER);
+    clock.wait_sleeps(2, Duration::from_secs(5)).await;
+    assert_eq!(
+        (missing.runs(), stale.runs()),
+        (0, 0),
+        "no run during the jitter"
+    );
+    assert!(stored(&redis, "iperf").is_none());
+
+    clock.release();
+    wait_for(Duration::from_secs(5), "both start-up runs", || {
+        (missing.runs() == 1 && stale.runs() == 1).then_some(())
+    });
+    wait_for(Duration::from_secs(5), "the result stored", || {
+        stored(&redis, "iperf")
     });
     d.stop().await;
 }
@@ -549,6 +603,47 @@ async fn a_manual_run_does_not_wait_its_jitter() {
     assert_eq!(result.result, json!({"run": 1}));
     assert_eq!(clock.sleeps(), 0, "no wait was asked of the clock");
     stop.cancel();
+}
+
+/// A run's remark (public-ip-validation's reason for `{}`) reaches
+/// perf:status as `last_note`, and a failed run after it clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_remark_is_the_last_note_in_perf_status() {
+    let redis = RedisServer::start();
+    let task = TestTask::new(
+        "public-ip-validation",
+        Behaviour::Remark("a lower node validates"),
+    );
+    let (clock, stop) = ticking(
+        t0(),
+        chrono::Duration::seconds(1),
+        Duration::from_millis(20),
+    );
+    let d = Started::start(
+        &redis,
+        vec![(
+            task.clone(),
+            settings("0 * * * * *", Duration::from_secs(30), false),
+        )],
+        Arc::new(clock),
+    )
+    .await;
+    let st = wait_for(Duration::from_secs(5), "the remark in perf:status", || {
+        status(&redis, "public-ip-validation").filter(|s| s.last_note.is_some())
+    });
+    assert_eq!(st.last_note.as_deref(), Some("a lower node validates"));
+    assert_eq!(st.last_outcome, Some(Outcome::Ok));
+    assert_eq!(
+        stored(&redis, "public-ip-validation").map(|v| v.contains("\"result\":{}")),
+        Some(true)
+    );
+    // The next run (a minute later on the ticking clock) fails: no note.
+    let st = wait_for(Duration::from_secs(10), "the failed run", || {
+        status(&redis, "public-ip-validation").filter(|s| s.last_outcome == Some(Outcome::Failed))
+    });
+    assert_eq!(st.last_note, None);
+    stop.cancel();
+    d.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -735,8 +830,10 @@ async fn redis_absent_at_start_gets_the_results_once_it_appears() {
     assert!(d.shutdown().await, "stops in time");
 }
 
+/// The stale result goes; the status entry stays, saying the task is off
+/// and why, with the settings it would run with (for `zos-perf tasks`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_disabled_task_has_its_stale_key_removed() {
+async fn a_disabled_task_has_its_stale_key_removed_and_its_status_says_off() {
     let redis = RedisServer::start();
     put_result(&redis, "iperf", t0().timestamp());
     put_result(&redis, "cpu-benchmark", t0().timestamp());
@@ -758,17 +855,25 @@ async fn a_disabled_task_has_its_stale_key_removed() {
         Arc::new(ManualClock::new(t0())),
     )
     .await;
-    wait_for(
+    let st = wait_for(
         Duration::from_secs(5),
-        "key and status field removed",
+        "key removed and status field replaced",
         || {
-            let field: Option<String> = redis::cmd("HGET")
+            // The entry left before is not a whole status: read it leniently.
+            let raw: Option<String> = redis::cmd("HGET")
                 .arg(STATUS_KEY)
                 .arg("iperf")
                 .query(&mut redis.conn())
                 .ok()?;
-            (stored(&redis, "iperf").is_none() && field.is_none()).then_some(())
+            let st: TaskStatus = serde_json::from_str(&raw?).ok()?;
+            (stored(&redis, "iperf").is_none() && st.enabled.is_some()).then_some(st)
         },
+    );
+    assert_eq!(st.enabled, Some(false), "{st:?}");
+    assert_eq!(st.off_reason.as_deref(), Some("disabled by configuration"));
+    assert_eq!(
+        (st.cron.as_str(), st.timeout, st.exclusive, st.next_fire),
+        ("0 0 */6 * * *", Some(30), true, None)
     );
     assert!(
         stored(&redis, "cpu-benchmark").is_some(),

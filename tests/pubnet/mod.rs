@@ -229,6 +229,15 @@ pub use super::common::in_netns;
 
 /// One run of the task, as the daemon in `net`'s node namespace would do it.
 pub fn run_task(net: &Net, config: Config, source: Arc<dyn FarmSource>) -> anyhow::Result<Value> {
+    run_task_remarked(net, config, source).0
+}
+
+/// [`run_task`], with the remark the run made for perf:status.
+pub fn run_task_remarked(
+    net: &Net,
+    config: Config,
+    source: Arc<dyn FarmSource>,
+) -> (anyhow::Result<Value>, Option<String>) {
     in_netns(&net.node.name, move || {
         Box::pin(async move {
             let task = PublicIpValidation::with_source(
@@ -236,7 +245,9 @@ pub fn run_task(net: &Net, config: Config, source: Arc<dyn FarmSource>) -> anyho
                 &config.grid_context(),
                 source,
             );
-            task.run(&RunContext::new(CancellationToken::new())).await
+            let ctx = RunContext::new(CancellationToken::new());
+            let result = task.run(&ctx).await;
+            (result, ctx.remarked())
         })
     })
 }

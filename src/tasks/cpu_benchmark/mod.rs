@@ -51,7 +51,7 @@ use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 use chain::Stopped;
 use crc::Path;
 
-const DESCRIPTION: &str =
+pub(crate) const DESCRIPTION: &str =
     "Measures the performance of the node CPU by reporting the timespent of computing a task in seconds.";
 
 /// How long the workloads command may take before it counts as broken.

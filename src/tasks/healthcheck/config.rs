@@ -22,10 +22,14 @@ pub struct HealthcheckConfig {
     /// per service, 5 s per URL (what each behaviour has always used).
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Option<Duration>,
-    /// First wait before retrying a failing check; doubles each time.
+    /// The interval of the first wait before a failing check is retried
+    /// (randomised ±50 %, then ×1.5 each time; see `backoff`).
     #[serde(with = "humantime_serde")]
     pub backoff_initial: Duration,
-    /// Give up retrying after this much time in total.
+    /// The longest interval between retries (zos: 30 s, below the first).
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// No retry once this much time has passed since the first attempt.
     #[serde(with = "humantime_serde")]
     pub backoff_total: Duration,
     /// Replaces the network's service list (`per-url` check).
@@ -41,8 +45,9 @@ impl Default for HealthcheckConfig {
             flags_dir: PathBuf::from("/tmp/flags"),
             network_check: None,
             connect_timeout: None,
-            backoff_initial: Duration::from_secs(3 * 60),
-            backoff_total: Duration::from_secs(10 * 60),
+            backoff_initial: super::Backoff::default().initial,
+            backoff_max: super::Backoff::default().max_interval,
+            backoff_total: super::Backoff::default().total,
             services: None,
             instances: ServiceInstances::default(),
         }
@@ -58,6 +63,9 @@ impl HealthcheckConfig {
         super::services::validate(self)?;
         if self.backoff_initial.is_zero() && !self.backoff_total.is_zero() {
             bail!("healthcheck.backoff_initial: must be more than zero");
+        }
+        if self.backoff_max.is_zero() && !self.backoff_total.is_zero() {
+            bail!("healthcheck.backoff_max: must be more than zero");
         }
         if let Some(services) = &self.services {
             if services.is_empty() {

@@ -28,9 +28,9 @@
 //! a passing one, so the power daemon learns of a failure at once and of a
 //! recovery as soon as it is seen. No other name is ever written there.
 //!
-//! **Retries:** each check retries on its own (see [`backoff`]): a failing
-//! check is tried again after 3 min, then 6 min, ... until it passes or
-//! 10 min have gone by. So a passing check is not tried again, and its flag
+//! **Retries:** each check retries on its own (see [`backoff`]), with zos's
+//! randomised cadence: a failing check is tried again after 3 min ± 50 %,
+//! then every 30 s ± 50 %, until it passes or 10 min have gone by. So a passing check is not tried again, and its flag
 //! is not held back by the other check's retries. The stored result holds
 //! each check's last attempt. Shutdown (or the task timeout) interrupts the
 //! waits at once; the run then fails and the previous result stays.
@@ -111,6 +111,7 @@ impl Settings {
             connect_timeout: hc.connect_timeout.unwrap_or(default_timeout),
             backoff: Backoff {
                 initial: hc.backoff_initial,
+                max_interval: hc.backoff_max,
                 total: hc.backoff_total,
             },
             network,
@@ -274,6 +275,7 @@ mod tests {
             s.backoff,
             Backoff {
                 initial: Duration::from_secs(180),
+                max_interval: Duration::from_secs(30),
                 total: Duration::from_secs(600)
             }
         );

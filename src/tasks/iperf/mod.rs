@@ -63,7 +63,7 @@
 
 mod client;
 mod config;
-mod public;
+pub(crate) mod public;
 pub mod report;
 pub mod servers;
 
@@ -205,6 +205,10 @@ impl Task for Iperf {
 
     fn run<'a>(&'a self, ctx: &'a RunContext) -> RunFuture<'a> {
         Box::pin(async move {
+            // As zos: without the program the run fails (and the previous
+            // result stays) rather than storing an error entry per test.
+            crate::tasks::provisiontest::find_program(&self.config.iperf3)
+                .map_err(|e| anyhow!("iperf not found: {e}"))?;
             match self.config.mode {
                 IperfMode::PublicServers => {
                     let entries = public::run(&self.config, &ctx.cancel).await?;

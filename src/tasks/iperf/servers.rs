@@ -162,7 +162,8 @@ pub(crate) async fn fetch_list(url: &str, timeout: Duration) -> anyhow::Result<V
         .await
         .with_context(|| format!("fetching the iperf3 server list {url}"))?;
     let status = response.status();
-    if !status.is_success() {
+    // Exactly 200, as zos: a 203 from a proxy or a 206 is not the list.
+    if status != reqwest::StatusCode::OK {
         bail!(
             "fetching the iperf3 server list {url}: unexpected status code: {}",
             status.as_u16()

@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
+use crate::tasks::healthcheck::Backoff;
+
 /// The hypervisors the task can drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -87,10 +89,15 @@ pub struct ProvisionTestConfig {
     /// Where `vm-test-failed` is set: the healthcheck's flags directory
     /// (`healthcheck.flags_dir`); keep the two the same.
     pub flags_dir: PathBuf,
-    /// The retry policy of the healthcheck: first wait, doubling ...
+    /// The retry policy of the healthcheck (zos's): the first wait's
+    /// interval ...
     #[serde(with = "humantime_serde")]
     pub backoff_initial: Duration,
-    /// ... until this much time has passed since the first attempt.
+    /// ... the longest interval after it ...
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// ... and no retry once this much time has passed since the first
+    /// attempt.
     #[serde(with = "humantime_serde")]
     pub backoff_total: Duration,
 }
@@ -110,8 +117,9 @@ impl Default for ProvisionTestConfig {
             deadline: Duration::from_secs(120),
             work_dir: PathBuf::from("/run/zos-perf"),
             flags_dir: PathBuf::from("/tmp/flags"),
-            backoff_initial: Duration::from_secs(3 * 60),
-            backoff_total: Duration::from_secs(10 * 60),
+            backoff_initial: Backoff::default().initial,
+            backoff_max: Backoff::default().max_interval,
+            backoff_total: Backoff::default().total,
         }
     }
 }
@@ -130,6 +138,9 @@ impl ProvisionTestConfig {
         }
         if self.backoff_initial.is_zero() && !self.backoff_total.is_zero() {
             bail!("provisiontest.backoff_initial: must be more than zero");
+        }
+        if self.backoff_max.is_zero() && !self.backoff_total.is_zero() {
+            bail!("provisiontest.backoff_max: must be more than zero");
         }
         for (field, path) in [
             ("hypervisor", &self.hypervisor),

@@ -37,9 +37,9 @@
 //!
 //! **Flag and retries:** `vm-test-failed` in the healthcheck's flags
 //! directory is set after every failing attempt and cleared after a passing
-//! one. A failing attempt is retried like a healthcheck check: after 3 min,
-//! then twice as long each time, for at most 10 min; every retry boots a
-//! new VM. The stored result is the last attempt's.
+//! one. A failing attempt is retried like a healthcheck check (zos's
+//! cadence): after 3 min ± 50 %, then every 30 s ± 50 %, until 10 min have
+//! passed; every retry boots a new VM. The stored result is the last attempt's.
 //!
 //! **Progress:** each step is logged at `info` as it happens, so
 //! `zos-perf run-task provisiontest` shows it on the terminal (stderr).
@@ -105,6 +105,7 @@ impl ProvisionTest {
     pub async fn check(&self, ctx: &RunContext) -> anyhow::Result<Value> {
         let policy = Backoff {
             initial: self.config.backoff_initial,
+            max_interval: self.config.backoff_max,
             total: self.config.backoff_total,
         };
         let retried = backoff::retry(policy, &ctx.cancel, "vm", |n| async move {

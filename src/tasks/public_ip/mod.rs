@@ -5,8 +5,9 @@
 //! timeout 1 h, exclusive (never alongside another measurement).
 //!
 //! **What it does**: only one node per farm validates, the up node with the
-//! lowest id that answers ping (see [`election`]); the others store every IP
-//! as skipped. The validating node, inside the test network namespace
+//! lowest id that answers ping (see [`election`]); the others store an
+//! empty object, `{}`, as zos does, and say why in the log and in
+//! `perf:status` (`last_note`). The validating node, inside the test network namespace
 //! (`pubtestns`) on its macvlan (`pub`): removes whatever address and route
 //! was left there; then for each farm IP not assigned to a contract, adds the
 //! IP, brings the link up, adds a default route via the IP's gateway, asks
@@ -36,7 +37,6 @@
 //! | the lookup cannot be reached through the IP (gateway silent, no route, refused, timeout); *stun*: no server gives an address | `invalid` | `public ip or gateway data are not valid` |
 //! | the lookup answered another address | `invalid` | `public ip does not match farm ip` |
 //! | *http*: the service was reached but gave no usable answer (HTTP error, not an address) | `skipped` | `failed to get real public IP to the node` |
-//! | a lower-id node answered ping | `skipped` | `skipped, there is a node with less ID available` |
 //!
 //! A wrong gateway shows as an unreachable lookup service, which is why that
 //! counts against the IP's data; a lookup service that fails on its own says
@@ -70,7 +70,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::BoxFuture;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::grid::graphql::{GraphQl, Node, PublicIp};
 use crate::grid::GridContext;
@@ -85,17 +85,22 @@ pub const IPS_NOT_MATCHING: &str = "public ip does not match farm ip";
 pub const PUBLIC_IP_DATA_INVALID: &str = "public ip or gateway data are not valid";
 pub const IP_IS_USED: &str = "ip is already assigned to a contract";
 pub const FETCH_REAL_IP_FAILED: &str = "failed to get real public IP to the node";
-/// Stored for every IP when a lower-id node of the farm answers.
+/// Logged, and noted in perf:status, when a lower-id node of the farm
+/// answers (the result is then `{}`).
 pub const SKIPPED_FOR_LOWER_NODE: &str = "skipped, there is a node with less ID available";
 
+/// Why the task cannot run: it validates the IPs of this node's farm.
+const NO_FARM: &str = "no farm is known: farm_id is not configured";
+const NO_NODE: &str = "no node id is known: node_id is not configured";
+
 /// The outcome for one farm IP.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct IpReport {
     pub state: State,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Valid,
@@ -182,36 +187,32 @@ impl PublicIpValidation {
 
     async fn validate(&self, ctx: &RunContext) -> anyhow::Result<Report> {
         netns::check_privileges()?;
-        let farm = self.farm_id.context(
-            "farm_id is not configured (farm_id in the config, or farmer_id= on the kernel command line)",
-        )?;
-        let me = self.node_id.context("node_id is not configured")?;
+        // Reached only when configuration enables the task explicitly.
+        let farm = self.farm_id.context(NO_FARM)?;
+        let me = self.node_id.context(NO_NODE)?;
         let nodes = self
             .source
             .up_nodes(farm)
             .await
             .with_context(|| format!("listing the up nodes of farm {farm}"))?;
+        if let Some(elder) =
+            election::lower_node_answering(&nodes, me, self.settings.ping_count).await?
+        {
+            // zos stores an empty object then (its skip error marshals to
+            // `{}`); the reason goes to the log and to perf:status.
+            let why = format!(
+                "{SKIPPED_FOR_LOWER_NODE}: node {} answered on {}",
+                elder.node_id, elder.address
+            );
+            tracing::warn!(node = me, lower_node = elder.node_id, address = %elder.address, "{why}");
+            ctx.remark(why);
+            return Ok(Report::new());
+        }
         let ips = self
             .source
             .public_ips(farm)
             .await
             .with_context(|| format!("listing the public IPs of farm {farm}"))?;
-        if let Some(elder) =
-            election::lower_node_answering(&nodes, me, self.settings.ping_count).await?
-        {
-            tracing::warn!(
-                node = me,
-                lower_node = elder.node_id,
-                address = %elder.address,
-                "{SKIPPED_FOR_LOWER_NODE}: node {} answered on {}",
-                elder.node_id,
-                elder.address
-            );
-            return Ok(ips
-                .into_iter()
-                .map(|ip| (ip.ip, IpReport::new(State::Skipped, SKIPPED_FOR_LOWER_NODE)))
-                .collect());
-        }
         tracing::info!(
             node = me,
             farm,
@@ -235,6 +236,20 @@ impl Task for PublicIpValidation {
 
     fn description(&self) -> &'static str {
         DESCRIPTION
+    }
+
+    /// Off where no farm (or node) is known: not a zos node. Every run
+    /// would fail there, every six hours, for a reason no run can change.
+    fn not_available(&self) -> Option<String> {
+        if self.farm_id.is_none() {
+            return Some(format!(
+                "{NO_FARM} (farm_id in the config, or farmer_id= on the kernel command line)"
+            ));
+        }
+        if self.node_id.is_none() {
+            return Some(format!("{NO_NODE} (node_id in the config, or --node-id)"));
+        }
+        None
     }
 
     fn defaults(&self) -> TaskDefaults {
