@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 pub const ONLY_PROVISIONTEST: &str =
     "[tasks.cpu-benchmark]\nenabled = false\n[tasks.healthcheck]\nenabled = false\n\
      [tasks.iperf]\nenabled = false\n[tasks.public-ip-validation]\nenabled = false\n\
-     [bus]\nenabled = false\n";
+     [tasks.provisiontest]\njitter = 0\n[bus]\nenabled = false\n";
 
 /// The directory holding `vmlinuz`, `initramfs.cpio` (prints the marker and
 /// powers off), `linger.cpio` (prints it and stays up) and `silent.cpio`

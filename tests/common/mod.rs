@@ -219,24 +219,26 @@ fn base36(mut n: u32) -> String {
 }
 
 /// Configuration lines that disable the measurement tasks but `enabled`
-/// (all four when it names none of them), whose jitter they set to zero.
+/// (all four when it names none of them), whose jitter they set to zero;
+/// `enabled`'s section comes last, so a caller may add keys to it.
 pub fn only_task(enabled: &str) -> String {
-    [
+    const TASKS: [&str; 4] = [
         "cpu-benchmark",
         "healthcheck",
         "iperf",
         "public-ip-validation",
-    ]
-    .iter()
-    .map(|n| {
-        if *n == enabled {
-            // Its start-up run at once: no jitter (zos's would delay it).
-            format!("[tasks.{n}]\njitter = 0\n")
-        } else {
-            format!("[tasks.{n}]\nenabled = false\n")
-        }
-    })
-    .collect()
+    ];
+    let mut text: String = TASKS
+        .iter()
+        .filter(|n| **n != enabled)
+        .map(|n| format!("[tasks.{n}]\nenabled = false\n"))
+        .collect();
+    if TASKS.contains(&enabled) {
+        // Its start-up run at once: no jitter (zos's would delay it). Last,
+        // so that a caller can add keys of the same section after it.
+        text.push_str(&format!("[tasks.{enabled}]\njitter = 0\n"));
+    }
+    text
 }
 
 /// Runs a command, panicking with its output if it fails.

@@ -626,8 +626,12 @@ fn redis_restarted_empty_under_load_gets_every_result_back_and_the_bus_answers_e
             let mut c = try_conn(&redis)?;
             let keys: Vec<String> = names.iter().map(|n| format!("perf.{n}")).collect();
             let found: u32 = redis::cmd("EXISTS").arg(&keys).query(&mut c).ok()?;
-            let statuses: u32 = redis::cmd("HLEN").arg(STATUS_KEY).query(&mut c).ok()?;
-            (found == 3 && statuses == 3).then_some(())
+            let statuses: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(STATUS_KEY)
+                .arg(&names)
+                .query(&mut c)
+                .ok()?;
+            (found == 3 && statuses.iter().all(Option::is_some)).then_some(())
         },
     );
     let restored = Instant::now();
@@ -729,7 +733,7 @@ fn sigterm_while_redis_is_down_exits_0_without_waiting_for_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_listener, service) = loopback_service();
     let config = format!(
-        "{}[tasks.healthcheck]\ncron = \"* * * * * *\"\n{}",
+        "{}cron = \"* * * * * *\"\n{}",
         only_task("healthcheck"),
         healthcheck_section(dir.path(), &service, true)
     );

@@ -295,7 +295,7 @@ fn a_second_daemon_in_the_runtime_directory_is_refused_and_the_cli_finds_the_fir
 /// The healthcheck alone, on `cron`, probing a closed port once per run.
 fn healthcheck_on(dir: &Path, cron: &str) -> String {
     format!(
-        "{}[tasks.healthcheck]\ncron = {cron:?}\n\
+        "{}cron = {cron:?}\n\
          [healthcheck]\ncache_dir = {:?}\nflags_dir = {:?}\nconnect_timeout = \"1s\"\n\
          backoff_total = \"0s\"\nservices = [\"redis://127.0.0.1:{}\"]\n",
         only_task("healthcheck"),

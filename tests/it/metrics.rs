@@ -95,9 +95,11 @@ fn a_scrape_after_every_task_ran_passes_promtool() {
     let cfg = config(
         dir.path(),
         &format!(
-            "[grid]\ngraphql_urls = [\"http://127.0.0.1:{closed}/graphql\"]\ngraphql_timeout = \"2s\"\n\
+            "farm_id = 1\nnode_id = 1\n\
+[grid]\ngraphql_urls = [\"http://127.0.0.1:{closed}/graphql\"]\ngraphql_timeout = \"2s\"\n\
 [healthcheck]\ncache_dir = \"{0}/cache\"\nflags_dir = \"{0}/flags\"\nbackoff_total = \"0s\"\n\
 connect_timeout = \"2s\"\nservices = [\"http://127.0.0.1:{open}\", \"http://127.0.0.1:{closed}\"]\n\
+[tasks.cpu-benchmark]\njitter = 0\n[tasks.healthcheck]\njitter = 0\n\
 [tasks.iperf]\ncron = \"*/2 * * * * *\"\njitter = 0\n\
 [tasks.public-ip-validation]\ncron = \"*/2 * * * * *\"\njitter = 0\n\
 [metrics]\nlisten = \"127.0.0.1:0\"\n",
@@ -411,7 +413,7 @@ fn the_dashboard_in_headless_chromium_shows_every_task_and_its_charts() {
     let cfg = config(
         dir.path(),
         &format!(
-            "{}[tasks.provisiontest]\nenabled = true\ncron = \"0 0 0 1 1 *\"\njitter = 0\n\
+            "farm_id = 1\nnode_id = 1\n{}[tasks.provisiontest]\nenabled = true\ncron = \"0 0 0 1 1 *\"\njitter = 0\n\
              \n[metrics]\nlisten = \"127.0.0.1:0\"\n",
             nothing_runs()
         ),

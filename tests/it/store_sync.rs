@@ -65,14 +65,14 @@ const WARNING: &str = "redis had lost results";
 fn a_fresh_start_raises_no_alarm_and_a_real_loss_does() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    // public-ip-validation without a farm fails at once: its status goes
-    // through waiting, running and idle within the first second, then
-    // stays (the next fire time is a year away).
+    // iperf without its program fails at once: its status goes through
+    // waiting, running and idle within the first second, then stays (the
+    // next fire time is a year away).
     let cfg = config(
         dir.path(),
         &format!(
-            "[tasks.public-ip-validation]\ncron = \"0 0 0 1 1 *\"\njitter = 0\n{}",
-            only_task("public-ip-validation")
+            "{}cron = \"0 0 0 1 1 *\"\n[iperf]\niperf3 = \"/nonexistent/iperf3\"\n",
+            only_task("iperf")
         ),
     );
     let mut daemon = Observed::start(&[], &cfg, &redis.url(), false);
