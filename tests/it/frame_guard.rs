@@ -9,8 +9,9 @@
 //! negotiates permessage-deflate: the guard reads frame lengths on the
 //! wire, which compression would make meaningless.
 
-#[path = "../../fuzz/checks/frame_guard.rs"]
-mod frame_guard;
+// The check the fuzz target runs (fuzz/checks/frame_guard.rs), compiled
+// once for the test binary by `fuzz_regressions`.
+use crate::fuzz_regressions::frame_guard;
 
 use frame_guard::{compare, encode, Frame};
 use proptest::prelude::*;

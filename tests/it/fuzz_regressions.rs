@@ -12,7 +12,7 @@ mod bus_request;
 #[path = "../../fuzz/checks/config_cron.rs"]
 mod config_cron;
 #[path = "../../fuzz/checks/frame_guard.rs"]
-mod frame_guard;
+pub(crate) mod frame_guard;
 #[path = "../../fuzz/checks/stored_value.rs"]
 mod stored_value;
 
