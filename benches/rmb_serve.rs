@@ -47,7 +47,29 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
+/// CPU time (user + system) of process `pid` so far, in clock ticks
+/// (`/proc/PID/stat` fields 14 and 15).
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
+    let after = &stat[stat.rfind(')').expect("stat's comm") + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// Milliseconds per clock tick: `/proc` counts in USER_HZ, 100 on Linux.
+fn tick_ms() -> f64 {
+    10.0
+}
+
 fn main() {
+    let quick = std::env::var_os("ZOS_PERF_BENCH_QUICK").is_some();
+    // A quick run may set the calls outstanding per session, to see how
+    // throughput follows concurrency.
+    let in_flight = std::env::var("ZOS_PERF_BENCH_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|_| quick)
+        .unwrap_or(IN_FLIGHT);
     let redis = RedisServer::start();
     store_fresh_cpu(&redis);
     let g = RmbGrid::start();
@@ -66,7 +88,7 @@ fn main() {
     // Idle first: nothing but the relay connection's pings.
     std::thread::sleep(Duration::from_secs(3));
     let mut idle_max = 0;
-    for _ in 0..IDLE_SECONDS {
+    for _ in 0..if quick { 0 } else { IDLE_SECONDS } {
         std::thread::sleep(Duration::from_secs(1));
         idle_max = idle_max.max(rss_kib(pid));
     }
@@ -84,7 +106,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (served, took) = rt.block_on(async {
+    let (served, took, daemon_ticks, own_ticks) = rt.block_on(async {
         let chain = ChainClient::new(vec![g.chain.url()], ChainOptions::default()).unwrap();
         let twins = Arc::new(TwinDb::new(Arc::new(chain), Duration::from_secs(300)));
         let mut clients = Vec::new();
@@ -108,9 +130,10 @@ fn main() {
             }
         }
         let t = Instant::now();
+        let (daemon_before, own_before) = (cpu_ticks(&pid.to_string()), cpu_ticks("self"));
         let mut tasks = tokio::task::JoinSet::new();
         for c in &clients {
-            for _ in 0..IN_FLIGHT {
+            for _ in 0..in_flight {
                 let c = c.clone();
                 tasks.spawn(async move {
                     for _ in 0..CALLS_PER_TASK {
@@ -124,9 +147,24 @@ fn main() {
         while let Some(r) = tasks.join_next().await {
             r.unwrap();
         }
-        (clients.len() * IN_FLIGHT * CALLS_PER_TASK, t.elapsed())
+        (
+            clients.len() * in_flight * CALLS_PER_TASK,
+            t.elapsed(),
+            cpu_ticks(&pid.to_string()) - daemon_before,
+            cpu_ticks("self") - own_before,
+        )
     });
     let busy_rss = rss_kib(pid);
+    let per_call = |ticks: u64| ticks as f64 * tick_ms() / served as f64;
+    eprintln!(
+        "{:.0}/s; CPU per call: daemon {:.3} ms, callers + relay + chain {:.3} ms",
+        served as f64 / took.as_secs_f64(),
+        per_call(daemon_ticks),
+        per_call(own_ticks)
+    );
+    if quick {
+        return;
+    }
 
     // The TypeScript client's round trip.
     let ts_caller = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap();
@@ -147,6 +185,8 @@ fn main() {
         "`zos-perf run` serving `zos.perf.get` over the test relay on loopback (ed25519 serving twin; callers sr25519; payloads encrypted both ways, signatures checked both ways; daemon, relay, chain stand-in and callers on the same machine):\n\n\
          | what | figure |\n|---|---:|\n\
          | requests served per second ({CLIENTS} client sessions × {IN_FLIGHT} calls outstanding, {served} calls) | **{:.0}/s** |\n\
+         | daemon CPU time per call served (user + system) | {:.3} ms |\n\
+         | CPU time per call of the bench process (callers, test relay, chain stand-in) | {:.3} ms |\n\
          | TypeScript client (`@threefold/rmb_direct_client`), {} sequential calls, round trip p50 (send until the reply is verified, decrypted and parsed) | {:.2} ms |\n\
          | the same, p99 | {:.2} ms |\n\
          | the same, max | {:.2} ms |\n\
@@ -155,6 +195,8 @@ fn main() {
          | daemon idle RSS at the end of that | {:.1} MiB |\n\
          | daemon RSS after the throughput run | {:.1} MiB |\n",
         served as f64 / took.as_secs_f64(),
+        per_call(daemon_ticks),
+        per_call(own_ticks),
         ts["calls"],
         ts["p50_ms"].as_f64().unwrap_or(f64::NAN),
         ts["p99_ms"].as_f64().unwrap_or(f64::NAN),

@@ -1,7 +1,9 @@
 //! The relay transport under hostile or broken peers (issue "Bounded under
-//! any remote input", items 2, 3, 4, 8, 9), against the test relay and the
-//! chain stand-in on loopback:
+//! any remote input", items 1, 2, 3, 4, 8, 9), against the test relay and
+//! the chain stand-in on loopback:
 //!
+//! - a burst of history requests over a full history of big records is
+//!   answered whole, with the daemon's peak RSS bounded;
 //! - a flood of ~4 MiB envelopes with bad signatures while the chain
 //!   answers slowly: the daemon's peak RSS stays bounded, and the sender's
 //!   twin is looked up once, not once per envelope;
@@ -104,8 +106,20 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM")
 }
 
-/// A request from the caller's session to `to`, signed by `signer`.
+/// A `zos.perf.get` from the caller's session to `to`, signed by `signer`.
 fn request(uid: String, to: u32, payload: Vec<u8>, signer: &Identity) -> Envelope {
+    request_for("zos.perf.get", uid, to, payload, signer)
+}
+
+/// A request of `command` from the caller's session to `to`, signed by
+/// `signer`.
+fn request_for(
+    command: &str,
+    uid: String,
+    to: u32,
+    payload: Vec<u8>,
+    signer: &Identity,
+) -> Envelope {
     let mut env = Envelope {
         uid,
         timestamp: relay::unix_now(),
@@ -113,7 +127,7 @@ fn request(uid: String, to: u32, payload: Vec<u8>, signer: &Identity) -> Envelop
         source: Some(Address::session(CALLER, Some(SID.into()))),
         destination: Some(Address::twin(to)),
         message: Some(Body::Request(Request {
-            command: "zos.perf.get".into(),
+            command: command.into(),
         })),
         schema: Some(envelope::SCHEMA_JSON.into()),
         payload: Some(Payload::Plain(payload)),
@@ -179,6 +193,91 @@ async fn a_flood_of_big_forged_envelopes_is_bounded_in_bytes_and_lookups() {
     );
     assert!(lookups <= 2, "{lookups} chain lookups of one twin");
     assert_eq!(metric(addr, "zos_perf_relay_connections_total"), 1.0);
+}
+
+/// History requests in one burst over the relay.
+const HISTORY_BURST: usize = 256;
+
+/// Item 1, over the relay: a burst of `zos.perf.history` requests of many
+/// tasks and limits over a full history of big iperf records (each answer
+/// up to ~2 MB of JSON) is answered whole and in bounds: one answer is
+/// built at a time, while up to 64 requests are in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_history_requests_over_the_relay_is_bounded() {
+    let s = served();
+    common::burst::fill(&s._redis);
+    let mut link = caller_link(&s.g, &RelayOptions::default()).await;
+    wait_for(Duration::from_secs(10), "the caller on the relay", || {
+        s.g.relay.is_online(CALLER, Some(SID)).then_some(())
+    });
+    let who = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap();
+    // The largest answers: the whole iperf history, ~2 MB of JSON each.
+    let asks = vec![("iperf", common::burst::DEPTH); HISTORY_BURST];
+    let mut left: std::collections::HashMap<String, usize> = asks
+        .iter()
+        .enumerate()
+        .map(|(k, (_, limit))| (format!("history-{k}"), (*limit).min(common::burst::DEPTH)))
+        .collect();
+    let server_pk = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519)
+        .unwrap()
+        .secp256k1_public();
+    let sender = link.sender();
+    let sending = tokio::spawn(async move {
+        let who = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap();
+        for (k, (name, limit)) in asks.into_iter().enumerate() {
+            let payload = serde_json::json!({"Name": name, "Limit": limit}).to_string();
+            let env = request_for(
+                "zos.perf.history",
+                format!("history-{k}"),
+                SERVER,
+                payload.into_bytes(),
+                &who,
+            );
+            sender.send(&env).await.expect("send");
+        }
+    });
+    let mut errors = Vec::new();
+    while !left.is_empty() {
+        let event = tokio::time::timeout(Duration::from_secs(120), link.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} history answers missing after 120 s", left.len()))
+            .expect("the caller's link is open");
+        let Event::Envelope(env, _) = event else {
+            panic!("not an envelope: {event:?}");
+        };
+        let want = left
+            .remove(&env.uid)
+            .unwrap_or_else(|| panic!("answer {} unasked for or twice", env.uid));
+        if let Some(Body::Error(e)) = &env.message {
+            errors.push(format!(
+                "answer {}: error {} {}",
+                env.uid, e.code, e.message
+            ));
+            continue;
+        }
+        // Sealed for the caller, who has a public key on the chain.
+        let json = match &env.payload {
+            Some(Payload::Cipher(c)) => {
+                zos_perf::rmb::e2e::decrypt(&who, &server_pk, c).expect("the answer opens")
+            }
+            Some(Payload::Plain(p)) => p.clone(),
+            None => panic!("answer {} has no payload", env.uid),
+        };
+        let records: Vec<serde::de::IgnoredAny> =
+            serde_json::from_slice(&json).expect("a JSON array");
+        assert_eq!(records.len(), want, "answer {}", env.uid);
+    }
+    sending.await.expect("sending");
+    let peak = peak_rss_kib(s.daemon.child.id());
+    eprintln!(
+        "relay history burst: {HISTORY_BURST} answers ({} errors), daemon peak RSS {peak} KiB",
+        errors.len()
+    );
+    assert!(
+        peak <= FLOOD_RSS_MAX_KIB,
+        "peak RSS {peak} KiB over {FLOOD_RSS_MAX_KIB} KiB"
+    );
+    assert!(errors.is_empty(), "{} errors: {errors:#?}", errors.len());
 }
 
 /// Item 2: concurrent lookups of one twin are one chain read; a bad
