@@ -238,7 +238,7 @@ impl Config {
         }
         self.check_durations()?;
         if let Some(url) = &self.redis {
-            crate::redis::check_url(url).context("redis")?;
+            crate::node_redis::check_url(url).context("redis")?;
         }
         self.grid.validate()?;
         self.sections.validate()?;

@@ -26,7 +26,7 @@
 //! - [`schedule`]: cron schedules, jitter and the clock the monitor reads.
 //! - [`tasks`]: the task trait, the registry and one folder per task.
 //! - [`store`]: the results, statuses and per-task history held in memory and mirrored to Redis.
-//! - [`redis`]: the Redis connection, the private redis-server, every key name.
+//! - [`node_redis`]: the node's Redis: the connection, the private redis-server, every key name.
 //! - [`bus`]: the RMB protocol core and its two transports: local Redis lists, and the relay.
 //! - [`outputs`]: Prometheus metrics, the node_exporter textfile, the dashboard page.
 //! - [`grid`]: the grid networks, their GraphQL, the chain's JSON-RPC, and the context tasks share.
@@ -45,7 +45,7 @@ pub mod grid;
 pub mod logging;
 pub mod monitor;
 pub mod outputs;
-pub mod redis;
+pub mod node_redis;
 pub mod rmb;
 pub mod schedule;
 pub mod service;

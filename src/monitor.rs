@@ -365,7 +365,7 @@ impl Ctx {
         // the same rule through a lease in Redis.
         let lease = if settings.exclusive {
             self.store.update_status(name, |s| s.state = State::Waiting);
-            use crate::redis::lease::{self, Waited};
+            use crate::node_redis::lease::{self, Waited};
             let waited = lease::wait_for(
                 self.store.link(),
                 lease::EXCLUSIVE_KEY,

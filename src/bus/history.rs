@@ -162,7 +162,7 @@ impl Shared {
         let _ = w.write_all(b"]");
         let bad = good_upto.len() - ends.len();
         if bad > 0 {
-            tracing::warn!(key = %crate::redis::keys::history(name), bad,
+            tracing::warn!(key = %crate::node_redis::keys::history(name), bad,
                 "history records that are not JSON (or too long); not serving them");
         }
         Shared {
@@ -190,7 +190,7 @@ impl Shared {
                 ErrorCode::StoredResultInvalid,
                 format!(
                     "stored records of {} are not JSON",
-                    crate::redis::keys::history(self.name)
+                    crate::node_redis::keys::history(self.name)
                 ),
             ));
         }

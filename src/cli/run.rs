@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use zos_perf::config::Config;
 use zos_perf::daemon::{self, Daemon};
-use zos_perf::redis::server;
+use zos_perf::node_redis::server;
 use zos_perf::tasks::Progress;
 
 use super::error::CliError;

@@ -40,8 +40,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::grid::chain::{ChainClient, ChainOptions};
 use crate::grid::GridContext;
-use crate::redis::keys::STATUS as STATUS_KEY;
-use crate::redis::RedisLink;
+use crate::node_redis::keys::STATUS as STATUS_KEY;
+use crate::node_redis::RedisLink;
 use crate::schedule::Clock;
 use sources::{DateHeader, Tfchain, TimeService, TimeSource};
 

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use zos_perf::clock::{self, ClockCheck, ClockStatus};
 use zos_perf::config::Config;
 use zos_perf::grid::chain::key;
-use zos_perf::redis::RedisLink;
+use zos_perf::node_redis::RedisLink;
 
 /// "Now" for the sources.
 fn truth() -> DateTime<Utc> {

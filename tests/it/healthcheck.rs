@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use zos_perf::config::Config;
-use zos_perf::redis as redis_link;
+use zos_perf::node_redis as redis_link;
 use zos_perf::store;
 use zos_perf::tasks::healthcheck::{
     backoff, Backoff, Check, Flag, Flags, Healthcheck, NetworkTargets, Settings,

@@ -324,7 +324,7 @@ async fn bad_input_is_refused_or_dropped_and_counted_and_the_connection_stays_up
     // zos.perf.history, read from the same store as the local bus.
     let record = json!({"timestamp": 1, "result": {"single": 1.0}});
     redis::cmd("LPUSH")
-        .arg(zos_perf::redis::keys::history("cpu-benchmark"))
+        .arg(zos_perf::node_redis::keys::history("cpu-benchmark"))
         .arg(record.to_string())
         .query::<()>(&mut s.redis.conn())
         .unwrap();

@@ -66,7 +66,7 @@ use super::batch;
 use super::commands::Command;
 use super::stats::{BusStats, CODE_SLOTS};
 use super::BusConfig;
-use crate::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::node_redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::util::backoff::Backoff;
 use crate::util::clock::unix_now;
 

@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use super::commands::Command;
 use super::message::{BASE64, MAX_PAYLOAD};
 use super::snapshot::Snapshot;
-use crate::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::node_redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::rmb::envelope::{self, Address, Body, Envelope, Payload, Response};
 use crate::rmb::relay::{self, Event, Held, LinkSender, RelayOptions};
 use crate::rmb::twin::{Twin, TwinDb};

@@ -134,7 +134,7 @@ pub async fn answers_within(
 
 /// The Redis the read-only commands talk to: the configured one, else the
 /// one the running daemon recorded in its runtime directory
-/// ([`crate::redis::instance`]), else the daemon's private one if it answers,
+/// ([`crate::node_redis::instance`]), else the daemon's private one if it answers,
 /// else `default`. What the runtime directory says is trusted only when
 /// the directory is ours alone: in one another user can write, the server
 /// behind it may be theirs.
@@ -142,7 +142,7 @@ pub async fn reader_url(configured: Option<&str>, default: &str) -> anyhow::Resu
     if let Some(url) = configured {
         return Ok(url.to_string());
     }
-    if let Some(url) = crate::redis::instance::recorded_redis(&runtime_dir()) {
+    if let Some(url) = crate::node_redis::instance::recorded_redis(&runtime_dir()) {
         return Ok(url);
     }
     let private = socket_url();

@@ -1,7 +1,7 @@
 //! One daemon per runtime directory, and what it records there.
 //!
 //! The runtime directory (`$XDG_RUNTIME_DIR/zos-perf`, `/run/zos-perf` for
-//! root; see [`crate::redis::server::runtime_dir`]) belongs to one daemon at
+//! root; see [`crate::node_redis::server::runtime_dir`]) belongs to one daemon at
 //! a time. Two daemons sharing it would share the private redis-server's
 //! socket: the second would take it over and delete it on exit while the
 //! first still runs. So `zos-perf run` holds a lock there for its whole
@@ -18,7 +18,7 @@
 //!   disk (give the readers `--redis`). Removed on exit, and trusted only
 //!   while the lock is held.
 //! - `redis.pid`: the private redis-server's pid
-//!   ([`crate::redis::server`]).
+//!   ([`crate::node_redis::server`]).
 //!
 //! Every file is opened with `O_NOFOLLOW` in a directory checked to be ours
 //! alone (owned by us, mode 700), so a link planted there is refused, not
@@ -32,7 +32,7 @@ use anyhow::Context;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::redis::server;
+use crate::node_redis::server;
 
 /// The lock file held by the running daemon.
 pub const LOCK_FILE: &str = "daemon.lock";
@@ -114,7 +114,7 @@ impl Instance {
     pub fn record_redis(&self, url: &str) -> anyhow::Result<()> {
         let path = self.dir.join(REDIS_URL_FILE);
         let _ = std::fs::remove_file(&path);
-        if crate::redis::redacted(url) != url {
+        if crate::node_redis::redacted(url) != url {
             tracing::info!(
                 "the redis address has credentials: not recorded for the CLI (give it --redis)"
             );
@@ -143,7 +143,7 @@ pub fn recorded_redis(dir: &Path) -> Option<String> {
     }
     let mut file = open(&dir.join(REDIS_URL_FILE), libc_flags::READ).ok()?;
     let url = read_small(&mut file)?.trim().to_string();
-    crate::redis::check_url(&url).ok()?;
+    crate::node_redis::check_url(&url).ok()?;
     Some(url)
 }
 
