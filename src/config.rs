@@ -19,7 +19,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use crate::bus::BusConfig;
-use crate::clock::ClockConfig;
+use crate::clock_check::ClockConfig;
 use crate::grid::{GridConfig, GridContext, Network};
 use crate::schedule::Schedule;
 use crate::tasks::{self, Sections, TaskDefaults};

@@ -273,7 +273,7 @@ impl Builder {
             .filter(|r| r.settings.enabled)
             .map(|r| r.task.name())
             .collect();
-        let clock_check = crate::clock::spawn(
+        let clock_check = crate::clock_check::spawn(
             &config.clock,
             &config.grid_context(),
             clock.clone(),

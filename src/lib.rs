@@ -25,6 +25,7 @@
 //! - [`monitor`]: the scheduler: fires tasks, times them out, records outcomes.
 //! - [`schedule`]: cron schedules, jitter and the clock the monitor reads.
 //! - [`tasks`]: the task trait, the registry and one folder per task.
+//! - [`clock_check`]: the clock check beside the monitor: the node's clock against tfchain and HTTP time.
 //! - [`store`]: the results, statuses and per-task history held in memory and mirrored to Redis.
 //! - [`node_redis`]: the node's Redis: the connection, the private redis-server, every key name.
 //! - [`bus`]: the RMB protocol core and its two transports: local Redis lists, and the relay.
@@ -38,7 +39,7 @@
 //! calls into these.
 
 pub mod bus;
-pub mod clock;
+pub mod clock_check;
 pub mod config;
 pub mod daemon;
 pub mod grid;

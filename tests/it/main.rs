@@ -13,7 +13,7 @@ mod bus_cli;
 mod caps;
 mod chain;
 mod cli;
-mod clock;
+mod clock_check;
 mod docs_drift;
 mod docs_links;
 mod faults;
