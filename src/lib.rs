@@ -33,7 +33,7 @@
 //! - [`grid`]: the grid networks, their GraphQL, the chain's JSON-RPC, and the context tasks share.
 //! - [`rmb`]: RMB over the relay: identity, envelope, signature, JWT, encryption, twin lookups, relay client.
 //! - [`logging`]: a log sink that never blocks or panics, escaping, rate limits.
-//! - `util`: backoff, text clipping, the clock in Unix seconds, capped HTTP bodies.
+//! - `util`: backoff, text clipping, Unix time (`unix_time`), capped HTTP bodies.
 //!
 //! The binary (`src/main.rs`, `src/cli/`) parses the command line and
 //! calls into these.
