@@ -50,9 +50,9 @@ use tokio_util::sync::CancellationToken;
 use crate::bus;
 use crate::config::Config;
 use crate::monitor::{self, Monitor, Registered};
-use crate::outputs;
 use crate::node_redis::{self, server, PrivateRedis, RedisLink};
-use crate::schedule::{Clock, SystemClock};
+use crate::outputs;
+use crate::schedule::{SystemClock, Timekeeper};
 use crate::service::{self, Service};
 use crate::store::{ResultStore, TaskResult};
 use crate::tasks::{self, Progress, Task};
@@ -100,7 +100,7 @@ pub struct Builder {
     config: Config,
     default_redis: String,
     tasks: Option<Vec<Registered>>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn Timekeeper>,
     load_wait: Duration,
     runtime_dir: Option<std::path::PathBuf>,
     interrupt: CancellationToken,
@@ -129,7 +129,7 @@ impl Builder {
     }
 
     /// The clock the monitor schedules by.
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Builder {
+    pub fn clock(mut self, clock: Arc<dyn Timekeeper>) -> Builder {
         self.clock = clock;
         self
     }

@@ -23,7 +23,7 @@
 //! - [`daemon`]: starts every part and stops them in order (`zos-perf run`).
 //! - [`config`]: the configuration file, environment and flags, composed of sections.
 //! - [`monitor`]: the scheduler: fires tasks, times them out, records outcomes.
-//! - [`schedule`]: cron schedules, jitter and the clock the monitor reads.
+//! - [`schedule`]: cron schedules, jitter and the `Timekeeper` (wall time, waiting) the monitor reads.
 //! - [`tasks`]: the task trait, the registry and one folder per task.
 //! - [`clock_check`]: the clock check beside the monitor: the node's clock against tfchain and HTTP time.
 //! - [`store`]: the results, statuses and per-task history held in memory and mirrored to Redis.

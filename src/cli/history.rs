@@ -2,8 +2,8 @@
 //! figures with their trend, or as the stored records (`--json`).
 
 use zos_perf::config::Config;
-use zos_perf::outputs::terminal;
 use zos_perf::node_redis;
+use zos_perf::outputs::terminal;
 use zos_perf::store::{history, TaskResult};
 
 use super::{reader_url, task_name};

@@ -16,7 +16,7 @@ use zos_perf::config::Config;
 use zos_perf::config::TaskSettings;
 use zos_perf::monitor::Registered;
 use zos_perf::node_redis::keys::STATUS as STATUS_KEY;
-use zos_perf::schedule::{Clock, Schedule, SystemClock};
+use zos_perf::schedule::{Schedule, SystemClock, Timekeeper};
 use zos_perf::store::ResultStore;
 use zos_perf::store::TaskResult;
 use zos_perf::store::{Outcome, State, TaskStatus};
@@ -144,7 +144,7 @@ impl Started {
     async fn start(
         redis: &RedisServer,
         tasks: Vec<(Arc<TestTask>, TaskSettings)>,
-        clock: Arc<dyn Clock>,
+        clock: Arc<dyn Timekeeper>,
     ) -> Started {
         let names: Vec<(&'static str, bool)> =
             tasks.iter().map(|(t, s)| (t.name, s.enabled)).collect();
@@ -965,7 +965,7 @@ struct BreakingClock {
     broke: AtomicBool,
 }
 
-impl Clock for BreakingClock {
+impl Timekeeper for BreakingClock {
     fn now(&self) -> chrono::DateTime<Utc> {
         if self.armed.load(Ordering::SeqCst) {
             self.broke.store(true, Ordering::SeqCst);
