@@ -108,7 +108,7 @@ fn main() {
         for n in 0..FLOOD {
             let mut env = Envelope {
                 uid: format!("flood-{n}"),
-                timestamp: relay_link::unix_now(),
+                timestamp: zos_perf::unix_time::unix_now(),
                 expiration: 600,
                 source: Some(Address::session(CALLER, Some("flood".into()))),
                 destination: Some(Address::twin(SERVER)),

@@ -60,6 +60,9 @@ pub use util::memory;
 /// Escaping text from outside before it reaches a terminal or a log line
 /// (the CLI prints remote answers and stored values).
 pub use util::text;
+/// The wall clock in Unix seconds, read in one place (the CLI and the tests
+/// stamp requests with it too).
+pub use util::unix_time;
 
 pub use config::Config;
 pub use daemon::Daemon;

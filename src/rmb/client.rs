@@ -21,6 +21,7 @@ use super::error::RmbError;
 use super::identity::{self, Identity};
 use super::relay_link::{self, Event, LinkSender, RelayOptions};
 use super::twin::{Twin, TwinDb};
+use crate::util::unix_time::unix_now;
 
 type Waiter = oneshot::Sender<Result<Envelope, RmbError>>;
 
@@ -193,7 +194,7 @@ impl RmbClient {
         };
         let mut env = Envelope {
             uid: uuid::Uuid::new_v4().to_string(),
-            timestamp: relay_link::unix_now(),
+            timestamp: unix_now(),
             expiration: timeout.as_secs().max(1),
             source: Some(Address::session(self.own.id, Some(self.sid.clone()))),
             destination: Some(Address::twin(dest.id)),

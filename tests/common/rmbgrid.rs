@@ -124,7 +124,7 @@ impl RmbGrid {
 /// a task that has one, and deletes the results of disabled tasks only):
 /// the value stored.
 pub fn store_fresh_cpu(redis: &super::RedisServer) -> Value {
-    let now = relay_link::unix_now();
+    let now = zos_perf::unix_time::unix_now();
     let stored = serde_json::json!({"name": "cpu-benchmark", "description": "cpu", "timestamp": now,
                         "result": {"single": 1.25, "multi": 9.5, "threads": 8, "workloads": 0}});
     redis::cmd("SET")
@@ -293,7 +293,7 @@ async fn serve(
         };
         let mut reply = Envelope {
             uid: env.uid.clone(),
-            timestamp: relay_link::unix_now(),
+            timestamp: zos_perf::unix_time::unix_now(),
             expiration: 300,
             source: Some(Address::twin(twin_id)),
             destination: env.source.clone(),

@@ -108,7 +108,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 fn request(uid: String, to: u32, payload: Vec<u8>, signer: &Identity) -> Envelope {
     let mut env = Envelope {
         uid,
-        timestamp: relay_link::unix_now(),
+        timestamp: zos_perf::unix_time::unix_now(),
         expiration: 600,
         source: Some(Address::session(CALLER, Some(SID.into()))),
         destination: Some(Address::twin(to)),
@@ -289,7 +289,7 @@ async fn a_relay_that_stops_reading_is_given_up() {
         for n in 0..64 {
             let mut env = Envelope {
                 uid: format!("big-{n}"),
-                timestamp: relay_link::unix_now(),
+                timestamp: zos_perf::unix_time::unix_now(),
                 expiration: 60,
                 source: Some(Address::twin(SERVER)),
                 destination: Some(Address::session(CALLER, Some(SID.into()))),

@@ -103,7 +103,7 @@ impl Caller {
         self.n += 1;
         let mut env = Envelope {
             uid: format!("bad-{}", self.n),
-            timestamp: relay_link::unix_now(),
+            timestamp: zos_perf::unix_time::unix_now(),
             expiration: 60,
             source: Some(Address::session(CALLER, Some(SID.into()))),
             destination: Some(Address::twin(SERVER)),

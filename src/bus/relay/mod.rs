@@ -50,6 +50,7 @@ use crate::rmb::envelope::{self, Address, Body, Envelope, Payload, Response};
 use crate::rmb::relay_link::{self, Event, Held, LinkSender, RelayOptions};
 use crate::rmb::twin::{Twin, TwinDb};
 use crate::rmb::{e2e, Identity, RmbError};
+use crate::util::unix_time::unix_now;
 
 pub use stats::{Dropped, Refusal, RelayStats};
 
@@ -322,7 +323,7 @@ impl Server {
         };
         let mut reply = Envelope {
             uid,
-            timestamp: relay_link::unix_now(),
+            timestamp: unix_now(),
             expiration: 300,
             source: Some(Address::twin(self.me.id)),
             destination: Some(src),
@@ -345,7 +346,7 @@ impl Server {
         env: &Envelope,
         command: &str,
     ) -> (Option<Arc<Twin>>, Result<Vec<u8>, Failure>) {
-        let now = relay_link::unix_now();
+        let now = unix_now();
         // Comparing against `now - skew` is comparing `deadline + skew`
         // against `now`, without overflow.
         if env.deadline() <= now.saturating_sub(self.skew) {
