@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::services::{NetworkCheck, ServiceInstances};
 use crate::grid::Network;
+use crate::tasks::retry::RetryPolicy;
 
 /// `[healthcheck]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -23,7 +24,7 @@ pub struct HealthcheckConfig {
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Option<Duration>,
     /// The interval of the first wait before a failing check is retried
-    /// (randomised ±50 %, then ×1.5 each time; see `backoff`).
+    /// (randomised ±50 %, then ×1.5 each time; see `tasks::retry`).
     #[serde(with = "humantime_serde")]
     pub backoff_initial: Duration,
     /// The longest interval between retries (zos: 30 s, below the first).
@@ -45,9 +46,9 @@ impl Default for HealthcheckConfig {
             flags_dir: PathBuf::from("/tmp/flags"),
             network_check: None,
             connect_timeout: None,
-            backoff_initial: super::Backoff::default().initial,
-            backoff_max: super::Backoff::default().max_interval,
-            backoff_total: super::Backoff::default().total,
+            backoff_initial: RetryPolicy::default().initial,
+            backoff_max: RetryPolicy::default().max_interval,
+            backoff_total: RetryPolicy::default().total,
             services: None,
             instances: ServiceInstances::default(),
         }
