@@ -12,8 +12,7 @@
 use base64::Engine;
 use serde_json::Value;
 
-use super::commands::task_name;
-use super::error::{BusError, ErrorCode};
+use super::error::{task_name, BusError, ErrorCode};
 use super::message::BASE64;
 use crate::store::history::MAX_DEPTH;
 use crate::util::text::clip;
