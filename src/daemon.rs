@@ -205,7 +205,7 @@ impl Builder {
                 anyhow::bail!("interrupted while waiting for redis on the default address")
             }
             None => {
-                let dir = runtime_dir.unwrap_or_else(server::runtime_dir);
+                let dir = runtime_dir.unwrap_or_else(node_redis::instance::runtime_dir);
                 let private = PrivateRedis::start(&dir).await?;
                 tracing::info!(redis = %private.url(), waited = ?config.redis_wait, "no redis configured and none on the default address: using a private redis-server");
                 (private.url(), Some(private))

@@ -33,12 +33,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::server::{answers, prepare_runtime_dir};
-use crate::node_redis::instance;
+use super::instance::{self, prepare_runtime_dir};
+use super::server::{answers, SOCKET};
 use crate::util::backoff::Backoff;
 
-/// The socket's name in the runtime directory.
-pub const SOCKET: &str = "redis.sock";
 /// The pid record's name in the runtime directory.
 pub const PID_FILE: &str = "redis.pid";
 /// How long a new server has to answer.
