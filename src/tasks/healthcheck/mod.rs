@@ -93,12 +93,12 @@ pub enum NetworkTargets {
 impl Settings {
     /// The settings of a node in `grid` with the `[healthcheck]` section `hc`.
     pub fn new(hc: &HealthcheckConfig, grid: &GridContext) -> Settings {
-        let (network, default_timeout) = match services::network_check(hc) {
-            services::NetworkCheck::PerUrl => (
+        let (network, default_timeout) = match config::network_check(hc) {
+            config::NetworkCheck::PerUrl => (
                 NetworkTargets::PerUrl(hc.services_of(grid.network)),
                 Duration::from_secs(5),
             ),
-            services::NetworkCheck::PerService => (
+            config::NetworkCheck::PerService => (
                 NetworkTargets::PerService(services::groups(grid.network, &hc.instances)),
                 Duration::from_secs(10),
             ),
