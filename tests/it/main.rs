@@ -27,6 +27,7 @@ mod history;
 mod instances;
 mod iperf;
 mod iperf_public;
+mod layout;
 mod metrics;
 mod monitor;
 mod operator;
