@@ -21,8 +21,8 @@ mod support;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use zos_perf::tasks::cpu_benchmark::chain::{self, CHECK_EVERY, SEED, STEPS};
 use zos_perf::tasks::cpu_benchmark::crc::Path;
+use zos_perf::tasks::cpu_benchmark::workload::{self, CHECK_EVERY, SEED, STEPS};
 use zos_perf::tasks::cpu_benchmark::{CpuBenchmark, CpuBenchmarkConfig};
 use zos_perf::tasks::{RunContext, Task};
 
@@ -107,7 +107,7 @@ fn row(label: &str, v: Vec<f64>, decimals: usize) -> String {
 fn ns_per_step(path: Path, steps: u64, every: u64) -> f64 {
     let stop = AtomicBool::new(false);
     let begin = Instant::now();
-    let end = chain::chain_checked_every(path, SEED, steps, every, &stop);
+    let end = workload::chain_checked_every(path, SEED, steps, every, &stop);
     let ns = begin.elapsed().as_nanos() as f64 / steps as f64;
     assert!(end.is_ok());
     ns

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use common::{dropping_ns, in_netns, NetNs};
 use serde_json::Value;
 use tokio::net::TcpListener;
-use zos_perf::tasks::healthcheck::{Backoff, Flags, Healthcheck, NetworkTargets, Settings};
+use zos_perf::tasks::healthcheck::{Flags, Healthcheck, NetworkTargets, Settings};
+use zos_perf::tasks::retry::RetryPolicy;
 use zos_perf::tasks::{RunContext, Task};
 
 /// The six services of a network, with `a`..`f` standing for their hosts.
@@ -42,7 +43,7 @@ fn task(dir: &std::path::Path, services: Vec<String>) -> Healthcheck {
         cache_dir: dir.join("cache"),
         flags: Flags::new(dir.join("flags")),
         connect_timeout: Duration::from_secs(5),
-        backoff: Backoff {
+        backoff: RetryPolicy {
             initial: Duration::from_secs(180),
             max_interval: Duration::from_secs(30),
             total: Duration::ZERO,
@@ -144,7 +145,7 @@ fn main() {
             let t0 = tokio::time::Instant::now();
             let starts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
             let log = starts.clone();
-            let retried = zos_perf::tasks::healthcheck::backoff::retry(
+            let retried = zos_perf::tasks::retry::retry(
                 policy,
                 &tokio_util::sync::CancellationToken::new(),
                 "network",

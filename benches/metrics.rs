@@ -177,7 +177,8 @@ fn append_cost() -> (Duration, Duration, usize) {
     let redis = common::RedisServer::start();
     rt.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let link = zos_perf::redis::RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
+        let link =
+            zos_perf::node_redis::RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
         let store = zos_perf::store::ResultStore::with_history(
             link,
             &zos_perf::store::history::HistoryConfig::default(),

@@ -22,7 +22,7 @@ use common::observe::{get, sample, Observed};
 use common::rmbgrid::{store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
 use common::{wait_for, RedisServer};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Request};
-use zos_perf::rmb::relay::{self, RelayOptions};
+use zos_perf::rmb::relay_link::{self, RelayOptions};
 use zos_perf::rmb::twin;
 use zos_perf::rmb::{Identity, KeyType};
 
@@ -88,7 +88,7 @@ fn main() {
     let key = twin::twin_key(CALLER);
     let (took, lookups) = rt.block_on(async {
         let who = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap();
-        let link = relay::open(
+        let link = relay_link::open(
             &g.relay.url(),
             &who,
             CALLER,
@@ -108,7 +108,7 @@ fn main() {
         for n in 0..FLOOD {
             let mut env = Envelope {
                 uid: format!("flood-{n}"),
-                timestamp: relay::unix_now(),
+                timestamp: zos_perf::unix_time::unix_now(),
                 expiration: 600,
                 source: Some(Address::session(CALLER, Some("flood".into()))),
                 destination: Some(Address::twin(SERVER)),

@@ -24,7 +24,7 @@ use common::rmbgrid::{seed, Behaviour, Responder, RmbGrid, MNEMONIC_A, MNEMONIC_
 use serde_json::json;
 use zos_perf::grid::chain::{ChainClient, ChainOptions};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Request};
-use zos_perf::rmb::relay::RelayOptions;
+use zos_perf::rmb::relay_link::RelayOptions;
 use zos_perf::rmb::twin::TwinDb;
 use zos_perf::rmb::{e2e, Identity, KeyType, RmbClient};
 

@@ -25,7 +25,7 @@ use common::rmbgrid::{seed, spawn_serving, store_fresh_cpu, RmbGrid, MNEMONIC_A,
 use common::{wait_for, RedisServer};
 use serde_json::json;
 use zos_perf::grid::chain::{ChainClient, ChainOptions};
-use zos_perf::rmb::relay::RelayOptions;
+use zos_perf::rmb::relay_link::RelayOptions;
 use zos_perf::rmb::twin::TwinDb;
 use zos_perf::rmb::{Identity, KeyType, RmbClient};
 

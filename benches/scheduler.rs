@@ -99,7 +99,7 @@ fn main() {
             result: serde_json::Value::Null,
         };
         let _: () = redis::cmd("SET")
-            .arg(zos_perf::redis::keys::result("healthcheck"))
+            .arg(zos_perf::node_redis::keys::result("healthcheck"))
             .arg(serde_json::to_string(&stored).expect("json"))
             .query(&mut redis.conn())
             .expect("SET");

@@ -19,7 +19,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use crate::bus::BusConfig;
-use crate::clock::ClockConfig;
+use crate::clock_check::ClockConfig;
 use crate::grid::{GridConfig, GridContext, Network};
 use crate::schedule::Schedule;
 use crate::tasks::{self, Sections, TaskDefaults};
@@ -238,7 +238,7 @@ impl Config {
         }
         self.check_durations()?;
         if let Some(url) = &self.redis {
-            crate::redis::check_url(url).context("redis")?;
+            crate::node_redis::check_url(url).context("redis")?;
         }
         self.grid.validate()?;
         self.sections.validate()?;

@@ -28,7 +28,7 @@
 //! left once the private Redis's share ([`PRIVATE_STOP`]) is set aside, and
 //! the private Redis is stopped (SIGTERM, then SIGKILL) by the deadline,
 //! however slow or hung it is. `zos-perf run` also holds its runtime
-//! directory ([`Builder::runtime_dir`], [`crate::redis::instance`]).
+//! directory ([`Builder::runtime_dir`], [`crate::node_redis::instance`]).
 //!
 //! `zos-perf run` is [`Daemon::start`] then [`Daemon::shutdown`] on a
 //! signal (on SIGHUP, [`Daemon::shutdown_for_reload`] and a start with the
@@ -50,9 +50,9 @@ use tokio_util::sync::CancellationToken;
 use crate::bus;
 use crate::config::Config;
 use crate::monitor::{self, Monitor, Registered};
+use crate::node_redis::{self, server, PrivateRedis, RedisLink};
 use crate::outputs;
-use crate::redis::{self, server, PrivateRedis, RedisLink};
-use crate::schedule::{Clock, SystemClock};
+use crate::schedule::{SystemClock, Timekeeper};
 use crate::service::{self, Service};
 use crate::store::{ResultStore, TaskResult};
 use crate::tasks::{self, Progress, Task};
@@ -87,9 +87,9 @@ pub struct Daemon {
     relay: Option<JoinHandle<()>>,
     private: Option<PrivateRedis>,
     /// The runtime directory's lock and records, held until the end.
-    instance: Option<crate::redis::instance::Instance>,
-    /// One daemon per Redis ([`redis::lease::DAEMON_KEY`]).
-    lease: redis::lease::Held,
+    instance: Option<crate::node_redis::instance::Instance>,
+    /// One daemon per Redis ([`node_redis::lease::DAEMON_KEY`]).
+    lease: node_redis::lease::Held,
     /// The service manager's view (systemd's READY=1, watchdog, STOPPING=1).
     service: Service,
 }
@@ -100,7 +100,7 @@ pub struct Builder {
     config: Config,
     default_redis: String,
     tasks: Option<Vec<Registered>>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn Timekeeper>,
     load_wait: Duration,
     runtime_dir: Option<std::path::PathBuf>,
     interrupt: CancellationToken,
@@ -129,7 +129,7 @@ impl Builder {
     }
 
     /// The clock the monitor schedules by.
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Builder {
+    pub fn clock(mut self, clock: Arc<dyn Timekeeper>) -> Builder {
         self.clock = clock;
         self
     }
@@ -187,7 +187,7 @@ impl Builder {
         // Then started in order; a step that fails undoes the ones before
         // it. First: a second daemon in this directory stops here.
         let instance = match &runtime_dir {
-            Some(dir) => Some(crate::redis::instance::Instance::acquire(dir)?),
+            Some(dir) => Some(crate::node_redis::instance::Instance::acquire(dir)?),
             None => None,
         };
         // Before anything runs: a port that is taken stops the start here.
@@ -205,13 +205,13 @@ impl Builder {
                 anyhow::bail!("interrupted while waiting for redis on the default address")
             }
             None => {
-                let dir = runtime_dir.unwrap_or_else(server::runtime_dir);
+                let dir = runtime_dir.unwrap_or_else(node_redis::instance::runtime_dir);
                 let private = PrivateRedis::start(&dir).await?;
                 tracing::info!(redis = %private.url(), waited = ?config.redis_wait, "no redis configured and none on the default address: using a private redis-server");
                 (private.url(), Some(private))
             }
         };
-        let shown = redis::redacted(&url);
+        let shown = node_redis::redacted(&url);
         tracing::info!(redis = %shown, network = %config.network, tasks = registered.len(), "zos-perf starting");
 
         let shutdown = CancellationToken::new();
@@ -226,7 +226,7 @@ impl Builder {
                 _ = interrupt.cancelled() => false,
             };
             // One daemon per Redis: refused here, before anything is written.
-            let lease = redis::lease::take_daemon(store.link()).await?;
+            let lease = node_redis::lease::take_daemon(store.link()).await?;
             anyhow::Ok((store, loaded, lease))
         }
         .await;
@@ -273,7 +273,7 @@ impl Builder {
             .filter(|r| r.settings.enabled)
             .map(|r| r.task.name())
             .collect();
-        let clock_check = crate::clock::spawn(
+        let clock_check = crate::clock_check::spawn(
             &config.clock,
             &config.grid_context(),
             clock.clone(),
@@ -527,7 +527,7 @@ pub async fn run_once_with_progress(
         tasks::registry(&config.sections, &config.grid_context()),
     )?;
     // Fail before a long run if there is nowhere to store its result.
-    redis::connect_once(url).await?;
+    node_redis::connect_once(url).await?;
     // Writes only the last run's fields of perf:status: a daemon beside
     // keeps its schedule and counters (crate::store::status).
     let store =
@@ -552,7 +552,7 @@ pub async fn run_once_with_progress(
     if synced?.is_none() {
         anyhow::bail!(
             "{name}: ran, but redis at {} is not connected: result not stored",
-            redis::redacted(url)
+            node_redis::redacted(url)
         );
     }
     Ok(result)
@@ -599,7 +599,7 @@ impl RelayPlan {
 
     fn spawn(
         self,
-        redis: ::redis::Client,
+        redis: redis::Client,
         stats: Arc<bus::relay::RelayStats>,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {

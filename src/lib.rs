@@ -23,29 +23,30 @@
 //! - [`daemon`]: starts every part and stops them in order (`zos-perf run`).
 //! - [`config`]: the configuration file, environment and flags, composed of sections.
 //! - [`monitor`]: the scheduler: fires tasks, times them out, records outcomes.
-//! - [`schedule`]: cron schedules, jitter and the clock the monitor reads.
+//! - [`schedule`]: cron schedules, jitter and the `Timekeeper` (wall time, waiting) the monitor reads.
 //! - [`tasks`]: the task trait, the registry and one folder per task.
+//! - [`clock_check`]: the clock check beside the monitor: the node's clock against tfchain and HTTP time.
 //! - [`store`]: the results, statuses and per-task history held in memory and mirrored to Redis.
-//! - [`redis`]: the Redis connection, the private redis-server, every key name.
+//! - [`node_redis`]: the node's Redis: the connection, the private redis-server, every key name.
 //! - [`bus`]: the RMB protocol core and its two transports: local Redis lists, and the relay.
 //! - [`outputs`]: Prometheus metrics, the node_exporter textfile, the dashboard page.
 //! - [`grid`]: the grid networks, their GraphQL, the chain's JSON-RPC, and the context tasks share.
 //! - [`rmb`]: RMB over the relay: identity, envelope, signature, JWT, encryption, twin lookups, relay client.
 //! - [`logging`]: a log sink that never blocks or panics, escaping, rate limits.
-//! - `util`: backoff, text clipping, the clock in Unix seconds, capped HTTP bodies.
+//! - `util`: backoff, text clipping, Unix time (`unix_time`), capped HTTP bodies.
 //!
 //! The binary (`src/main.rs`, `src/cli/`) parses the command line and
 //! calls into these.
 
 pub mod bus;
-pub mod clock;
+pub mod clock_check;
 pub mod config;
 pub mod daemon;
 pub mod grid;
 pub mod logging;
 pub mod monitor;
+pub mod node_redis;
 pub mod outputs;
-pub mod redis;
 pub mod rmb;
 pub mod schedule;
 pub mod service;
@@ -59,6 +60,9 @@ pub use util::memory;
 /// Escaping text from outside before it reaches a terminal or a log line
 /// (the CLI prints remote answers and stored values).
 pub use util::text;
+/// The wall clock in Unix seconds, read in one place (the CLI and the tests
+/// stamp requests with it too).
+pub use util::unix_time;
 
 pub use config::Config;
 pub use daemon::Daemon;

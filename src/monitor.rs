@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{Config, TaskSettings};
-use crate::schedule::{jitter_delay, Clock, Schedule};
+use crate::schedule::{jitter_delay, Schedule, Timekeeper};
 use crate::store::{Outcome, ResultStore, State, TaskResult};
 use crate::tasks::{problems, Progress, RunContext, Task};
 
@@ -88,7 +88,7 @@ struct Exclusive {
 pub struct Monitor {
     tasks: Vec<Arc<Registered>>,
     store: Arc<ResultStore>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn Timekeeper>,
     exclusive: Arc<Exclusive>,
 }
 
@@ -112,7 +112,11 @@ enum Trigger {
 }
 
 impl Monitor {
-    pub fn new(tasks: Vec<Registered>, store: Arc<ResultStore>, clock: Arc<dyn Clock>) -> Monitor {
+    pub fn new(
+        tasks: Vec<Registered>,
+        store: Arc<ResultStore>,
+        clock: Arc<dyn Timekeeper>,
+    ) -> Monitor {
         Monitor {
             tasks: tasks.into_iter().map(Arc::new).collect(),
             store,
@@ -290,7 +294,7 @@ impl Monitor {
 struct Ctx {
     reg: Arc<Registered>,
     store: Arc<ResultStore>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn Timekeeper>,
     exclusive: Arc<Exclusive>,
     shutdown: CancellationToken,
     progress: Progress,
@@ -365,7 +369,7 @@ impl Ctx {
         // the same rule through a lease in Redis.
         let lease = if settings.exclusive {
             self.store.update_status(name, |s| s.state = State::Waiting);
-            use crate::redis::lease::{self, Waited};
+            use crate::node_redis::lease::{self, Waited};
             let waited = lease::wait_for(
                 self.store.link(),
                 lease::EXCLUSIVE_KEY,

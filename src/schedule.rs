@@ -100,7 +100,7 @@ pub(crate) fn jitter_delay(max: Duration) -> Duration {
 
 /// The wall clock the monitor reads, and how it waits. Injectable so that
 /// tests can step time without touching the machine's clock.
-pub trait Clock: Send + Sync + 'static {
+pub trait Timekeeper: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
     /// Waits about `d` of real time.
     fn sleep(&self, d: Duration) -> futures::future::BoxFuture<'static, ()>;
@@ -110,7 +110,7 @@ pub trait Clock: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
-impl Clock for SystemClock {
+impl Timekeeper for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }

@@ -372,7 +372,7 @@ pub fn read_alone(stream: &[u8], chunks: &[usize]) -> Outcome {
     read(io, config, None)
 }
 
-/// guard + tungstenite, as `rmb::relay` sets them up.
+/// guard + tungstenite, as `rmb::relay_link` sets them up.
 pub fn read_guarded(stream: &[u8], limit: usize, chunks: &[usize]) -> Outcome {
     let mut bytes = HTTP.to_vec();
     bytes.extend_from_slice(stream);

@@ -15,10 +15,8 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::{BusError, ErrorCode};
+use super::error::{task_name, BusError, ErrorCode};
 use super::history::{self, HistoryQuery};
-use crate::tasks;
-use crate::util::text::clip;
 
 /// A command this service answers, and the list its requests arrive on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,24 +118,6 @@ fn parse_get(payload: &[u8]) -> Result<&'static str, BusError> {
         return Err(invalid(format!("{EXPECTED_GET}: {key:?} is not a string")));
     };
     task_name(name)
-}
-
-/// The task asked for, if it is one.
-pub(super) fn task_name(name: &str) -> Result<&'static str, BusError> {
-    if let Some(name) = tasks::canonical(name) {
-        return Ok(name);
-    }
-    let known = tasks::NAMES.join(", ");
-    if name.is_empty() {
-        return Err(BusError::new(
-            ErrorCode::UnknownTask,
-            format!("task name \"\" is empty (known: {known})"),
-        ));
-    }
-    Err(BusError::new(
-        ErrorCode::UnknownTask,
-        format!("unknown task name {:?} (known: {known})", clip(name, 100)),
-    ))
 }
 
 #[cfg(test)]

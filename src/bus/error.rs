@@ -23,6 +23,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::tasks;
+use crate::util::text::clip;
+
 /// The stable codes; see the module table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
@@ -115,6 +118,25 @@ impl fmt::Display for BusError {
 }
 
 impl std::error::Error for BusError {}
+
+/// The task a request names (`get` and `history`), if it is one; else
+/// error 6 saying which names are known.
+pub(super) fn task_name(name: &str) -> Result<&'static str, BusError> {
+    if let Some(name) = tasks::canonical(name) {
+        return Ok(name);
+    }
+    let known = tasks::NAMES.join(", ");
+    if name.is_empty() {
+        return Err(BusError::new(
+            ErrorCode::UnknownTask,
+            format!("task name \"\" is empty (known: {known})"),
+        ));
+    }
+    Err(BusError::new(
+        ErrorCode::UnknownTask,
+        format!("unknown task name {:?} (known: {known})", clip(name, 100)),
+    ))
+}
 
 #[cfg(test)]
 mod tests {

@@ -12,8 +12,7 @@
 use base64::Engine;
 use serde_json::Value;
 
-use super::commands::task_name;
-use super::error::{BusError, ErrorCode};
+use super::error::{task_name, BusError, ErrorCode};
 use super::message::BASE64;
 use crate::store::history::MAX_DEPTH;
 use crate::util::text::clip;
@@ -162,7 +161,7 @@ impl Shared {
         let _ = w.write_all(b"]");
         let bad = good_upto.len() - ends.len();
         if bad > 0 {
-            tracing::warn!(key = %crate::redis::keys::history(name), bad,
+            tracing::warn!(key = %crate::node_redis::keys::history(name), bad,
                 "history records that are not JSON (or too long); not serving them");
         }
         Shared {
@@ -190,7 +189,7 @@ impl Shared {
                 ErrorCode::StoredResultInvalid,
                 format!(
                     "stored records of {} are not JSON",
-                    crate::redis::keys::history(self.name)
+                    crate::node_redis::keys::history(self.name)
                 ),
             ));
         }

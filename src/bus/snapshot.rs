@@ -9,7 +9,7 @@ use super::commands::Query;
 use super::error::{BusError, ErrorCode};
 use super::history::{Dat, Entry, Shared, MAX_ANSWER};
 use super::message::BASE64;
-use crate::redis::keys;
+use crate::node_redis::keys;
 use crate::store::fetch::Fetched;
 use crate::store::MAX_STORED;
 use crate::tasks::NAMES;

@@ -15,7 +15,7 @@ use super::commands::{Command, Query};
 use super::error::{BusError, ErrorCode};
 use super::message::{decoded_len, Reply, Request, BASE64, MAX_PAYLOAD, VERSION};
 use super::snapshot::Snapshot;
-use crate::redis::keys;
+use crate::node_redis::keys;
 use crate::util::text::clip;
 
 /// The fate of one message.

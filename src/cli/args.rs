@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use zos_perf::config::{Config, Overrides, KERNEL_CMDLINE};
 use zos_perf::grid::Network;
-use zos_perf::redis::server::DEFAULT_REDIS;
+use zos_perf::node_redis::server::DEFAULT_REDIS;
 
 use super::error::EXIT_CODES_HELP;
 use super::logging::LogFormat;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use zos_perf::bus::local::client;
 use zos_perf::bus::Command;
 use zos_perf::config::Config;
-use zos_perf::redis;
+use zos_perf::node_redis;
 
 use super::error::{CliError, Exit};
 use super::reader_url;
@@ -21,7 +21,7 @@ pub async fn call(
     timeout: Duration,
 ) -> Result<(), CliError> {
     let url = reader_url(config, default_redis).await?;
-    let redis = redis::client(&url).map_err(|e| CliError::new(Exit::Usage, e))?;
+    let redis = node_redis::client(&url).map_err(|e| CliError::new(Exit::Usage, e))?;
     let payload = payload.unwrap_or_default();
     let reply = match client::call(&redis, cmd, payload.as_bytes(), timeout).await {
         Ok(reply) => reply,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 use zos_perf::config::Config;
 use zos_perf::monitor;
-use zos_perf::redis::keys;
+use zos_perf::node_redis::keys;
 use zos_perf::tasks::provisiontest::Accel;
 use zos_perf::tasks::{
     self, CPU_BENCHMARK, HEALTHCHECK, IPERF, PROVISIONTEST, PUBLIC_IP_VALIDATION,
@@ -159,7 +159,7 @@ pub async fn run(config: &Config, default_redis: &str, as_json: bool) -> Result<
 /// Redis and its version, and the `clock` field of `perf:status` if a
 /// daemon recorded one.
 async fn redis_probe(url: &str) -> (Result<String, String>, String) {
-    let mut conn = match zos_perf::redis::connect_once(url).await {
+    let mut conn = match zos_perf::node_redis::connect_once(url).await {
         Ok(c) => c,
         Err(e) => return (Err(format!("{e:#}")), "unknown (no redis)".into()),
     };

@@ -139,7 +139,7 @@ pub fn classify(error: &anyhow::Error) -> Exit {
             return Exit::from_rmb(e.exit_code());
         }
         if cause
-            .downcast_ref::<zos_perf::redis::instance::AlreadyRunning>()
+            .downcast_ref::<zos_perf::node_redis::instance::AlreadyRunning>()
             .is_some()
         {
             return Exit::AlreadyRunning;

@@ -119,7 +119,7 @@ pub async fn ask_all(
         None => ("zos.perf.get_all", String::new()),
     };
     let progress = std::io::stderr().is_terminal();
-    let now = zos_perf::rmb::relay::unix_now();
+    let now = zos_perf::unix_time::unix_now();
     let mut rows: Vec<Row> = Vec::with_capacity(nodes.len());
     let mut stream = futures::stream::iter(nodes.iter().copied())
         .map(|node| {

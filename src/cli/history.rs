@@ -2,8 +2,8 @@
 //! figures with their trend, or as the stored records (`--json`).
 
 use zos_perf::config::Config;
+use zos_perf::node_redis;
 use zos_perf::outputs::terminal;
-use zos_perf::redis;
 use zos_perf::store::{history, TaskResult};
 
 use super::{reader_url, task_name};
@@ -17,7 +17,7 @@ pub async fn show(
     json: bool,
 ) -> anyhow::Result<()> {
     let name = task_name(name)?;
-    let mut conn = redis::connect_once(&reader_url(config, default_redis).await?).await?;
+    let mut conn = node_redis::connect_once(&reader_url(config, default_redis).await?).await?;
     let key = history::key_of(name);
     let records = history::read(&mut conn, name, limit).await?;
     if records.is_empty() {

@@ -67,7 +67,7 @@ use std::io::IsTerminal;
 
 use redis::aio::ConnectionManager;
 use zos_perf::config::Config;
-use zos_perf::redis::server;
+use zos_perf::node_redis::server;
 use zos_perf::store::TaskResult;
 use zos_perf::tasks::NAMES;
 
@@ -121,7 +121,7 @@ pub async fn reader_url(config: &Config, default_redis: &str) -> anyhow::Result<
 /// A connection to that Redis; not answering is exit code 4.
 pub async fn connect(config: &Config, default_redis: &str) -> Result<ConnectionManager, CliError> {
     let url = reader_url(config, default_redis).await?;
-    zos_perf::redis::connect_once(&url)
+    zos_perf::node_redis::connect_once(&url)
         .await
         .map_err(|e| CliError::new(Exit::StoreUnreachable, e))
 }

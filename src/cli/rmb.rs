@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use zos_perf::config::Config;
 use zos_perf::grid::chain::{ChainClient, ChainOptions};
-use zos_perf::rmb::relay::RelayOptions;
+use zos_perf::rmb::relay_link::RelayOptions;
 use zos_perf::rmb::twin::TwinDb;
 use zos_perf::rmb::{secret, Identity, KeyType, RmbClient, RmbError};
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use zos_perf::config::Config;
 use zos_perf::daemon::{self, Daemon};
-use zos_perf::redis::server;
+use zos_perf::node_redis::instance;
 use zos_perf::tasks::Progress;
 
 use super::error::CliError;
@@ -161,7 +161,7 @@ async fn start(
         .default_redis(default_redis)
         .interrupt(stop.clone());
     if !named {
-        builder = builder.runtime_dir(server::runtime_dir());
+        builder = builder.runtime_dir(instance::runtime_dir());
     }
     match builder.start().await {
         Ok(d) => Ok(Some(d)),

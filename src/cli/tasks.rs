@@ -45,7 +45,7 @@ pub async fn show(config: Config, default_redis: &str, as_json: bool) -> Result<
                 );
                 Default::default()
             }),
-            zos_perf::clock::read_status(&mut conn)
+            zos_perf::clock_check::read_status(&mut conn)
                 .await
                 .unwrap_or_else(|e| {
                     errln!(
@@ -101,7 +101,7 @@ pub async fn show(config: Config, default_redis: &str, as_json: bool) -> Result<
         out!("{}", table(&rows, now.timestamp(), w));
         out!("{}", provenance(&rows, w));
         if config.clock.is_enabled() {
-            outln!("{}", zos_perf::clock::describe(clock.as_ref()));
+            outln!("{}", zos_perf::clock_check::describe(clock.as_ref()));
         }
     }
     match unreachable {

@@ -399,7 +399,7 @@ impl NodeFilter {
 
 /// Unix seconds from which a node's last update makes it up.
 fn up_since() -> i64 {
-    crate::util::clock::unix_now() as i64 - UP_WINDOW.as_secs() as i64
+    crate::util::unix_time::unix_now() as i64 - UP_WINDOW.as_secs() as i64
 }
 
 /// A uniformly random offset in `[0, total - n]` (0 when `total <= n`).

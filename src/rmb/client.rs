@@ -19,8 +19,9 @@ use super::e2e;
 use super::envelope::{self, Address, Body, Envelope, Payload, Request};
 use super::error::RmbError;
 use super::identity::{self, Identity};
-use super::relay::{self, Event, LinkSender, RelayOptions};
+use super::relay_link::{self, Event, LinkSender, RelayOptions};
 use super::twin::{Twin, TwinDb};
+use crate::util::unix_time::unix_now;
 
 type Waiter = oneshot::Sender<Result<Envelope, RmbError>>;
 
@@ -66,7 +67,7 @@ impl RmbClient {
         let sid = format!("zos-perf-{}", uuid::Uuid::new_v4().simple());
         let mut failures = Vec::new();
         for relay in relays {
-            match relay::open(relay, &identity, own_id, Some(&sid), options).await {
+            match relay_link::open(relay, &identity, own_id, Some(&sid), options).await {
                 Ok(link) => {
                     let pending = Arc::new(Mutex::new(Pending::default()));
                     let sender = link.sender();
@@ -193,7 +194,7 @@ impl RmbClient {
         };
         let mut env = Envelope {
             uid: uuid::Uuid::new_v4().to_string(),
-            timestamp: relay::unix_now(),
+            timestamp: unix_now(),
             expiration: timeout.as_secs().max(1),
             source: Some(Address::session(self.own.id, Some(self.sid.clone()))),
             destination: Some(Address::twin(dest.id)),
@@ -272,7 +273,7 @@ fn check_own_twin(identity: &Identity, own: &Twin, relays: &[String]) {
         );
     } else if !relays
         .iter()
-        .filter_map(|r| relay::relay_host(r))
+        .filter_map(|r| relay_link::relay_host(r))
         .any(|h| hosts.contains(&h))
     {
         tracing::warn!(twin = own.id, on_chain = ?hosts, "our twin's relay on chain is not the relay we connect to: replies may not reach us");
@@ -302,7 +303,7 @@ fn fail_lone_call(pending: &Mutex<Pending>, url: &str, why: String) {
 
 /// Hands each reply to the call waiting for its uid; ends when the
 /// connection does, failing every call still waiting.
-async fn dispatch(mut link: relay::Link, pending: Arc<Mutex<Pending>>) {
+async fn dispatch(mut link: relay_link::Link, pending: Arc<Mutex<Pending>>) {
     let reason = loop {
         match link.events.recv().await {
             Some(Event::Envelope(env, _held)) => {

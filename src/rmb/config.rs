@@ -80,7 +80,7 @@ impl RmbConfig {
                 ));
             }
             for (i, u) in list.iter().enumerate() {
-                let full = super::relay::relay_url(u);
+                let full = super::relay_link::relay_url(u);
                 match url::Url::parse(&full) {
                     Ok(parsed) if matches!(parsed.scheme(), "ws" | "wss") => {}
                     Ok(_) => {

@@ -26,7 +26,7 @@ use redis::aio::ConnectionLike;
 use serde::Deserialize;
 
 use super::TaskResult;
-use crate::redis::keys;
+use crate::node_redis::keys;
 use crate::store::figures::{key_figures, Figure};
 use crate::tasks::NAMES;
 

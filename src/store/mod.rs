@@ -32,7 +32,7 @@ use redis::aio::ConnectionLike;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::redis::{keys, RedisLink};
+use crate::node_redis::{keys, RedisLink};
 
 pub mod fetch;
 pub mod figures;

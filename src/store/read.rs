@@ -10,7 +10,7 @@ use redis::aio::ConnectionLike;
 use super::fetch::Fetched;
 use super::record::TaskResult;
 use super::status::TaskStatus;
-use crate::redis::keys;
+use crate::node_redis::keys;
 use crate::tasks::NAMES;
 
 /// The keys of every known task's result, in task order.

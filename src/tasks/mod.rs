@@ -22,6 +22,7 @@ pub mod iperf;
 pub mod problems;
 pub mod provisiontest;
 pub mod public_ip;
+pub mod retry;
 pub mod shape;
 mod task;
 

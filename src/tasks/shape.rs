@@ -27,8 +27,8 @@ pub fn descriptions(name: &str) -> Vec<&'static str> {
         CPU_BENCHMARK => vec![super::cpu_benchmark::DESCRIPTION],
         HEALTHCHECK => vec![super::healthcheck::DESCRIPTION],
         IPERF => vec![
-            super::iperf::Iperf::description_of(super::iperf::servers::IperfMode::PublicServers),
-            super::iperf::Iperf::description_of(super::iperf::servers::IperfMode::GridNodes),
+            super::iperf::Iperf::description_of(super::iperf::IperfMode::PublicServers),
+            super::iperf::Iperf::description_of(super::iperf::IperfMode::GridNodes),
         ],
         PUBLIC_IP_VALIDATION => vec![super::public_ip::DESCRIPTION],
         PROVISIONTEST => vec![super::provisiontest::DESCRIPTION],

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
-use zos_perf::schedule::Clock;
+use zos_perf::schedule::Timekeeper;
 
 /// A clock for tests: time stands still until the test moves it, and every
 /// sleep is a short real pause so that the monitor keeps re-reading `now`.
@@ -83,7 +83,7 @@ impl ManualClock {
     }
 }
 
-impl Clock for ManualClock {
+impl Timekeeper for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.now.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -36,7 +36,8 @@ use tokio_tungstenite::tungstenite::Message;
 use zos_perf::grid::chain::{ChainClient, ChainOptions};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Pong};
 use zos_perf::rmb::twin::TwinDb;
-use zos_perf::rmb::{jwt, relay::unix_now, RmbError};
+use zos_perf::rmb::{jwt, RmbError};
+use zos_perf::unix_time::unix_now;
 
 use super::loopback::LoopbackServer;
 

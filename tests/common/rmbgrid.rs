@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use zos_perf::grid::chain::{ChainClient, ChainOptions};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Response};
-use zos_perf::rmb::relay::{self, Event, RelayOptions};
+use zos_perf::rmb::relay_link::{self, Event, RelayOptions};
 use zos_perf::rmb::twin::{self, NodeHead, Twin, TwinDb};
 use zos_perf::rmb::{e2e, Identity, KeyType};
 
@@ -124,7 +124,7 @@ impl RmbGrid {
 /// a task that has one, and deletes the results of disabled tasks only):
 /// the value stored.
 pub fn store_fresh_cpu(redis: &super::RedisServer) -> Value {
-    let now = relay::unix_now();
+    let now = zos_perf::unix_time::unix_now();
     let stored = serde_json::json!({"name": "cpu-benchmark", "description": "cpu", "timestamp": now,
                         "result": {"single": 1.25, "multi": 9.5, "threads": 8, "workloads": 0}});
     redis::cmd("SET")
@@ -194,9 +194,10 @@ impl Responder {
             rt.block_on(async move {
                 let chain = ChainClient::new(vec![chain_url], ChainOptions::default()).unwrap();
                 let twins = TwinDb::new(Arc::new(chain), Duration::from_secs(60));
-                let link = relay::open(&relay_url, &who, twin_id, None, &RelayOptions::default())
-                    .await
-                    .expect("responder connects to the test relay");
+                let link =
+                    relay_link::open(&relay_url, &who, twin_id, None, &RelayOptions::default())
+                        .await
+                        .expect("responder connects to the test relay");
                 let _ = ready_tx.send(());
                 serve(link, who, twin_id, twins, results, behaviour, h, stopped).await;
             });
@@ -236,7 +237,7 @@ impl Drop for Responder {
 
 #[allow(clippy::too_many_arguments)]
 async fn serve(
-    mut link: relay::Link,
+    mut link: relay_link::Link,
     who: Identity,
     twin_id: u32,
     twins: TwinDb,
@@ -292,7 +293,7 @@ async fn serve(
         };
         let mut reply = Envelope {
             uid: env.uid.clone(),
-            timestamp: relay::unix_now(),
+            timestamp: zos_perf::unix_time::unix_now(),
             expiration: 300,
             source: Some(Address::twin(twin_id)),
             destination: env.source.clone(),

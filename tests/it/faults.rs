@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use common::graphql::{closed_url, node as gql_node, public_ip as gql_ip, GraphQlServer, Grid};
 use common::observe::{get, sample};
 use common::{only_task, unique_name, wait_for, IperfPair, RedisServer};
-use zos_perf::redis::keys::STATUS as STATUS_KEY;
+use zos_perf::node_redis::keys::STATUS as STATUS_KEY;
 use zos_perf::store::{Outcome, State, TaskStatus};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zos-perf");

@@ -218,7 +218,7 @@ mod deflate {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-    use zos_perf::rmb::relay::{self, Event, RelayOptions};
+    use zos_perf::rmb::relay_link::{self, Event, RelayOptions};
     use zos_perf::rmb::{Identity, KeyType};
 
     /// The relay client never offers permessage-deflate, and a relay that
@@ -269,7 +269,7 @@ mod deflate {
             KeyType::Sr25519,
         )
         .expect("identity");
-        let opened = relay::open(&url, &who, 7, None, &RelayOptions::default()).await;
+        let opened = relay_link::open(&url, &who, 7, None, &RelayOptions::default()).await;
         if let Ok(mut link) = opened {
             let event = tokio::time::timeout(Duration::from_secs(10), link.events.recv())
                 .await

@@ -1190,7 +1190,8 @@ fn keys_evicted_again_and_again_cost_at_most_two_sync_passes_an_interval() {
         .expect("runtime");
     rt.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let link = zos_perf::redis::RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
+        let link =
+            zos_perf::node_redis::RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
         let store = ResultStore::with_history(link, &HistoryConfig { depth: 0 });
         assert!(store.load(Duration::from_secs(10)).await);
         for i in 0..6 {

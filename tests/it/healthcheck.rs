@@ -19,11 +19,10 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use zos_perf::config::Config;
-use zos_perf::redis as redis_link;
+use zos_perf::node_redis as redis_link;
 use zos_perf::store;
-use zos_perf::tasks::healthcheck::{
-    backoff, Backoff, Check, Flag, Flags, Healthcheck, NetworkTargets, Settings,
-};
+use zos_perf::tasks::healthcheck::{Check, Flag, Flags, Healthcheck, NetworkTargets, Settings};
+use zos_perf::tasks::retry::{self, RetryPolicy};
 use zos_perf::tasks::{RunContext, Task};
 
 fn current_thread_runtime() -> tokio::runtime::Runtime {
@@ -39,7 +38,7 @@ fn settings(cache_dir: &Path, flags_dir: &Path, services: Vec<String>) -> Settin
         cache_dir: cache_dir.to_path_buf(),
         flags: Flags::new(flags_dir),
         connect_timeout: Duration::from_millis(500),
-        backoff: Backoff {
+        backoff: RetryPolicy {
             initial: Duration::ZERO,
             max_interval: Duration::ZERO,
             total: Duration::ZERO,
@@ -343,14 +342,14 @@ async fn a_cache_check_failing_twice_then_passing_yields_a_pass_and_clears_the_f
     std::fs::write(&cache, b"a file where the directory should be").expect("write");
     let flags_dir = tmp.path().join("flags");
     let mut s = settings(&cache, &flags_dir, vec![]);
-    s.backoff = Backoff {
+    s.backoff = RetryPolicy {
         initial: Duration::from_millis(10),
         max_interval: Duration::from_millis(10),
         total: Duration::from_secs(30),
     };
     let seen_flag = Mutex::new(Vec::new());
 
-    let r = backoff::retry(s.backoff, &CancellationToken::new(), "cache", |n| {
+    let r = retry::retry(s.backoff, &CancellationToken::new(), "cache", |n| {
         // Before attempt n: the flag says how attempt n-1 went.
         seen_flag
             .lock()
@@ -380,13 +379,13 @@ fn a_network_check_failing_twice_then_passing_yields_a_pass_and_clears_the_flag(
 
     let r = in_netns(&ns.name, move || async move {
         let mut s = settings(&cache, &fd, vec!["http://127.0.0.1:8080/".into()]);
-        s.backoff = Backoff {
+        s.backoff = RetryPolicy {
             initial: Duration::from_millis(10),
             max_interval: Duration::from_millis(10),
             total: Duration::from_secs(30),
         };
         let started: Mutex<Option<TcpListener>> = Mutex::new(None);
-        backoff::retry(s.backoff, &CancellationToken::new(), "network", |n| {
+        retry::retry(s.backoff, &CancellationToken::new(), "network", |n| {
             if n == 3 {
                 assert!(s.flags.is_set(Flag::NotReachable), "failures set the flag");
                 let l = TcpListener::bind("127.0.0.1:8080").expect("bind 8080");
@@ -506,7 +505,7 @@ async fn a_passing_run_is_two_empty_lists_and_clears_both_flags() {
         &flags_dir,
         vec![format!("http://127.0.0.1:{port}/")],
     );
-    s.backoff = Backoff {
+    s.backoff = RetryPolicy {
         initial: Duration::from_secs(3600),
         max_interval: Duration::from_secs(3600),
         total: Duration::from_secs(7200),
@@ -524,7 +523,7 @@ async fn cancel_interrupts_the_backoff_wait_and_fails_the_run() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let flags_dir = tmp.path().join("flags");
     let mut s = settings(&tmp.path().join("missing"), &flags_dir, vec![]);
-    s.backoff = Backoff {
+    s.backoff = RetryPolicy {
         initial: Duration::from_secs(3600),
         max_interval: Duration::from_secs(3600),
         total: Duration::from_secs(7200),

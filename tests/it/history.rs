@@ -12,7 +12,7 @@ use common::RedisServer;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use zos_perf::bus::{self, Bus, BusConfig};
-use zos_perf::redis::RedisLink;
+use zos_perf::node_redis::RedisLink;
 use zos_perf::store::history::{self, HistoryConfig};
 use zos_perf::store::{ResultStore, TaskResult};
 

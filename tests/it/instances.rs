@@ -118,7 +118,7 @@ impl Drop for Daemon {
 /// socket there (a failed test must not leave one behind).
 fn kill_recorded(runtime: &Path) {
     if let Some(pid) = recorded_pid(runtime) {
-        if zos_perf::redis::private::is_ours(pid, &runtime.join("redis.sock")) {
+        if zos_perf::node_redis::private::is_ours(pid, &runtime.join("redis.sock")) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }

@@ -15,8 +15,8 @@ use common::{wait_for, RedisServer};
 use zos_perf::config::Config;
 use zos_perf::config::TaskSettings;
 use zos_perf::monitor::Registered;
-use zos_perf::redis::keys::STATUS as STATUS_KEY;
-use zos_perf::schedule::{Clock, Schedule, SystemClock};
+use zos_perf::node_redis::keys::STATUS as STATUS_KEY;
+use zos_perf::schedule::{Schedule, SystemClock, Timekeeper};
 use zos_perf::store::ResultStore;
 use zos_perf::store::TaskResult;
 use zos_perf::store::{Outcome, State, TaskStatus};
@@ -144,7 +144,7 @@ impl Started {
     async fn start(
         redis: &RedisServer,
         tasks: Vec<(Arc<TestTask>, TaskSettings)>,
-        clock: Arc<dyn Clock>,
+        clock: Arc<dyn Timekeeper>,
     ) -> Started {
         let names: Vec<(&'static str, bool)> =
             tasks.iter().map(|(t, s)| (t.name, s.enabled)).collect();
@@ -177,7 +177,7 @@ impl Started {
 
 fn stored(redis: &RedisServer, name: &str) -> Option<String> {
     redis::cmd("GET")
-        .arg(zos_perf::redis::keys::result(name))
+        .arg(zos_perf::node_redis::keys::result(name))
         .query(&mut redis.conn())
         .expect("GET")
 }
@@ -196,7 +196,7 @@ fn put_result(redis: &RedisServer, name: &str, timestamp: i64) -> String {
         r#"{{"name": "{name}", "description": "old",  "timestamp": {timestamp}, "result": {{"kept": true}}}}"#
     );
     let _: () = redis::cmd("SET")
-        .arg(zos_perf::redis::keys::result(name))
+        .arg(zos_perf::node_redis::keys::result(name))
         .arg(&value)
         .query(&mut redis.conn())
         .expect("SET");
@@ -579,7 +579,7 @@ async fn a_manual_run_does_not_wait_its_jitter() {
     clock.hold_longer_than(Duration::ZERO);
     let stop = CancellationToken::new();
     let store = ResultStore::new(
-        zos_perf::redis::RedisLink::start(&redis.url(), stop.clone()).expect("link"),
+        zos_perf::node_redis::RedisLink::start(&redis.url(), stop.clone()).expect("link"),
     );
     let monitor = zos_perf::monitor::Monitor::new(
         vec![Registered::new(
@@ -965,7 +965,7 @@ struct BreakingClock {
     broke: AtomicBool,
 }
 
-impl Clock for BreakingClock {
+impl Timekeeper for BreakingClock {
     fn now(&self) -> chrono::DateTime<Utc> {
         if self.armed.load(Ordering::SeqCst) {
             self.broke.store(true, Ordering::SeqCst);

@@ -29,7 +29,7 @@ use common::rmbgrid::{store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
 use common::{wait_for, RedisServer};
 use zos_perf::grid::chain::{ChainClient, ChainOptions};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Request};
-use zos_perf::rmb::relay::{self, Event, Link, RelayOptions};
+use zos_perf::rmb::relay_link::{self, Event, Link, RelayOptions};
 use zos_perf::rmb::twin::{self, TwinDb};
 use zos_perf::rmb::{Identity, KeyType};
 
@@ -122,7 +122,7 @@ fn request_for(
 ) -> Envelope {
     let mut env = Envelope {
         uid,
-        timestamp: relay::unix_now(),
+        timestamp: zos_perf::unix_time::unix_now(),
         expiration: 600,
         source: Some(Address::session(CALLER, Some(SID.into()))),
         destination: Some(Address::twin(to)),
@@ -139,7 +139,7 @@ fn request_for(
 
 async fn caller_link(g: &RmbGrid, options: &RelayOptions) -> Link {
     let who = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap();
-    relay::open(&g.relay.url(), &who, CALLER, Some(SID), options)
+    relay_link::open(&g.relay.url(), &who, CALLER, Some(SID), options)
         .await
         .expect("caller connects")
 }
@@ -343,7 +343,7 @@ async fn backpressure_is_not_silence() {
         dead_after: Duration::from_secs(1),
         ..RelayOptions::default()
     };
-    let mut slow = relay::open(&g.relay.url(), &server, SERVER, None, &quick)
+    let mut slow = relay_link::open(&g.relay.url(), &server, SERVER, None, &quick)
         .await
         .expect("server connects");
     let link = caller_link(&g, &RelayOptions::default()).await;
@@ -379,7 +379,7 @@ async fn a_relay_that_stops_reading_is_given_up() {
         dead_after: Duration::from_secs(2),
         ..RelayOptions::default()
     };
-    let mut link = relay::open(&g.relay.url(), &server, SERVER, None, &options)
+    let mut link = relay_link::open(&g.relay.url(), &server, SERVER, None, &options)
         .await
         .expect("server connects");
     let sender = link.sender();
@@ -388,7 +388,7 @@ async fn a_relay_that_stops_reading_is_given_up() {
         for n in 0..64 {
             let mut env = Envelope {
                 uid: format!("big-{n}"),
-                timestamp: relay::unix_now(),
+                timestamp: zos_perf::unix_time::unix_now(),
                 expiration: 60,
                 source: Some(Address::twin(SERVER)),
                 destination: Some(Address::session(CALLER, Some(SID.into()))),
@@ -466,7 +466,7 @@ async fn another_holder_of_our_twin_is_named_and_backed_off_from() {
     let until = Instant::now() + Duration::from_secs(25);
     while Instant::now() < until {
         ours += 1;
-        if let Ok(mut other) = relay::open(
+        if let Ok(mut other) = relay_link::open(
             &s.g.relay.url(),
             &server,
             SERVER,

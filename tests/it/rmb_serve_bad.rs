@@ -20,7 +20,7 @@ use common::rmbgrid::{store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
 use common::{wait_for, RedisServer};
 use serde_json::{json, Value};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Request};
-use zos_perf::rmb::relay::{self, Event, Link, RelayOptions};
+use zos_perf::rmb::relay_link::{self, Event, Link, RelayOptions};
 use zos_perf::rmb::{e2e, Identity, KeyType};
 
 const CALLER: u32 = 100;
@@ -86,7 +86,7 @@ impl Caller {
             max_message: 16 << 20,
             ..RelayOptions::default()
         };
-        let link = relay::open(&g.relay.url(), &who, CALLER, Some(SID), &options)
+        let link = relay_link::open(&g.relay.url(), &who, CALLER, Some(SID), &options)
             .await
             .expect("caller connects");
         let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
@@ -103,7 +103,7 @@ impl Caller {
         self.n += 1;
         let mut env = Envelope {
             uid: format!("bad-{}", self.n),
-            timestamp: relay::unix_now(),
+            timestamp: zos_perf::unix_time::unix_now(),
             expiration: 60,
             source: Some(Address::session(CALLER, Some(SID.into()))),
             destination: Some(Address::twin(SERVER)),
@@ -324,7 +324,7 @@ async fn bad_input_is_refused_or_dropped_and_counted_and_the_connection_stays_up
     // zos.perf.history, read from the same store as the local bus.
     let record = json!({"timestamp": 1, "result": {"single": 1.0}});
     redis::cmd("LPUSH")
-        .arg(zos_perf::redis::keys::history("cpu-benchmark"))
+        .arg(zos_perf::node_redis::keys::history("cpu-benchmark"))
         .arg(record.to_string())
         .query::<()>(&mut s.redis.conn())
         .unwrap();

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::observe::{config, Observed};
 use common::{only_task, wait_for, RedisServer};
 use tokio_util::sync::CancellationToken;
-use zos_perf::redis::RedisLink;
+use zos_perf::node_redis::RedisLink;
 use zos_perf::store::{ResultStore, State, SYNC_INTERVAL};
 
 /// A status that changes while a pass is checking it is not a loss: the

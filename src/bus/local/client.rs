@@ -13,8 +13,8 @@ use base64::Engine;
 use redis::AsyncConnectionConfig;
 
 use crate::bus::message::{Reply, Request, BASE64, JSON_SCHEMA, VERSION};
-use crate::redis::{keys, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
-use crate::util::clock::unix_now;
+use crate::node_redis::{keys, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::util::unix_time::unix_now;
 
 /// The caller this client says it is: twin 0, connection `zos-perf-call`.
 pub(crate) const SOURCE: &str = "0:zos-perf-call";

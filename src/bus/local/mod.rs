@@ -66,9 +66,9 @@ use super::batch;
 use super::commands::Command;
 use super::stats::{BusStats, CODE_SLOTS};
 use super::BusConfig;
-use crate::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::node_redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::util::backoff::Backoff;
-use crate::util::clock::unix_now;
+use crate::util::unix_time::unix_now;
 
 /// How long one BRPOP blocks: also how long shutdown may wait for it.
 const BRPOP_TIMEOUT: Duration = Duration::from_secs(1);

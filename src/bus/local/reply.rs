@@ -29,7 +29,7 @@ use crate::bus::stats::{BusStats, CODE_SLOTS};
 use crate::bus::triage::Answer;
 use crate::logging::Escaped;
 use crate::util::backoff::Backoff;
-use crate::util::clock::unix_now;
+use crate::util::unix_time::unix_now;
 
 /// Bytes of replies in flight for the whole handler (counted three times,
 /// see the module's comment): the largest part of the handler's memory

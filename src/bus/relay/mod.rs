@@ -20,7 +20,7 @@
 //!    encrypted when both twins have a `pk` on chain.
 //!
 //! Frames that are not envelopes, frames over the size limit (skipped
-//! unread, see [`crate::rmb::relay`]) and envelopes that are not requests
+//! unread, see [`crate::rmb::relay_link`]) and envelopes that are not requests
 //! are dropped and counted ([`stats`]); nothing stops the connection but
 //! the relay. Requests are handled concurrently, up to [`IN_FLIGHT`] at a
 //! time, and the bytes of the requests held (read, queued or being
@@ -45,11 +45,12 @@ use tokio_util::sync::CancellationToken;
 use super::commands::Command;
 use super::message::{BASE64, MAX_PAYLOAD};
 use super::snapshot::Snapshot;
-use crate::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::node_redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::rmb::envelope::{self, Address, Body, Envelope, Payload, Response};
-use crate::rmb::relay::{self, Event, Held, LinkSender, RelayOptions};
+use crate::rmb::relay_link::{self, Event, Held, LinkSender, RelayOptions};
 use crate::rmb::twin::{Twin, TwinDb};
 use crate::rmb::{e2e, Identity, RmbError};
+use crate::util::unix_time::unix_now;
 
 pub use stats::{Dropped, Refusal, RelayStats};
 
@@ -165,7 +166,7 @@ async fn connect(
     twins: &TwinDb,
     relay: &str,
     options: &RelayOptions,
-) -> Result<(relay::Link, Arc<Twin>), RmbError> {
+) -> Result<(relay_link::Link, Arc<Twin>), RmbError> {
     let account = identity.account_id();
     let id = twins.twin_of_account(&account).await?.ok_or_else(|| {
         RmbError::Identity(format!(
@@ -174,7 +175,7 @@ async fn connect(
         ))
     })?;
     let me = twins.twin(id).await?;
-    let link = relay::open(relay, identity, id, None, options).await?;
+    let link = relay_link::open(relay, identity, id, None, options).await?;
     Ok((link, me))
 }
 
@@ -238,7 +239,7 @@ impl Server {
     /// Handles one connection; the reason it ended, `None` on shutdown.
     async fn run(
         self: &Arc<Self>,
-        mut link: relay::Link,
+        mut link: relay_link::Link,
         shutdown: &CancellationToken,
     ) -> Option<String> {
         let sender = link.sender();
@@ -322,7 +323,7 @@ impl Server {
         };
         let mut reply = Envelope {
             uid,
-            timestamp: relay::unix_now(),
+            timestamp: unix_now(),
             expiration: 300,
             source: Some(Address::twin(self.me.id)),
             destination: Some(src),
@@ -345,7 +346,7 @@ impl Server {
         env: &Envelope,
         command: &str,
     ) -> (Option<Arc<Twin>>, Result<Vec<u8>, Failure>) {
-        let now = relay::unix_now();
+        let now = unix_now();
         // Comparing against `now - skew` is comparing `deadline + skew`
         // against `now`, without overflow.
         if env.deadline() <= now.saturating_sub(self.skew) {

@@ -119,7 +119,7 @@ fn random_offset_reaches_every_window_and_never_past_the_end() {
 
 #[test]
 fn up_since_is_eighty_minutes_ago() {
-    let now = crate::util::clock::unix_now() as i64;
+    let now = crate::util::unix_time::unix_now() as i64;
     let since = up_since();
     assert!((now - since - 4800).abs() <= 2, "{}", now - since);
 }

@@ -30,9 +30,9 @@
 //! are otherwise idle. The loops run on OS threads off the async runtime and
 //! stop within about a millisecond of a shutdown or timeout.
 
-pub mod chain;
 mod config;
 pub mod crc;
+pub mod workload;
 
 pub use config::CpuBenchmarkConfig;
 
@@ -48,8 +48,8 @@ use crate::grid::GridContext;
 use crate::tasks::child::Ended;
 use crate::tasks::CPU_BENCHMARK;
 use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
-use chain::Stopped;
 use crc::Path;
+use workload::Stopped;
 
 pub(crate) const DESCRIPTION: &str =
     "Measures the performance of the node CPU by reporting the timespent of computing a task in seconds.";
@@ -79,8 +79,8 @@ struct Workload {
 }
 
 const SPEC_WORKLOAD: Workload = Workload {
-    steps: chain::STEPS,
-    expected: chain::FINAL,
+    steps: workload::STEPS,
+    expected: workload::FINAL,
 };
 
 /// What one measurement found.
@@ -216,9 +216,9 @@ fn measure_blocking(
     workload: Workload,
     stop: &AtomicBool,
 ) -> anyhow::Result<Measured> {
-    let (end, single) = chain::timed_chain(path, workload.steps, stop);
+    let (end, single) = workload::timed_chain(path, workload.steps, stop);
     check_end(end, workload, "single-thread")?;
-    let runs = chain::parallel_chains(path, threads, workload.steps, stop)
+    let runs = workload::parallel_chains(path, threads, workload.steps, stop)
         .with_context(|| format!("cpu-benchmark: cannot start {threads} benchmark threads"))?;
     let mut multi = Duration::ZERO;
     for (i, (end, took)) in runs.into_iter().enumerate() {

@@ -5,8 +5,8 @@ use super::*;
 /// A loop short enough for tests, with the end the reference crate gives.
 fn short() -> Workload {
     let reference = ::crc::Crc::<u64>::new(&::crc::CRC_64_XZ);
-    let steps = 3 * chain::CHECK_EVERY;
-    let expected = (0..steps).fold(chain::SEED, |s, _| reference.checksum(&s.to_le_bytes()));
+    let steps = 3 * workload::CHECK_EVERY;
+    let expected = (0..steps).fold(workload::SEED, |s, _| reference.checksum(&s.to_le_bytes()));
     Workload { steps, expected }
 }
 
@@ -146,7 +146,7 @@ async fn workloads_errors_say_what_went_wrong() {
 async fn a_loop_that_ends_on_another_value_fails_the_run_saying_so() {
     let wrong = Workload {
         steps: short().steps,
-        expected: chain::FINAL,
+        expected: workload::FINAL,
     };
     let err = task(wrong, None)
         .run(&RunContext::default())

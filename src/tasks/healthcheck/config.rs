@@ -6,8 +6,52 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
-use super::services::{NetworkCheck, ServiceInstances};
+use super::network;
 use crate::grid::Network;
+use crate::tasks::retry::RetryPolicy;
+
+/// The services, in the order they are reported.
+pub const SERVICES: [&str; 6] = ["substrate", "activation", "relay", "graphql", "hub", "kyc"];
+
+/// Which network check the healthcheck does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkCheck {
+    /// Any instance of each service (zos 2026).
+    PerService,
+    /// Every URL on its own (the seed era's).
+    PerUrl,
+}
+
+/// `[healthcheck.instances]`: replaces the built-in list of a service.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceInstances {
+    pub substrate: Option<Vec<String>>,
+    pub activation: Option<Vec<String>>,
+    pub relay: Option<Vec<String>>,
+    pub graphql: Option<Vec<String>>,
+    pub hub: Option<Vec<String>>,
+    pub kyc: Option<Vec<String>>,
+}
+
+impl ServiceInstances {
+    pub(super) fn get(&self, service: &str) -> Option<&Vec<String>> {
+        match service {
+            "substrate" => self.substrate.as_ref(),
+            "activation" => self.activation.as_ref(),
+            "relay" => self.relay.as_ref(),
+            "graphql" => self.graphql.as_ref(),
+            "hub" => self.hub.as_ref(),
+            "kyc" => self.kyc.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        SERVICES.iter().all(|s| self.get(s).is_none())
+    }
+}
 
 /// `[healthcheck]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -23,7 +67,7 @@ pub struct HealthcheckConfig {
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Option<Duration>,
     /// The interval of the first wait before a failing check is retried
-    /// (randomised ±50 %, then ×1.5 each time; see `backoff`).
+    /// (randomised ±50 %, then ×1.5 each time; see `tasks::retry`).
     #[serde(with = "humantime_serde")]
     pub backoff_initial: Duration,
     /// The longest interval between retries (zos: 30 s, below the first).
@@ -45,9 +89,9 @@ impl Default for HealthcheckConfig {
             flags_dir: PathBuf::from("/tmp/flags"),
             network_check: None,
             connect_timeout: None,
-            backoff_initial: super::Backoff::default().initial,
-            backoff_max: super::Backoff::default().max_interval,
-            backoff_total: super::Backoff::default().total,
+            backoff_initial: RetryPolicy::default().initial,
+            backoff_max: RetryPolicy::default().max_interval,
+            backoff_total: RetryPolicy::default().total,
             services: None,
             instances: ServiceInstances::default(),
         }
@@ -60,7 +104,7 @@ impl HealthcheckConfig {
         if self.connect_timeout == Some(Duration::ZERO) {
             bail!("healthcheck.connect_timeout: must be more than zero");
         }
-        super::services::validate(self)?;
+        validate_network_check(self)?;
         if self.backoff_initial.is_zero() && !self.backoff_total.is_zero() {
             bail!("healthcheck.backoff_initial: must be more than zero");
         }
@@ -72,7 +116,7 @@ impl HealthcheckConfig {
                 bail!("healthcheck.services: must name at least one URL");
             }
             for (i, url) in services.iter().enumerate() {
-                super::network::Target::parse(url)
+                network::Target::parse(url)
                     .map_err(|e| anyhow::anyhow!("healthcheck.services[{i}]: {url:?}: {e}"))?;
             }
         }
@@ -84,6 +128,41 @@ impl HealthcheckConfig {
         match &self.services {
             Some(s) => s.clone(),
             None => network.services(),
+        }
+    }
+}
+
+/// The check `hc` asks for: explicit, else `per-url` when a flat
+/// `services` list is given (a configuration written for it), else
+/// `per-service`.
+pub(crate) fn network_check(hc: &HealthcheckConfig) -> NetworkCheck {
+    hc.network_check.unwrap_or(if hc.services.is_some() {
+        NetworkCheck::PerUrl
+    } else {
+        NetworkCheck::PerService
+    })
+}
+
+/// Checks that the settings fit the chosen check.
+fn validate_network_check(hc: &HealthcheckConfig) -> anyhow::Result<()> {
+    match network_check(hc) {
+        NetworkCheck::PerService if hc.services.is_some() => bail!(
+            "healthcheck.services: a flat list is for network_check = \"per-url\"; \
+             with \"per-service\" use [healthcheck.instances]"
+        ),
+        NetworkCheck::PerUrl if !hc.instances.is_empty() => bail!(
+            "healthcheck.instances: only for network_check = \"per-service\"; \
+             with \"per-url\" use healthcheck.services"
+        ),
+        _ => {
+            for service in SERVICES {
+                for (i, url) in hc.instances.get(service).into_iter().flatten().enumerate() {
+                    network::Target::parse(url).map_err(|e| {
+                        anyhow::anyhow!("healthcheck.instances.{service}[{i}]: {url:?}: {e}")
+                    })?;
+                }
+            }
+            Ok(())
         }
     }
 }
@@ -112,5 +191,19 @@ mod tests {
             format!("{err:#}").starts_with("healthcheck.services"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn a_flat_list_means_per_url_and_mixing_is_refused() {
+        let mut hc = HealthcheckConfig::default();
+        assert_eq!(network_check(&hc), NetworkCheck::PerService);
+        hc.services = Some(vec!["http://192.0.2.1/".into()]);
+        assert_eq!(network_check(&hc), NetworkCheck::PerUrl);
+        hc.network_check = Some(NetworkCheck::PerService);
+        assert!(validate_network_check(&hc).is_err());
+        hc.services = None;
+        hc.network_check = Some(NetworkCheck::PerUrl);
+        hc.instances.kyc = Some(vec![]);
+        assert!(validate_network_check(&hc).is_err());
     }
 }

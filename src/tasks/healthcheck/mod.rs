@@ -28,7 +28,7 @@
 //! a passing one, so the power daemon learns of a failure at once and of a
 //! recovery as soon as it is seen. No other name is ever written there.
 //!
-//! **Retries:** each check retries on its own (see [`backoff`]), with zos's
+//! **Retries:** each check retries on its own (see [`retry`]), with zos's
 //! randomised cadence: a failing check is tried again after 3 min ± 50 %,
 //! then every 30 s ± 50 %, until it passes or 10 min have gone by. So a passing check is not tried again, and its flag
 //! is not held back by the other check's retries. The stored result holds
@@ -47,7 +47,6 @@
 //! loopback), one connect timeout when some stay silent (see BENCHMARKS.md),
 //! and about `backoff_total` plus one timeout when a check keeps failing.
 
-pub mod backoff;
 mod cache;
 mod config;
 mod flags;
@@ -60,11 +59,10 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::grid::GridContext;
+use crate::tasks::retry::{self, Cancelled, Retried, RetryPolicy};
 use crate::tasks::HEALTHCHECK;
 use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 
-pub(crate) use backoff::Retried;
-pub use backoff::{Backoff, Cancelled};
 pub use config::HealthcheckConfig;
 pub use flags::{Flag, Flags};
 
@@ -78,7 +76,7 @@ pub struct Settings {
     pub flags: Flags,
     /// Per service: name resolution plus TCP connection.
     pub connect_timeout: Duration,
-    pub backoff: Backoff,
+    pub backoff: RetryPolicy,
     /// What the network check probes, and how.
     pub network: NetworkTargets,
 }
@@ -95,12 +93,12 @@ pub enum NetworkTargets {
 impl Settings {
     /// The settings of a node in `grid` with the `[healthcheck]` section `hc`.
     pub fn new(hc: &HealthcheckConfig, grid: &GridContext) -> Settings {
-        let (network, default_timeout) = match services::network_check(hc) {
-            services::NetworkCheck::PerUrl => (
+        let (network, default_timeout) = match config::network_check(hc) {
+            config::NetworkCheck::PerUrl => (
                 NetworkTargets::PerUrl(hc.services_of(grid.network)),
                 Duration::from_secs(5),
             ),
-            services::NetworkCheck::PerService => (
+            config::NetworkCheck::PerService => (
                 NetworkTargets::PerService(services::groups(grid.network, &hc.instances)),
                 Duration::from_secs(10),
             ),
@@ -109,7 +107,7 @@ impl Settings {
             cache_dir: hc.cache_dir.clone(),
             flags: Flags::new(hc.flags_dir.clone()),
             connect_timeout: hc.connect_timeout.unwrap_or(default_timeout),
-            backoff: Backoff {
+            backoff: RetryPolicy {
                 initial: hc.backoff_initial,
                 max_interval: hc.backoff_max,
                 total: hc.backoff_total,
@@ -175,7 +173,7 @@ impl Check {
         cancel: &tokio_util::sync::CancellationToken,
         progress: &crate::tasks::Progress,
     ) -> Result<Retried, Cancelled> {
-        backoff::retry(settings.backoff, cancel, self.label(), |n| {
+        retry::retry(settings.backoff, cancel, self.label(), |n| {
             progress.note(|| format!("{} check: attempt {n}", self.label()));
             self.attempt(settings)
         })
@@ -273,7 +271,7 @@ mod tests {
         assert_eq!(s.connect_timeout, Duration::from_secs(10));
         assert_eq!(
             s.backoff,
-            Backoff {
+            RetryPolicy {
                 initial: Duration::from_secs(180),
                 max_interval: Duration::from_secs(30),
                 total: Duration::from_secs(600)

@@ -15,97 +15,17 @@
 //! The instance lists are zos's built-in ones for each network
 //! ([`instances`]); `[healthcheck.instances]` replaces any of them.
 
-use anyhow::bail;
-use serde::Deserialize;
-
-use super::config::HealthcheckConfig;
+use super::config::ServiceInstances;
+pub use super::config::SERVICES;
 use super::network;
 use crate::grid::network::FLIST_HUB;
 use crate::grid::Network;
-
-/// The services, in the order they are reported.
-pub const SERVICES: [&str; 6] = ["substrate", "activation", "relay", "graphql", "hub", "kyc"];
-
-/// Which network check the healthcheck does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NetworkCheck {
-    /// Any instance of each service (zos 2026).
-    PerService,
-    /// Every URL on its own (the seed era's).
-    PerUrl,
-}
-
-/// `[healthcheck.instances]`: replaces the built-in list of a service.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServiceInstances {
-    pub substrate: Option<Vec<String>>,
-    pub activation: Option<Vec<String>>,
-    pub relay: Option<Vec<String>>,
-    pub graphql: Option<Vec<String>>,
-    pub hub: Option<Vec<String>>,
-    pub kyc: Option<Vec<String>>,
-}
-
-impl ServiceInstances {
-    fn get(&self, service: &str) -> Option<&Vec<String>> {
-        match service {
-            "substrate" => self.substrate.as_ref(),
-            "activation" => self.activation.as_ref(),
-            "relay" => self.relay.as_ref(),
-            "graphql" => self.graphql.as_ref(),
-            "hub" => self.hub.as_ref(),
-            "kyc" => self.kyc.as_ref(),
-            _ => None,
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        SERVICES.iter().all(|s| self.get(s).is_none())
-    }
-}
 
 /// One service and its instances, in the order they are tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceGroup {
     pub service: String,
     pub instances: Vec<String>,
-}
-
-/// The check `hc` asks for: explicit, else `per-url` when a flat
-/// `services` list is given (a configuration written for it), else
-/// `per-service`.
-pub(crate) fn network_check(hc: &HealthcheckConfig) -> NetworkCheck {
-    hc.network_check.unwrap_or(if hc.services.is_some() {
-        NetworkCheck::PerUrl
-    } else {
-        NetworkCheck::PerService
-    })
-}
-
-/// Checks that the settings fit the chosen check.
-pub fn validate(hc: &HealthcheckConfig) -> anyhow::Result<()> {
-    match network_check(hc) {
-        NetworkCheck::PerService if hc.services.is_some() => bail!(
-            "healthcheck.services: a flat list is for network_check = \"per-url\"; \
-             with \"per-service\" use [healthcheck.instances]"
-        ),
-        NetworkCheck::PerUrl if !hc.instances.is_empty() => bail!(
-            "healthcheck.instances: only for network_check = \"per-service\"; \
-             with \"per-url\" use healthcheck.services"
-        ),
-        _ => {
-            for service in SERVICES {
-                for (i, url) in hc.instances.get(service).into_iter().flatten().enumerate() {
-                    network::Target::parse(url).map_err(|e| {
-                        anyhow::anyhow!("healthcheck.instances.{service}[{i}]: {url:?}: {e}")
-                    })?;
-                }
-            }
-            Ok(())
-        }
-    }
 }
 
 /// zos's built-in instance list of `service` on `network`.
@@ -233,20 +153,6 @@ fn parse_as_zos(url: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_flat_list_means_per_url_and_mixing_is_refused() {
-        let mut hc = HealthcheckConfig::default();
-        assert_eq!(network_check(&hc), NetworkCheck::PerService);
-        hc.services = Some(vec!["http://192.0.2.1/".into()]);
-        assert_eq!(network_check(&hc), NetworkCheck::PerUrl);
-        hc.network_check = Some(NetworkCheck::PerService);
-        assert!(validate(&hc).is_err());
-        hc.services = None;
-        hc.network_check = Some(NetworkCheck::PerUrl);
-        hc.instances.kyc = Some(vec![]);
-        assert!(validate(&hc).is_err());
-    }
 
     #[test]
     fn an_override_replaces_one_service_only() {

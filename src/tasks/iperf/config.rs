@@ -6,7 +6,21 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
-pub use super::servers::IperfMode;
+/// The list zos fetches (2026).
+pub(crate) const DEFAULT_LIST_URL: &str =
+    "https://export.iperf3serverlist.net/listed_iperf3_servers.json";
+
+/// Which servers the `iperf` task measures against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IperfMode {
+    /// One public iperf3 server from a published list, TCP then UDP (zos
+    /// since 2026).
+    PublicServers,
+    /// The grid's own public nodes, TCP and UDP over IPv4 and IPv6 (the
+    /// seed era's behaviour).
+    GridNodes,
+}
 
 /// `[iperf]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -60,7 +74,7 @@ impl Default for IperfConfig {
     fn default() -> Self {
         Self {
             mode: IperfMode::PublicServers,
-            server_list_url: super::servers::DEFAULT_LIST_URL.into(),
+            server_list_url: DEFAULT_LIST_URL.into(),
             server_list_timeout: Duration::from_secs(30),
             server_connect_timeout: Duration::from_secs(5),
             server_tries: 20,
@@ -92,7 +106,7 @@ impl IperfConfig {
 
     /// Checks what types alone cannot; errors name the field.
     pub fn validate(&self) -> anyhow::Result<()> {
-        super::servers::validate(self)?;
+        validate_public_servers(self)?;
         if self.port == 0 {
             bail!("iperf.port: must be a port number from 1 to 65535");
         }
@@ -110,4 +124,32 @@ impl IperfConfig {
         }
         Ok(())
     }
+}
+
+/// Checks the `public-servers` settings.
+fn validate_public_servers(c: &IperfConfig) -> anyhow::Result<()> {
+    let url = url::Url::parse(&c.server_list_url)
+        .map_err(|e| anyhow::anyhow!("iperf.server_list_url: {:?}: {e}", c.server_list_url))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!(
+            "iperf.server_list_url: {:?}: must be an http or https URL",
+            c.server_list_url
+        );
+    }
+    for (key, d) in [
+        ("server_list_timeout", c.server_list_timeout),
+        ("server_connect_timeout", c.server_connect_timeout),
+        ("retry_initial", c.retry_initial),
+    ] {
+        if d.is_zero() {
+            bail!("iperf.{key}: must be more than zero");
+        }
+    }
+    if c.server_tries == 0 {
+        bail!("iperf.server_tries: must be at least 1");
+    }
+    if c.retry_max < c.retry_initial {
+        bail!("iperf.retry_max: must not be shorter than iperf.retry_initial");
+    }
+    Ok(())
 }

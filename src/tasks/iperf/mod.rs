@@ -67,7 +67,7 @@ pub(crate) mod public;
 pub mod report;
 pub mod servers;
 
-pub use config::IperfConfig;
+pub use config::{IperfConfig, IperfMode};
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -79,7 +79,6 @@ use crate::grid::graphql::{GraphQl, Node, NodeFilter};
 use crate::grid::GridContext;
 use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 use report::{Entry, Protocol};
-use servers::IperfMode;
 
 /// The description stored with `grid-nodes` results (the original's).
 pub(crate) const DESCRIPTION: &str =

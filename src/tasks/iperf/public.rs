@@ -215,8 +215,11 @@ mod tests {
     #[test]
     fn defaults_are_zos_2026_ones() {
         let c = IperfConfig::default();
-        assert_eq!(c.mode, servers::IperfMode::PublicServers);
-        assert_eq!(c.server_list_url, servers::DEFAULT_LIST_URL);
+        assert_eq!(c.mode, crate::tasks::iperf::IperfMode::PublicServers);
+        assert_eq!(
+            c.server_list_url,
+            crate::tasks::iperf::config::DEFAULT_LIST_URL
+        );
         assert_eq!(c.run_timeout(), Duration::from_secs(90));
         assert_eq!(
             (c.retry_initial, c.retry_max, c.retry_total, c.retries),

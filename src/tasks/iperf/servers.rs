@@ -18,15 +18,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rand::seq::SliceRandom;
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::net::TcpStream;
-
-use super::config::IperfConfig;
-
-/// The list zos fetches (2026).
-pub(crate) const DEFAULT_LIST_URL: &str =
-    "https://export.iperf3serverlist.net/listed_iperf3_servers.json";
 
 /// The most of the list read: it is some tens of kilobytes.
 pub(crate) const LIST_MAX_BODY: usize = 4 * 1024 * 1024;
@@ -37,18 +30,6 @@ pub(crate) const NO_SERVER_PREFIX: &str = "failed to fetch public iperf3 server"
 /// The error when no listed server accepted a connection (zos's words).
 pub const NO_SERVER: &str =
     "failed to fetch public iperf3 server: no reachable iperf3 servers found";
-
-/// Which servers the `iperf` task measures against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum IperfMode {
-    /// One public iperf3 server from a published list, TCP then UDP (zos
-    /// since 2026).
-    PublicServers,
-    /// The grid's own public nodes, TCP and UDP over IPv4 and IPv6 (the
-    /// seed era's behaviour).
-    GridNodes,
-}
 
 /// One usable entry of the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,34 +45,6 @@ pub struct Picked {
     pub server: Server,
     /// The address that accepted the connection (the host resolved).
     pub addr: SocketAddr,
-}
-
-/// Checks the `public-servers` settings.
-pub fn validate(c: &IperfConfig) -> anyhow::Result<()> {
-    let url = url::Url::parse(&c.server_list_url)
-        .map_err(|e| anyhow::anyhow!("iperf.server_list_url: {:?}: {e}", c.server_list_url))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        bail!(
-            "iperf.server_list_url: {:?}: must be an http or https URL",
-            c.server_list_url
-        );
-    }
-    for (key, d) in [
-        ("server_list_timeout", c.server_list_timeout),
-        ("server_connect_timeout", c.server_connect_timeout),
-        ("retry_initial", c.retry_initial),
-    ] {
-        if d.is_zero() {
-            bail!("iperf.{key}: must be more than zero");
-        }
-    }
-    if c.server_tries == 0 {
-        bail!("iperf.server_tries: must be at least 1");
-    }
-    if c.retry_max < c.retry_initial {
-        bail!("iperf.retry_max: must not be shorter than iperf.retry_initial");
-    }
-    Ok(())
 }
 
 /// Reads the list. Fails only when the text is not a JSON array; entries

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
-use crate::tasks::healthcheck::Backoff;
+use crate::tasks::retry::RetryPolicy;
 
 /// The hypervisors the task can drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -117,9 +117,9 @@ impl Default for ProvisionTestConfig {
             deadline: Duration::from_secs(120),
             work_dir: PathBuf::from("/run/zos-perf"),
             flags_dir: PathBuf::from("/tmp/flags"),
-            backoff_initial: Backoff::default().initial,
-            backoff_max: Backoff::default().max_interval,
-            backoff_total: Backoff::default().total,
+            backoff_initial: RetryPolicy::default().initial,
+            backoff_max: RetryPolicy::default().max_interval,
+            backoff_total: RetryPolicy::default().total,
         }
     }
 }

@@ -57,7 +57,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::grid::GridContext;
-use crate::tasks::healthcheck::{backoff, Backoff, Cancelled, Flag, Flags};
+use crate::tasks::healthcheck::{Flag, Flags};
+use crate::tasks::retry::{self, Cancelled, RetryPolicy};
 use crate::tasks::PROVISIONTEST;
 use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 use backend::{Backend, RunDir, Vm, VmSpec};
@@ -103,12 +104,12 @@ impl ProvisionTest {
 
     /// Attempts with retries; the result is the last attempt's errors.
     pub async fn check(&self, ctx: &RunContext) -> anyhow::Result<Value> {
-        let policy = Backoff {
+        let policy = RetryPolicy {
             initial: self.config.backoff_initial,
             max_interval: self.config.backoff_max,
             total: self.config.backoff_total,
         };
-        let retried = backoff::retry(policy, &ctx.cancel, "vm", |n| async move {
+        let retried = retry::retry(policy, &ctx.cancel, "vm", |n| async move {
             if n > 1 {
                 tracing::info!(attempt = n, "retrying with a new VM");
             }

@@ -5,7 +5,26 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
-use super::stun::LookupKind;
+use super::stun;
+
+/// zos's servers, in zos's order.
+pub(crate) const DEFAULT_SERVERS: [&str; 5] = [
+    "stun1.l.google.com:19302",
+    "stun2.l.google.com:19302",
+    "stun3.l.google.com:19302",
+    "stun4.l.google.com:19302",
+    "stun.l.google.com:19302",
+];
+
+/// How the public-ip task learns the node's public address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LookupKind {
+    /// STUN Binding over UDP (zos since 2025).
+    Stun,
+    /// An HTTP GET of `lookup_url` (the seed era's).
+    Http,
+}
 
 /// `[public_ip]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -40,10 +59,7 @@ impl Default for PublicIpConfig {
             namespace: "pubtestns".into(),
             link: "pub".into(),
             lookup: LookupKind::Stun,
-            stun_servers: super::stun::DEFAULT_SERVERS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            stun_servers: DEFAULT_SERVERS.iter().map(|s| s.to_string()).collect(),
             stun_timeout: Duration::from_secs(10),
             lookup_url: "https://api.ipify.org".into(),
             lookup_timeout: Duration::from_secs(30),
@@ -62,10 +78,25 @@ impl PublicIpConfig {
         if self.link.is_empty() || self.link.len() > 15 {
             bail!("public_ip.link: must be an interface name of 1 to 15 characters");
         }
-        super::stun::validate(self)?;
+        validate_stun(self)?;
         if self.ping_count == 0 {
             bail!("public_ip.ping_count: must be at least 1");
         }
         Ok(())
     }
+}
+
+/// Checks the STUN settings.
+fn validate_stun(c: &PublicIpConfig) -> anyhow::Result<()> {
+    if c.lookup == LookupKind::Stun && c.stun_servers.is_empty() {
+        bail!("public_ip.stun_servers: must name at least one server when lookup = \"stun\"");
+    }
+    for (i, s) in c.stun_servers.iter().enumerate() {
+        stun::split_host_port(s)
+            .map_err(|e| anyhow::anyhow!("public_ip.stun_servers[{i}]: {s:?}: {e}"))?;
+    }
+    if c.stun_timeout.is_zero() {
+        bail!("public_ip.stun_timeout: must be more than zero");
+    }
+    Ok(())
 }

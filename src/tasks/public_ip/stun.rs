@@ -20,56 +20,19 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::bail;
 use bytecodec::{DecodeExt, EncodeExt};
-use serde::Deserialize;
 use stun_codec::rfc5389::{attributes::XorMappedAddress, methods::BINDING, Attribute};
 use stun_codec::{Message, MessageClass, MessageDecoder, MessageEncoder, TransactionId};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use super::config::PublicIpConfig;
 use super::lookup::Lookup;
-
-/// zos's servers, in zos's order.
-pub(crate) const DEFAULT_SERVERS: [&str; 5] = [
-    "stun1.l.google.com:19302",
-    "stun2.l.google.com:19302",
-    "stun3.l.google.com:19302",
-    "stun4.l.google.com:19302",
-    "stun.l.google.com:19302",
-];
 
 /// RFC 5389's initial retransmission timeout.
 pub(crate) const INITIAL_RTO: Duration = Duration::from_millis(500);
 
 /// The largest datagram read; a Binding answer is under 100 bytes.
 const MAX_DATAGRAM: usize = 1500;
-
-/// How the public-ip task learns the node's public address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LookupKind {
-    /// STUN Binding over UDP (zos since 2025).
-    Stun,
-    /// An HTTP GET of `lookup_url` (the seed era's).
-    Http,
-}
-
-/// Checks the STUN settings.
-pub fn validate(c: &PublicIpConfig) -> anyhow::Result<()> {
-    if c.lookup == LookupKind::Stun && c.stun_servers.is_empty() {
-        bail!("public_ip.stun_servers: must name at least one server when lookup = \"stun\"");
-    }
-    for (i, s) in c.stun_servers.iter().enumerate() {
-        split_host_port(s)
-            .map_err(|e| anyhow::anyhow!("public_ip.stun_servers[{i}]: {s:?}: {e}"))?;
-    }
-    if c.stun_timeout.is_zero() {
-        bail!("public_ip.stun_timeout: must be more than zero");
-    }
-    Ok(())
-}
 
 /// `host:port` or `[v6]:port` into its parts.
 pub(crate) fn split_host_port(s: &str) -> Result<(String, u16), String> {

@@ -9,9 +9,10 @@ use std::time::Instant;
 use super::rtnl::Rtnl;
 use anyhow::Context;
 
+use super::config::LookupKind;
 use super::link;
 use super::lookup::{self, Lookup};
-use super::stun::{self, LookupKind};
+use super::stun;
 use super::PublicIpConfig;
 use super::{
     IpReport, Report, State, FETCH_REAL_IP_FAILED, IPS_NOT_MATCHING, IP_IS_USED,

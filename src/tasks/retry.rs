@@ -1,5 +1,5 @@
 //! Retrying a failing check before its result is stored, with zos's
-//! cadence.
+//! cadence (the healthcheck's checks and provisiontest's VM test).
 //!
 //! A blip (a relay restarting, a DNS hiccup) should not make a node look
 //! broken for a quarter of an hour, and a recovery should show soon. zos
@@ -40,7 +40,7 @@ pub const MULTIPLIER: f64 = 1.5;
 
 /// How a failing check is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
+pub struct RetryPolicy {
     /// The interval of the first wait.
     pub initial: Duration,
     /// The longest interval (before randomisation).
@@ -50,10 +50,10 @@ pub struct Backoff {
     pub total: Duration,
 }
 
-impl Default for Backoff {
+impl Default for RetryPolicy {
     /// zos's: 3 min, 30 s, 10 min.
     fn default() -> Self {
-        Backoff {
+        RetryPolicy {
             initial: Duration::from_secs(3 * 60),
             max_interval: Duration::from_secs(30),
             total: Duration::from_secs(10 * 60),
@@ -64,14 +64,14 @@ impl Default for Backoff {
 /// The waits of one series of attempts.
 #[derive(Debug)]
 pub struct Waits<R> {
-    backoff: Backoff,
+    backoff: RetryPolicy,
     interval: Duration,
     rng: R,
 }
 
 impl<R: Rng> Waits<R> {
     /// The waits of `backoff`, randomised from `rng`.
-    pub fn new(backoff: Backoff, rng: R) -> Waits<R> {
+    pub fn new(backoff: RetryPolicy, rng: R) -> Waits<R> {
         Waits {
             backoff,
             interval: backoff.initial,
@@ -128,7 +128,7 @@ pub use crate::util::backoff::Cancelled;
 /// the backoff gives up. `cancel` stops the attempts and the waits between
 /// them at once.
 pub async fn retry<F, Fut>(
-    backoff: Backoff,
+    backoff: RetryPolicy,
     cancel: &CancellationToken,
     label: &str,
     attempt: F,
@@ -142,7 +142,7 @@ where
 
 /// [`retry`] with the waits randomised from `rng` (tests seed it).
 pub async fn retry_with<R, F, Fut>(
-    backoff: Backoff,
+    backoff: RetryPolicy,
     rng: R,
     cancel: &CancellationToken,
     label: &str,
@@ -246,7 +246,7 @@ mod tests {
         // library itself.
         let ns = Duration::from_nanos(1);
         for (bits, first, then) in [(0u64, s(90), s(15)), (u64::MAX, s(270), s(45))] {
-            let mut w = Waits::new(Backoff::default(), Fixed(bits));
+            let mut w = Waits::new(RetryPolicy::default(), Fixed(bits));
             let d = w.next(Duration::ZERO);
             assert!(near(d, first, ns), "{d:?}");
             for _ in 0..20 {
@@ -255,14 +255,14 @@ mod tests {
             }
         }
         // The middle draw: the intervals themselves.
-        let mut w = Waits::new(Backoff::default(), Fixed(1 << 63));
+        let mut w = Waits::new(RetryPolicy::default(), Fixed(1 << 63));
         let waits: Vec<Duration> = (0..3).filter_map(|_| w.next(s(1))).collect();
         assert_eq!(waits, [s(180), s(30), s(30)]);
     }
 
     #[test]
     fn the_interval_grows_by_half_until_the_maximum() {
-        let b = Backoff {
+        let b = RetryPolicy {
             initial: s(10),
             max_interval: s(60),
             total: s(3600),
@@ -286,12 +286,12 @@ mod tests {
 
     #[test]
     fn no_wait_once_the_total_has_passed_and_none_with_a_zero_total() {
-        let mut w = Waits::new(Backoff::default(), Fixed(0));
+        let mut w = Waits::new(RetryPolicy::default(), Fixed(0));
         assert!(w.next(s(600)).is_some(), "at the limit itself: one more");
         assert_eq!(w.next(s(600) + Duration::from_nanos(1)), None);
-        let none = Backoff {
+        let none = RetryPolicy {
             total: Duration::ZERO,
-            ..Backoff::default()
+            ..RetryPolicy::default()
         };
         assert_eq!(Waits::new(none, Fixed(0)).next(Duration::ZERO), None);
     }
@@ -314,7 +314,7 @@ mod tests {
         let starts = Arc::new(Mutex::new(Vec::new()));
         let t0 = Instant::now();
         let r = retry_with(
-            Backoff::default(),
+            RetryPolicy::default(),
             StdRng::seed_from_u64(2026),
             &CancellationToken::new(),
             "t",
@@ -354,7 +354,7 @@ mod tests {
         for seed in 0..50 {
             let start = Instant::now();
             let r = retry_with(
-                Backoff::default(),
+                RetryPolicy::default(),
                 StdRng::seed_from_u64(seed),
                 &CancellationToken::new(),
                 "t",
@@ -379,7 +379,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pass_ends_the_retries() {
         let starts = Arc::new(Mutex::new(Vec::new()));
-        let b = Backoff {
+        let b = RetryPolicy {
             initial: Duration::from_millis(100),
             max_interval: Duration::from_millis(100),
             total: s(10),
@@ -405,9 +405,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_zero_total_means_one_attempt() {
         let starts = Arc::new(Mutex::new(Vec::new()));
-        let b = Backoff {
+        let b = RetryPolicy {
             total: Duration::ZERO,
-            ..Backoff::default()
+            ..RetryPolicy::default()
         };
         let r = retry(b, &CancellationToken::new(), "t", failing(5, starts))
             .await
@@ -419,7 +419,7 @@ mod tests {
     #[tokio::test]
     async fn cancel_interrupts_the_wait_at_once() {
         let cancel = CancellationToken::new();
-        let b = Backoff {
+        let b = RetryPolicy {
             initial: s(3600),
             max_interval: s(3600),
             total: s(7200),

@@ -2,7 +2,7 @@
 //!
 //! The daemon that runs one (no Redis configured, none on the default
 //! address; [`super::server`]) holds its runtime directory's lock
-//! ([`crate::redis::instance`]), so nobody else uses the socket there. The
+//! ([`crate::node_redis::instance`]), so nobody else uses the socket there. The
 //! server's pid is recorded in `redis.pid` beside it.
 //!
 //! - **Left over from a daemon that died** (SIGKILL, a crash): the recorded
@@ -33,12 +33,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::server::{answers, prepare_runtime_dir};
-use crate::redis::instance;
+use super::instance::{self, prepare_runtime_dir};
+use super::server::{answers, SOCKET};
 use crate::util::backoff::Backoff;
 
-/// The socket's name in the runtime directory.
-pub const SOCKET: &str = "redis.sock";
 /// The pid record's name in the runtime directory.
 pub const PID_FILE: &str = "redis.pid";
 /// How long a new server has to answer.

@@ -14,10 +14,10 @@ use common::chain::{ChainServer, Mode};
 use common::clock::ManualClock;
 use common::RedisServer;
 use tokio_util::sync::CancellationToken;
-use zos_perf::clock::{self, ClockCheck, ClockStatus};
+use zos_perf::clock_check::{self, ClockCheck, ClockStatus};
 use zos_perf::config::Config;
 use zos_perf::grid::chain::key;
-use zos_perf::redis::RedisLink;
+use zos_perf::node_redis::RedisLink;
 
 /// "Now" for the sources.
 fn truth() -> DateTime<Utc> {
@@ -254,9 +254,9 @@ async fn the_status_lands_in_perf_status_beside_the_tasks() {
         last_correction: None,
         last_correction_result: None,
     };
-    clock::publish(&link, &status).await;
+    clock_check::publish(&link, &status).await;
     assert_eq!(
-        clock::read_status(&mut conn).await.expect("read"),
+        clock_check::read_status(&mut conn).await.expect("read"),
         Some(status.clone())
     );
     // Task statuses are still read, the clock field left out of them.
@@ -265,7 +265,7 @@ async fn the_status_lands_in_perf_status_beside_the_tasks() {
         .expect("tasks");
     assert!(tasks.is_empty(), "{tasks:?}");
     assert_eq!(
-        clock::describe(Some(&status)),
+        clock_check::describe(Some(&status)),
         "clock: skew -1.5s against tfchain at 2026-11-30 19:20:05 UTC"
     );
     shutdown.cancel();
@@ -280,7 +280,7 @@ async fn the_loop_publishes_and_stops_on_shutdown() {
     let shutdown = CancellationToken::new();
     let link = RedisLink::start(&redis.url(), shutdown.clone()).expect("link");
     let mut conn = link.ready(&shutdown).await.expect("redis answers");
-    let task = tokio::spawn(clock::run(
+    let task = tokio::spawn(clock_check::run(
         c,
         Duration::from_millis(50),
         link,
@@ -288,7 +288,7 @@ async fn the_loop_publishes_and_stops_on_shutdown() {
     ));
     let mut stored = None;
     for _ in 0..200 {
-        stored = clock::read_status(&mut conn).await.expect("read");
+        stored = clock_check::read_status(&mut conn).await.expect("read");
         if stored.is_some() {
             break;
         }

@@ -40,9 +40,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::grid::chain::{ChainClient, ChainOptions};
 use crate::grid::GridContext;
-use crate::redis::keys::STATUS as STATUS_KEY;
-use crate::redis::RedisLink;
-use crate::schedule::Clock;
+use crate::node_redis::keys::STATUS as STATUS_KEY;
+use crate::node_redis::RedisLink;
+use crate::schedule::Timekeeper;
 use sources::{DateHeader, Tfchain, TimeService, TimeSource};
 
 /// The field of `perf:status` that holds the last check.
@@ -83,7 +83,7 @@ pub struct Reading {
 /// The check and what it remembers between rounds.
 pub struct ClockCheck {
     sources: Vec<Box<dyn TimeSource>>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn Timekeeper>,
     threshold: Duration,
     command: Option<Vec<String>>,
     last_correction: Option<(tokio::time::Instant, i64, String)>,
@@ -92,7 +92,7 @@ pub struct ClockCheck {
 impl ClockCheck {
     pub fn new(
         sources: Vec<Box<dyn TimeSource>>,
-        clock: Arc<dyn Clock>,
+        clock: Arc<dyn Timekeeper>,
         threshold: Duration,
         command: Option<Vec<String>>,
     ) -> ClockCheck {
@@ -110,7 +110,7 @@ impl ClockCheck {
     pub fn from_config(
         c: &ClockConfig,
         grid: &GridContext,
-        clock: Arc<dyn Clock>,
+        clock: Arc<dyn Timekeeper>,
     ) -> anyhow::Result<ClockCheck> {
         let http = reqwest::Client::builder()
             .timeout(c.timeout)
@@ -373,7 +373,7 @@ pub async fn run(
 pub fn spawn(
     config: &ClockConfig,
     grid: &GridContext,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn Timekeeper>,
     link: RedisLink,
     shutdown: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {

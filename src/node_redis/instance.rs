@@ -1,7 +1,8 @@
-//! One daemon per runtime directory, and what it records there.
+//! The runtime directory: where it is, that it is ours alone, one daemon
+//! per directory, and what that daemon records there.
 //!
 //! The runtime directory (`$XDG_RUNTIME_DIR/zos-perf`, `/run/zos-perf` for
-//! root; see [`crate::redis::server::runtime_dir`]) belongs to one daemon at
+//! root; see [`runtime_dir`]) belongs to one daemon at
 //! a time. Two daemons sharing it would share the private redis-server's
 //! socket: the second would take it over and delete it on exit while the
 //! first still runs. So `zos-perf run` holds a lock there for its whole
@@ -18,7 +19,7 @@
 //!   disk (give the readers `--redis`). Removed on exit, and trusted only
 //!   while the lock is held.
 //! - `redis.pid`: the private redis-server's pid
-//!   ([`crate::redis::server`]).
+//!   ([`crate::node_redis::private`]).
 //!
 //! Every file is opened with `O_NOFOLLOW` in a directory checked to be ours
 //! alone (owned by us, mode 700), so a link planted there is refused, not
@@ -31,8 +32,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
-
-use crate::redis::server;
 
 /// The lock file held by the running daemon.
 pub const LOCK_FILE: &str = "daemon.lock";
@@ -79,7 +78,7 @@ impl Instance {
     /// takes its lock. Fails with [`AlreadyRunning`] in the chain when a
     /// live daemon holds it.
     pub fn acquire(dir: &Path) -> anyhow::Result<Instance> {
-        server::prepare_runtime_dir(dir)?;
+        prepare_runtime_dir(dir)?;
         let path = dir.join(LOCK_FILE);
         let file = open(&path, libc_flags::CREATE_RW)?;
         let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -114,7 +113,7 @@ impl Instance {
     pub fn record_redis(&self, url: &str) -> anyhow::Result<()> {
         let path = self.dir.join(REDIS_URL_FILE);
         let _ = std::fs::remove_file(&path);
-        if crate::redis::redacted(url) != url {
+        if crate::node_redis::redacted(url) != url {
             tracing::info!(
                 "the redis address has credentials: not recorded for the CLI (give it --redis)"
             );
@@ -131,10 +130,71 @@ impl Drop for Instance {
     }
 }
 
+/// The runtime directory of this user's daemon.
+pub fn runtime_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") {
+        return Path::new(&dir).join("zos-perf");
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/run/zos-perf");
+    }
+    std::env::temp_dir().join(format!("zos-perf-{}", nix::unistd::geteuid()))
+}
+
+/// Refuses a runtime directory that is not ours alone: a link, not a
+/// directory, owned by another user, or open to group or others. Another
+/// user who could create it first (it lies under `/tmp` when there is no
+/// `XDG_RUNTIME_DIR`) could otherwise put their own server behind our
+/// socket path and feed us forged results.
+pub fn check_runtime_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir)
+        .with_context(|| format!("runtime directory {}", dir.display()))?;
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        anyhow::bail!(
+            "runtime directory {} is not a directory (a link?): refusing it",
+            dir.display()
+        );
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        anyhow::bail!(
+            "runtime directory {} is owned by uid {}, not by us (uid {me}): refusing it",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "runtime directory {} is open to other users (mode {:o}; it must be 700): refusing it",
+            dir.display(),
+            meta.mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
+/// Creates the runtime directory (mode 700) if missing, then checks it.
+pub fn prepare_runtime_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating runtime directory {}", dir.display()))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("creating runtime directory {}", dir.display()))
+        }
+    }
+    check_runtime_dir(dir)
+}
+
 /// The Redis the daemon running with runtime directory `dir` recorded, if
 /// one runs there (its lock is held) and the directory is ours alone.
 pub fn recorded_redis(dir: &Path) -> Option<String> {
-    server::check_runtime_dir(dir).ok()?;
+    check_runtime_dir(dir).ok()?;
     let lock = open(&dir.join(LOCK_FILE), libc_flags::READ).ok()?;
     // A shared lock we can take means no daemon holds the exclusive one:
     // whatever is recorded is stale.
@@ -143,7 +203,7 @@ pub fn recorded_redis(dir: &Path) -> Option<String> {
     }
     let mut file = open(&dir.join(REDIS_URL_FILE), libc_flags::READ).ok()?;
     let url = read_small(&mut file)?.trim().to_string();
-    crate::redis::check_url(&url).ok()?;
+    crate::node_redis::check_url(&url).ok()?;
     Some(url)
 }
 
@@ -214,6 +274,7 @@ fn read_small(file: &mut File) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn a_second_holder_is_refused_naming_the_first_and_a_link_is_never_followed() {
@@ -255,5 +316,26 @@ mod tests {
             "{err:#}"
         );
         assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep");
+    }
+
+    #[test]
+    fn a_runtime_directory_open_to_others_or_a_link_is_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("zos-perf");
+        prepare_runtime_dir(&dir).expect("created");
+        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let err = prepare_runtime_dir(&dir).expect_err("777");
+        assert!(
+            format!("{err:#}").contains("open to other users"),
+            "{err:#}"
+        );
+
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).expect("symlink");
+        let err = check_runtime_dir(&link).expect_err("link");
+        assert!(format!("{err:#}").contains("not a directory"), "{err:#}");
     }
 }

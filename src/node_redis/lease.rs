@@ -34,7 +34,7 @@ use redis::aio::ConnectionLike;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::redis::RedisLink;
+use crate::node_redis::RedisLink;
 
 /// One daemon per Redis.
 pub const DAEMON_KEY: &str = "perf:lease:daemon";
@@ -372,7 +372,7 @@ pub async fn take_daemon(link: &RedisLink) -> anyhow::Result<Held> {
                 anyhow::bail!(
                     "another zos-perf daemon uses redis at {}: {by} holds {DAEMON_KEY}; \
                      refusing to run a second one (its lease expires {}s after it stops renewing it)",
-                    crate::redis::redacted(link.url()),
+                    crate::node_redis::redacted(link.url()),
                     TTL.as_secs()
                 );
             }

@@ -29,7 +29,7 @@
 //! [`Event::Oversized`], so a huge frame from anyone costs neither memory
 //! nor the connection.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use std::sync::Arc;
 
@@ -47,6 +47,7 @@ use super::frames::{FrameGuard, Oversized};
 use super::identity::Identity;
 use super::jwt;
 use crate::grid::chain::{ws_config, ws_connector};
+use crate::util::unix_time::unix_now;
 
 /// Timing and size limits of a relay connection.
 #[derive(Debug, Clone, Copy)]
@@ -162,12 +163,6 @@ fn budget(bytes: usize, max_message: usize) -> (Arc<Semaphore>, usize) {
         .clamp(1, u32::MAX as usize)
         .min(Semaphore::MAX_PERMITS);
     (Arc::new(Semaphore::new(bytes)), bytes)
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// `wss://host` for a bare hostname (how twins list their relays), the

@@ -1,6 +1,6 @@
 //! Redis: the daemon's connection and its reconnect loop ([`link`]), which
 //! Redis to use ([`server`]), the private redis-server the daemon starts
-//! when there is none ([`private`]), the one daemon per runtime directory
+//! when there is none ([`private`]), the runtime directory and the one daemon
 //! that may own it ([`instance`]), the one place every key is spelled
 //! ([`keys`]), and the leases every process on one Redis honours
 //! ([`lease`]).
