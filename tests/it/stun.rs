@@ -222,9 +222,7 @@ fn only_wrong_transaction_ids_is_no_answer() {
 
 #[test]
 fn an_answer_without_xor_mapped_address_fails_that_server() {
-    let (addr, t) = stand_in(|id| {
-        vec![success(id, vec![Attribute::MappedAddress(seen())])]
-    });
+    let (addr, t) = stand_in(|id| vec![success(id, vec![Attribute::MappedAddress(seen())])]);
     let err = ask(addr).expect_err("no XOR-MAPPED-ADDRESS");
     assert!(
         matches!(

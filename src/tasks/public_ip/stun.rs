@@ -97,10 +97,7 @@ pub enum StunError {
     #[error("resolving {host} took longer than {timeout:?}")]
     ResolveTimeout { host: String, timeout: Duration },
     #[error("cannot resolve {host}: {error}")]
-    Resolve {
-        host: String,
-        error: std::io::Error,
-    },
+    Resolve { host: String, error: std::io::Error },
     #[error("{host} has no IPv{family} address")]
     NoAddress { host: String, family: u8 },
     #[error("cannot bind a UDP socket to {from}: {error}")]

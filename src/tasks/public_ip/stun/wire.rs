@@ -210,9 +210,7 @@ fn attribute(kind: u16, value: &[u8], id: &TransactionId) -> Result<Attribute, W
     let bad = |why| WireError::Attribute { kind, why };
     Ok(match kind {
         MAPPED_ADDRESS => Attribute::MappedAddress(address(value).map_err(bad)?),
-        XOR_MAPPED_ADDRESS => {
-            Attribute::XorMappedAddress(xor(address(value).map_err(bad)?, id))
-        }
+        XOR_MAPPED_ADDRESS => Attribute::XorMappedAddress(xor(address(value).map_err(bad)?, id)),
         ERROR_CODE => {
             let (head, reason) = value
                 .split_first_chunk::<4>()
@@ -451,10 +449,7 @@ mod tests {
         let good = rfc5769_ipv4();
         let cases: Vec<(Vec<u8>, WireError)> = vec![
             (good[..19].to_vec(), WireError::TooShort { len: 19 }),
-            (
-                [&[0x80][..], &good[1..]].concat(),
-                WireError::NotStun,
-            ),
+            ([&[0x80][..], &good[1..]].concat(), WireError::NotStun),
             (
                 [&good[..4], &[0, 0, 0, 0][..], &good[8..]].concat(),
                 WireError::NoCookie,
@@ -476,7 +471,12 @@ mod tests {
             ),
             // The last attribute claims 5 bytes where 4 are left.
             (
-                [&good[..good.len() - 6], &[0, 5][..], &good[good.len() - 4..]].concat(),
+                [
+                    &good[..good.len() - 6],
+                    &[0, 5][..],
+                    &good[good.len() - 4..],
+                ]
+                .concat(),
                 WireError::Overrun {
                     kind: 0x8028,
                     declared: 5,
@@ -495,7 +495,9 @@ mod tests {
                 },
             ),
             (
-                hex(&format!("0101 000c 2112a442 {ID} 0001 0008 0003 0000 00000000")),
+                hex(&format!(
+                    "0101 000c 2112a442 {ID} 0001 0008 0003 0000 00000000"
+                )),
                 WireError::Attribute {
                     kind: MAPPED_ADDRESS,
                     why: "unknown address family",
@@ -556,7 +558,8 @@ mod tests {
         prop_oneof![
             socket_addr().prop_map(Attribute::MappedAddress),
             socket_addr().prop_map(Attribute::XorMappedAddress),
-            (300u16..700, ".{0,40}").prop_map(|(code, reason)| Attribute::ErrorCode { code, reason }),
+            (300u16..700, ".{0,40}")
+                .prop_map(|(code, reason)| Attribute::ErrorCode { code, reason }),
             (any::<u16>(), prop::collection::vec(any::<u8>(), 0..40))
                 .prop_filter("a type read as another", move |(k, _)| !known.contains(k))
                 .prop_map(|(kind, value)| Attribute::Other { kind, value }),
