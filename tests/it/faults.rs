@@ -636,7 +636,7 @@ fn redis_restarted_empty_under_load_gets_every_result_back_and_the_bus_answers_e
     );
     let restored = Instant::now();
     let took = restored - restarted;
-    // README promises 6 s: at most 5 s of reconnect backoff, then a pass.
+    // docs/daemon.md promises 6 s: at most 5 s of reconnect backoff, then a pass.
     assert!(
         took < Duration::from_secs(6),
         "results back {took:?} after the restart"

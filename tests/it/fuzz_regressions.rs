@@ -15,6 +15,8 @@ mod config_cron;
 pub(crate) mod frame_guard;
 #[path = "../../fuzz/checks/stored_value.rs"]
 mod stored_value;
+#[path = "../../fuzz/checks/stun.rs"]
+mod stun;
 
 /// Every file of `fuzz/<dir>/<target>`, sorted.
 fn inputs(dir: &str, target: &str) -> Vec<PathBuf> {
@@ -98,4 +100,22 @@ fn frame_guard_seeds_corpus_and_regressions() {
     files.extend(inputs("regressions", "frame_guard"));
     assert!(!files.is_empty(), "no frame_guard inputs");
     replay(&files, frame_guard::check);
+}
+
+#[test]
+fn stun_seeds_and_corpus() {
+    let mut files = inputs("seeds", "stun");
+    assert!(!files.is_empty(), "no stun seeds");
+    // The corpus and the regressions exist once `scripts/fuzz` has run.
+    for dir in ["corpus", "regressions"] {
+        if Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz")
+            .join(dir)
+            .join("stun")
+            .is_dir()
+        {
+            files.extend(inputs(dir, "stun"));
+        }
+    }
+    replay(&files, stun::check);
 }

@@ -773,7 +773,7 @@ async fn redis_restarted_empty_gets_every_result_back_within_6_s() {
     );
     redis.restart_empty();
     let restarted = Instant::now();
-    // README and docs/redis.md promise 6 s: at most 5 s of reconnect
+    // docs/daemon.md and docs/redis.md promise 6 s: at most 5 s of reconnect
     // backoff, then one sync pass.
     let (cpu, hc) = wait_for(Duration::from_secs(6), "results written back", || {
         Some((
