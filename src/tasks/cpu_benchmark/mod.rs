@@ -33,6 +33,7 @@
 pub mod chain;
 mod config;
 pub mod crc;
+pub mod view;
 
 pub use config::CpuBenchmarkConfig;
 
