@@ -29,7 +29,7 @@ use tracing::Instrument;
 use crate::config::{Config, TaskSettings};
 use crate::schedule::{jitter_delay, Schedule, Timekeeper};
 use crate::store::{Outcome, ResultStore, State, TaskResult};
-use crate::tasks::{problems, Progress, RunContext, Task};
+use crate::tasks::{view, Progress, RunContext, Task};
 
 /// The longest the loop sleeps before it reads the clock again.
 pub const SLICE: Duration = Duration::from_secs(1);
@@ -453,7 +453,7 @@ impl Ctx {
         };
         match &result {
             Ok(r) => {
-                let problems = problems::count(name, &r.result);
+                let problems = view::problem_count(name, &r.result);
                 tracing::info!(task = name, duration = ?duration, outcome = "ok", problems, "run finished")
             }
             Err((outcome, reason)) => tracing::warn!(task = name, duration = ?duration,
@@ -468,7 +468,7 @@ impl Ctx {
                 Ok(r) => {
                     s.last_outcome = Some(Outcome::Ok);
                     s.last_error = None;
-                    s.problems = Some(problems::count(name, &r.result));
+                    s.problems = Some(view::problem_count(name, &r.result));
                     s.last_note = ctx.remarked();
                 }
                 Err((outcome, reason)) => {

@@ -10,10 +10,10 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 
 use super::metrics::Sources;
-use crate::store::figures::{key_figures, Figure, Unit};
 use crate::store::history::Summary;
 use crate::store::TaskResult;
 use crate::store::TaskStatus;
+use crate::tasks::view::{self, key_figures, Figure, Unit};
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;background:#f4f5f7;color:#1c1e21}\
 header{background:#1f2d3d;color:#fff;padding:12px 16px}header h1{margin:0;font-size:1.3em}header p{margin:4px 0 0;opacity:.8;font-size:.9em}\
@@ -173,32 +173,12 @@ fn card(
     page.push_str("</section>");
 }
 
-/// What went wrong in the latest result, as lines: healthcheck errors,
-/// invalid IPs, provisiontest errors.
+/// What went wrong in the latest result, as lines (the task's view says
+/// which: healthcheck errors, invalid IPs, provisiontest errors).
 fn problems(page: &mut String, name: &str, result: &serde_json::Value) {
-    let mut lines: Vec<String> = Vec::new();
-    match name {
-        "healthcheck" | "provisiontest" => {
-            let all: Vec<&serde_json::Value> = match result {
-                serde_json::Value::Object(m) => m
-                    .values()
-                    .flat_map(|v| v.as_array().into_iter().flatten())
-                    .collect(),
-                serde_json::Value::Array(a) => a.iter().collect(),
-                _ => Vec::new(),
-            };
-            lines.extend(all.iter().filter_map(|v| v.as_str()).map(str::to_string));
-        }
-        "public-ip-validation" => {
-            for (ip, r) in result.as_object().into_iter().flatten() {
-                if r.get("state").and_then(|s| s.as_str()) == Some("invalid") {
-                    let reason = r.get("reason").and_then(|s| s.as_str()).unwrap_or("");
-                    lines.push(format!("{ip}: {reason}"));
-                }
-            }
-        }
-        _ => {}
-    }
+    let lines = view::view(name)
+        .map(|v| v.problem_lines(result))
+        .unwrap_or_default();
     if lines.is_empty() {
         return;
     }

@@ -9,16 +9,14 @@
 //! (task names, the two iperf test types and address families, the three
 //! public-IP states, the bus commands and error codes). The two labels that
 //! come from a result (healthcheck check names) are capped at
-//! [`MAX_CHECKS`]. iperf targets are not labels: they are drawn at random
+//! [`MAX_CHECKS`](crate::tasks::healthcheck::view::MAX_CHECKS). iperf targets are not labels: they are drawn at random
 //! each run, so each would be a new series; they are summed up per test
 //! type and family instead (best, median, tested, failed).
 //!
+//! What a task's result gives is said by the task's view
+//! ([`crate::tasks::TaskView::metrics`]); this collector encodes it beside
+//! the families of the tasks' status, the bus, the relay and the process.
 //! The full list, with types and labels, is in docs/observability.md.
-//!
-//! Longer than most files (about 580 lines): one collector renders every
-//! family at scrape time, and keeping the families of all sources (tasks,
-//! results, bus, relay, process) in one file is what keeps their names,
-//! units and label sets consistent with each other.
 
 use std::fmt::{self, Write};
 use std::sync::Arc;
@@ -34,12 +32,9 @@ use serde_json::Value;
 use super::process;
 use crate::bus::relay::RelayStats;
 use crate::bus::BusStats;
-use crate::store::figures::{iperf_totals, public_ip_counts, IP_STATES};
 use crate::store::ResultStore;
 use crate::store::State;
-
-/// At most this many healthcheck checks get a series.
-pub const MAX_CHECKS: usize = 16;
+use crate::tasks::view::{labels, Labels};
 
 /// `Content-Type` of the Prometheus text format.
 pub const TEXT_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -135,12 +130,6 @@ impl Exporter {
         }
         out
     }
-}
-
-type Labels = Vec<(&'static str, String)>;
-
-fn labels(pairs: &[(&'static str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
 }
 
 /// Writes one family of gauges; nothing at all when it has no sample.
@@ -294,129 +283,17 @@ impl DaemonCollector {
             .map(|r| r.result)
     }
 
+    /// Each enabled task's latest result, as its view reads it
+    /// ([`crate::tasks::TaskView::metrics`]), in the order of
+    /// [`crate::tasks::VIEWS`].
     fn results(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
-        if let Some(cpu) = self.result(crate::tasks::CPU_BENCHMARK) {
-            for (key, name, help) in [
-                (
-                    "single",
-                    "zos_perf_cpu_single_seconds",
-                    "Time of the single-threaded CPU benchmark (lower is faster).",
-                ),
-                (
-                    "multi",
-                    "zos_perf_cpu_multi_seconds",
-                    "Time of the multi-threaded CPU benchmark (lower is faster).",
-                ),
-                (
-                    "threads",
-                    "zos_perf_cpu_threads",
-                    "Threads the multi-threaded CPU benchmark used.",
-                ),
-                (
-                    "workloads",
-                    "zos_perf_cpu_workloads",
-                    "Workloads on the node when the CPU benchmark ran.",
-                ),
-            ] {
-                if let Some(v) = cpu.get(key).and_then(Value::as_f64) {
-                    gauges(enc, name, help, &one(v))?;
-                }
+        for view in crate::tasks::VIEWS {
+            let Some(result) = self.result(view.name()) else {
+                continue;
+            };
+            for family in view.metrics(&result) {
+                gauges(enc, family.name, family.help, &family.samples)?;
             }
-        }
-        if let Some(iperf) = self.result(crate::tasks::IPERF) {
-            let totals = iperf_totals(&iperf);
-            // Bytes, the base unit of Prometheus's conventions (promtool
-            // refuses bits): iperf's bits per second divided by 8.
-            let pick =
-                |f: fn(&crate::store::figures::IperfTotal) -> Option<f64>| -> Vec<(Labels, f64)> {
-                    totals
-                        .iter()
-                        .filter_map(|t| {
-                            f(t).map(|v| {
-                                (
-                                    labels(&[("test_type", t.test_type), ("family", t.family)]),
-                                    v,
-                                )
-                            })
-                        })
-                        .collect()
-                };
-            gauges(
-                enc,
-                "zos_perf_iperf_best_download_bytes_per_second",
-                "Best download speed over the targets of this test type and address family.",
-                &pick(|t| t.best_download.map(|b| b / 8.0)),
-            )?;
-            gauges(
-                enc,
-                "zos_perf_iperf_best_upload_bytes_per_second",
-                "Best upload speed over the targets of this test type and address family.",
-                &pick(|t| t.best_upload.map(|b| b / 8.0)),
-            )?;
-            gauges(
-                enc,
-                "zos_perf_iperf_median_download_bytes_per_second",
-                "Median download speed over the targets that answered.",
-                &pick(|t| t.median_download.map(|b| b / 8.0)),
-            )?;
-            gauges(
-                enc,
-                "zos_perf_iperf_median_upload_bytes_per_second",
-                "Median upload speed over the targets that answered.",
-                &pick(|t| t.median_upload.map(|b| b / 8.0)),
-            )?;
-            gauges(
-                enc,
-                "zos_perf_iperf_targets",
-                "Targets measured in the latest run.",
-                &pick(|t| Some(t.tested as f64)),
-            )?;
-            gauges(
-                enc,
-                "zos_perf_iperf_failed_targets",
-                "Targets of the latest run whose measurement failed.",
-                &pick(|t| Some(t.failed as f64)),
-            )?;
-        }
-        if let Some(Value::Object(checks)) = self.result(crate::tasks::HEALTHCHECK) {
-            let samples: Vec<(Labels, f64)> = checks
-                .iter()
-                .take(MAX_CHECKS)
-                .map(|(check, errors)| {
-                    let n = errors.as_array().map_or(0, Vec::len);
-                    (labels(&[("check", check)]), n as f64)
-                })
-                .collect();
-            gauges(
-                enc,
-                "zos_perf_healthcheck_failing_items",
-                "Problems the check found in the latest run (0 = passing).",
-                &samples,
-            )?;
-        }
-        if let Some(ips) = self.result(crate::tasks::PUBLIC_IP_VALIDATION) {
-            if ips.is_object() {
-                let counts = public_ip_counts(&ips);
-                let samples: Vec<(Labels, f64)> = IP_STATES
-                    .iter()
-                    .zip(counts)
-                    .map(|(s, n)| (labels(&[("state", s)]), n as f64))
-                    .collect();
-                gauges(
-                    enc,
-                    "zos_perf_public_ips",
-                    "The farm's public IPs by state in the latest validation.",
-                    &samples,
-                )?;
-            }
-        }
-        if let Some(Value::Array(errors)) = self.result("provisiontest") {
-            gauges(
-                enc,
-                "zos_perf_provisiontest_pass",
-                "1 when the latest VM boot test passed, else 0.",
-                &one(f64::from(u8::from(errors.is_empty()))),
-            )?;
         }
         Ok(())
     }

@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use chrono::DateTime;
 
-use crate::store::figures::{key_figures, Figure};
 use crate::store::TaskResult;
+use crate::tasks::view::{key_figures, Figure};
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 

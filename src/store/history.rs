@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use super::TaskResult;
 use crate::node_redis::keys;
-use crate::store::figures::{key_figures, Figure};
+use crate::tasks::view::{key_figures, Figure};
 use crate::tasks::NAMES;
 
 /// Results kept per task when configuration says nothing: a month of the

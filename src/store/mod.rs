@@ -12,10 +12,10 @@
 //! - [`fetch`]: stored values read with their size and type checked inside
 //!   Redis first, so a huge or wrong-typed value never travels.
 //! - [`read`]: the read side the CLI and the bus use.
-//! - [`figures`]: the key figures of each task's result (what the history
-//!   keeps plain, the dashboard charts and `zos-perf history` tabulates).
 //! - [`history`]: the last results of every task, in Redis lists outside
-//!   the `perf.` prefix, appended to on every [`ResultStore::put`].
+//!   the `perf.` prefix, appended to on every [`ResultStore::put`], with
+//!   each result's key figures (read by the task's view,
+//!   [`crate::tasks::TaskView`]) kept plain beside it.
 //!
 //! Longer than most files (about 450 lines): the memory-first writes, the
 //! sync loop that mirrors them and the repair of what Redis lost or holds
@@ -35,7 +35,6 @@ use tokio_util::sync::CancellationToken;
 use crate::node_redis::{keys, RedisLink};
 
 pub mod fetch;
-pub mod figures;
 pub mod history;
 mod read;
 mod record;

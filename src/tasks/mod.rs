@@ -1,15 +1,17 @@
 //! The tasks, one folder each, and the registry that builds them.
 //!
 //! A task folder holds everything of one task: what it measures, its
-//! section of the configuration (`config.rs`: struct, defaults, validation)
-//! and its defaults of schedule and limits. Every task is built the same
+//! section of the configuration (`config.rs`: struct, defaults, validation),
+//! its defaults of schedule and limits, and what its result means
+//! (`view.rs`: key figures, problems, human lines, metrics; [`TaskView`]). Every task is built the same
 //! way, `new(&section, &grid)`, from its own section and the shared
 //! [`GridContext`]; it never sees the whole configuration.
 //!
 //! Task names are wire facts (docs/redis.md): results are stored under
 //! `perf.<name>` and asked for by name over the bus. Adding a task is one
-//! folder here, one line in [`registry`] and [`NAMES`], and its section in
-//! [`Sections`] (see docs/architecture.md).
+//! folder here (with its `view.rs`, what its result means), one line in
+//! [`registry`], [`NAMES`] and [`VIEWS`], and its section in [`Sections`]
+//! (see docs/architecture.md).
 
 use std::sync::Arc;
 
@@ -19,14 +21,15 @@ pub mod child;
 pub mod cpu_benchmark;
 pub mod healthcheck;
 pub mod iperf;
-pub mod problems;
 pub mod provisiontest;
 pub mod public_ip;
 pub mod retry;
 pub mod shape;
 mod task;
+pub mod view;
 
 pub use task::{Progress, RunContext, RunFuture, Task, TaskDefaults};
+pub use view::TaskView;
 
 pub const PUBLIC_IP_VALIDATION: &str = "public-ip-validation";
 pub const CPU_BENCHMARK: &str = "cpu-benchmark";
@@ -43,6 +46,18 @@ pub const NAMES: [&str; 5] = [
     HEALTHCHECK,
     IPERF,
     PROVISIONTEST,
+];
+
+/// What every task's result means ([`TaskView`]), one per name of
+/// [`NAMES`]. The readers of results (history, dashboard, metrics,
+/// `get --human`, the problem count) go through these and never name a
+/// task. The order is the order of the result families on `/metrics`.
+pub static VIEWS: [&dyn TaskView; 5] = [
+    &cpu_benchmark::view::View,
+    &iperf::view::View,
+    &healthcheck::view::View,
+    &public_ip::view::View,
+    &provisiontest::view::View,
 ];
 
 /// The tasks' sections of the configuration, one per task.

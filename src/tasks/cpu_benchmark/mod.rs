@@ -32,6 +32,7 @@
 
 mod config;
 pub mod crc;
+pub mod view;
 pub mod workload;
 
 pub use config::CpuBenchmarkConfig;

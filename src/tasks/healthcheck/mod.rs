@@ -52,6 +52,7 @@ mod config;
 mod flags;
 pub(crate) mod network;
 pub mod services;
+pub mod view;
 
 use std::path::PathBuf;
 use std::time::Duration;

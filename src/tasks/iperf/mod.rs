@@ -66,6 +66,7 @@ mod config;
 pub(crate) mod public;
 pub mod report;
 pub mod servers;
+pub mod view;
 
 pub use config::{IperfConfig, IperfMode};
 

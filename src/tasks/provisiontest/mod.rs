@@ -49,6 +49,7 @@ pub(crate) mod cloud_hypervisor;
 mod config;
 mod guest;
 mod qemu;
+pub mod view;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

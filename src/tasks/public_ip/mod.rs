@@ -61,6 +61,7 @@ pub mod netns;
 mod rtnl;
 pub mod stun;
 mod validate;
+pub mod view;
 
 pub use config::PublicIpConfig;
 
