@@ -204,7 +204,7 @@ impl Config {
     /// Checks what types alone cannot: known task names, cron expressions,
     /// non-empty lists, sane limits.
     fn validate(&self) -> anyhow::Result<()> {
-        self.rmb.validate().map_err(|e| anyhow::anyhow!(e))?;
+        self.rmb.validate()?;
         for name in self.tasks.keys() {
             if !tasks::NAMES.contains(&name.as_str()) {
                 bail!(

@@ -138,6 +138,9 @@ pub fn classify(error: &anyhow::Error) -> Exit {
         if let Some(e) = cause.downcast_ref::<zos_perf::rmb::RmbError>() {
             return Exit::from_rmb(e.exit_code());
         }
+        if let Some(exit) = library_exit(cause) {
+            return exit;
+        }
         if cause
             .downcast_ref::<zos_perf::node_redis::instance::AlreadyRunning>()
             .is_some()
@@ -164,4 +167,89 @@ pub fn classify(error: &anyhow::Error) -> Exit {
         }
     }
     Exit::Failure
+}
+
+/// The code of a library error that is not an [`RmbError`]: the tables of
+/// README.md and docs/rmb.md by type, so that a changed text never moves
+/// an error to another code.
+///
+/// [`RmbError`]: zos_perf::rmb::RmbError
+fn library_exit(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
+    use zos_perf::grid::chain::ChainError;
+    use zos_perf::grid::graphql::GraphQlError;
+    use zos_perf::rmb::envelope::Unverified;
+    use zos_perf::rmb::identity::SignatureError;
+    use zos_perf::rmb::RmbConfigError;
+    if cause.is::<RmbConfigError>() {
+        return Some(Exit::Usage);
+    }
+    if cause.is::<ChainError>() {
+        return Some(Exit::Chain);
+    }
+    if cause.is::<Unverified>() || cause.is::<SignatureError>() {
+        return Some(Exit::BadReply);
+    }
+    if cause.is::<GraphQlError>() {
+        // docs/rmb.md: GraphQL failures are plain failures (1).
+        return Some(Exit::Failure);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zos_perf::grid::chain::ChainError;
+    use zos_perf::grid::graphql::GraphQlError;
+    use zos_perf::rmb::envelope::Unverified;
+    use zos_perf::rmb::identity::{KeyType, SignatureError};
+    use zos_perf::rmb::{Identity, RmbConfig, RmbError};
+
+    /// An error of the library, as a command returns it (with context on top).
+    fn from_command(e: impl std::error::Error + Send + Sync + 'static) -> Exit {
+        CliError::from(anyhow::Error::new(e).context("the command")).exit
+    }
+
+    #[test]
+    fn identity_and_secret_errors_map_to_their_documented_codes() {
+        // A secret that is neither a mnemonic nor a seed: 10.
+        let e =
+            Identity::from_secret("not a mnemonic", KeyType::Sr25519).expect_err("not a secret");
+        assert!(matches!(e, RmbError::Secret(_)), "{e:?}");
+        assert_eq!(from_command(e), Exit::Secret);
+        assert_eq!(
+            from_command(RmbError::Identity("no twin".into())),
+            Exit::Auth
+        );
+        assert_eq!(Exit::Secret as u8, 10);
+        assert_eq!(Exit::Auth as u8, 7);
+    }
+
+    #[test]
+    fn a_signature_that_does_not_verify_is_a_bad_reply() {
+        let me = Identity::from_secret(&"0".repeat(64), KeyType::Ed25519).expect("seed");
+        let sig = me.sign(b"one");
+        let e = zos_perf::rmb::identity::verify(&me.account_id(), b"another", &sig)
+            .expect_err("signed other bytes");
+        assert_eq!(e, SignatureError::Mismatch(KeyType::Ed25519));
+        assert_eq!(from_command(e), Exit::BadReply);
+        assert_eq!(from_command(Unverified::Unsigned), Exit::BadReply);
+        assert_eq!(Exit::BadReply as u8, 9);
+    }
+
+    #[test]
+    fn graphql_chain_and_configuration_errors_map_by_type() {
+        let graphql = zos_perf::grid::GraphQl::new(Vec::new(), std::time::Duration::from_secs(1))
+            .expect_err("no URL");
+        assert!(matches!(graphql, GraphQlError::NoUrl), "{graphql:?}");
+        assert_eq!(from_command(graphql), Exit::Failure);
+        assert_eq!(from_command(ChainError::NoUrl), Exit::Chain);
+        let config: RmbConfig = toml::from_str("relays = []").expect("parses");
+        let e = config.validate().expect_err("an empty list");
+        assert_eq!(from_command(e), Exit::Usage);
+        // The same texts, carried as strings, classify as plain failures:
+        // the type decides, not the words.
+        let text = anyhow::anyhow!("{}", ChainError::NoUrl);
+        assert_eq!(CliError::from(text).exit, Exit::Failure);
+    }
 }

@@ -80,6 +80,39 @@ pub struct Reading {
     pub source: String,
 }
 
+/// Why a round measured no skew; `perf:status` shows this text.
+#[derive(Debug, thiserror::Error)]
+pub enum ClockError {
+    /// No source gave a usable time: each, and why.
+    #[error("failed to get time from all servers: {}", join(.0, "; "))]
+    NoTime(Vec<SourceFailure>),
+    /// Every source answered, but no two agreed within the threshold.
+    #[error("clock sources disagree: {}", join(.0, ", "))]
+    Disagree(Vec<Reading>),
+}
+
+/// A source that gave no usable time.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {why}")]
+pub struct SourceFailure {
+    pub name: String,
+    pub why: sources::TimeError,
+}
+
+impl std::fmt::Display for Reading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} says skew {:+.1}s", self.source, secs(self.skew))
+    }
+}
+
+fn join<T: std::fmt::Display>(items: &[T], separator: &str) -> String {
+    items
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
 /// The check and what it remembers between rounds.
 pub struct ClockCheck {
     sources: Vec<Box<dyn TimeSource>>,
@@ -152,7 +185,7 @@ impl ClockCheck {
     }
 
     /// Asks the sources in order (see the module documentation).
-    pub async fn measure(&self) -> Result<Reading, String> {
+    pub async fn measure(&self) -> Result<Reading, ClockError> {
         let limit = chrono::TimeDelta::from_std(self.threshold).unwrap_or(chrono::TimeDelta::MAX);
         let mut answers: Vec<Reading> = Vec::new();
         let mut failures = Vec::new();
@@ -162,7 +195,7 @@ impl ClockCheck {
                 Ok(t) => t,
                 Err(why) => {
                     tracing::warn!(source = %name, %why, "clock source gave no usable time");
-                    failures.push(format!("{name}: {why}"));
+                    failures.push(SourceFailure { name, why });
                     continue;
                 }
             };
@@ -189,19 +222,9 @@ impl ClockCheck {
             answers.push(reading);
         }
         match answers.len() {
-            0 => Err(format!(
-                "failed to get time from all servers: {}",
-                failures.join("; ")
-            )),
+            0 => Err(ClockError::NoTime(failures)),
             1 => Ok(answers.remove(0)),
-            _ => Err(format!(
-                "clock sources disagree: {}",
-                answers
-                    .iter()
-                    .map(|a| format!("{} says skew {:+.1}s", a.source, secs(a.skew)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            _ => Err(ClockError::Disagree(answers)),
         }
     }
 
@@ -232,7 +255,7 @@ impl ClockCheck {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "clock check failed");
-                status.error = Some(e);
+                status.error = Some(e.to_string());
             }
         }
         if let Some((_, at, result)) = &self.last_correction {

@@ -18,8 +18,9 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::grid::chain::{key, ChainClient};
+use crate::grid::chain::{key, ChainClient, ChainError};
 use crate::util::error::with_causes;
+use crate::util::http::BodyError;
 
 /// No honest source answers a time before this (2025-01-01T00:00:00Z): a
 /// chain or service that does is broken, not the node's clock.
@@ -33,7 +34,47 @@ pub trait TimeSource: Send + Sync {
     /// How logs and `perf:status` name it.
     fn name(&self) -> String;
     /// The time it says it is now.
-    fn time(&self) -> BoxFuture<'_, Result<DateTime<Utc>, String>>;
+    fn time(&self) -> BoxFuture<'_, Result<DateTime<Utc>, TimeError>>;
+}
+
+/// Why a source gave no usable time; the check goes on to the next
+/// source, and `perf:status` shows this text after the source's name.
+#[derive(Debug, thiserror::Error)]
+pub enum TimeError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("Timestamp.Now holds no value")]
+    NoMoment,
+    #[error("Timestamp.Now is {0} bytes, not 8")]
+    MomentLength(usize),
+    #[error("Timestamp.Now {0} ms is out of range")]
+    MomentRange(u64),
+    /// No answer (refused, timed out, TLS), with its causes.
+    #[error("{}", with_causes(.0))]
+    Http(reqwest::Error),
+    #[error("HTTP status {0}")]
+    Status(reqwest::StatusCode),
+    #[error("{0}")]
+    Body(#[from] BodyError),
+    #[error("answer is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("answer has no datetime, currentDateTime or dateTime string")]
+    NoTimeField,
+    #[error("answer has no Date header")]
+    NoDateHeader,
+    #[error("Date header is not text")]
+    DateNotText,
+    #[error("Date header {date:?}: {reason}")]
+    DateHeader {
+        date: String,
+        reason: chrono::ParseError,
+    },
+    /// A time in none of the known formats (its start, quoted).
+    #[error("time {0:?} is in no known format")]
+    Format(String),
+    /// A time before [`EARLIEST`].
+    #[error("answered {0}, before 2025: not believable")]
+    Implausible(DateTime<Utc>),
 }
 
 /// tfchain's `Timestamp.Now`.
@@ -46,30 +87,29 @@ impl TimeSource for Tfchain {
         "tfchain".into()
     }
 
-    fn time(&self) -> BoxFuture<'_, Result<DateTime<Utc>, String>> {
+    fn time(&self) -> BoxFuture<'_, Result<DateTime<Utc>, TimeError>> {
         Box::pin(async move {
             let bytes = self
                 .client
                 .get_storage(&key::plain("Timestamp", "Now"))
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or("Timestamp.Now holds no value")?;
+                .await?
+                .ok_or(TimeError::NoMoment)?;
             let ms = decode_moment(&bytes)?;
             plausible(
                 i64::try_from(ms)
                     .ok()
                     .and_then(DateTime::<Utc>::from_timestamp_millis)
-                    .ok_or_else(|| format!("Timestamp.Now {ms} ms is out of range"))?,
+                    .ok_or(TimeError::MomentRange(ms))?,
             )
         })
     }
 }
 
 /// A SCALE `u64` (little-endian, exactly 8 bytes).
-pub(crate) fn decode_moment(bytes: &[u8]) -> Result<u64, String> {
+pub(crate) fn decode_moment(bytes: &[u8]) -> Result<u64, TimeError> {
     let arr: [u8; 8] = bytes
         .try_into()
-        .map_err(|_| format!("Timestamp.Now is {} bytes, not 8", bytes.len()))?;
+        .map_err(|_| TimeError::MomentLength(bytes.len()))?;
     Ok(u64::from_le_bytes(arr))
 }
 
@@ -84,25 +124,24 @@ impl TimeSource for TimeService {
         self.url.clone()
     }
 
-    fn time(&self) -> BoxFuture<'_, Result<DateTime<Utc>, String>> {
+    fn time(&self) -> BoxFuture<'_, Result<DateTime<Utc>, TimeError>> {
         Box::pin(async move {
             let response = self
                 .http
                 .get(&self.url)
                 .send()
                 .await
-                .map_err(|e| with_causes(&e))?;
+                .map_err(TimeError::Http)?;
             let status = response.status();
             if !status.is_success() {
-                return Err(format!("HTTP status {status}"));
+                return Err(TimeError::Status(status));
             }
             let body = crate::util::http::read_capped(response, MAX_BODY).await?;
-            let v: Value =
-                serde_json::from_slice(&body).map_err(|e| format!("answer is not JSON: {e}"))?;
+            let v: Value = serde_json::from_slice(&body).map_err(TimeError::NotJson)?;
             let text = ["datetime", "currentDateTime", "dateTime"]
                 .iter()
                 .find_map(|f| v.get(*f).and_then(Value::as_str))
-                .ok_or("answer has no datetime, currentDateTime or dateTime string")?;
+                .ok_or(TimeError::NoTimeField)?;
             plausible(parse_time(text)?)
         })
     }
@@ -119,7 +158,7 @@ impl TimeSource for DateHeader {
         format!("Date header of {}", self.url)
     }
 
-    fn time(&self) -> BoxFuture<'_, Result<DateTime<Utc>, String>> {
+    fn time(&self) -> BoxFuture<'_, Result<DateTime<Utc>, TimeError>> {
         Box::pin(async move {
             // Any answer has the header, whatever its status; the body is
             // not read.
@@ -128,15 +167,17 @@ impl TimeSource for DateHeader {
                 .head(&self.url)
                 .send()
                 .await
-                .map_err(|e| with_causes(&e))?;
+                .map_err(TimeError::Http)?;
             let date = response
                 .headers()
                 .get(reqwest::header::DATE)
-                .ok_or("answer has no Date header")?
+                .ok_or(TimeError::NoDateHeader)?
                 .to_str()
-                .map_err(|_| "Date header is not text".to_string())?;
-            let t = DateTime::parse_from_rfc2822(date)
-                .map_err(|e| format!("Date header {date:?}: {e}"))?;
+                .map_err(|_| TimeError::DateNotText)?;
+            let t = DateTime::parse_from_rfc2822(date).map_err(|reason| TimeError::DateHeader {
+                date: date.to_string(),
+                reason,
+            })?;
             plausible(t.with_timezone(&Utc))
         })
     }
@@ -144,7 +185,7 @@ impl TimeSource for DateHeader {
 
 /// Reads the time formats of the known services: RFC 3339, minute
 /// precision with `Z`, or no zone (UTC).
-pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, TimeError> {
     let t = text.trim();
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         return Ok(d.with_timezone(&Utc));
@@ -156,16 +197,13 @@ pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     }
     NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f")
         .map(|n| Utc.from_utc_datetime(&n))
-        .map_err(|_| {
-            let shown: String = t.chars().take(60).collect();
-            format!("time {shown:?} is in no known format")
-        })
+        .map_err(|_| TimeError::Format(t.chars().take(60).collect()))
 }
 
 /// Refuses times no honest source gives.
-fn plausible(t: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+fn plausible(t: DateTime<Utc>) -> Result<DateTime<Utc>, TimeError> {
     if t.timestamp() < EARLIEST {
-        return Err(format!("answered {t}, before 2025: not believable"));
+        return Err(TimeError::Implausible(t));
     }
     Ok(t)
 }
@@ -200,18 +238,26 @@ mod tests {
             "30/11/2026 19:20",
         ] {
             let err = parse_time(bad).expect_err(bad);
-            assert!(err.contains("no known format"), "{err}");
+            assert!(matches!(err, TimeError::Format(_)), "{err:?}");
+            assert!(err.to_string().contains("no known format"), "{err}");
         }
-        assert!(plausible(parse_time("1999-01-01T00:00:00Z").expect("parses")).is_err());
+        let old = plausible(parse_time("1999-01-01T00:00:00Z").expect("parses"));
+        assert_eq!(
+            old.expect_err("before 2025").to_string(),
+            "answered 1999-01-01 00:00:00 UTC, before 2025: not believable"
+        );
     }
 
     #[test]
     fn a_moment_is_eight_little_endian_bytes() {
         assert_eq!(
-            decode_moment(&1_764_530_405_123u64.to_le_bytes()),
-            Ok(1_764_530_405_123)
+            decode_moment(&1_764_530_405_123u64.to_le_bytes()).expect("8 bytes"),
+            1_764_530_405_123
         );
-        assert!(decode_moment(&[1, 2, 3]).is_err());
+        assert!(matches!(
+            decode_moment(&[1, 2, 3]),
+            Err(TimeError::MomentLength(3))
+        ));
         assert!(decode_moment(&[0; 9]).is_err());
     }
 }

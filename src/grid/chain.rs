@@ -206,16 +206,19 @@ impl ChainClient {
 
     /// Calls `method` with `params` and returns the `result` as is.
     pub async fn request(&self, method: &str, params: Value) -> Result<Value, ChainError> {
-        self.call_with(method, params, |v| Ok(v.clone())).await
+        self.call_with(method, params, |v| {
+            Ok::<_, std::convert::Infallible>(v.clone())
+        })
+        .await
     }
 
     /// Calls `method` on each URL in turn until one answers with a result
     /// that `parse` accepts.
-    async fn call_with<T>(
+    async fn call_with<T, E: std::fmt::Display>(
         &self,
         method: &str,
         params: Value,
-        parse: impl Fn(&Value) -> Result<T, String>,
+        parse: impl Fn(&Value) -> Result<T, E>,
     ) -> Result<T, ChainError> {
         let mut attempts = Vec::new();
         let start = self.current.load(Ordering::Relaxed) % self.urls.len();
@@ -322,22 +325,37 @@ fn rpc_error(url: &str, method: &str, error: &Value) -> ChainError {
     }
 }
 
+/// A `state_getStorage` result that is not `null` or `"0x<hex>"`; the
+/// chain's text is clipped ([`snippet`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum StorageError {
+    #[error("storage value {0:?} lacks the 0x prefix")]
+    NoPrefix(String),
+    #[error("storage value {value:?} is not hex: {reason}")]
+    NotHex {
+        value: String,
+        reason: hex::FromHexError,
+    },
+    #[error("storage value is neither null nor a hex string: {0}")]
+    Neither(String),
+}
+
 /// `state_getStorage`'s result: `null` or `"0x<hex>"`.
-fn decode_storage(result: &Value) -> Result<Option<Vec<u8>>, String> {
+fn decode_storage(result: &Value) -> Result<Option<Vec<u8>>, StorageError> {
     match result {
         Value::Null => Ok(None),
         Value::String(s) => {
             let digits = s
                 .strip_prefix("0x")
-                .ok_or_else(|| format!("storage value {:?} lacks the 0x prefix", snippet(s)))?;
+                .ok_or_else(|| StorageError::NoPrefix(snippet(s)))?;
             hex::decode(digits)
                 .map(Some)
-                .map_err(|e| format!("storage value {:?} is not hex: {e}", snippet(s)))
+                .map_err(|reason| StorageError::NotHex {
+                    value: snippet(s),
+                    reason,
+                })
         }
-        other => Err(format!(
-            "storage value is neither null nor a hex string: {}",
-            snippet(&other.to_string())
-        )),
+        other => Err(StorageError::Neither(snippet(&other.to_string()))),
     }
 }
 

@@ -21,13 +21,15 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
 use rand::{Rng, RngExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::util::text::clean;
+
+mod error;
+pub use error::{AddressError, GraphQlError, Problem, Question, UrlFailure};
 
 /// A node reports its uptime every 40 minutes; one that has not updated for
 /// two such periods is taken to be down (docs/tasks/iperf.md).
@@ -149,30 +151,30 @@ impl Node {
     }
 
     /// The public IPv4 address, or why there is none usable.
-    pub fn public_ipv4(&self) -> Result<Ipv4Addr, String> {
+    pub fn public_ipv4(&self) -> Result<Ipv4Addr, AddressError> {
         let raw = self.public_config.as_ref().and_then(|p| p.ipv4.as_deref());
         match parse_address(raw.unwrap_or_default())? {
             IpAddr::V4(ip) => Ok(ip),
-            IpAddr::V6(ip) => Err(format!("public ipv4 {ip} is an IPv6 address")),
+            ip => Err(AddressError::WrongFamily { ip }),
         }
     }
 
     /// The public IPv6 address, or why there is none usable.
-    pub fn public_ipv6(&self) -> Result<Ipv6Addr, String> {
+    pub fn public_ipv6(&self) -> Result<Ipv6Addr, AddressError> {
         let raw = self.public_config.as_ref().and_then(|p| p.ipv6.as_deref());
         match parse_address(raw.unwrap_or_default())? {
             IpAddr::V6(ip) => Ok(ip),
-            IpAddr::V4(ip) => Err(format!("public ipv6 {ip} is an IPv4 address")),
+            ip => Err(AddressError::WrongFamily { ip }),
         }
     }
 }
 
 /// Parses an address written alone or in CIDR form (`addr/prefix`); the
 /// prefix, when present, must be valid for the address family.
-pub(crate) fn parse_address(text: &str) -> Result<IpAddr, String> {
+pub(crate) fn parse_address(text: &str) -> Result<IpAddr, AddressError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("no address".to_string());
+        return Err(AddressError::Missing);
     }
     let (addr, prefix) = match text.split_once('/') {
         Some((a, p)) => (a, Some(p)),
@@ -180,12 +182,12 @@ pub(crate) fn parse_address(text: &str) -> Result<IpAddr, String> {
     };
     let ip: IpAddr = addr
         .parse()
-        .map_err(|_| format!("{text:?} is not an IP address"))?;
+        .map_err(|_| AddressError::NotAnAddress(text.to_string()))?;
     if let Some(p) = prefix {
         let max = if ip.is_ipv4() { 32 } else { 128 };
         match p.parse::<u8>() {
             Ok(n) if n <= max => {}
-            _ => return Err(format!("{text:?} has an invalid prefix length")),
+            _ => return Err(AddressError::Prefix(text.to_string())),
         }
     }
     Ok(ip)
@@ -248,14 +250,16 @@ pub struct GraphQl {
 impl GraphQl {
     /// A client of `urls` (tried in this order), each request limited to
     /// `timeout`.
-    pub fn new(urls: Vec<String>, timeout: Duration) -> anyhow::Result<Self> {
-        anyhow::ensure!(!urls.is_empty(), "graphql: no URL to ask");
+    pub fn new(urls: Vec<String>, timeout: Duration) -> Result<Self, GraphQlError> {
+        if urls.is_empty() {
+            return Err(GraphQlError::NoUrl);
+        }
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("zos-perf/", env!("CARGO_PKG_VERSION")))
             .build()
-            .context("graphql: building the HTTP client")?;
+            .map_err(GraphQlError::Client)?;
         Ok(Self { client, urls })
     }
 
@@ -264,7 +268,7 @@ impl GraphQl {
     }
 
     /// Asks `query` of each URL in turn and returns the first usable `data`.
-    pub async fn query<T: DeserializeOwned>(&self, query: &str) -> anyhow::Result<T> {
+    pub async fn query<T: DeserializeOwned>(&self, query: &str) -> Result<T, GraphQlError> {
         let mut failures = Vec::with_capacity(self.urls.len());
         for url in &self.urls {
             match self.ask(url, query).await {
@@ -274,19 +278,19 @@ impl GraphQl {
                     }
                     return Ok(data);
                 }
-                Err(e) => {
-                    tracing::warn!(url = %url, error = %e, "graphql: URL failed, trying the next");
-                    failures.push(format!("{url}: {e}"));
+                Err(problem) => {
+                    tracing::warn!(url = %url, error = %problem, "graphql: URL failed, trying the next");
+                    failures.push(UrlFailure {
+                        url: url.clone(),
+                        problem,
+                    });
                 }
             }
         }
-        Err(anyhow!(
-            "graphql: every URL failed: {}",
-            failures.join("; ")
-        ))
+        Err(GraphQlError::EveryUrlFailed(failures))
     }
 
-    async fn ask<T: DeserializeOwned>(&self, url: &str, query: &str) -> Result<T, String> {
+    async fn ask<T: DeserializeOwned>(&self, url: &str, query: &str) -> Result<T, Problem> {
         let body = serde_json::json!({ "query": query });
         let response = self
             .client
@@ -294,19 +298,25 @@ impl GraphQl {
             .json(&body)
             .send()
             .await
-            .map_err(|e| transport_error(&e))?;
+            .map_err(Problem::Transport)?;
         let status = response.status();
         let bytes =
             crate::util::http::read_capped(response, crate::util::http::GRAPHQL_MAX_BODY).await?;
         if !status.is_success() {
-            return Err(format!("HTTP {status}: {}", snippet(&bytes)));
+            return Err(Problem::Status {
+                status,
+                body: snippet(&bytes),
+            });
         }
-        let answer: Answer<T> = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("undecodable answer ({e}): {}", snippet(&bytes)))?;
+        let answer: Answer<T> =
+            serde_json::from_slice(&bytes).map_err(|reason| Problem::Undecodable {
+                reason,
+                body: snippet(&bytes),
+            })?;
         if let Some(errors) = answer.errors.filter(|e| !e.is_empty()) {
-            return Err(format!("graphql errors: {}", error_messages(&errors)));
+            return Err(Problem::Errors(error_messages(&errors)));
         }
-        answer.data.ok_or_else(|| "answer without data".to_string())
+        answer.data.ok_or(Problem::NoData)
     }
 
     /// Up nodes matching `filter`; `window` = `(limit, offset)` for a page.
@@ -314,7 +324,7 @@ impl GraphQl {
         &self,
         filter: &NodeFilter,
         window: Option<(u64, u64)>,
-    ) -> anyhow::Result<Vec<Node>> {
+    ) -> Result<Vec<Node>, GraphQlError> {
         let query = nodes_query(filter, up_since(), window);
         #[derive(Deserialize)]
         struct Data {
@@ -323,12 +333,12 @@ impl GraphQl {
         let data: Data = self
             .query(&query)
             .await
-            .with_context(|| format!("listing up nodes ({})", filter.describe()))?;
+            .map_err(|e| e.asking(Question::UpNodes(*filter)))?;
         Ok(data.nodes)
     }
 
     /// How many up nodes match `filter`.
-    pub async fn count_up_nodes(&self, filter: &NodeFilter) -> anyhow::Result<u64> {
+    pub async fn count_up_nodes(&self, filter: &NodeFilter) -> Result<u64, GraphQlError> {
         let query = count_query(filter, up_since());
         #[derive(Deserialize)]
         struct Connection {
@@ -343,14 +353,18 @@ impl GraphQl {
         let data: Data = self
             .query(&query)
             .await
-            .with_context(|| format!("counting up nodes ({})", filter.describe()))?;
+            .map_err(|e| e.asking(Question::CountUpNodes(*filter)))?;
         Ok(data.nodes_connection.total_count)
     }
 
     /// `n` up nodes matching `filter`, a random window of consecutive ones:
     /// the offset is drawn from `[0, total - n]`, so every window of `n`
     /// nodes can be chosen. All of them when there are no more than `n`.
-    pub async fn random_up_nodes(&self, filter: &NodeFilter, n: u64) -> anyhow::Result<Vec<Node>> {
+    pub async fn random_up_nodes(
+        &self,
+        filter: &NodeFilter,
+        n: u64,
+    ) -> Result<Vec<Node>, GraphQlError> {
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -363,12 +377,12 @@ impl GraphQl {
     }
 
     /// Every up node of `farm`, with its `zos` interface (public or not).
-    pub async fn farm_up_nodes(&self, farm: u32) -> anyhow::Result<Vec<Node>> {
+    pub async fn farm_up_nodes(&self, farm: u32) -> Result<Vec<Node>, GraphQlError> {
         self.up_nodes(&NodeFilter::farm(farm), None).await
     }
 
     /// The public IPs of `farm`.
-    pub async fn farm_public_ips(&self, farm: u32) -> anyhow::Result<Vec<PublicIp>> {
+    pub async fn farm_public_ips(&self, farm: u32) -> Result<Vec<PublicIp>, GraphQlError> {
         #[derive(Deserialize)]
         struct Data {
             #[serde(rename = "publicIps")]
@@ -377,7 +391,7 @@ impl GraphQl {
         let data: Data = self
             .query(&public_ips_query(farm))
             .await
-            .with_context(|| format!("listing the public IPs of farm {farm}"))?;
+            .map_err(|e| e.asking(Question::PublicIps { farm }))?;
         Ok(data.public_ips)
     }
 }
@@ -441,17 +455,6 @@ pub(crate) fn public_ips_query(farm: u32) -> String {
     format!(
         "query {{ publicIps(where: {{farm: {{farmID_eq: {farm}}}}}) {{ ip gateway contractId }} }}"
     )
-}
-
-fn transport_error(e: &reqwest::Error) -> String {
-    // reqwest's Display is terse ("error sending request"); the source chain
-    // says what happened (refused, timed out, TLS).
-    let head = if e.is_timeout() {
-        "timed out".to_string()
-    } else {
-        e.to_string()
-    };
-    head + &crate::util::error::causes(e)
 }
 
 /// The start of a body, for error messages: clipped and escaped (the

@@ -49,7 +49,7 @@ impl GridContext {
     }
 
     /// A GraphQL client of this context's URLs.
-    pub fn graphql(&self) -> anyhow::Result<GraphQl> {
+    pub fn graphql(&self) -> Result<GraphQl, graphql::GraphQlError> {
         GraphQl::new(self.graphql_urls.clone(), self.graphql_timeout)
     }
 }

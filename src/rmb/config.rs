@@ -68,42 +68,75 @@ impl RmbConfig {
     }
 
     /// Checks the values types cannot; errors name the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), RmbConfigError> {
         for (field, list) in [
             ("rmb.relays", &self.relays),
             ("rmb.chain_urls", &self.chain_urls),
         ] {
             let Some(list) = list else { continue };
             if list.is_empty() {
-                return Err(format!(
-                    "{field}: empty list (leave it out for the network's default)"
-                ));
+                return Err(RmbConfigError::EmptyList(field));
             }
-            for (i, u) in list.iter().enumerate() {
+            for (index, u) in list.iter().enumerate() {
                 let full = super::relay_link::relay_url(u);
+                let text = || u.clone();
                 match url::Url::parse(&full) {
                     Ok(parsed) if matches!(parsed.scheme(), "ws" | "wss") => {}
                     Ok(_) => {
-                        return Err(format!("{field}[{i}]: {u:?} must be a ws:// or wss:// URL"))
+                        return Err(RmbConfigError::NotWebSocket {
+                            field,
+                            index,
+                            url: text(),
+                        })
                     }
-                    Err(e) => return Err(format!("{field}[{i}]: {u:?} is not a URL: {e}")),
+                    Err(reason) => {
+                        return Err(RmbConfigError::NotAUrl {
+                            field,
+                            index,
+                            url: text(),
+                            reason,
+                        })
+                    }
                 }
             }
         }
         if self.timeout.is_zero() {
-            return Err("rmb.timeout: must be above zero".into());
+            return Err(RmbConfigError::Zero("rmb.timeout"));
         }
         if self.chain_timeout.is_zero() {
-            return Err("rmb.chain_timeout: must be above zero".into());
+            return Err(RmbConfigError::Zero("rmb.chain_timeout"));
         }
         if !(1..=256).contains(&self.concurrency) {
-            return Err(format!(
-                "rmb.concurrency: {} is not within 1..=256",
-                self.concurrency
-            ));
+            return Err(RmbConfigError::Concurrency(self.concurrency));
         }
         Ok(())
     }
+}
+
+/// A value of `[rmb]` that types alone cannot refuse; the text starts with
+/// the field, as every configuration error does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RmbConfigError {
+    #[error("{0}: empty list (leave it out for the network's default)")]
+    EmptyList(&'static str),
+    #[error("{field}[{index}]: {url:?} must be a ws:// or wss:// URL")]
+    NotWebSocket {
+        field: &'static str,
+        index: usize,
+        url: String,
+    },
+    #[error("{field}[{index}]: {url:?} is not a URL: {reason}")]
+    NotAUrl {
+        field: &'static str,
+        index: usize,
+        url: String,
+        reason: url::ParseError,
+    },
+    /// A duration that must be above zero.
+    #[error("{0}: must be above zero")]
+    Zero(&'static str),
+    #[error("rmb.concurrency: {0} is not within 1..=256")]
+    Concurrency(usize),
 }
 
 #[cfg(test)]
@@ -117,7 +150,19 @@ mod tests {
         assert_eq!(c.chain_urls(Network::Main), vec!["wss://tfchain.grid.tf/"]);
         assert!(c.validate().is_ok());
         let bad: RmbConfig = toml::from_str("chain_urls = [\"https://x\"]").unwrap();
-        assert!(bad.validate().unwrap_err().starts_with("rmb.chain_urls[0]"));
+        let e = bad.validate().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RmbConfigError::NotWebSocket {
+                    field: "rmb.chain_urls",
+                    index: 0,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().starts_with("rmb.chain_urls[0]"), "{e}");
         let bare: RmbConfig =
             toml::from_str("relays = [\"relay.grid.tf\"]\nkey_type = \"ed25519\"").unwrap();
         assert!(bare.validate().is_ok());

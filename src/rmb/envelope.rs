@@ -160,13 +160,19 @@ impl Envelope {
     }
 
     /// Checks the signature against the sender's 32-byte account.
-    pub fn verify(&self, account: &[u8; 32]) -> Result<(), String> {
-        let signature = self
-            .signature
-            .as_deref()
-            .ok_or_else(|| "the envelope is not signed".to_string())?;
-        identity::verify(account, &self.digest(), signature)
+    pub fn verify(&self, account: &[u8; 32]) -> Result<(), Unverified> {
+        let signature = self.signature.as_deref().ok_or(Unverified::Unsigned)?;
+        Ok(identity::verify(account, &self.digest(), signature)?)
     }
+}
+
+/// Why an envelope's signature is not accepted ([`Envelope::verify`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unverified {
+    #[error("the envelope is not signed")]
+    Unsigned,
+    #[error(transparent)]
+    Signature(#[from] identity::SignatureError),
 }
 
 /// The bytes that are hashed and signed, in this order, with no

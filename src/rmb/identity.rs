@@ -184,36 +184,49 @@ impl Identity {
     }
 }
 
+/// Why a typed signature does not verify ([`verify`]): envelopes and
+/// relay tokens report it, so a caller can tell a malformed signature from
+/// one by another key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("signature is {0} bytes, expected 65")]
+    Length(usize),
+    #[error("unknown signature type byte 0x{0:02x}")]
+    UnknownType(u8),
+    /// The 32 account bytes are not a public key of the signature's scheme.
+    #[error("the account is not an {} public key", .0.as_str())]
+    NotAKey(KeyType),
+    #[error("malformed {} signature", .0.as_str())]
+    Malformed(KeyType),
+    /// Well formed, but made by another key or over other bytes.
+    #[error("{} signature does not match the account", .0.as_str())]
+    Mismatch(KeyType),
+}
+
 /// Checks a 65-byte typed signature of `message` by `account` (32 bytes).
-pub fn verify(account: &[u8; 32], message: &[u8], signature: &[u8]) -> Result<(), String> {
+pub fn verify(account: &[u8; 32], message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
     if signature.len() != 65 {
-        return Err(format!(
-            "signature is {} bytes, expected 65",
-            signature.len()
-        ));
+        return Err(SignatureError::Length(signature.len()));
     }
     let sig = &signature[1..];
     match KeyType::from_type_byte(signature[0]) {
-        Some(KeyType::Ed25519) => {
+        Some(kt @ KeyType::Ed25519) => {
             let key = ed25519_dalek::VerifyingKey::from_bytes(account)
-                .map_err(|_| "the account is not an ed25519 public key".to_string())?;
+                .map_err(|_| SignatureError::NotAKey(kt))?;
             let sig = ed25519_dalek::Signature::from_slice(sig)
-                .map_err(|_| "malformed ed25519 signature".to_string())?;
+                .map_err(|_| SignatureError::Malformed(kt))?;
             key.verify(message, &sig)
-                .map_err(|_| "ed25519 signature does not match the account".to_string())
+                .map_err(|_| SignatureError::Mismatch(kt))
         }
-        Some(KeyType::Sr25519) => {
+        Some(kt @ KeyType::Sr25519) => {
             let key = schnorrkel::PublicKey::from_bytes(account)
-                .map_err(|_| "the account is not an sr25519 public key".to_string())?;
+                .map_err(|_| SignatureError::NotAKey(kt))?;
             let sig = schnorrkel::Signature::from_bytes(sig)
-                .map_err(|_| "malformed sr25519 signature".to_string())?;
+                .map_err(|_| SignatureError::Malformed(kt))?;
             key.verify_simple(SR25519_CONTEXT, message, &sig)
-                .map_err(|_| "sr25519 signature does not match the account".to_string())
+                .map_err(|_| SignatureError::Mismatch(kt))
         }
-        None => Err(format!(
-            "unknown signature type byte 0x{:02x}",
-            signature[0]
-        )),
+        None => Err(SignatureError::UnknownType(signature[0])),
     }
 }
 

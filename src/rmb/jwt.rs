@@ -50,45 +50,69 @@ pub fn token(identity: &Identity, twin: u32, sid: Option<&str>, iat: u64, lifeti
     format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
+/// Why a token is refused ([`claims`], [`verify`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    #[error("token of {0} bytes is too long")]
+    TooLong(usize),
+    #[error("a token has three dot-separated parts")]
+    Parts,
+    #[error("header is not base64url")]
+    HeaderNotBase64,
+    #[error("claims are not base64url")]
+    ClaimsNotBase64,
+    #[error("signature is not base64url")]
+    SignatureNotBase64,
+    #[error("header is not JSON")]
+    HeaderNotJson,
+    #[error("header alg must be RS512")]
+    Algorithm,
+    /// The claims do not decode (serde's reason).
+    #[error("claims: {0}")]
+    Claims(String),
+    #[error("token expired at {0}")]
+    Expired(u64),
+    #[error(transparent)]
+    Signature(#[from] identity::SignatureError),
+}
+
 /// Parses a token without checking its signature: the claims say which
 /// twin's account to check it against.
-pub fn claims(token: &str) -> Result<Claims, String> {
+pub fn claims(token: &str) -> Result<Claims, JwtError> {
     if token.len() > MAX_TOKEN {
-        return Err(format!("token of {} bytes is too long", token.len()));
+        return Err(JwtError::TooLong(token.len()));
     }
     let mut parts = token.split('.');
     let (Some(header), Some(claims), Some(_sig), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err("a token has three dot-separated parts".into());
+        return Err(JwtError::Parts);
     };
     let header = URL_SAFE_NO_PAD
         .decode(header)
-        .map_err(|_| "header is not base64url".to_string())?;
+        .map_err(|_| JwtError::HeaderNotBase64)?;
     let header: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|_| "header is not JSON".to_string())?;
+        serde_json::from_slice(&header).map_err(|_| JwtError::HeaderNotJson)?;
     if header.get("alg").and_then(|a| a.as_str()) != Some("RS512") {
-        return Err("header alg must be RS512".into());
+        return Err(JwtError::Algorithm);
     }
     let claims = URL_SAFE_NO_PAD
         .decode(claims)
-        .map_err(|_| "claims are not base64url".to_string())?;
-    serde_json::from_slice(&claims).map_err(|e| format!("claims: {e}"))
+        .map_err(|_| JwtError::ClaimsNotBase64)?;
+    serde_json::from_slice(&claims).map_err(|e| JwtError::Claims(e.to_string()))
 }
 
 /// Checks a token as the relay does: well formed, `now <= exp`, and
 /// signed by `account` (the 32-byte account of twin `claims.sub`).
-pub fn verify(token: &str, account: &[u8; 32], now: u64) -> Result<Claims, String> {
+pub fn verify(token: &str, account: &[u8; 32], now: u64) -> Result<Claims, JwtError> {
     let claims = claims(token)?;
     if now > claims.exp {
-        return Err(format!("token expired at {}", claims.exp));
+        return Err(JwtError::Expired(claims.exp));
     }
-    let (signed, signature) = token
-        .rsplit_once('.')
-        .ok_or_else(|| "a token has three dot-separated parts".to_string())?;
+    let (signed, signature) = token.rsplit_once('.').ok_or(JwtError::Parts)?;
     let signature = URL_SAFE_NO_PAD
         .decode(signature)
-        .map_err(|_| "signature is not base64url".to_string())?;
+        .map_err(|_| JwtError::SignatureNotBase64)?;
     identity::verify(account, signed.as_bytes(), &signature)?;
     Ok(claims)
 }

@@ -27,6 +27,6 @@ pub mod secret;
 pub mod twin;
 
 pub use client::RmbClient;
-pub use config::RmbConfig;
+pub use config::{RmbConfig, RmbConfigError};
 pub use error::RmbError;
 pub use identity::{Identity, KeyType};

@@ -159,7 +159,7 @@ pub fn from_credentials(dir: &Path) -> Result<Option<Zeroizing<String>>, RmbErro
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(refuse(e.to_string())),
     };
-    let dir = trusted_directory(dir).map_err(refuse)?;
+    let dir = trusted_directory(dir).map_err(|e| refuse(e.to_string()))?;
     let target = if meta.file_type().is_symlink() {
         let real = std::fs::canonicalize(&path).map_err(|e| refuse(e.to_string()))?;
         if !real.starts_with(&dir) || real == dir {
@@ -175,30 +175,48 @@ pub fn from_credentials(dir: &Path) -> Result<Option<Zeroizing<String>>, RmbErro
     read_file("credential", &target).map(Some)
 }
 
+/// Why a credentials directory is not trusted ([`trusted_directory`]).
+#[derive(Debug, thiserror::Error)]
+enum Untrusted {
+    /// The directory cannot be resolved (does not exist, no permission).
+    #[error("{0}")]
+    Resolve(std::io::Error),
+    #[error("{}: {error}", .path.display())]
+    Metadata {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("{} is owned by another user (uid {uid}): refusing it", .path.display())]
+    Owner { path: PathBuf, uid: u32 },
+    #[error("{} is writable by group or others: refusing it", .0.display())]
+    Writable(PathBuf),
+}
+
 /// `dir` without symbolic links, once it and every directory above it
 /// passed the checks of [`from_credentials`].
-fn trusted_directory(dir: &Path) -> Result<PathBuf, String> {
-    let real = std::fs::canonicalize(dir).map_err(|e| e.to_string())?;
+fn trusted_directory(dir: &Path) -> Result<PathBuf, Untrusted> {
+    let real = std::fs::canonicalize(dir).map_err(Untrusted::Resolve)?;
     let me = nix::unistd::geteuid().as_raw();
     for (i, d) in real.ancestors().enumerate() {
-        let meta = std::fs::metadata(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        let meta = std::fs::metadata(d).map_err(|error| Untrusted::Metadata {
+            path: d.to_path_buf(),
+            error,
+        })?;
         if !meta.is_dir() {
-            return Err(format!("{} is not a directory", d.display()));
+            return Err(Untrusted::NotADirectory(d.to_path_buf()));
         }
         if meta.uid() != 0 && meta.uid() != me {
-            return Err(format!(
-                "{} is owned by another user (uid {}): refusing it",
-                d.display(),
-                meta.uid()
-            ));
+            return Err(Untrusted::Owner {
+                path: d.to_path_buf(),
+                uid: meta.uid(),
+            });
         }
         let open = meta.mode() & 0o022 != 0;
         let sticky = meta.mode() & 0o1000 != 0;
         if open && (i == 0 || !sticky) {
-            return Err(format!(
-                "{} is writable by group or others: refusing it",
-                d.display()
-            ));
+            return Err(Untrusted::Writable(d.to_path_buf()));
         }
     }
     Ok(real)

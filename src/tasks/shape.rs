@@ -36,35 +36,78 @@ pub fn descriptions(name: &str) -> Vec<&'static str> {
     }
 }
 
+/// How a record or result differs from what the code stores.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ShapeError {
+    #[error("a record is a JSON object")]
+    NotAnObject,
+    /// The record's fields, when they are not exactly the four.
+    #[error("record fields {0:?}")]
+    RecordFields(Vec<String>),
+    #[error("name {found} in the record of {task}")]
+    Name { found: Value, task: String },
+    #[error("timestamp is not an integer")]
+    Timestamp,
+    #[error("description {found:?} is not the code's ({expected:?})")]
+    Description {
+        found: String,
+        expected: Vec<&'static str>,
+    },
+    #[error("check labels {found:?}, not {expected:?}")]
+    Labels {
+        found: Vec<String>,
+        expected: Vec<&'static str>,
+    },
+    #[error("no task {0:?}")]
+    UnknownTask(String),
+    /// The result does not decode into the task's type (serde's reason).
+    #[error("{0}")]
+    Decode(String),
+    /// At `at`, the fields differ from those the type writes back.
+    #[error("{at}: fields {found:?}, the type has {typed:?}")]
+    Fields {
+        at: String,
+        found: Vec<String>,
+        typed: Vec<String>,
+    },
+}
+
 /// Checks a stored record `{"name", "description", "timestamp", "result"}`
 /// of task `name`: its fields, its description, and its result (read as
 /// the result of the mode the description names).
-pub fn check_record(name: &str, record: &Value) -> Result<(), String> {
-    let obj = record.as_object().ok_or("a record is a JSON object")?;
-    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+pub fn check_record(name: &str, record: &Value) -> Result<(), ShapeError> {
+    let obj = record.as_object().ok_or(ShapeError::NotAnObject)?;
+    let mut keys: Vec<String> = obj.keys().cloned().collect();
     keys.sort_unstable();
     if keys != ["description", "name", "result", "timestamp"] {
-        return Err(format!("record fields {keys:?}"));
+        return Err(ShapeError::RecordFields(keys));
     }
     if obj["name"] != name {
-        return Err(format!("name {} in the record of {name}", obj["name"]));
+        return Err(ShapeError::Name {
+            found: obj["name"].clone(),
+            task: name.to_string(),
+        });
     }
     if !obj["timestamp"].is_i64() {
-        return Err("timestamp is not an integer".into());
+        return Err(ShapeError::Timestamp);
     }
     let description = obj["description"].as_str().unwrap_or_default();
     if !descriptions(name).contains(&description) {
-        return Err(format!(
-            "description {description:?} is not the code's ({:?})",
-            descriptions(name)
-        ));
+        return Err(ShapeError::Description {
+            found: description.to_string(),
+            expected: descriptions(name),
+        });
     }
     check_result(name, Some(description), &obj["result"])
 }
 
 /// Checks a result of task `name`. For iperf, `description` (when known)
 /// says the mode; without it either mode's shape passes.
-pub fn check_result(name: &str, description: Option<&str>, result: &Value) -> Result<(), String> {
+pub fn check_result(
+    name: &str,
+    description: Option<&str>,
+    result: &Value,
+) -> Result<(), ShapeError> {
     use super::iperf::{public::PublicEntry, report::Entry};
     match name {
         CPU_BENCHMARK => same_shape::<CpuResult>(result),
@@ -74,12 +117,15 @@ pub fn check_result(name: &str, description: Option<&str>, result: &Value) -> Re
                 .iter()
                 .map(|c| c.label())
                 .collect();
-            let keys: Vec<&str> = result
+            let keys: Vec<String> = result
                 .as_object()
-                .map(|o| o.keys().map(String::as_str).collect())
+                .map(|o| o.keys().cloned().collect())
                 .unwrap_or_default();
             if keys != labels {
-                return Err(format!("check labels {keys:?}, not {labels:?}"));
+                return Err(ShapeError::Labels {
+                    found: keys,
+                    expected: labels,
+                });
             }
             Ok(())
         }
@@ -94,25 +140,30 @@ pub fn check_result(name: &str, description: Option<&str>, result: &Value) -> Re
         }
         PUBLIC_IP_VALIDATION => same_shape::<super::public_ip::Report>(result),
         PROVISIONTEST => same_shape::<Vec<String>>(result),
-        other => Err(format!("no task {other:?}")),
+        other => Err(ShapeError::UnknownTask(other.to_string())),
     }
 }
 
 /// `value` decodes into `T`, and `T` written back has the same fields
 /// (none dropped, none filled in by a default).
-fn same_shape<T: DeserializeOwned + Serialize>(value: &Value) -> Result<(), String> {
-    let typed: T = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
-    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+fn same_shape<T: DeserializeOwned + Serialize>(value: &Value) -> Result<(), ShapeError> {
+    let decode = |e: serde_json::Error| ShapeError::Decode(e.to_string());
+    let typed: T = serde_json::from_value(value.clone()).map_err(decode)?;
+    let back = serde_json::to_value(&typed).map_err(decode)?;
     fields_match(value, &back, "result")
 }
 
-fn fields_match(a: &Value, b: &Value, at: &str) -> Result<(), String> {
+fn fields_match(a: &Value, b: &Value, at: &str) -> Result<(), ShapeError> {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
-            let kx: Vec<&String> = x.keys().collect();
-            let ky: Vec<&String> = y.keys().collect();
+            let kx: Vec<String> = x.keys().cloned().collect();
+            let ky: Vec<String> = y.keys().cloned().collect();
             if kx != ky {
-                return Err(format!("{at}: fields {kx:?}, the type has {ky:?}"));
+                return Err(ShapeError::Fields {
+                    at: at.to_string(),
+                    found: kx,
+                    typed: ky,
+                });
             }
             for (k, v) in x {
                 fields_match(v, &y[k], &format!("{at}.{k}"))?;
@@ -145,11 +196,13 @@ mod tests {
             ),
             Ok(())
         );
-        assert!(check_record(
-            "healthcheck",
-            &record("old", json!({"cache": [], "network": []}))
-        )
-        .is_err());
+        assert!(matches!(
+            check_record(
+                "healthcheck",
+                &record("old", json!({"cache": [], "network": []}))
+            ),
+            Err(ShapeError::Description { .. })
+        ));
         assert!(check_record("healthcheck", &record(d, json!({"cache": []}))).is_err());
         let entry = json!({"upload_speed": 1.0, "download_speed": 2.0, "server_host": "h",
             "server_ip": "198.51.100.1", "server_port": 5201, "test_type": "tcp", "error": "",

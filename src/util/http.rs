@@ -12,24 +12,33 @@ pub(crate) const GRAPHQL_MAX_BODY: usize = 32 * 1024 * 1024;
 /// Largest "what is my IP" answer read: one address as text.
 pub(crate) const LOOKUP_MAX_BODY: usize = 4 * 1024;
 
+/// Why a body was not read whole ([`read_capped`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The announced Content-Length already passes the cap.
+    #[error("answer of {length} bytes is over the limit of {max}")]
+    Announced { length: u64, max: usize },
+    /// The body grew past the cap while it was read.
+    #[error("answer is over the limit of {max} bytes")]
+    TooLong { max: usize },
+    #[error("reading the answer: {0}")]
+    Read(reqwest::Error),
+}
+
 /// Reads the whole body of `response`, failing once it passes `max` bytes.
 pub(crate) async fn read_capped(
     mut response: reqwest::Response,
     max: usize,
-) -> Result<Vec<u8>, String> {
-    if let Some(len) = response.content_length() {
-        if len > max as u64 {
-            return Err(format!("answer of {len} bytes is over the limit of {max}"));
+) -> Result<Vec<u8>, BodyError> {
+    if let Some(length) = response.content_length() {
+        if length > max as u64 {
+            return Err(BodyError::Announced { length, max });
         }
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("reading the answer: {e}"))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
         if body.len() + chunk.len() > max {
-            return Err(format!("answer is over the limit of {max} bytes"));
+            return Err(BodyError::TooLong { max });
         }
         body.extend_from_slice(&chunk);
     }
@@ -65,8 +74,8 @@ mod tests {
         url
     }
 
-    async fn fetch(url: &str, max: usize) -> Result<Vec<u8>, String> {
-        let response = reqwest::get(url).await.map_err(|e| e.to_string())?;
+    async fn fetch(url: &str, max: usize) -> Result<Vec<u8>, BodyError> {
+        let response = reqwest::get(url).await.expect("a loopback answer");
         read_capped(response, max).await
     }
 
@@ -83,11 +92,25 @@ mod tests {
         let err = fetch(&serve(5000, true).await, 1000)
             .await
             .expect_err("too long");
-        assert!(err.contains("over the limit"), "{err}");
+        assert!(
+            matches!(
+                err,
+                BodyError::Announced {
+                    length: 5000,
+                    max: 1000
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "answer of 5000 bytes is over the limit of 1000"
+        );
         let err = fetch(&serve(200_000, false).await, 1000)
             .await
             .expect_err("too long");
-        assert!(err.contains("over the limit"), "{err}");
+        assert!(matches!(err, BodyError::TooLong { max: 1000 }), "{err:?}");
+        assert_eq!(err.to_string(), "answer is over the limit of 1000 bytes");
     }
 
     /// Cargo.toml pins `idna_adapter` to its ASCII-only stream (no Unicode

@@ -7,13 +7,20 @@ fn storage_answers_decode_or_name_what_is_wrong() {
         decode_storage(&json!("0x2a000000")),
         Ok(Some(vec![42, 0, 0, 0]))
     );
-    assert!(decode_storage(&json!("2a000000"))
-        .unwrap_err()
-        .contains("0x prefix"));
-    assert!(decode_storage(&json!("0xzz"))
-        .unwrap_err()
-        .contains("not hex"));
-    assert!(decode_storage(&json!(7)).unwrap_err().contains("neither"));
+    let e = decode_storage(&json!("2a000000")).unwrap_err();
+    assert_eq!(e, StorageError::NoPrefix("2a000000".into()));
+    assert_eq!(
+        e.to_string(),
+        r#"storage value "2a000000" lacks the 0x prefix"#
+    );
+    let e = decode_storage(&json!("0xzz")).unwrap_err();
+    assert!(matches!(e, StorageError::NotHex { .. }), "{e:?}");
+    assert!(e.to_string().contains("not hex"), "{e}");
+    let e = decode_storage(&json!(7)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "storage value is neither null nor a hex string: 7"
+    );
 }
 
 #[test]

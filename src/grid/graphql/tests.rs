@@ -20,8 +20,10 @@ fn public_addresses_parse_from_cidr_and_check_the_family() {
     let swapped = node(
         r#"{"nodeID": 7, "farmID": 1, "publicConfig": {"ipv4": "2001:db8::1/64", "ipv6": "192.0.2.1"}}"#,
     );
-    assert!(swapped.public_ipv4().is_err());
-    assert!(swapped.public_ipv6().is_err());
+    let e = swapped.public_ipv4().expect_err("an IPv6 address in ipv4");
+    assert_eq!(e.to_string(), "public ipv4 2001:db8::1 is an IPv6 address");
+    let e = swapped.public_ipv6().expect_err("an IPv4 address in ipv6");
+    assert_eq!(e.to_string(), "public ipv6 192.0.2.1 is an IPv4 address");
 
     let none = node(r#"{"nodeID": 7, "farmID": 1, "publicConfig": null, "interfaces": null}"#);
     assert!(none.public_ipv4().is_err());
@@ -30,9 +32,15 @@ fn public_addresses_parse_from_cidr_and_check_the_family() {
 
 #[test]
 fn address_parsing_refuses_junk_and_bad_prefixes() {
-    assert!(parse_address("").is_err());
-    assert!(parse_address("not-an-ip").is_err());
-    assert!(parse_address("192.0.2.1/33").is_err());
+    assert_eq!(parse_address(""), Err(AddressError::Missing));
+    assert_eq!(
+        parse_address("not-an-ip").map_err(|e| e.to_string()),
+        Err(r#""not-an-ip" is not an IP address"#.to_string())
+    );
+    assert_eq!(
+        parse_address("192.0.2.1/33").map_err(|e| e.to_string()),
+        Err(r#""192.0.2.1/33" has an invalid prefix length"#.to_string())
+    );
     assert!(parse_address("192.0.2.1/x").is_err());
     assert!(parse_address("2001:db8::1/129").is_err());
     assert!(parse_address("192.0.2.1; rm -rf /").is_err());

@@ -5,7 +5,7 @@
 //! leaves a node that looks alive but can deploy nothing.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The file created and removed in the cache directory.
 pub(crate) const PROBE_FILE: &str = "healthcheck";
@@ -18,24 +18,45 @@ pub async fn check(cache_dir: &Path) -> Vec<String> {
     let probed = tokio::task::spawn_blocking(move || write_and_remove(&path)).await;
     let reason = match probed {
         Ok(Ok(())) => return Vec::new(),
-        Ok(Err(reason)) => reason,
+        Ok(Err(reason)) => reason.to_string(),
         Err(e) => format!("the write attempt did not finish: {e}"),
     };
     vec![format!("failed to write to cache: {reason}")]
 }
 
+/// Which step of the probe failed, on which file.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("cannot create {}: {error}", .path.display())]
+    Create {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot write {}: {error}", .path.display())]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot remove {}: {error}", .path.display())]
+    Remove {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
 /// A few bytes, not just an empty file: a full disk still lets an empty file
 /// be created when inodes are left, but refuses data.
-fn write_and_remove(path: &Path) -> Result<(), String> {
+fn write_and_remove(path: &Path) -> Result<(), ProbeError> {
+    let at = || path.to_path_buf();
     let written = std::fs::File::create(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))
+        .map_err(|error| ProbeError::Create { path: at(), error })
         .and_then(|mut f| {
             f.write_all(b"zos-perf healthcheck\n")
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))
+                .map_err(|error| ProbeError::Write { path: at(), error })
         });
     let created = written.is_ok() || path.exists();
     let removed = if created {
-        std::fs::remove_file(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))
+        std::fs::remove_file(path).map_err(|error| ProbeError::Remove { path: at(), error })
     } else {
         Ok(())
     };

@@ -28,14 +28,14 @@ pub struct Target {
 impl Target {
     /// Parses a service URL. The error is a reason fit for
     /// `<url> is not reachable: <reason>` and for configuration errors.
-    pub fn parse(url: &str) -> Result<Target, String> {
-        let parsed = Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+    pub fn parse(url: &str) -> Result<Target, ProbeError> {
+        let parsed = Url::parse(url).map_err(ProbeError::Invalid)?;
         let host = parsed
             .host()
             .map(|h| h.to_owned())
-            .ok_or_else(|| "invalid URL: it names no host".to_string())?;
+            .ok_or(ProbeError::NoHost)?;
         if matches!(&host, Host::Domain(d) if d.is_empty()) {
-            return Err("invalid URL: it names no host".into());
+            return Err(ProbeError::NoHost);
         }
         Ok(Target {
             url: url.to_string(),
@@ -73,14 +73,70 @@ pub async fn check(services: &[String], timeout: Duration) -> Vec<String> {
         .collect()
 }
 
+/// Why a service was not reached: the reason after
+/// `<url> is not reachable: ` in the check's errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("invalid URL: {0}")]
+    Invalid(url::ParseError),
+    #[error("invalid URL: it names no host")]
+    NoHost,
+    #[error("timed out after {} resolving {name}", humantime::format_duration(*.waited))]
+    ResolveTimeout { name: String, waited: Duration },
+    #[error("cannot resolve {name}: {error}")]
+    Resolve { name: String, error: std::io::Error },
+    #[error("{0} resolved to no address")]
+    NoAddress(Host<String>),
+    /// Every address refused or failed, each with its error.
+    #[error("{}", join(.0))]
+    Refused(Vec<ConnectFailure>),
+    /// The time ran out with addresses still connecting (`waiting`); those
+    /// that failed before are listed after them.
+    #[error("timed out after {} connecting to {}{}", humantime::format_duration(*.waited),
+        addresses(.waiting), after_each(.failures))]
+    ConnectTimeout {
+        waited: Duration,
+        waiting: Vec<SocketAddr>,
+        failures: Vec<ConnectFailure>,
+    },
+}
+
+/// One address that did not accept the connection.
+#[derive(Debug, thiserror::Error)]
+#[error("connect to {addr}: {error}")]
+pub struct ConnectFailure {
+    pub addr: SocketAddr,
+    pub error: std::io::Error,
+}
+
+fn addresses(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `; <failure>` for each failure.
+fn after_each(failures: &[ConnectFailure]) -> String {
+    failures.iter().map(|f| format!("; {f}")).collect()
+}
+
+fn join(failures: &[ConnectFailure]) -> String {
+    failures
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Resolves the URL's host and connects to its port, all within `timeout`.
 /// A host with several addresses is reachable when any of them answers;
 /// they are tried at once, so an unreachable IPv6 address does not delay
 /// a working IPv4 one.
-pub async fn probe(url: &str, timeout: Duration) -> Result<(), String> {
+pub async fn probe(url: &str, timeout: Duration) -> Result<(), ProbeError> {
     let deadline = Instant::now() + timeout;
     let target = Target::parse(url)?;
-    let waited = humantime::format_duration(timeout);
 
     let addrs: Vec<SocketAddr> = match &target.host {
         Host::Ipv4(ip) => vec![SocketAddr::new((*ip).into(), target.port)],
@@ -91,14 +147,20 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<(), String> {
                 tokio::net::lookup_host((name.as_str(), target.port)),
             )
             .await
-            .map_err(|_| format!("timed out after {waited} resolving {name}"))?
-            .map_err(|e| format!("cannot resolve {name}: {e}"))?;
+            .map_err(|_| ProbeError::ResolveTimeout {
+                name: name.clone(),
+                waited: timeout,
+            })?
+            .map_err(|error| ProbeError::Resolve {
+                name: name.clone(),
+                error,
+            })?;
             let mut unique = BTreeSet::new();
             resolved.filter(|a| unique.insert(*a)).collect()
         }
     };
     if addrs.is_empty() {
-        return Err(format!("{} resolved to no address", target.host));
+        return Err(ProbeError::NoAddress(target.host));
     }
 
     let mut pending: BTreeSet<SocketAddr> = addrs.iter().copied().collect();
@@ -110,22 +172,17 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<(), String> {
     loop {
         match tokio::time::timeout_at(deadline, connects.next()).await {
             Ok(Some((_, Ok(_stream)))) => return Ok(()),
-            Ok(Some((addr, Err(e)))) => {
+            Ok(Some((addr, Err(error)))) => {
                 pending.remove(&addr);
-                failures.push(format!("connect to {addr}: {e}"));
+                failures.push(ConnectFailure { addr, error });
             }
-            Ok(None) => return Err(failures.join("; ")),
+            Ok(None) => return Err(ProbeError::Refused(failures)),
             Err(_) => {
-                let waiting: Vec<String> = pending.iter().map(|a| a.to_string()).collect();
-                let mut reason = format!(
-                    "timed out after {waited} connecting to {}",
-                    waiting.join(", ")
-                );
-                for f in &failures {
-                    reason.push_str("; ");
-                    reason.push_str(f);
-                }
-                return Err(reason);
+                return Err(ProbeError::ConnectTimeout {
+                    waited: timeout,
+                    waiting: pending.into_iter().collect(),
+                    failures,
+                })
             }
         }
     }
@@ -181,7 +238,11 @@ mod tests {
             "https://",
         ] {
             let err = Target::parse(bad).expect_err(bad);
-            assert!(err.starts_with("invalid URL"), "{bad}: {err}");
+            assert!(
+                matches!(err, ProbeError::Invalid(_) | ProbeError::NoHost),
+                "{bad}: {err:?}"
+            );
+            assert!(err.to_string().starts_with("invalid URL"), "{bad}: {err}");
         }
     }
 

@@ -138,16 +138,25 @@ async fn check_one(group: &ServiceGroup, timeout: std::time::Duration) -> Option
 /// The reason zos gives for an instance URL it cannot use: anything
 /// without `scheme://host` has no hostname (Go's parser takes the rest as a
 /// path), other errors fail to parse.
-fn parse_as_zos(url: &str) -> Result<(), String> {
+fn parse_as_zos(url: &str) -> Result<(), ZosUrlError> {
     match url::Url::parse(url) {
         Err(url::ParseError::EmptyHost | url::ParseError::RelativeUrlWithoutBase) => {
-            Err("missing hostname in URL".into())
+            Err(ZosUrlError::NoHostname)
         }
-        Err(e) => Err(format!("failed to parse URL: {e}")),
+        Err(e) => Err(ZosUrlError::Parse(e)),
         Ok(_) => network::Target::parse(url)
             .map(|_| ())
-            .map_err(|_| "missing hostname in URL".into()),
+            .map_err(|_| ZosUrlError::NoHostname),
     }
+}
+
+/// An instance URL zos cannot use, in zos's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ZosUrlError {
+    #[error("missing hostname in URL")]
+    NoHostname,
+    #[error("failed to parse URL: {0}")]
+    Parse(url::ParseError),
 }
 
 #[cfg(test)]

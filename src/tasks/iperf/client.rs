@@ -146,7 +146,7 @@ pub async fn run_once(
         Err(parse_error) => {
             let stderr = String::from_utf8_lossy(&stderr);
             let stderr = stderr.trim();
-            let mut msg = parse_error;
+            let mut msg = parse_error.to_string();
             if !status.success() {
                 msg = format!("{program} exited with {status}; {msg}");
             }

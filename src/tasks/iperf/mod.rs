@@ -76,7 +76,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
-use crate::grid::graphql::{GraphQl, Node, NodeFilter};
+use crate::grid::graphql::{AddressError, GraphQl, Node, NodeFilter};
 use crate::grid::GridContext;
 use crate::tasks::{RunContext, RunFuture, Task, TaskDefaults};
 use report::{Entry, Protocol};
@@ -284,13 +284,13 @@ pub(crate) fn select_targets(
 
 /// A public address worth sending traffic to: not unspecified, loopback,
 /// multicast or broadcast.
-fn usable(ip: IpAddr) -> Result<(), String> {
+fn usable(ip: IpAddr) -> Result<(), AddressError> {
     let bad = ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
         || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
     if bad {
-        Err(format!("{ip} is not a unicast address"))
+        Err(AddressError::NotUnicast(ip))
     } else {
         Ok(())
     }

@@ -118,28 +118,42 @@ pub enum Reading {
     Sums(Protocol),
 }
 
+/// iperf3 output that is not a report ([`parse`]); the run's entry
+/// carries this text as its `error`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReportError {
+    /// The output does not parse: serde's reason and the start of the
+    /// output (clipped, quoted).
+    #[error("iperf3 output is not a JSON report ({reason}): {output:?}")]
+    NotJson { reason: String, output: String },
+    #[error("iperf3 output is not a JSON object")]
+    NotAnObject,
+    /// No `sum_sent` or download figure for this protocol in `end`.
+    #[error("iperf3 report has no {} figures in \"end\"", .0.as_str())]
+    NoFigures(Protocol),
+}
+
 /// Reads iperf3's `--json` output. A report carrying an `error` keeps the
 /// error and zero speeds, whatever partial figures it may hold.
-pub fn parse(stdout: &[u8], protocol: Protocol) -> Result<Measure, String> {
+pub fn parse(stdout: &[u8], protocol: Protocol) -> Result<Measure, ReportError> {
     parse_as(stdout, Reading::Seed(protocol))
 }
 
 /// [`parse`], with the download figure chosen by `reading`.
-pub(crate) fn parse_as(stdout: &[u8], reading: Reading) -> Result<Measure, String> {
+pub(crate) fn parse_as(stdout: &[u8], reading: Reading) -> Result<Measure, ReportError> {
     let (protocol, download_at) = match reading {
         Reading::Seed(Protocol::Udp) => (Protocol::Udp, "/streams/0/udp/bits_per_second"),
         Reading::Seed(p) | Reading::Sums(p) => (p, "/sum_received/bits_per_second"),
     };
     let v: Value = serde_json::from_slice(stdout).map_err(|e| {
         let text = String::from_utf8_lossy(stdout);
-        let text = text.trim();
-        format!(
-            "iperf3 output is not a JSON report ({e}): {:?}",
-            crate::util::text::clip(text, 200)
-        )
+        ReportError::NotJson {
+            reason: e.to_string(),
+            output: crate::util::text::clip(text.trim(), 200),
+        }
     })?;
     let Some(report) = v.as_object() else {
-        return Err("iperf3 output is not a JSON object".into());
+        return Err(ReportError::NotAnObject);
     };
     let error = report
         .get("error")
@@ -168,10 +182,7 @@ pub(crate) fn parse_as(stdout: &[u8], reading: Reading) -> Result<Measure, Strin
             cpu,
             error: String::new(),
         }),
-        _ => Err(format!(
-            "iperf3 report has no {} figures in \"end\"",
-            protocol.as_str()
-        )),
+        _ => Err(ReportError::NoFigures(protocol)),
     }
 }
 
@@ -228,7 +239,11 @@ mod tests {
         assert!(close(m.cpu.remote_total, 7.01002717792593), "{m:?}");
         // A TCP report has no UDP stream figure.
         let err = parse(TCP.as_bytes(), Protocol::Udp).expect_err("no udp stream");
-        assert!(err.contains("no udp figures"), "{err}");
+        assert_eq!(err, ReportError::NoFigures(Protocol::Udp));
+        assert_eq!(
+            err.to_string(),
+            "iperf3 report has no udp figures in \"end\""
+        );
     }
 
     #[test]
@@ -260,11 +275,20 @@ mod tests {
 
     #[test]
     fn bad_output_is_an_error_that_shows_it() {
-        let err = parse(b"iperf3: parameter error", Protocol::Tcp).expect_err("not json");
+        let err = parse(b"iperf3: parameter error", Protocol::Tcp)
+            .expect_err("not json")
+            .to_string();
         assert!(err.contains("parameter error"), "{err}");
+        assert!(
+            err.starts_with("iperf3 output is not a JSON report ("),
+            "{err}"
+        );
         let err = parse(b"{\"end\": {}}", Protocol::Tcp).expect_err("no figures");
-        assert!(err.contains("no tcp figures"), "{err}");
-        assert!(parse(b"[1]", Protocol::Tcp).is_err());
+        assert!(err.to_string().contains("no tcp figures"), "{err}");
+        assert_eq!(
+            parse(b"[1]", Protocol::Tcp).expect_err("an array"),
+            ReportError::NotAnObject
+        );
     }
 
     #[test]

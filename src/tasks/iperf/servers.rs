@@ -66,35 +66,53 @@ pub(crate) fn parse_list(body: &[u8]) -> anyhow::Result<Vec<Server>> {
     Ok(servers)
 }
 
+/// Why an entry of the server list is skipped ([`parse_entry`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum EntryError {
+    #[error("no IP/HOST string")]
+    NoHost,
+    #[error("unusable host {0:?}")]
+    Host(String),
+    #[error("unusable port {0:?}")]
+    PortText(String),
+    #[error("unusable port {0}")]
+    PortNumber(serde_json::Number),
+    /// `PORT` missing, or neither a string nor a number.
+    #[error("no PORT: {0:?}")]
+    NoPort(Option<Value>),
+    #[error("port 0")]
+    PortZero,
+}
+
 /// One entry: `{"IP/HOST": "...", "PORT": "5201" | 5201 | "9201-9240", ...}`.
-pub(crate) fn parse_entry(item: &Value) -> Result<Server, String> {
+pub(crate) fn parse_entry(item: &Value) -> Result<Server, EntryError> {
     let host = item
         .get("IP/HOST")
         .and_then(Value::as_str)
-        .ok_or("no IP/HOST string")?
+        .ok_or(EntryError::NoHost)?
         .trim();
     let host = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
     if host.is_empty() || host.len() > 253 || host.chars().any(|c| c.is_whitespace() || c == '/') {
-        return Err(format!("unusable host {host:?}"));
+        return Err(EntryError::Host(host.to_string()));
     }
     let port = match item.get("PORT") {
         Some(Value::String(s)) => {
             let first = s.trim().split('-').next().unwrap_or_default().trim();
             first
                 .parse::<u16>()
-                .map_err(|_| format!("unusable port {s:?}"))?
+                .map_err(|_| EntryError::PortText(s.clone()))?
         }
         Some(Value::Number(n)) => n
             .as_u64()
             .and_then(|n| u16::try_from(n).ok())
-            .ok_or_else(|| format!("unusable port {n}"))?,
-        other => return Err(format!("no PORT: {other:?}")),
+            .ok_or_else(|| EntryError::PortNumber(n.clone()))?,
+        other => return Err(EntryError::NoPort(other.cloned())),
     };
     if port == 0 {
-        return Err("port 0".into());
+        return Err(EntryError::PortZero);
     }
     Ok(Server {
         host: host.to_string(),
@@ -294,6 +312,29 @@ mod tests {
         assert!(
             format!("{err:#}").contains("0 tried of 0 listed"),
             "{err:#}"
+        );
+    }
+
+    #[test]
+    fn a_bad_entry_says_what_is_wrong_with_it() {
+        let why = |v: Value| parse_entry(&v).expect_err("a bad entry");
+        assert_eq!(why(json!({"PORT": 5201})), EntryError::NoHost);
+        assert_eq!(
+            why(json!({"IP/HOST": "a b", "PORT": 5201})).to_string(),
+            r#"unusable host "a b""#
+        );
+        assert_eq!(
+            why(json!({"IP/HOST": "h", "PORT": "x-y"})).to_string(),
+            r#"unusable port "x-y""#
+        );
+        assert_eq!(
+            why(json!({"IP/HOST": "h", "PORT": 70000})).to_string(),
+            "unusable port 70000"
+        );
+        assert_eq!(why(json!({"IP/HOST": "h"})).to_string(), "no PORT: None");
+        assert_eq!(
+            why(json!({"IP/HOST": "h", "PORT": 0})),
+            EntryError::PortZero
         );
     }
 }

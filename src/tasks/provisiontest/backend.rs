@@ -26,6 +26,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStdout, Command};
 
 use super::config::Accel;
+use super::error::{HypervisorError, RunDirError, StartError, TeardownError, TeardownProblem};
 
 /// How long a hypervisor gets to stop by itself before its group is killed.
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -55,10 +56,14 @@ pub(crate) trait Backend: Send + Sync {
 
     /// Waits, after the start, until the hypervisor reports the VM running
     /// (nothing to wait for when the command line alone boots it).
-    fn ready<'a>(&'a self, run_dir: &'a Path) -> BoxFuture<'a, Result<(), String>>;
+    fn ready<'a>(&'a self, run_dir: &'a Path) -> BoxFuture<'a, Result<(), HypervisorError>>;
 
     /// Asks the hypervisor (leader `pid`) to stop the VM and exit.
-    fn stop<'a>(&'a self, run_dir: &'a Path, pid: Pid) -> BoxFuture<'a, Result<(), String>>;
+    fn stop<'a>(
+        &'a self,
+        run_dir: &'a Path,
+        pid: Pid,
+    ) -> BoxFuture<'a, Result<(), HypervisorError>>;
 }
 
 /// The run's private directory under the work directory, removed on drop.
@@ -72,34 +77,36 @@ impl RunDir {
     /// created when missing and refused when it is a link or another user
     /// could write to it: the daemon is root and the hypervisor reads paths
     /// there.
-    pub fn create(work_dir: &Path, token: &str) -> Result<RunDir, String> {
-        let shown = work_dir.display();
+    pub fn create(work_dir: &Path, token: &str) -> Result<RunDir, RunDirError> {
+        let work = || work_dir.to_path_buf();
         if std::fs::symlink_metadata(work_dir).is_err() {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(work_dir)
-                .map_err(|e| format!("cannot create the work directory {shown}: {e}"))?;
+                .map_err(|error| RunDirError::CreateWorkDir {
+                    path: work(),
+                    error,
+                })?;
         }
-        let meta = std::fs::symlink_metadata(work_dir)
-            .map_err(|e| format!("work directory {shown}: {e}"))?;
+        let meta = std::fs::symlink_metadata(work_dir).map_err(|error| RunDirError::WorkDir {
+            path: work(),
+            error,
+        })?;
         if !meta.is_dir() {
-            return Err(format!(
-                "work directory {shown}: not a directory (or a link)"
-            ));
+            return Err(RunDirError::NotADirectory(work()));
         }
         if meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
-            return Err(format!(
-                "work directory {shown}: others could write to it (owner uid {}, mode {:o})",
-                meta.uid(),
-                meta.mode() & 0o7777
-            ));
+            return Err(RunDirError::Writable {
+                path: work(),
+                uid: meta.uid(),
+                mode: meta.mode() & 0o7777,
+            });
         }
         let path = work_dir.join(format!("provisiontest-{token}"));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        if let Err(error) = std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            return Err(RunDirError::Create { path, error });
+        }
         Ok(RunDir { path })
     }
 
@@ -108,11 +115,14 @@ impl RunDir {
     }
 
     /// Removes the directory and everything in it.
-    fn remove(&self) -> Result<(), String> {
+    fn remove(&self) -> Result<(), RunDirError> {
         match std::fs::remove_dir_all(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(format!("cannot remove {}: {e}", self.path.display())),
+            Err(error) => Err(RunDirError::Remove {
+                path: self.path.clone(),
+                error,
+            }),
         }
     }
 }
@@ -137,7 +147,7 @@ pub(crate) struct Vm {
 impl Vm {
     /// Starts the hypervisor in a process group of its own, its standard
     /// output (the serial console) and error piped to us.
-    pub fn start(backend: &dyn Backend, spec: &VmSpec, run_dir: RunDir) -> Result<Vm, String> {
+    pub fn start(backend: &dyn Backend, spec: &VmSpec, run_dir: RunDir) -> Result<Vm, StartError> {
         let program = backend.program();
         let mut cmd = Command::new(program);
         cmd.args(backend.args(spec, run_dir.path()))
@@ -154,12 +164,13 @@ impl Vm {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
             });
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        let mut child = cmd.spawn().map_err(|error| StartError::Spawn {
+            program: program.to_path_buf(),
+            error,
+        })?;
         let pid = child
             .id()
-            .ok_or_else(|| format!("{} exited at once", program.display()))?;
+            .ok_or_else(|| StartError::ExitedAtOnce(program.to_path_buf()))?;
         let console = child.stdout.take();
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (done_tx, stderr_done) = tokio::sync::watch::channel(false);
@@ -219,15 +230,19 @@ impl Vm {
 
     /// Stops the VM and checks that nothing of it is left: no process in its
     /// group, no run directory. `gently` first asks the hypervisor to stop.
-    pub async fn teardown(mut self, backend: &dyn Backend, gently: bool) -> Result<(), String> {
+    pub async fn teardown(
+        mut self,
+        backend: &dyn Backend,
+        gently: bool,
+    ) -> Result<(), TeardownError> {
         self.torn_down = true;
         let mut problems = Vec::new();
         if gently && self.child.try_wait().ok().flatten().is_none() {
             let pid = self.pgid;
             let asked = tokio::time::timeout(STOP_GRACE, async {
                 backend.stop(self.run_dir.path(), pid).await?;
-                self.child.wait().await.map_err(|e| e.to_string())?;
-                Ok::<(), String>(())
+                self.child.wait().await.map_err(HypervisorError::Wait)?;
+                Ok::<(), HypervisorError>(())
             })
             .await;
             match asked {
@@ -242,22 +257,22 @@ impl Vm {
         // Whatever is left of the group, leader included.
         let _ = killpg(self.pgid, Signal::SIGKILL);
         if let Err(e) = self.child.wait().await {
-            problems.push(format!("cannot reap the hypervisor: {e}"));
+            problems.push(TeardownProblem::Reap(e));
         }
         let left = wait_group_empty(self.pgid, Duration::from_secs(2)).await;
         if !left.is_empty() {
-            problems.push(format!(
-                "processes {left:?} of group {} still run after SIGKILL",
-                self.pgid
-            ));
+            problems.push(TeardownProblem::Left {
+                pids: left,
+                pgid: self.pgid,
+            });
         }
         if let Err(e) = self.run_dir.remove() {
-            problems.push(e);
+            problems.push(e.into());
         }
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("; "))
+            Err(TeardownError(problems))
         }
     }
 }
@@ -333,7 +348,8 @@ mod tests {
             .and_then(|_| RunDir::create(&work, "abc"))
             .map(|_| ())
             .expect_err("same name twice while the first lives");
-        assert!(err.contains("provisiontest-abc"), "{err}");
+        assert!(matches!(err, RunDirError::Create { .. }), "{err:?}");
+        assert!(err.to_string().contains("provisiontest-abc"), "{err}");
     }
 
     #[test]
@@ -343,10 +359,15 @@ mod tests {
         std::fs::create_dir(&open).expect("mkdir");
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
         let err = RunDir::create(&open, "t").expect_err("world-writable");
-        assert!(err.contains("others could write"), "{err}");
+        assert!(
+            matches!(err, RunDirError::Writable { mode: 0o777, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("others could write"), "{err}");
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(tmp.path(), &link).expect("symlink");
         let err = RunDir::create(&link, "t").expect_err("a link");
-        assert!(err.contains("link"), "{err}");
+        assert!(matches!(err, RunDirError::NotADirectory(_)), "{err:?}");
+        assert!(err.to_string().contains("link"), "{err}");
     }
 }

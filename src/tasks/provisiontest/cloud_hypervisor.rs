@@ -24,6 +24,7 @@ use hyper::{Method, Request, StatusCode};
 use nix::unistd::Pid;
 
 use super::backend::{Backend, VmSpec};
+use super::error::{ApiError, ApiProblem, HypervisorError};
 
 /// The API socket's name in the run's directory.
 pub(crate) const API_SOCKET: &str = "api.sock";
@@ -83,7 +84,7 @@ impl Backend for CloudHypervisor {
         a
     }
 
-    fn ready<'a>(&'a self, run_dir: &'a Path) -> BoxFuture<'a, Result<(), String>> {
+    fn ready<'a>(&'a self, run_dir: &'a Path) -> BoxFuture<'a, Result<(), HypervisorError>> {
         async move {
             let socket = run_dir.join(API_SOCKET);
             // The socket appears once the API thread runs; until then every
@@ -103,23 +104,23 @@ impl Backend for CloudHypervisor {
                 if status != StatusCode::OK {
                     return Err(answer_error("vm.info", status, &body));
                 }
-                let info: serde_json::Value = serde_json::from_slice(&body)
-                    .map_err(|e| format!("cloud-hypervisor API vm.info: not JSON: {e}"))?;
+                let info: serde_json::Value =
+                    serde_json::from_slice(&body).map_err(HypervisorError::InfoNotJson)?;
                 match info.get("state").and_then(|s| s.as_str()) {
                     Some("Running") => return Ok(()),
                     Some("Created") | Some("Booting") => tokio::time::sleep(POLL).await,
-                    other => {
-                        return Err(format!(
-                            "cloud-hypervisor API vm.info: VM state {other:?}, expected \"Running\""
-                        ))
-                    }
+                    other => return Err(HypervisorError::State(other.map(str::to_string))),
                 }
             }
         }
         .boxed()
     }
 
-    fn stop<'a>(&'a self, run_dir: &'a Path, _pid: Pid) -> BoxFuture<'a, Result<(), String>> {
+    fn stop<'a>(
+        &'a self,
+        run_dir: &'a Path,
+        _pid: Pid,
+    ) -> BoxFuture<'a, Result<(), HypervisorError>> {
         async move {
             let socket = run_dir.join(API_SOCKET);
             // The VM may already be off (the guest powered down): only the
@@ -140,11 +141,12 @@ impl Backend for CloudHypervisor {
     }
 }
 
-fn answer_error(endpoint: &str, status: StatusCode, body: &[u8]) -> String {
-    format!(
-        "cloud-hypervisor API {endpoint}: {status}: {}",
-        super::guest::printable(body)
-    )
+fn answer_error(endpoint: &'static str, status: StatusCode, body: &[u8]) -> HypervisorError {
+    HypervisorError::Refused {
+        endpoint,
+        status,
+        body: super::guest::printable(body),
+    }
 }
 
 /// One request to `http://localhost/api/v1/<endpoint>` over the socket.
@@ -152,16 +154,15 @@ pub async fn api(
     socket: &Path,
     method: Method,
     endpoint: &str,
-) -> Result<(StatusCode, Bytes), String> {
-    let what = format!("cloud-hypervisor API {endpoint} on {}", socket.display());
+) -> Result<(StatusCode, Bytes), ApiError> {
     let exchange = async {
         let stream = tokio::net::UnixStream::connect(socket)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(ApiProblem::Connect)?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
-                .map_err(|e| format!("handshake: {e}"))?;
+                .map_err(ApiProblem::Handshake)?;
         let driver = tokio::spawn(conn);
         let request = Request::builder()
             .method(method)
@@ -170,25 +171,30 @@ pub async fn api(
             .header(hyper::header::HOST, "localhost")
             .header(hyper::header::ACCEPT, "application/json")
             .body(Full::new(Bytes::new()))
-            .map_err(|e| format!("request: {e}"))?;
+            .map_err(ApiProblem::Build)?;
         let answer = sender
             .send_request(request)
             .await
-            .map_err(|e| format!("request: {e}"))?;
+            .map_err(ApiProblem::Send)?;
         let status = answer.status();
         let body = Limited::new(answer.into_body(), MAX_ANSWER)
             .collect()
             .await
-            .map_err(|e| format!("answer: {e}"))?
+            .map_err(ApiProblem::Answer)?
             .to_bytes();
         driver.abort();
-        Ok::<_, String>((status, body))
+        Ok::<_, ApiProblem>((status, body))
     };
-    match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
-        Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!("{what}: no answer within {REQUEST_TIMEOUT:?}")),
-    }
+    let problem = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+        Ok(Ok(answer)) => return Ok(answer),
+        Ok(Err(problem)) => problem,
+        Err(_) => ApiProblem::Timeout(REQUEST_TIMEOUT),
+    };
+    Err(ApiError {
+        endpoint: endpoint.to_string(),
+        socket: socket.to_path_buf(),
+        problem,
+    })
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
+use super::error::ProgramError;
 use crate::tasks::retry::RetryPolicy;
 
 /// The hypervisors the task can drive.
@@ -195,7 +196,7 @@ impl ProvisionTestConfig {
 
 /// Resolves a program the way a shell would: a name with no `/` is looked
 /// up in `PATH`; the result must be an executable regular file.
-pub fn find_program(program: &Path) -> Result<PathBuf, String> {
+pub fn find_program(program: &Path) -> Result<PathBuf, ProgramError> {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &Path| {
         std::fs::metadata(p)
@@ -206,17 +207,14 @@ pub fn find_program(program: &Path) -> Result<PathBuf, String> {
         return if executable(program) {
             Ok(program.to_path_buf())
         } else {
-            Err(format!(
-                "{}: not found or not executable",
-                program.display()
-            ))
+            Err(ProgramError::NotExecutable(program.to_path_buf()))
         };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|p| executable(p))
-        .ok_or_else(|| format!("{}: not found in PATH", program.display()))
+        .ok_or_else(|| ProgramError::NotInPath(program.to_path_buf()))
 }
 
 #[cfg(test)]
@@ -272,6 +270,13 @@ mod tests {
         assert!(why.contains("/nonexistent/qemu: not found"), "{why}");
         assert!(find_program(Path::new("sh")).is_ok());
         let err = find_program(Path::new("zos-perf-no-such-program")).expect_err("missing");
-        assert!(err.contains("not found in PATH"), "{err}");
+        assert_eq!(
+            err,
+            ProgramError::NotInPath("zos-perf-no-such-program".into())
+        );
+        assert_eq!(
+            err.to_string(),
+            "zos-perf-no-such-program: not found in PATH"
+        );
     }
 }

@@ -47,6 +47,7 @@
 mod backend;
 pub(crate) mod cloud_hypervisor;
 mod config;
+mod error;
 mod guest;
 mod qemu;
 pub mod view;
@@ -66,6 +67,8 @@ use backend::{Backend, RunDir, Vm, VmSpec};
 use guest::Marker;
 
 pub use config::{find_program, Accel, BackendKind, ProvisionTestConfig};
+pub use error::{ApiError, ApiProblem, ProgramError};
+use error::{BootError, Exit, GuestFileError};
 
 /// The description stored with every result (exact, as the Go monitor's).
 pub(crate) const DESCRIPTION: &str = "daily provision test that deploys a test VM to verify the node can run virtual machines and sets flags for the power daemon";
@@ -220,7 +223,7 @@ impl ProvisionTest {
             ),
             Err(e) => {
                 tracing::warn!(error = %e, "boot failed; stopping the VM");
-                errors.push(e.clone());
+                errors.push(e.to_string());
             }
         }
         // On cancellation there is no time for a gentle stop.
@@ -242,29 +245,26 @@ impl ProvisionTest {
         vm: &mut Vm,
         marker: &Marker,
         cancel: &CancellationToken,
-    ) -> Result<(), String> {
+    ) -> Result<(), BootError> {
         let deadline = self.config.deadline;
         let Some(console) = vm.take_console() else {
-            return Err("hypervisor start failed: no serial console pipe".into());
+            return Err(BootError::NoConsole);
         };
         let run_dir = vm.run_dir().to_path_buf();
         let mut seen = Vec::new();
         let watch = async {
-            backend
-                .ready(&run_dir)
-                .await
-                .map_err(|e| format!("hypervisor start failed: {e}"))?;
+            backend.ready(&run_dir).await.map_err(BootError::NotReady)?;
             tracing::info!("hypervisor started; reading the serial console");
-            Ok::<bool, String>(guest::watch(console, marker, &mut seen).await)
+            Ok::<bool, BootError>(guest::watch(console, marker, &mut seen).await)
         };
         let outcome = tokio::select! {
             biased;
-            _ = cancel.cancelled() => return Err("cancelled during the boot".into()),
+            _ = cancel.cancelled() => return Err(BootError::Cancelled),
             r = tokio::time::timeout(deadline, watch) => r,
             status = vm.exited() => {
                 let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                 let tail = vm.stderr_tail().await;
-                return Err(self.exit_error(backend, &status, &tail));
+                return Err(BootError::Exited(self.exit_error(backend, status, tail)));
             }
         };
         let console = if seen.is_empty() {
@@ -285,31 +285,24 @@ impl ProvisionTest {
                     _ => "its console closed".to_string(),
                 };
                 let tail = vm.stderr_tail().await;
-                Err(format!(
-                    "{}; {console}",
-                    self.exit_error(backend, &status, &tail)
-                ))
+                Err(BootError::ConsoleClosed {
+                    exit: self.exit_error(backend, status, tail),
+                    console,
+                })
             }
-            Err(_) => Err(format!(
-                "no marker within {}: {console}",
-                humantime::format_duration(deadline)
-            )),
+            Err(_) => Err(BootError::NoMarker { deadline, console }),
         }
     }
 
     /// The message for a hypervisor that ended before the marker. With
     /// `kvm`, an exit whose words name KVM is the KVM failing.
-    fn exit_error(&self, backend: &dyn Backend, status: &str, stderr: &str) -> String {
-        let program = backend.program().display();
-        let said = if stderr.is_empty() {
-            String::new()
-        } else {
-            format!(": {stderr}")
-        };
-        if self.config.accel == Accel::Kvm && stderr.to_ascii_lowercase().contains("kvm") {
-            format!("KVM unusable: {program} ended ({status}){said}")
-        } else {
-            format!("hypervisor exited before the guest's marker: {program} ended ({status}){said}")
+    fn exit_error(&self, backend: &dyn Backend, status: String, stderr: String) -> Exit {
+        Exit {
+            kvm_failed: self.config.accel == Accel::Kvm
+                && stderr.to_ascii_lowercase().contains("kvm"),
+            program: backend.program().to_path_buf(),
+            status,
+            stderr,
         }
     }
 }
@@ -321,11 +314,14 @@ fn step(n: u32, what: &str) {
 
 /// A path the hypervisor will read: it must be a regular file (a link to
 /// one is fine: the operator configured it).
-fn regular_file(path: &Path) -> Result<(), String> {
+fn regular_file(path: &Path) -> Result<(), GuestFileError> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => Ok(()),
-        Ok(_) => Err(format!("{}: not a regular file", path.display())),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Ok(_) => Err(GuestFileError::NotRegular(path.to_path_buf())),
+        Err(error) => Err(GuestFileError::Unreadable {
+            path: path.to_path_buf(),
+            error,
+        }),
     }
 }
 

@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 
 use super::backend::{Backend, VmSpec};
 use super::config::Accel;
+use super::error::HypervisorError;
 
 pub(crate) struct Qemu {
     program: PathBuf,
@@ -76,12 +77,17 @@ impl Backend for Qemu {
         a
     }
 
-    fn ready<'a>(&'a self, _run_dir: &'a Path) -> BoxFuture<'a, Result<(), String>> {
+    fn ready<'a>(&'a self, _run_dir: &'a Path) -> BoxFuture<'a, Result<(), HypervisorError>> {
         futures::future::ready(Ok(())).boxed()
     }
 
-    fn stop<'a>(&'a self, _run_dir: &'a Path, pid: Pid) -> BoxFuture<'a, Result<(), String>> {
-        let sent = kill(pid, Signal::SIGTERM).map_err(|e| format!("SIGTERM to qemu {pid}: {e}"));
+    fn stop<'a>(
+        &'a self,
+        _run_dir: &'a Path,
+        pid: Pid,
+    ) -> BoxFuture<'a, Result<(), HypervisorError>> {
+        let sent =
+            kill(pid, Signal::SIGTERM).map_err(|error| HypervisorError::Signal { pid, error });
         futures::future::ready(sent).boxed()
     }
 }

@@ -30,14 +30,22 @@ fn an_exit_naming_kvm_is_kvm_unusable_only_when_kvm_was_asked_for() {
         ..ProvisionTestConfig::default()
     };
     let t = task(config.clone());
+    let exit = t.exit_error(&q, "signal: 6 (SIGABRT)".into(), words.into());
+    assert!(exit.kvm_failed, "{exit:?}");
     assert_eq!(
-        t.exit_error(&q, "signal: 6 (SIGABRT)", words),
+        exit.to_string(),
         format!("KVM unusable: /usr/bin/qemu-system-x86_64 ended (signal: 6 (SIGABRT)): {words}")
     );
     config.accel = Accel::Tcg;
     let t = task(config);
+    let exit = t.exit_error(
+        &q,
+        "exit status: 1".into(),
+        "qemu: could not load kernel".into(),
+    );
+    assert!(!exit.kvm_failed, "{exit:?}");
     assert_eq!(
-        t.exit_error(&q, "exit status: 1", "qemu: could not load kernel"),
+        exit.to_string(),
         "hypervisor exited before the guest's marker: /usr/bin/qemu-system-x86_64 ended \
          (exit status: 1): qemu: could not load kernel"
     );

@@ -53,7 +53,7 @@ pub async fn public_ip(url: &str, source: IpAddr, timeout: Duration) -> anyhow::
         }
         match crate::util::http::read_capped(response, crate::util::http::LOOKUP_MAX_BODY).await {
             Ok(body) => parse_answer(&String::from_utf8_lossy(&body)),
-            Err(e) => Lookup::Failed(e),
+            Err(e) => Lookup::Failed(e.to_string()),
         }
     };
     Ok(tokio::time::timeout(timeout * 2, ask)

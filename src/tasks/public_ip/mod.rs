@@ -132,11 +132,11 @@ pub trait FarmSource: Send + Sync + 'static {
 
 impl FarmSource for GraphQl {
     fn up_nodes(&self, farm: u32) -> BoxFuture<'_, anyhow::Result<Vec<Node>>> {
-        Box::pin(self.farm_up_nodes(farm))
+        Box::pin(async move { Ok(self.farm_up_nodes(farm).await?) })
     }
 
     fn public_ips(&self, farm: u32) -> BoxFuture<'_, anyhow::Result<Vec<PublicIp>>> {
-        Box::pin(self.farm_public_ips(farm))
+        Box::pin(async move { Ok(self.farm_public_ips(farm).await?) })
     }
 }
 

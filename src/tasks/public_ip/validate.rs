@@ -28,30 +28,47 @@ pub(crate) struct Parsed {
     pub gateway: IpAddr,
 }
 
+/// A farm IP whose data cannot be tested (the IP is reported invalid).
+/// Each variant holds the farm's text as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FarmIpError {
+    #[error("ip {0:?} is not in CIDR form")]
+    NotCidr(String),
+    #[error("ip {0:?} is not an IP address")]
+    Address(String),
+    #[error("ip {0:?} has no valid prefix length")]
+    Prefix(String),
+    #[error("gateway {0:?} is not an IP address")]
+    Gateway(String),
+    #[error("ip {ip:?} and gateway {gateway:?} are of different families")]
+    Families { ip: String, gateway: String },
+}
+
 /// Parses `ip` (CIDR, required) and `gateway` (a plain address of the same
 /// family).
-pub(crate) fn parse_farm_ip(ip: &str, gateway: &str) -> Result<Parsed, String> {
+pub(crate) fn parse_farm_ip(ip: &str, gateway: &str) -> Result<Parsed, FarmIpError> {
     let (addr, prefix) = ip
         .trim()
         .split_once('/')
-        .ok_or_else(|| format!("ip {ip:?} is not in CIDR form"))?;
+        .ok_or_else(|| FarmIpError::NotCidr(ip.to_string()))?;
     let addr: IpAddr = addr
         .parse()
-        .map_err(|_| format!("ip {ip:?} is not an IP address"))?;
+        .map_err(|_| FarmIpError::Address(ip.to_string()))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix: u8 = prefix
         .parse()
         .ok()
         .filter(|p| *p <= max)
-        .ok_or_else(|| format!("ip {ip:?} has no valid prefix length"))?;
+        .ok_or_else(|| FarmIpError::Prefix(ip.to_string()))?;
     let gw: IpAddr = gateway
         .trim()
         .parse()
-        .map_err(|_| format!("gateway {gateway:?} is not an IP address"))?;
+        .map_err(|_| FarmIpError::Gateway(gateway.to_string()))?;
     if gw.is_ipv4() != addr.is_ipv4() {
-        return Err(format!(
-            "ip {ip:?} and gateway {gateway:?} are of different families"
-        ));
+        return Err(FarmIpError::Families {
+            ip: ip.to_string(),
+            gateway: gateway.to_string(),
+        });
     }
     Ok(Parsed {
         ip: addr,
@@ -113,7 +130,7 @@ async fn check_one(
     }
     let p = match parse_farm_ip(&farm_ip.ip, &farm_ip.gateway) {
         Ok(p) => p,
-        Err(why) => return invalid_data(why),
+        Err(why) => return invalid_data(why.to_string()),
     };
     if let Err(e) = link::add_address(handle, index, p.ip, p.prefix).await {
         return invalid_data(format!("{e:#}"));
@@ -185,7 +202,7 @@ mod tests {
             ("185.206.122.29/24", ""),
             ("185.206.122.29/24", "2001:db8::1"),
         ] {
-            let err = parse_farm_ip(ip, gw).expect_err(ip);
+            let err = parse_farm_ip(ip, gw).expect_err(ip).to_string();
             assert!(err.contains("ip") || err.contains("gateway"), "{err}");
         }
     }
