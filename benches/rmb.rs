@@ -31,7 +31,10 @@ use zos_perf::rmb::{e2e, Identity, KeyType, RmbClient};
 const ENVELOPES: usize = 2_000;
 const CALLS: usize = 2_000;
 const CLI_RUNS: usize = 20;
-const FLEET: u32 = 100;
+/// Node counts of the fleet curve (`RMB_BENCH_FLEET=100,1000` for others).
+const FLEET: &[u32] = &[100, 1_000, 5_000];
+/// Nodes asked at once by the fleet runs.
+const FLEET_CONCURRENCY: usize = 100;
 
 fn results() -> serde_json::Value {
     json!([{"name": "cpu-benchmark", "description": "cpu", "timestamp": 1_700_000_000u64,
@@ -92,6 +95,18 @@ fn envelope_costs(kt: KeyType) -> (Duration, Duration) {
 }
 
 fn main() {
+    // A trial of the fleet curve only (other counts, a profiler): printed,
+    // not written to BENCHMARKS.md.
+    if std::env::var_os("RMB_BENCH_ONLY_FLEET").is_some() {
+        let g = RmbGrid::start();
+        g.add_twin(
+            100,
+            &Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap(),
+            true,
+        );
+        println!("{}", fleet_curve(&g));
+        return;
+    }
     let mut body = String::new();
     body += &format!("Per envelope (median of {ENVELOPES}; a `zos.perf.get` request with its payload encrypted, as `call` sends it):\n\n");
     body += "| signer | build + encrypt + sign + serialize | parse + verify + decrypt |\n|---|---:|---:|\n";
@@ -181,69 +196,102 @@ fn main() {
         ms(*cli.last().unwrap()),
     );
 
-    // Fleet over 100 responders.
-    let mut graphql = Grid::default();
-    let mut responders = Vec::new();
-    for i in 0..FLEET {
-        let who = Identity::from_secret(&seed(i), KeyType::Ed25519).unwrap();
-        g.add_twin(5000 + i, &who, true);
-        g.add_node(500 + i, 9, 5000 + i);
-        graphql.nodes.push(node(500 + i, 9, None, None, ""));
-        responders.push(Responder::start(
-            &g,
-            who,
-            5000 + i,
-            results(),
-            Behaviour::Normal,
-        ));
-    }
-    let gql = GraphQlServer::grid(graphql);
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        config.path(),
-        format!("[grid]\ngraphql_urls = [\"{}\"]\n", gql.url()),
-    )
-    .unwrap();
-    let mut runs = Vec::new();
-    for _ in 0..3 {
-        let t = Instant::now();
-        // Reaped by wait4 in wait_with_rss, which also gives its peak RSS.
-        #[allow(clippy::zombie_processes)]
-        let child = Command::new(env!("CARGO_BIN_EXE_zos-perf"))
-            .args(["fleet", "--farm", "9", "--json"])
-            .args(g.caller_args())
-            .args(["--kernel-cmdline", "/dev/null"])
-            .arg("--config")
-            .arg(config.path())
-            .env("ZOS_PERF_MNEMONIC", MNEMONIC_A)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (status, rss_kib) = wait_with_rss(child.id() as i32);
-        runs.push((t.elapsed(), rss_kib));
-        assert_eq!(status, 0, "fleet failed");
-    }
-    let answered: usize = responders.iter().map(Responder::handled).sum();
-    assert_eq!(answered, 3 * FLEET as usize);
-    runs.sort();
-    let (time, _) = runs[1];
-    let rss = runs.iter().map(|r| r.1).max().unwrap_or(0);
-    body += &format!(
-        "\n`zos-perf fleet --farm 9 --json` over {FLEET} nodes, each a test responder on its own relay connection (GraphQL stand-in, default concurrency 16): \
-         **{}** wall time (median of 3), peak RSS **{:.1} MiB** (largest of 3).\n",
-        ms(time),
-        rss as f64 / 1024.0
-    );
+    body += &fleet_curve(&g);
     support::write_section("rmb", "RMB over the relay", &body);
 }
 
-/// Waits for `pid` and returns its exit status and peak RSS in KiB.
-fn wait_with_rss(pid: i32) -> (i32, i64) {
-    use nix::libc;
-    let mut status = 0;
-    // SAFETY: plain wait4 on our own child, with valid out-pointers.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4");
-    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+/// `zos-perf fleet` over a grid of responders, at each node count of
+/// [`FLEET`]: wall time (median of 3) and peak RSS (largest of 3).
+/// `RMB_BENCH_WRAP="heaptrack -o /tmp/fleet"` runs the processes under a
+/// profiler (the figures then are the profiler's, not to be recorded).
+fn fleet_curve(g: &RmbGrid) -> String {
+    let counts: Vec<u32> = std::env::var("RMB_BENCH_FLEET")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| FLEET.to_vec());
+    let wrap: Vec<String> = std::env::var("RMB_BENCH_WRAP")
+        .map(|w| w.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let most = counts.iter().copied().max().unwrap_or(0);
+    let mut members = Vec::new();
+    for i in 0..most {
+        let who = Identity::from_secret(&seed(i), KeyType::Ed25519).unwrap();
+        g.add_twin(50_000 + i, &who, true);
+        g.add_node(10_000 + i, 9, 50_000 + i);
+        members.push((who, 50_000 + i));
+    }
+    let responders = Responder::start_many(g, members, results(), Behaviour::Normal, None);
+    let mut body = format!(
+        "\n`zos-perf fleet --grid --json --concurrency {FLEET_CONCURRENCY}` over a grid of N nodes, each a test responder on its own relay connection (all on one thread of the bench process; the GraphQL stand-in lists the nodes in pages), stdout to /dev/null: wall time from start to exit (median of 3) and peak RSS (largest of 3):\n\n\
+         | nodes | wall time | per node | peak RSS |\n|---:|---:|---:|---:|\n"
+    );
+    let mut asked = 0;
+    for &n in &counts {
+        let mut graphql = Grid::default();
+        for i in 0..n {
+            graphql.nodes.push(node(10_000 + i, 9, None, None, ""));
+        }
+        let gql = GraphQlServer::grid(graphql);
+        let config = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            config.path(),
+            format!("[grid]\ngraphql_urls = [\"{}\"]\n", gql.url()),
+        )
+        .unwrap();
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let mut cmd = match wrap.split_first() {
+                Some((first, rest)) => {
+                    let mut c = Command::new(first);
+                    c.args(rest).arg(env!("CARGO_BIN_EXE_zos-perf"));
+                    c
+                }
+                None => Command::new(env!("CARGO_BIN_EXE_zos-perf")),
+            };
+            let mut child = cmd
+                .args(fleet_args())
+                .args(g.caller_args())
+                .args(["--kernel-cmdline", "/dev/null"])
+                .arg("--config")
+                .arg(config.path())
+                .env("ZOS_PERF_MNEMONIC", MNEMONIC_A)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            let (status, rss_kib) = common::rss::wait_with_peak_rss(&mut child);
+            assert!(status.success(), "fleet failed over {n} nodes");
+            runs.push((t.elapsed(), rss_kib));
+            asked += n as usize;
+        }
+        assert_eq!(responders.handled(), asked, "every node answered");
+        runs.sort();
+        let (time, _) = runs[1];
+        let rss = runs.iter().map(|r| r.1).max().unwrap_or(0);
+        eprintln!("fleet over {n} nodes: {time:?}, {rss} KiB");
+        body += &format!(
+            "| {n} | {} | {:.2} ms | **{:.1} MiB** |\n",
+            ms(time),
+            time.as_secs_f64() * 1e3 / f64::from(n),
+            rss as f64 / 1024.0
+        );
+    }
+    body += "\nPeak RSS is the child's own high-water mark (`VmHWM`, read every millisecond until it exits). \
+             The figures before issue 28 (77.5 MiB at 100 nodes, 693.8 MiB at 1,000: \"0.7 MiB per node\") were not fleet's: \
+             they were `wait4`'s `ru_maxrss`, which for a child started with `posix_spawn` carries the high-water mark of \
+             the parent's memory it ran on until its `exec`, here the bench process holding one thread, runtime, chain \
+             client and relay connection per responder (about 0.7 MiB each). Read as the child's own, the old `fleet` \
+             took about 12 MiB at 100 and at 400 nodes (2026-12-06): nothing in it grew per node but its list of rows. \
+             It now holds no row either (each is printed as its node answers and dropped), and a reply's frame stays \
+             counted against the relay link's 16 MiB read budget until its call has opened it.\n";
+    body
+}
+
+/// The fleet command line of the curve.
+fn fleet_args() -> Vec<String> {
+    let concurrency = FLEET_CONCURRENCY.to_string();
+    ["fleet", "--grid", "--json", "--concurrency", &concurrency]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }

@@ -31,6 +31,7 @@
 //! - [`bus`]: the RMB protocol core and its two transports: local Redis lists, and the relay.
 //! - [`outputs`]: Prometheus metrics, the node_exporter textfile, the dashboard page.
 //! - [`grid`]: the grid networks, their GraphQL, the chain's JSON-RPC, and the context tasks share.
+//! - [`fleet`]: the up nodes of a farm or the grid, asked over the relay with bounded concurrency, answers streamed.
 //! - [`rmb`]: RMB over the relay: identity, envelope, signature, JWT, encryption, twin lookups, relay client.
 //! - [`logging`]: a log sink that never blocks or panics, escaping, rate limits.
 //! - `util`: backoff, text clipping, Unix time (`unix_time`), capped HTTP bodies.
@@ -42,6 +43,7 @@ pub mod bus;
 pub mod clock_check;
 pub mod config;
 pub mod daemon;
+pub mod fleet;
 pub mod grid;
 pub mod logging;
 pub mod monitor;

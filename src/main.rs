@@ -163,6 +163,8 @@ async fn dispatch(cli: Cli, config: Config) -> Result<(), CliError> {
             .map_err(anyhow::Error::from)?),
         Command::Fleet {
             farm,
+            grid: _,
+            concurrency,
             task,
             json,
             csv,
@@ -174,9 +176,14 @@ async fn dispatch(cli: Cli, config: Config) -> Result<(), CliError> {
                 (_, true) => cli::fleet::Format::Csv,
                 _ => cli::fleet::Format::Table,
             };
-            Ok(cli::fleet::fleet(&config, &rmb, farm, task, format)
-                .await
-                .map_err(anyhow::Error::from)?)
+            // Clap requires one of --farm and --grid.
+            let scope = farm.map_or(zos_perf::fleet::Scope::Grid, zos_perf::fleet::Scope::Farm);
+            let concurrency = concurrency.map(usize::from);
+            Ok(
+                cli::fleet::fleet(&config, &rmb, scope, concurrency, task, format)
+                    .await
+                    .map_err(anyhow::Error::from)?,
+            )
         }
         Command::Check { json } => cli::check::run(&config, default_redis, json).await,
         // Printed by main() before any configuration is read.

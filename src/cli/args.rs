@@ -140,15 +140,23 @@ pub enum Command {
         #[command(flatten)]
         rmb: super::rmb::RmbArgs,
     },
-    /// Ask every up node of a farm over the relay and print one table.
+    /// Ask every up node of a farm (or of the grid) over the relay; print
+    /// one row per node as it answers.
+    #[command(group(clap::ArgGroup::new("nodes").required(true).args(["farm", "grid"])))]
     Fleet {
         /// The farm id.
         #[arg(long, value_name = "ID")]
-        farm: u32,
+        farm: Option<u32>,
+        /// Every up node of the grid, listed from its GraphQL page by page.
+        #[arg(long)]
+        grid: bool,
+        /// Nodes asked at the same time, 1 to 256 (default: [rmb] concurrency, 100).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+        concurrency: Option<u16>,
         /// Ask for this task only (default: every stored result).
         #[arg(long, value_name = "NAME")]
         task: Option<String>,
-        /// JSON instead of a table.
+        /// JSON Lines (one object per node) instead of a table.
         #[arg(long, conflicts_with = "csv")]
         json: bool,
         /// CSV instead of a table.

@@ -1,23 +1,28 @@
-//! `zos-perf fleet --farm ID`: every online node of a farm, asked at once
-//! (a bounded number in flight), in one table.
+//! `zos-perf fleet --farm ID | --grid`: every up node of a farm or of the
+//! whole grid, asked over the relay with a bounded number in flight
+//! (`--concurrency`), one row printed per node as soon as it answers.
 //!
-//! The nodes come from the grid's GraphQL (those up now); each is asked
-//! `zos.perf.get_all` (or `zos.perf.get` for `--task`) over the relay. A
-//! node that does not answer gets its error in the table and the others
-//! are shown all the same. Every text a node sent (check names, its error)
-//! is escaped in the table and the CSV; `--json` is exact JSON.
+//! The nodes come from the grid's GraphQL, page by page; the calls and the
+//! stream of answers are the library's [`zos_perf::fleet`]. Rows come in
+//! the order the nodes answer (each names its node): a node that does not
+//! answer holds up no other row, and nothing is kept once printed, so
+//! memory does not grow with the number of nodes. `--json` prints JSON
+//! Lines, one object per node. A node that does not answer gets its error
+//! in its row. Every text a node sent (check names, its error) is escaped
+//! in the table and the CSV; `--json` is exact JSON. On a terminal, stderr
+//! shows a progress line.
 
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use zos_perf::config::Config;
-use zos_perf::grid::graphql::NodeFilter;
+use zos_perf::fleet::{self, Question, Scope};
 use zos_perf::rmb::error::exit;
-use zos_perf::rmb::{RmbClient, RmbError};
-use zos_perf::text::{self, Escaped};
+use zos_perf::rmb::RmbError;
+use zos_perf::text::{self, Escaped, Keep};
 
 use super::rmb::{RmbArgs, Settings};
 
@@ -54,12 +59,13 @@ pub struct Row {
     pub exit_code: u8,
 }
 
-/// Asks every up node of `farm` and prints the table. Fails with exit
-/// code 11 when some node could not be asked (after printing).
+/// Asks every up node of `scope`, printing each row as it comes. Fails
+/// with exit code 11 when some node could not be asked (after printing).
 pub async fn fleet(
     config: &Config,
     args: &RmbArgs,
-    farm: u32,
+    scope: Scope,
+    concurrency: Option<usize>,
     task: Option<&str>,
     format: Format,
 ) -> Result<(), RmbError> {
@@ -68,88 +74,153 @@ pub async fn fleet(
         .grid_context()
         .graphql()
         .map_err(|e| RmbError::Other(format!("{e:#}")))?;
-    let mut nodes: Vec<u32> = graphql
-        .up_nodes(&NodeFilter::farm(farm), None)
+    let nodes = fleet::up_nodes(&graphql, scope, fleet::PAGE)
         .await
-        .map_err(|e| RmbError::Other(format!("farm {farm}: {e:#}")))?
-        .into_iter()
-        .map(|n| n.node_id)
-        .collect();
-    nodes.sort_unstable();
-    nodes.dedup();
+        .map_err(|e| RmbError::Other(format!("{e:#}")))?;
     if nodes.is_empty() {
-        return Err(RmbError::Other(format!("farm {farm}: no node is up")));
+        return Err(RmbError::Other(format!("{scope}: no node is up")));
     }
     let client = settings.connect().await?;
-    let rows = ask_all(
-        &client,
-        &nodes,
-        task,
-        settings.timeout,
-        settings.concurrency,
-    )
-    .await;
-    let out = match format {
-        Format::Table => table(&rows, task.is_some()),
-        Format::Json => super::json(&rows).unwrap_or_default() + "\n",
-        Format::Csv => csv(&rows),
+    let question = match task {
+        Some(t) => Question {
+            command: "zos.perf.get".into(),
+            payload: serde_json::json!({ "Name": t }).to_string().into_bytes(),
+            timeout: settings.timeout,
+        },
+        None => Question {
+            command: "zos.perf.get_all".into(),
+            payload: Vec::new(),
+            timeout: settings.timeout,
+        },
     };
-    out!("{out}");
-    let failed = rows.iter().filter(|r| r.error.is_some()).count();
-    if failed > 0 {
+    let total = nodes.len();
+    let mut answers = fleet::ask(
+        &client,
+        nodes.iter().map(|n| n.node_id),
+        &question,
+        concurrency.unwrap_or(settings.concurrency),
+    );
+    let mut out = Output::new(format, task.is_some(), total);
+    out.header()?;
+    let now = zos_perf::unix_time::unix_now();
+    while let Some(answer) = answers.next().await {
+        let r = row(answer.node, answer.twin, answer.reply, task.is_some(), now);
+        out.row(&r)?;
+    }
+    out.done();
+    if out.failed > 0 {
         return Err(RmbError::Partial {
-            failed,
-            total: rows.len(),
+            failed: out.failed,
+            total,
         });
     }
     Ok(())
 }
 
-/// Asks each node, at most `concurrency` at once, with a progress line
-/// on a terminal.
-pub async fn ask_all(
-    client: &RmbClient,
-    nodes: &[u32],
-    task: Option<&str>,
-    timeout: Duration,
-    concurrency: usize,
-) -> Vec<Row> {
-    let (cmd, payload) = match task {
-        Some(t) => ("zos.perf.get", serde_json::json!({ "Name": t }).to_string()),
-        None => ("zos.perf.get_all", String::new()),
-    };
-    let progress = std::io::stderr().is_terminal();
-    let now = zos_perf::unix_time::unix_now();
-    let mut rows: Vec<Row> = Vec::with_capacity(nodes.len());
-    let mut stream = futures::stream::iter(nodes.iter().copied())
-        .map(|node| {
-            let payload = payload.as_bytes();
-            async move {
-                let twin = client.twins().node_twin(node).await.ok();
-                let answer = client.call_node(node, cmd, payload, timeout).await;
-                row(node, twin, answer, task.is_some(), now)
-            }
-        })
-        .buffer_unordered(concurrency.max(1));
-    while let Some(r) = stream.next().await {
-        rows.push(r);
-        if progress {
-            let done = rows.len();
-            let width = 30 * done / nodes.len();
-            eprint!(
-                "\r[{}{}] {done}/{} nodes",
-                "#".repeat(width),
-                " ".repeat(30 - width),
-                nodes.len()
-            );
-            let _ = std::io::stderr().flush();
+/// Where the rows go: stdout, a line each, written as they come; and the
+/// progress line on stderr when that is a terminal.
+struct Output {
+    format: Format,
+    with_result: bool,
+    total: usize,
+    done: usize,
+    failed: usize,
+    progress: bool,
+    /// Rows and the progress line share the screen: the line is cleared
+    /// before each row and drawn again after it.
+    shared_screen: bool,
+    drawn: Option<Instant>,
+}
+
+impl Output {
+    /// The progress line is redrawn at most this often (when it does not
+    /// share the screen with the rows).
+    const REDRAW: Duration = Duration::from_millis(100);
+
+    fn new(format: Format, with_result: bool, total: usize) -> Output {
+        let progress = std::io::stderr().is_terminal();
+        Output {
+            format,
+            with_result,
+            total,
+            done: 0,
+            failed: 0,
+            progress,
+            shared_screen: progress && std::io::stdout().is_terminal(),
+            drawn: None,
         }
     }
-    if progress {
-        eprintln!();
+
+    fn header(&mut self) -> Result<(), RmbError> {
+        match self.format {
+            Format::Table => self.write(&table_header(self.with_result)),
+            Format::Csv => self.write(CSV_HEADER),
+            Format::Json => Ok(()),
+        }
     }
-    rows.sort_by_key(|r| r.node);
-    rows
+
+    fn row(&mut self, r: &Row) -> Result<(), RmbError> {
+        self.done += 1;
+        if r.error.is_some() {
+            self.failed += 1;
+        }
+        let line = match self.format {
+            Format::Table => table_line(r, self.with_result),
+            Format::Csv => csv_line(r),
+            Format::Json => {
+                let json = serde_json::to_string(r)
+                    .map_err(|e| RmbError::Other(format!("node {}: {e}", r.node)))?;
+                text::json(&json).into_owned() + "\n"
+            }
+        };
+        if self.shared_screen && self.drawn.is_some() {
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
+        }
+        self.write(&line)?;
+        if self.progress
+            && (self.shared_screen
+                || self.done == self.total
+                || self.drawn.is_none_or(|t| t.elapsed() >= Self::REDRAW))
+        {
+            self.draw();
+        }
+        Ok(())
+    }
+
+    /// One line of our own text (its node values escaped already), with
+    /// the last line of defence applied.
+    fn write(&self, line: &str) -> Result<(), RmbError> {
+        let line = text::escape(line, Keep::Lines);
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(line.as_bytes())
+            .and_then(|()| stdout.flush())
+            .map_err(|e| RmbError::Other(format!("writing the rows to stdout: {e}")))
+    }
+
+    fn draw(&mut self) {
+        let width = 30 * self.done / self.total.max(1);
+        let failed = match self.failed {
+            0 => String::new(),
+            n => format!(", {n} failed"),
+        };
+        let _ = write!(
+            std::io::stderr(),
+            "\r\x1b[K[{}{}] {}/{} nodes{failed}",
+            "#".repeat(width),
+            " ".repeat(30 - width),
+            self.done,
+            self.total
+        );
+        let _ = std::io::stderr().flush();
+        self.drawn = Some(Instant::now());
+    }
+
+    fn done(&mut self) {
+        if self.drawn.is_some() {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
 }
 
 fn row(
@@ -276,10 +347,10 @@ fn age(r: &Row) -> String {
     )
 }
 
-/// The human table. Speeds in Mbit/s, CPU in seconds (lower is better),
-/// public IPs as valid/invalid/skipped.
-pub fn table(rows: &[Row], with_result: bool) -> String {
-    let mut out = format!(
+/// The human table's head. Speeds in Mbit/s, CPU in seconds (lower is
+/// better), public IPs as valid/invalid/skipped.
+pub fn table_header(with_result: bool) -> String {
+    format!(
         "{:>6} {:>6} {:>8} {:>8} {:>9} {:>9} {:<18} {:<9} {:<14} {}\n",
         "NODE",
         "TWIN",
@@ -295,33 +366,46 @@ pub fn table(rows: &[Row], with_result: bool) -> String {
         } else {
             "ERROR"
         }
-    );
+    )
+}
+
+/// One node's line of the table.
+pub fn table_line(r: &Row, with_result: bool) -> String {
+    let last = match (&r.error, &r.result) {
+        (Some(e), _) => Escaped(e).to_string(),
+        (None, Some(v)) if with_result => text::json(&v.to_string()).into_owned(),
+        _ => String::new(),
+    };
+    format!(
+        "{:>6} {:>6} {:>8} {:>8} {:>9} {:>9} {:<18} {:<9} {:<14} {}\n",
+        r.node,
+        opt(r.twin),
+        opt(r.cpu_single),
+        opt(r.cpu_multi),
+        mbps(r.download),
+        mbps(r.upload),
+        health(r),
+        ips(r),
+        age(r),
+        last
+    )
+}
+
+/// The whole table of `rows` (the command prints it a line at a time).
+#[cfg(test)]
+pub fn table(rows: &[Row], with_result: bool) -> String {
+    let mut out = table_header(with_result);
     for r in rows {
-        let last = match (&r.error, &r.result) {
-            (Some(e), _) => Escaped(e).to_string(),
-            (None, Some(v)) if with_result => text::json(&v.to_string()).into_owned(),
-            _ => String::new(),
-        };
-        out += &format!(
-            "{:>6} {:>6} {:>8} {:>8} {:>9} {:>9} {:<18} {:<9} {:<14} {}\n",
-            r.node,
-            opt(r.twin),
-            opt(r.cpu_single),
-            opt(r.cpu_multi),
-            mbps(r.download),
-            mbps(r.upload),
-            health(r),
-            ips(r),
-            age(r),
-            last
-        );
+        out += &table_line(r, with_result);
     }
     out
 }
 
-/// CSV with a header line; speeds in bits/s, age in seconds.
-pub fn csv(rows: &[Row]) -> String {
-    let mut out = String::from("node,twin,cpu_single,cpu_multi,download_bps,upload_bps,health,ips_valid,ips_invalid,ips_skipped,age_secs,error\n");
+/// The CSV header line; speeds in bits/s, age in seconds.
+pub const CSV_HEADER: &str = "node,twin,cpu_single,cpu_multi,download_bps,upload_bps,health,ips_valid,ips_invalid,ips_skipped,age_secs,error\n";
+
+/// One node's CSV line.
+pub fn csv_line(r: &Row) -> String {
     // A node's text on one line, then quoted as CSV quotes.
     let field = |v: String| {
         let v = Escaped(&v).to_string();
@@ -332,27 +416,35 @@ pub fn csv(rows: &[Row]) -> String {
         }
     };
     let o = |v: Option<String>| v.unwrap_or_default();
+    let cols = [
+        r.node.to_string(),
+        o(r.twin.map(|v| v.to_string())),
+        o(r.cpu_single.map(|v| v.to_string())),
+        o(r.cpu_multi.map(|v| v.to_string())),
+        o(r.download.map(|v| v.to_string())),
+        o(r.upload.map(|v| v.to_string())),
+        if r.health_problems.is_some() {
+            health(r)
+        } else {
+            String::new()
+        },
+        o(r.ips_valid.map(|v| v.to_string())),
+        o(r.ips_invalid.map(|v| v.to_string())),
+        o(r.ips_skipped.map(|v| v.to_string())),
+        o(r.age.map(|v| v.to_string())),
+        o(r.error.clone()),
+    ];
+    let mut line = cols.into_iter().map(field).collect::<Vec<_>>().join(",");
+    line.push('\n');
+    line
+}
+
+/// CSV of `rows`, with the header line (printed a line at a time).
+#[cfg(test)]
+pub fn csv(rows: &[Row]) -> String {
+    let mut out = CSV_HEADER.to_string();
     for r in rows {
-        let cols = [
-            r.node.to_string(),
-            o(r.twin.map(|v| v.to_string())),
-            o(r.cpu_single.map(|v| v.to_string())),
-            o(r.cpu_multi.map(|v| v.to_string())),
-            o(r.download.map(|v| v.to_string())),
-            o(r.upload.map(|v| v.to_string())),
-            if r.health_problems.is_some() {
-                health(r)
-            } else {
-                String::new()
-            },
-            o(r.ips_valid.map(|v| v.to_string())),
-            o(r.ips_invalid.map(|v| v.to_string())),
-            o(r.ips_skipped.map(|v| v.to_string())),
-            o(r.age.map(|v| v.to_string())),
-            o(r.error.clone()),
-        ];
-        out += &cols.into_iter().map(field).collect::<Vec<_>>().join(",");
-        out.push('\n');
+        out += &csv_line(r);
     }
     out
 }

@@ -8,7 +8,7 @@
 //! next URL. Only when every URL failed is the question an error, and that
 //! error lists what each URL did.
 //!
-//! Longer than most files (about 480 lines, its tests in `graphql/tests.rs`): the query
+//! Longer than most files (about 530 lines, its tests in `graphql/tests.rs`): the query
 //! texts, the answer types and the failover client are one contract with
 //! the indexer and change together.
 //!
@@ -120,6 +120,15 @@ pub struct Node {
     pub public_config: Option<PublicConfig>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub interfaces: Vec<Interface>,
+}
+
+/// A node as listed page by page for `fleet`: its ids only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct NodeIds {
+    #[serde(rename = "nodeID")]
+    pub node_id: u32,
+    #[serde(rename = "farmID")]
+    pub farm_id: u32,
 }
 
 /// A node's public addresses, in CIDR form (`185.206.122.29/24`).
@@ -337,6 +346,27 @@ impl GraphQl {
         Ok(data.nodes)
     }
 
+    /// One page of up nodes matching `filter`, their ids only: the first
+    /// `limit` by node id after node `after` (keyset paging: a node coming
+    /// or going between two pages moves no other across the page edge).
+    pub async fn up_node_ids(
+        &self,
+        filter: &NodeFilter,
+        after: Option<u32>,
+        limit: u64,
+    ) -> anyhow::Result<Vec<NodeIds>> {
+        #[derive(Deserialize)]
+        struct Data {
+            nodes: Vec<NodeIds>,
+        }
+        let query = node_ids_query(filter, up_since(), after, limit);
+        let data: Data = self
+            .query(&query)
+            .await
+            .with_context(|| format!("listing up nodes ({})", filter.describe()))?;
+        Ok(data.nodes)
+    }
+
     /// How many up nodes match `filter`.
     pub async fn count_up_nodes(&self, filter: &NodeFilter) -> Result<u64, GraphQlError> {
         let query = count_query(filter, up_since());
@@ -440,6 +470,22 @@ pub(crate) fn nodes_query(
         let _ = write!(args, ", limit: {limit}, offset: {offset}");
     }
     format!("query {{ nodes({args}) {{ {NODE_FIELDS} }} }}")
+}
+
+/// The page query of [`GraphQl::up_node_ids`]: ordered by node id, after
+/// node `after`.
+pub(crate) fn node_ids_query(
+    filter: &NodeFilter,
+    updated_since: i64,
+    after: Option<u32>,
+    limit: u64,
+) -> String {
+    let mut filter_text = filter.where_clause(updated_since);
+    if let Some(a) = after {
+        filter_text.pop(); // the closing brace
+        let _ = write!(filter_text, ", nodeID_gt: {a}}}");
+    }
+    format!("query {{ nodes(where: {filter_text}, orderBy: nodeID_ASC, limit: {limit}) {{ nodeID farmID }} }}")
 }
 
 /// The count query for the same filter.

@@ -19,11 +19,14 @@ use super::e2e;
 use super::envelope::{self, Address, Body, Envelope, Payload, Request};
 use super::error::RmbError;
 use super::identity::{self, Identity};
-use super::relay_link::{self, Event, LinkSender, RelayOptions};
+use super::relay_link::{self, Event, Held, LinkSender, RelayOptions};
 use super::twin::{Twin, TwinDb};
 use crate::util::unix_time::unix_now;
 
-type Waiter = oneshot::Sender<Result<Envelope, RmbError>>;
+/// Where a reply goes: the envelope with its frame's bytes still counted
+/// against the link's read budget, so that replies read and not yet opened
+/// (many calls in flight, `fleet`) stay within that budget.
+type Waiter = oneshot::Sender<Result<(Envelope, Held), RmbError>>;
 
 /// Calls in flight, by uid, with the twin each expects its reply from.
 #[derive(Default)]
@@ -156,7 +159,7 @@ impl RmbClient {
             lock(&self.pending).calls.remove(&uid);
             return Err(e);
         }
-        let reply = match tokio::time::timeout(timeout, rx).await {
+        let (reply, held) = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => reply?,
             Ok(Err(_)) => return Err(self.lost("the connection task ended")),
             Err(_) => {
@@ -167,7 +170,9 @@ impl RmbClient {
                 });
             }
         };
-        self.open_reply(&dest, reply).await
+        let opened = self.open_reply(&dest, reply).await;
+        drop(held);
+        opened
     }
 
     fn lost(&self, reason: &str) -> RmbError {
@@ -306,11 +311,11 @@ fn fail_lone_call(pending: &Mutex<Pending>, url: &str, why: String) {
 async fn dispatch(mut link: relay_link::Link, pending: Arc<Mutex<Pending>>) {
     let reason = loop {
         match link.events.recv().await {
-            Some(Event::Envelope(env, _held)) => {
+            Some(Event::Envelope(env, held)) => {
                 let waiter = lock(&pending).calls.remove(&env.uid);
                 match waiter {
                     Some((_, tx)) => {
-                        let _ = tx.send(Ok(*env));
+                        let _ = tx.send(Ok((*env, held)));
                     }
                     None => {
                         tracing::debug!(uid = %env.uid, source = env.source_twin(), "envelope for no call in flight, skipped")

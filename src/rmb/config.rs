@@ -47,7 +47,8 @@ impl Default for RmbConfig {
             timeout: Duration::from_secs(30),
             chain_timeout: Duration::from_secs(10),
             cache_ttl: Duration::from_secs(5 * 60),
-            concurrency: 16,
+            // As many callers as the grid-proxy indexer runs over the grid.
+            concurrency: 100,
         }
     }
 }

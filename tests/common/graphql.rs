@@ -4,7 +4,8 @@
 //!
 //! [`Grid`] is a ready handler holding canned nodes and farm public IPs. It
 //! answers the three query shapes the daemon asks (docs/tasks/iperf.md) (`nodes`, `nodesConnection`,
-//! `publicIps`) and refuses, with a GraphQL error, a nodes query that lacks
+//! `publicIps`), pages of `nodes` by `limit`/`offset` or after a `nodeID_gt`
+//! (as `fleet` lists them), optionally capped ([`GraphQlServer::grid_paged`]), and refuses, with a GraphQL error, a nodes query that lacks
 //! the up-node filter, so a client that forgets it fails the test.
 //!
 //! The server binds its socket in the network namespace of the thread that
@@ -93,6 +94,12 @@ impl GraphQlServer {
     /// Starts a server answering from canned grid data.
     pub fn grid(grid: Grid) -> GraphQlServer {
         GraphQlServer::start(move |q| grid.answer(q))
+    }
+
+    /// The same, giving at most `max_page` nodes per answer whatever the
+    /// `limit` asked (as an indexer with a page cap would).
+    pub fn grid_paged(grid: Grid, max_page: usize) -> GraphQlServer {
+        GraphQlServer::start(move |q| grid.answer_page(q, max_page))
     }
 
     pub fn url(&self) -> String {
@@ -228,6 +235,11 @@ pub fn public_ip(ip: &str, gateway: &str, contract_id: u64) -> Value {
 impl Grid {
     /// Answers a query by its shape, as the grid's indexer would.
     pub fn answer(&self, query: &str) -> Reply {
+        self.answer_page(query, usize::MAX)
+    }
+
+    /// [`Grid::answer`], with at most `max_page` nodes per answer.
+    pub fn answer_page(&self, query: &str, max_page: usize) -> Reply {
         if query.contains("publicIps(") {
             let Some(farm) = number_after(query, "farmID_eq:") else {
                 return Reply::error("publicIps query without farmID_eq");
@@ -259,12 +271,19 @@ impl Grid {
         if counting {
             return Reply::data(json!({ "nodesConnection": { "totalCount": nodes.len() } }));
         }
+        // Keyset paging: the nodes after a node id, in node id order.
+        if let Some(after) = number_after(query, "nodeID_gt:") {
+            if !query.contains("orderBy: nodeID_ASC") {
+                return Reply::error("stand-in: nodeID_gt without orderBy: nodeID_ASC");
+            }
+            nodes.retain(|n| n["nodeID"].as_u64().is_some_and(|id| id > after));
+        }
         let offset = number_after(query, "offset:").unwrap_or(0) as usize;
         let limit = number_after(query, "limit:").map(|l| l as usize);
         let page: Vec<Value> = nodes
             .into_iter()
             .skip(offset)
-            .take(limit.unwrap_or(usize::MAX))
+            .take(limit.unwrap_or(usize::MAX).min(max_page))
             .collect();
         Reply::data(json!({ "nodes": page }))
     }

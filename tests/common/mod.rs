@@ -18,6 +18,7 @@ pub mod observe;
 pub mod output;
 pub mod relay;
 pub mod rmbgrid;
+pub mod rss;
 pub mod task;
 
 use std::path::{Path, PathBuf};

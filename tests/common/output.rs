@@ -14,6 +14,21 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The rows of `fleet --json` (JSON Lines, in the order the nodes
+/// answered), sorted by node id; a line that is not JSON fails the test.
+pub fn fleet_rows(out: &Output) -> Vec<serde_json::Value> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{e}: {l:?} in {text:?} / {}", stderr(out)))
+        })
+        .collect();
+    rows.sort_by_key(|r| r["node"].as_u64());
+    rows
+}
+
 /// stderr contains `text`; the failure shows all of stderr.
 pub fn assert_stderr(out: &Output, text: &str) {
     let err = stderr(out);

@@ -4,10 +4,12 @@
 //! `zos.perf.get` / `get_all` from a fixed list of results, the way a node
 //! does (verify the caller, decrypt, answer signed and encrypted).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
 
 use parity_scale_codec::Encode;
 use serde_json::Value;
@@ -193,13 +195,17 @@ impl Responder {
                 .expect("responder runtime");
             rt.block_on(async move {
                 let chain = ChainClient::new(vec![chain_url], ChainOptions::default()).unwrap();
-                let twins = TwinDb::new(Arc::new(chain), Duration::from_secs(60));
-                let link =
-                    relay_link::open(&relay_url, &who, twin_id, None, &RelayOptions::default())
-                        .await
-                        .expect("responder connects to the test relay");
+                let twins = Arc::new(TwinDb::new(Arc::new(chain), Duration::from_secs(60)));
+                let link = relay_link::open(&relay_url, &who, twin_id, None, &RelayOptions::default())
+                    .await
+                    .expect("responder connects to the test relay");
                 let _ = ready_tx.send(());
-                serve(link, who, twin_id, twins, results, behaviour, h, stopped).await;
+                let how = How {
+                    results,
+                    behaviour,
+                    gauge: None,
+                };
+                serve(link, who, twin_id, twins, how, h, stopped).await;
             });
         });
         ready_rx
@@ -212,6 +218,89 @@ impl Responder {
                 "responder {twin_id} never online"
             );
             std::thread::sleep(Duration::from_millis(5));
+        }
+        Responder {
+            stop,
+            thread: Some(thread),
+            handled,
+        }
+    }
+
+    /// Many twins answering on one thread (one relay connection each, one
+    /// chain client for all): `members` are (identity, twin id). Every
+    /// request is counted by `gauge` (and held back as it says) when
+    /// given. Returns once the relay has them all online.
+    pub fn start_many(
+        grid: &RmbGrid,
+        members: Vec<(Identity, u32)>,
+        results: Value,
+        behaviour: Behaviour,
+        gauge: Option<Arc<Gauge>>,
+    ) -> Responder {
+        let (stop, stopped) = watch::channel(false);
+        let handled = Arc::new(AtomicUsize::new(0));
+        let (relay_url, chain_url, h) = (grid.relay.url(), grid.chain.url(), handled.clone());
+        let ids: Vec<u32> = members.iter().map(|m| m.1).collect();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("responders' runtime");
+            rt.block_on(async move {
+                let chain = ChainClient::new(vec![chain_url], ChainOptions::default()).unwrap();
+                let twins = Arc::new(TwinDb::new(Arc::new(chain), Duration::from_secs(600)));
+                let links: Vec<_> = futures::stream::iter(members)
+                    .map(|(who, twin_id)| {
+                        let relay_url = relay_url.clone();
+                        async move {
+                            let link = relay_link::open(
+                                &relay_url,
+                                &who,
+                                twin_id,
+                                None,
+                                &RelayOptions::default(),
+                            )
+                            .await
+                            .expect("responder connects to the test relay");
+                            (link, who, twin_id)
+                        }
+                    })
+                    .buffer_unordered(32)
+                    .collect()
+                    .await;
+                let mut tasks = Vec::with_capacity(links.len());
+                for (link, who, twin_id) in links {
+                    let how = How {
+                        results: results.clone(),
+                        behaviour,
+                        gauge: gauge.clone(),
+                    };
+                    tasks.push(tokio::spawn(serve(
+                        link,
+                        who,
+                        twin_id,
+                        twins.clone(),
+                        how,
+                        h.clone(),
+                        stopped.clone(),
+                    )));
+                }
+                let _ = ready_tx.send(());
+                for t in tasks {
+                    let _ = t.await;
+                }
+            });
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(600))
+            .expect("responders connected");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for id in ids {
+            while !grid.relay.is_online(id, None) {
+                assert!(Instant::now() < deadline, "responder {id} never online");
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         Responder {
             stop,
@@ -235,17 +324,84 @@ impl Drop for Responder {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Calls in flight across the responders sharing it (the most seen at
+/// once), and a hold on their answers: a request is answered once
+/// `release_at` requests are in flight together, or [`Gauge::open`] was
+/// called, or it was held [`Gauge::HOLD_MAX`].
+pub struct Gauge {
+    now: AtomicUsize,
+    max: AtomicUsize,
+    release_at: usize,
+    open: AtomicBool,
+}
+
+impl Gauge {
+    /// The longest a request is held back.
+    pub const HOLD_MAX: Duration = Duration::from_secs(30);
+
+    /// Holds each request until `release_at` are in flight (1: no hold).
+    pub fn new(release_at: usize) -> Arc<Gauge> {
+        Arc::new(Gauge {
+            now: AtomicUsize::new(0),
+            max: AtomicUsize::new(0),
+            release_at,
+            open: AtomicBool::new(false),
+        })
+    }
+
+    /// The most requests in flight at once so far.
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::SeqCst)
+    }
+
+    /// Requests received and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.now.load(Ordering::SeqCst)
+    }
+
+    /// Lets every held request (and every later one) be answered.
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    async fn hold(&self) {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(n, Ordering::SeqCst);
+        let until = Instant::now() + Self::HOLD_MAX;
+        while !self.open.load(Ordering::SeqCst)
+            && self.max.load(Ordering::SeqCst) < self.release_at
+            && Instant::now() < until
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn done(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What a responder answers, and how.
+struct How {
+    results: Value,
+    behaviour: Behaviour,
+    gauge: Option<Arc<Gauge>>,
+}
+
 async fn serve(
     mut link: relay_link::Link,
     who: Identity,
     twin_id: u32,
-    twins: TwinDb,
-    results: Value,
-    behaviour: Behaviour,
+    twins: Arc<TwinDb>,
+    how: How,
     handled: Arc<AtomicUsize>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let How {
+        results,
+        behaviour,
+        gauge,
+    } = how;
     let forger = Identity::from_secret(MNEMONIC_A, KeyType::Ed25519).unwrap();
     let sender = link.sender();
     let own_pk = twins
@@ -284,6 +440,9 @@ async fn serve(
             Some(Payload::Plain(p)) => p.clone(),
             None => vec![],
         };
+        if let Some(g) = &gauge {
+            g.hold().await;
+        }
         let (body, out) = match (behaviour, results.as_str()) {
             (Behaviour::Hostile, Some(text)) => hostile(&req.command, text),
             _ => {
@@ -310,7 +469,11 @@ async fn serve(
             Behaviour::ForgedSignature => reply.sign(&forger),
             _ => reply.sign(&who),
         }
-        if sender.send(&reply).await.is_err() {
+        let sent = sender.send(&reply).await;
+        if let Some(g) = &gauge {
+            g.done();
+        }
+        if sent.is_err() {
             return;
         }
         handled.fetch_add(1, Ordering::SeqCst);

@@ -17,6 +17,7 @@ mod clock_check;
 mod docs_drift;
 mod docs_links;
 mod faults;
+mod fleet;
 mod frame_guard;
 mod fuzz_regressions;
 mod graphql;

@@ -80,6 +80,24 @@ fn contract_id_reads_numbers_strings_and_null() {
 }
 
 #[test]
+fn the_page_query_asks_ids_after_the_last_node_in_node_order() {
+    let grid = NodeFilter {
+        farm: FarmFilter::Any,
+        public: false,
+    };
+    let q = node_ids_query(&grid, 5, None, 1000);
+    assert_eq!(
+        q,
+        format!("query {{ nodes(where: {{updatedAt_gte: 5, {UP_POWER_FILTER}}}, orderBy: nodeID_ASC, limit: 1000) {{ nodeID farmID }} }}")
+    );
+    let q = node_ids_query(&NodeFilter::farm(3), 5, Some(77), 10);
+    assert!(
+        q.contains(", farmID_eq: 3, nodeID_gt: 77}, orderBy: nodeID_ASC, limit: 10)"),
+        "{q}"
+    );
+}
+
+#[test]
 fn queries_carry_the_up_public_and_farm_filters() {
     let q = nodes_query(&NodeFilter::public_in_farm(1), 1000, None);
     assert!(q.contains("updatedAt_gte: 1000"), "{q}");
