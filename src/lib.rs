@@ -29,6 +29,7 @@
 //! - [`redis`]: the Redis connection, the private redis-server, every key name.
 //! - [`bus`]: the RMB protocol core and its two transports: local Redis lists, and the relay.
 //! - [`outputs`]: Prometheus metrics, the node_exporter textfile, the dashboard page.
+//! - [`collect`]: `zos-perf collect`, the collector of a farm's or the grid's nodes (`/metrics`, a fleet page).
 //! - [`grid`]: the grid networks, their GraphQL, the chain's JSON-RPC, and the context tasks share.
 //! - [`rmb`]: RMB over the relay: identity, envelope, signature, JWT, encryption, twin lookups, relay client.
 //! - [`logging`]: a log sink that never blocks or panics, escaping, rate limits.
@@ -39,6 +40,7 @@
 
 pub mod bus;
 pub mod clock;
+pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod grid;

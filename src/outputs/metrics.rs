@@ -110,6 +110,13 @@ impl Exporter {
         Self::build(sources, false)
     }
 
+    /// The families of `collector` alone (`zos-perf collect`'s).
+    pub(crate) fn of(collector: Box<dyn Collector>) -> Exporter {
+        let mut registry = Registry::default();
+        registry.register_collector(collector);
+        Exporter { registry }
+    }
+
     fn build(sources: Sources, process: bool) -> Exporter {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(DaemonCollector { sources, process }));
@@ -137,14 +144,14 @@ impl Exporter {
     }
 }
 
-type Labels = Vec<(&'static str, String)>;
+pub(crate) type Labels = Vec<(&'static str, String)>;
 
 fn labels(pairs: &[(&'static str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
 }
 
 /// Writes one family of gauges; nothing at all when it has no sample.
-fn gauges(
+pub(crate) fn gauges(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -162,7 +169,7 @@ fn gauges(
 
 /// Writes one family of counters (`name` without `_total`: the encoder
 /// adds it).
-fn counters(
+pub(crate) fn counters(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -178,7 +185,7 @@ fn counters(
     Ok(())
 }
 
-fn one(v: f64) -> Vec<(Labels, f64)> {
+pub(crate) fn one(v: f64) -> Vec<(Labels, f64)> {
     vec![(Vec::new(), v)]
 }
 
@@ -555,7 +562,7 @@ fn relay_metrics(enc: &mut DescriptorEncoder, relay: &RelayStats) -> fmt::Result
     )
 }
 
-fn process_metrics(enc: &mut DescriptorEncoder) -> fmt::Result {
+pub(crate) fn process_metrics(enc: &mut DescriptorEncoder) -> fmt::Result {
     let Some(p) = process::read() else {
         return Ok(());
     };
