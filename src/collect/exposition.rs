@@ -19,15 +19,31 @@ use super::Collected;
 use crate::outputs::metrics::{counters, gauges, one, process_metrics, Exporter, Format};
 use crate::store::figures::IP_STATES;
 use crate::tasks::NAMES;
-use crate::util::clock::unix_now;
 
-/// The families of `state`, in `format`.
+/// The families of `state`, in `format`: the collector's own rendered
+/// now, the per-node ones (the bulk: about 17 series per node) rendered
+/// once per change of what is held and served from that copy until the
+/// next, so a scrape between rounds costs a copy.
 pub fn render(state: &Arc<Collected>, format: Format) -> String {
-    Exporter::of(Box::new(FleetMetrics(state.clone()))).render(format)
+    let mut out = Exporter::of(Box::new(Head(state.clone()))).render(format);
+    // One exposition: the OpenMetrics end marker only once, at the end.
+    if let Some(head) = out.strip_suffix("# EOF\n") {
+        out.truncate(head.len());
+    }
+    let nodes = state.cached(format, || {
+        Exporter::of(Box::new(Nodes(state.clone()))).render(format)
+    });
+    out.push_str(&nodes);
+    out
 }
 
+/// The build, the rounds and the process.
 #[derive(Debug)]
-struct FleetMetrics(Arc<Collected>);
+struct Head(Arc<Collected>);
+
+/// One series per node and figure.
+#[derive(Debug)]
+struct Nodes(Arc<Collected>);
 
 /// A node's labels, and one more (`task`, `state`) where a family has it.
 fn node_labels(n: &NodeState) -> impl EncodeLabelSet + '_ {
@@ -88,7 +104,7 @@ fn flag(b: bool) -> f64 {
     f64::from(u8::from(b))
 }
 
-impl Collector for FleetMetrics {
+impl Collector for Head {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let mut info = enc.encode_descriptor(
             "zos_perf_build",
@@ -143,9 +159,15 @@ impl Collector for FleetMetrics {
             "Listings of the up nodes that failed (the previous list was used).",
             &[(Vec::new(), round.listing_failures)],
         )?;
+        process_metrics(&mut enc)
+    }
+}
+
+impl Collector for Nodes {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let e = &mut enc;
         let held = self.0.nodes();
         let nodes: Vec<&NodeState> = held.values().collect();
-        let now = unix_now();
         per_node(
             e,
             &nodes,
@@ -224,14 +246,12 @@ impl Collector for FleetMetrics {
             e,
             &nodes,
             (
-                "zos_perf_collect_result_age_seconds",
-                "Age of the node's latest result of the task, at scrape time.",
+                "zos_perf_collect_result_timestamp_seconds",
+                "Unix time of the node's latest result of the task (its age: time() minus this).",
                 "task",
             ),
             &NAMES,
-            |n, i| n.results[i].map(|t| now.saturating_sub(t) as f64),
-        )?;
-        drop(held);
-        process_metrics(&mut enc)
+            |n, i| n.results[i].map(|t| t as f64),
+        )
     }
 }

@@ -25,6 +25,7 @@ pub mod poll;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::grid::graphql::GraphQl;
 use crate::outputs::http::{self, Site};
+use crate::outputs::metrics::Format;
 use crate::rmb::relay::RelayOptions;
 use crate::rmb::twin::TwinDb;
 use crate::rmb::{Identity, RmbClient, RmbError};
@@ -91,6 +93,11 @@ pub struct Collected {
     scope: Scope,
     nodes: RwLock<BTreeMap<u32, NodeState>>,
     round: Mutex<Round>,
+    /// Changes with every change of `nodes`.
+    version: AtomicU64,
+    /// The per-node series rendered, per format, with the version of
+    /// `nodes` they show.
+    rendered: Mutex<[Option<(u64, Arc<str>)>; 2]>,
 }
 
 impl Collected {
@@ -99,7 +106,24 @@ impl Collected {
             scope,
             nodes: RwLock::default(),
             round: Mutex::default(),
+            version: AtomicU64::new(0),
+            rendered: Mutex::default(),
         })
+    }
+
+    /// `render()`'s text, rendered again only when the nodes changed since.
+    fn cached(&self, format: Format, render: impl FnOnce() -> String) -> Arc<str> {
+        let slot = usize::from(format == Format::OpenMetrics);
+        let version = self.version.load(Ordering::SeqCst);
+        let mut rendered = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((v, text)) = &rendered[slot] {
+            if *v == version {
+                return text.clone();
+            }
+        }
+        let text: Arc<str> = render().into();
+        rendered[slot] = Some((version, text.clone()));
+        text
     }
 
     /// The nodes held, by id.
@@ -131,6 +155,7 @@ impl Collected {
             next.insert(l.node, n);
         }
         *nodes = next;
+        self.version.fetch_add(1, Ordering::SeqCst);
     }
 
     fn finish(&self, start: Instant, answered: usize) {
@@ -149,6 +174,7 @@ impl Collected {
         if p.twin.is_some() {
             n.twin = p.twin;
         }
+        self.version.fetch_add(1, Ordering::SeqCst);
         let took = p.took.as_secs_f64();
         match p.answer {
             Ok(bytes) => n.answered(&bytes, took, at),

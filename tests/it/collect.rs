@@ -323,8 +323,8 @@ fn metrics_pass_promtool_and_a_node_that_leaves_the_grid_is_dropped() {
     assert!(scrape.contains(
         "zos_perf_collect_public_ips{node_id=\"11\",farm_id=\"5\",twin_id=\"1001\",state=\"invalid\"} 1"
     ), "{scrape}");
-    let age = s("zos_perf_collect_result_age_seconds", 10).expect("a result age");
-    assert!((55.0..600.0).contains(&age), "{age}");
+    let stamp = s("zos_perf_collect_result_timestamp_seconds", 10).expect("a result time");
+    assert!((55.0..600.0).contains(&(now() as f64 - stamp)), "{stamp}");
     assert!(s("zos_perf_collect_node_poll_duration_seconds", 12).is_some());
     assert_eq!(sample(&scrape, "zos_perf_collect_nodes_listed"), Some(4.0));
 
