@@ -30,6 +30,7 @@
 //! - [`node_redis`]: the node's Redis: the connection, the private redis-server, every key name.
 //! - [`bus`]: the RMB protocol core and its two transports: local Redis lists, and the relay.
 //! - [`outputs`]: Prometheus metrics, the node_exporter textfile, the dashboard page.
+//! - [`collect`]: `zos-perf collect`, the collector of a farm's or the grid's nodes (`/metrics`, a fleet page).
 //! - [`grid`]: the grid networks, their GraphQL, the chain's JSON-RPC, and the context tasks share.
 //! - [`fleet`]: the up nodes of a farm or the grid, asked over the relay with bounded concurrency, answers streamed.
 //! - [`rmb`]: RMB over the relay: identity, envelope, signature, JWT, encryption, twin lookups, relay client.
@@ -41,6 +42,7 @@
 
 pub mod bus;
 pub mod clock_check;
+pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod fleet;

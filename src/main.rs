@@ -185,6 +185,40 @@ async fn dispatch(cli: Cli, config: Config) -> Result<(), CliError> {
                     .map_err(anyhow::Error::from)?,
             )
         }
+        Command::Collect {
+            farm,
+            grid: _,
+            shard,
+            listen,
+            interval,
+            jitter,
+            timeout,
+            concurrency,
+            max_nodes,
+            once,
+            json,
+            rmb,
+        } => {
+            let options = zos_perf::collect::Options {
+                scope: farm.map_or(
+                    zos_perf::collect::Scope::Grid,
+                    zos_perf::collect::Scope::Farm,
+                ),
+                shard,
+                interval,
+                jitter: jitter.unwrap_or(interval / 10),
+                timeout,
+                concurrency: concurrency as usize,
+                max_nodes: max_nodes as usize,
+            };
+            let run = cli::collect::Run {
+                options,
+                listen,
+                once,
+                json,
+            };
+            Ok(cli::collect::collect(&config, &rmb, run).await?)
+        }
         Command::Check { json } => cli::check::run(&config, default_redis, json).await,
         // Printed by main() before any configuration is read.
         Command::Completions { .. } | Command::Man => Ok(()),

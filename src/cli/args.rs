@@ -165,6 +165,50 @@ pub enum Command {
         #[command(flatten)]
         rmb: super::rmb::RmbArgs,
     },
+    /// Poll every up node of a farm (or the grid) on an interval and serve
+    /// their figures: /metrics for Prometheus, / a fleet page.
+    Collect {
+        /// The farm id.
+        #[arg(
+            long,
+            value_name = "ID",
+            required_unless_present = "grid",
+            conflicts_with = "grid"
+        )]
+        farm: Option<u32>,
+        /// Every up node of the grid instead.
+        #[arg(long)]
+        grid: bool,
+        /// Only the nodes whose id mod N is I (several collectors sharing the grid).
+        #[arg(long, value_name = "I/N", value_parser = super::collect::parse_shard)]
+        shard: Option<(u32, u32)>,
+        /// Address and port of /metrics and /.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9109")]
+        listen: std::net::SocketAddr,
+        /// From the start of one round to the start of the next.
+        #[arg(long, default_value = "5m", value_parser = super::collect::parse_interval)]
+        interval: Duration,
+        /// Up to this much later, drawn each round (default: a tenth of --interval).
+        #[arg(long, value_parser = super::collect::parse_short)]
+        jitter: Option<Duration>,
+        /// Per node, to answer (its twin's lookup included).
+        #[arg(long, default_value = "10s", value_parser = super::collect::parse_short)]
+        timeout: Duration,
+        /// Nodes asked at once.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        concurrency: u32,
+        /// Nodes held at most (the lowest ids), each a few hundred bytes.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        max_nodes: u32,
+        /// One round, printed (a table, or --json), then exit.
+        #[arg(long)]
+        once: bool,
+        /// With --once: the nodes as a JSON array.
+        #[arg(long, requires = "once")]
+        json: bool,
+        #[command(flatten)]
+        rmb: super::rmb::RmbArgs,
+    },
     /// Check what the enabled tasks need on this machine, one line each;
     /// exits 0 only when every enabled task can run.
     Check {

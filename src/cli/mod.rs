@@ -6,7 +6,8 @@
 //! the RMB peer calls it), [`check`] (what this machine lacks). [`error`]
 //! holds the exit codes, [`logging`] the log format and colour,
 //! [`completions`] the shell completions and the man page; over the grid's
-//! relay: [`identity`], [`remote`] (`call --node/--twin`) and [`fleet`],
+//! relay: [`identity`], [`remote`] (`call --node/--twin`), [`fleet`] and
+//! [`collect`],
 //! with their shared flags in [`rmb`].
 
 // What a command prints goes through these three: they never panic
@@ -50,6 +51,7 @@ macro_rules! out {
 pub mod args;
 pub mod call;
 pub mod check;
+pub mod collect;
 pub mod completions;
 pub mod error;
 pub mod fleet;

@@ -1,5 +1,6 @@
 //! The listener of `[metrics] listen`: `GET /metrics` and `GET /` (the
-//! dashboard), nothing else.
+//! dashboard), nothing else. `zos-perf collect` serves its own pages
+//! through the same listener (a [`Site`] of its own).
 //!
 //! It is reachable by whoever can reach the address, so it gives nothing
 //! away for free:
@@ -63,6 +64,48 @@ impl App {
     }
 }
 
+/// What a listener answers to a `GET` (or `HEAD`) once the request passed
+/// the checks every listener makes (method, no body): the daemon's [`App`],
+/// or the collector's pages (`crate::collect`).
+pub(crate) trait Site: Send + Sync + 'static {
+    /// The answer to `path`; `query` is what follows `?` (if anything),
+    /// `accept` the `Accept` header.
+    fn get(&self, path: &str, query: Option<&str>, accept: &str) -> Response<Full<Bytes>>;
+}
+
+impl Site for App {
+    fn get(&self, path: &str, _query: Option<&str>, accept: &str) -> Response<Full<Bytes>> {
+        match path {
+            "/metrics" => {
+                let format = negotiate(accept);
+                // Under a millisecond with a full history (BENCHMARKS.md,
+                // section metrics): rendered right here, no pool thread
+                // (with an allocator arena of its own) kept around for it.
+                metrics_response(format, self.exporter.render(format))
+            }
+            "/" => {
+                let body = dashboard::render(&self.sources);
+                let mut r = response(StatusCode::OK, "text/html; charset=utf-8", body);
+                // The page loads nothing: say so to the browser too.
+                r.headers_mut().insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+                );
+                r
+            }
+            _ => plain(StatusCode::NOT_FOUND, "not found: try /metrics or /"),
+        }
+    }
+}
+
+/// A scrape's answer in `format`.
+pub(crate) fn metrics_response(format: Format, body: String) -> Response<Full<Bytes>> {
+    let mut r = response(StatusCode::OK, format.content_type(), body);
+    r.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    r
+}
+
 /// Binds the listener; a taken port or a foreign address is an error that
 /// names the setting and the address.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -72,7 +115,11 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Serves until `shutdown`.
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
+pub(crate) async fn serve<S: Site>(
+    listener: TcpListener,
+    app: Arc<S>,
+    shutdown: CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let per_source = PerSource::new(MAX_PER_SOURCE);
     if let Ok(addr) = listener.local_addr() {
@@ -189,7 +236,11 @@ fn source_of(peer: IpAddr) -> IpAddr {
     }
 }
 
-fn response(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+pub(crate) fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     let h = r.headers_mut();
@@ -202,11 +253,11 @@ fn response(status: StatusCode, content_type: &'static str, body: String) -> Res
     r
 }
 
-fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+pub(crate) fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
     response(status, "text/plain; charset=utf-8", format!("{text}\n"))
 }
 
-async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle<S: Site>(app: &Arc<S>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
         r.headers_mut()
@@ -224,35 +275,12 @@ async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>>
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
-    match req.uri().path() {
-        "/metrics" => {
-            let accept = req
-                .headers()
-                .get(header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let format = negotiate(accept);
-            // Under a millisecond with a full history (BENCHMARKS.md,
-            // section metrics): rendered right here, no pool thread (with
-            // an allocator arena of its own) kept around for it.
-            let body = app.exporter.render(format);
-            let mut r = response(StatusCode::OK, format.content_type(), body);
-            r.headers_mut()
-                .insert(header::VARY, HeaderValue::from_static("Accept"));
-            r
-        }
-        "/" => {
-            let body = dashboard::render(&app.sources);
-            let mut r = response(StatusCode::OK, "text/html; charset=utf-8", body);
-            // The page loads nothing: say so to the browser too.
-            r.headers_mut().insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
-            );
-            r
-        }
-        _ => plain(StatusCode::NOT_FOUND, "not found: try /metrics or /"),
-    }
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    app.get(req.uri().path(), req.uri().query(), accept)
 }
 
 /// OpenMetrics when the client prefers it (as Prometheus does), the text

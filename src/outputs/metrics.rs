@@ -105,6 +105,13 @@ impl Exporter {
         Self::build(sources, false)
     }
 
+    /// The families of `collector` alone (`zos-perf collect`'s).
+    pub(crate) fn of(collector: Box<dyn Collector>) -> Exporter {
+        let mut registry = Registry::default();
+        registry.register_collector(collector);
+        Exporter { registry }
+    }
+
     fn build(sources: Sources, process: bool) -> Exporter {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(DaemonCollector { sources, process }));
@@ -133,7 +140,7 @@ impl Exporter {
 }
 
 /// Writes one family of gauges; nothing at all when it has no sample.
-fn gauges(
+pub(crate) fn gauges(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -151,7 +158,7 @@ fn gauges(
 
 /// Writes one family of counters (`name` without `_total`: the encoder
 /// adds it).
-fn counters(
+pub(crate) fn counters(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -167,7 +174,7 @@ fn counters(
     Ok(())
 }
 
-fn one(v: f64) -> Vec<(Labels, f64)> {
+pub(crate) fn one(v: f64) -> Vec<(Labels, f64)> {
     vec![(Vec::new(), v)]
 }
 
@@ -432,7 +439,7 @@ fn relay_metrics(enc: &mut DescriptorEncoder, relay: &RelayStats) -> fmt::Result
     )
 }
 
-fn process_metrics(enc: &mut DescriptorEncoder) -> fmt::Result {
+pub(crate) fn process_metrics(enc: &mut DescriptorEncoder) -> fmt::Result {
     let Some(p) = process::read() else {
         return Ok(());
     };

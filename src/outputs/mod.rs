@@ -8,7 +8,7 @@
 //! - [`process`]: the `process_*` figures from `/proc`.
 //! - [`terminal`]: the `zos-perf history` table and sparkline.
 
-mod dashboard;
+pub(crate) mod dashboard;
 pub(crate) mod http;
 pub mod metrics;
 pub mod process;

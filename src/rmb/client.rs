@@ -121,6 +121,12 @@ impl RmbClient {
         &self.twins
     }
 
+    /// Whether the relay connection is gone (every call would fail at
+    /// once): a long-running caller connects anew.
+    pub fn is_closed(&self) -> bool {
+        lock(&self.pending).closed.is_some()
+    }
+
     /// Calls `command` on node `node` (through the node's twin).
     pub async fn call_node(
         &self,

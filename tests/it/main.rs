@@ -14,6 +14,7 @@ mod caps;
 mod chain;
 mod cli;
 mod clock_check;
+mod collect;
 mod docs_drift;
 mod docs_links;
 mod faults;
