@@ -3,6 +3,11 @@
 //!
 //! - requests served per second: `CLIENTS` Rust clients (each its own
 //!   session), each with `IN_FLIGHT` calls outstanding, encrypted both ways;
+//!   with the e2e key cache (rmb/keycache.rs) on both sides and with it
+//!   off (`ZOS_PERF_E2E_KEY_CACHE=off` for the daemon, no cache for the
+//!   clients), alternately, `ROUNDS` times each, with the daemon's CPU time
+//!   per request;
+//! - one envelope's seal and open (`rmb::e2e`), with and without the cache;
 //! - the round trip p50/p99 from the grid's TypeScript client
 //!   (tests/interop/rmb.js `bench`: one connection, sequential calls);
 //! - the idle RSS of the daemon with the relay transport on.
@@ -21,13 +26,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::interop::rmb_js;
-use common::rmbgrid::{seed, spawn_serving, store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
+use common::rmbgrid::{seed, store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
 use common::{wait_for, RedisServer};
 use serde_json::json;
 use zos_perf::grid::chain::{ChainClient, ChainOptions};
 use zos_perf::rmb::relay_link::RelayOptions;
 use zos_perf::rmb::twin::TwinDb;
-use zos_perf::rmb::{Identity, KeyType, RmbClient};
+use zos_perf::rmb::{e2e, keycache, Identity, KeyType, RmbClient};
 
 const SERVER: u32 = 300;
 const CLIENTS: u32 = 4;
@@ -37,6 +42,13 @@ const TS_CALLS: usize = 500;
 /// Calls through the client's own `read()`, which polls once a second.
 const TS_READ_CALLS: usize = 5;
 const IDLE_SECONDS: u64 = 20;
+/// Throughput runs of each kind (off, on, off, on...): a load that changes
+/// on a shared machine weighs on both.
+const ROUNDS: usize = 2;
+/// Seals (and opens) per timed batch; the best of `BATCHES` is kept (the
+/// batch least disturbed by other processes).
+const SEALS: usize = 400;
+const BATCHES: usize = 5;
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -47,66 +59,92 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-/// CPU time (user + system) of process `pid` so far, in clock ticks
-/// (`/proc/PID/stat` fields 14 and 15).
-fn cpu_ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
-    let after = &stat[stat.rfind(')').expect("stat's comm") + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
-}
-
-/// Milliseconds per clock tick: `/proc` counts in USER_HZ, 100 on Linux.
-fn tick_ms() -> f64 {
-    10.0
-}
-
-fn main() {
-    let quick = std::env::var_os("ZOS_PERF_BENCH_QUICK").is_some();
-    // A quick run may set the calls outstanding per session, to see how
-    // throughput follows concurrency.
-    let in_flight = std::env::var("ZOS_PERF_BENCH_IN_FLIGHT")
+/// CPU time (user + system) the process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("daemon stat");
+    // Fields after the command name (in parentheses, may hold spaces).
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
+    let ticks = f[11] + f[12];
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|_| quick)
-        .unwrap_or(IN_FLIGHT);
-    let redis = RedisServer::start();
-    store_fresh_cpu(&redis);
-    let g = RmbGrid::start();
-    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
-    g.add_twin(SERVER, &server, true);
-    let mut config = tempfile::NamedTempFile::new().unwrap();
-    config
-        .write_all(g.serving_config(Some(&redis.url()), "").as_bytes())
-        .unwrap();
-    let daemon = spawn_serving(config.path());
-    let pid = daemon.0.id();
-    wait_for(Duration::from_secs(30), "the daemon on the relay", || {
-        g.relay.is_online(SERVER, None).then_some(())
-    });
+        .flatten()
+        .unwrap_or(100) as u64;
+    Duration::from_micros(ticks * 1_000_000 / hz)
+}
 
-    // Idle first: nothing but the relay connection's pings.
-    std::thread::sleep(Duration::from_secs(3));
-    let mut idle_max = 0;
-    for _ in 0..if quick { 0 } else { IDLE_SECONDS } {
-        std::thread::sleep(Duration::from_secs(1));
-        idle_max = idle_max.max(rss_kib(pid));
+/// `zos-perf run` serving with `config`, its key cache `on` or off.
+fn spawn_daemon(config: &std::path::Path, on: bool) -> common::KillOnDrop {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zos-perf"));
+    cmd.args(["run", "--kernel-cmdline", "/dev/null", "--log", "warn"])
+        .arg("--config")
+        .arg(config)
+        .env("ZOS_PERF_MNEMONIC", MNEMONIC_B)
+        .env_remove("ZOS_PERF_CONFIG")
+        .env_remove(keycache::ENV_SWITCH)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    if !on {
+        cmd.env(keycache::ENV_SWITCH, "off");
     }
-    let idle_end = rss_kib(pid);
+    common::KillOnDrop(cmd.spawn().expect("spawn zos-perf run"))
+}
 
-    // Throughput: CLIENTS sessions, IN_FLIGHT calls outstanding on each.
+/// Microseconds per seal and per open of `payload` between a caller and
+/// the server, each keeping the keys of `peers` peers (0: none).
+fn per_envelope(peers: usize, payload: &[u8]) -> (f64, f64) {
+    let caller = Identity::from_secret(&seed(0), KeyType::Sr25519)
+        .unwrap()
+        .with_key_cache(peers);
+    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519)
+        .unwrap()
+        .with_key_cache(peers);
+    let (to, from) = (server.secp256k1_public(), caller.secp256k1_public());
+    let cipher = e2e::encrypt(&caller, &to, payload).unwrap();
+    let best = |f: &dyn Fn()| {
+        f(); // warm (fills the cache when there is one)
+        (0..BATCHES)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..SEALS {
+                    f();
+                }
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
+            .as_secs_f64()
+            * 1e6
+            / SEALS as f64
+    };
+    let seal = best(&|| {
+        std::hint::black_box(e2e::encrypt(&caller, &to, payload).unwrap());
+    });
+    let open = best(&|| {
+        std::hint::black_box(e2e::decrypt(&server, &from, &cipher).unwrap());
+    });
+    (seal, open)
+}
+
+/// One throughput run against the daemon `pid`: every caller keeps the
+/// keys of `peers` peers. Requests per second and daemon CPU per request.
+fn throughput(g: &RmbGrid, pid: u32, peers: usize) -> (usize, f64, Duration) {
     let callers: Vec<Identity> = (0..CLIENTS)
         .map(|i| {
-            let who = Identity::from_secret(&seed(i), KeyType::Sr25519).unwrap();
-            g.add_twin(400 + i, &who, true);
-            who
+            Identity::from_secret(&seed(i), KeyType::Sr25519)
+                .unwrap()
+                .with_key_cache(peers)
         })
         .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (served, took, daemon_ticks, own_ticks) = rt.block_on(async {
+    let (served, took, cpu) = rt.block_on(async {
         let chain = ChainClient::new(vec![g.chain.url()], ChainOptions::default()).unwrap();
         let twins = Arc::new(TwinDb::new(Arc::new(chain), Duration::from_secs(300)));
         let mut clients = Vec::new();
@@ -129,11 +167,11 @@ fn main() {
                     .unwrap();
             }
         }
+        let cpu = cpu_time(pid);
         let t = Instant::now();
-        let (daemon_before, own_before) = (cpu_ticks(&pid.to_string()), cpu_ticks("self"));
         let mut tasks = tokio::task::JoinSet::new();
         for c in &clients {
-            for _ in 0..in_flight {
+            for _ in 0..IN_FLIGHT {
                 let c = c.clone();
                 tasks.spawn(async move {
                     for _ in 0..CALLS_PER_TASK {
@@ -148,23 +186,87 @@ fn main() {
             r.unwrap();
         }
         (
-            clients.len() * in_flight * CALLS_PER_TASK,
+            clients.len() * IN_FLIGHT * CALLS_PER_TASK,
             t.elapsed(),
-            cpu_ticks(&pid.to_string()) - daemon_before,
-            cpu_ticks("self") - own_before,
+            cpu_time(pid) - cpu,
         )
     });
-    let busy_rss = rss_kib(pid);
-    let per_call = |ticks: u64| ticks as f64 * tick_ms() / served as f64;
-    eprintln!(
-        "{:.0}/s; CPU per call: daemon {:.3} ms, callers + relay + chain {:.3} ms",
-        served as f64 / took.as_secs_f64(),
-        per_call(daemon_ticks),
-        per_call(own_ticks)
-    );
-    if quick {
-        return;
+    let per_s = served as f64 / took.as_secs_f64();
+    (served, per_s, cpu / served as u32)
+}
+
+fn main() {
+    let redis = RedisServer::start();
+    let stored = store_fresh_cpu(&redis);
+    let g = RmbGrid::start();
+    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
+    g.add_twin(SERVER, &server, true);
+    for i in 0..CLIENTS {
+        let who = Identity::from_secret(&seed(i), KeyType::Sr25519).unwrap();
+        g.add_twin(400 + i, &who, true);
     }
+
+    // One envelope: the request's payload sealed, the reply's opened.
+    let reply = serde_json::to_vec(&stored).unwrap();
+    let (seal_off, open_off) = per_envelope(0, &reply);
+    let (seal_on, open_on) = per_envelope(keycache::PEERS, &reply);
+
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    config
+        .write_all(g.serving_config(Some(&redis.url()), "").as_bytes())
+        .unwrap();
+    let online = |want: bool| {
+        wait_for(Duration::from_secs(30), "the daemon on the relay", || {
+            (g.relay.is_online(SERVER, None) == want).then_some(())
+        })
+    };
+    let mut daemon = spawn_daemon(config.path(), true);
+    online(true);
+    let pid = daemon.0.id();
+
+    // Idle first: nothing but the relay connection's pings.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut idle_max = 0;
+    for _ in 0..IDLE_SECONDS {
+        std::thread::sleep(Duration::from_secs(1));
+        idle_max = idle_max.max(rss_kib(pid));
+    }
+    let idle_end = rss_kib(pid);
+
+    // Throughput: CLIENTS sessions, IN_FLIGHT calls outstanding on each,
+    // the cache off then on, ROUNDS times; a fresh daemon each run.
+    let mut runs: Vec<(bool, usize, f64, Duration)> = Vec::new();
+    for round in 0..2 * ROUNDS {
+        let on = round % 2 == 1;
+        drop(daemon);
+        online(false);
+        daemon = spawn_daemon(config.path(), on);
+        online(true);
+        let peers = if on { keycache::PEERS } else { 0 };
+        let (served, per_s, cpu) = throughput(&g, daemon.0.id(), peers);
+        eprintln!(
+            "key cache {}: {per_s:.0}/s, daemon CPU {cpu:?} per request",
+            if on { "on" } else { "off" }
+        );
+        runs.push((on, served, per_s, cpu));
+    }
+    let pid = daemon.0.id();
+    let busy_rss = rss_kib(pid);
+    let mean = |on: bool| {
+        let of: Vec<_> = runs.iter().filter(|r| r.0 == on).collect();
+        let per_s = of.iter().map(|r| r.2).sum::<f64>() / of.len() as f64;
+        let cpu = of.iter().map(|r| r.3).sum::<Duration>() / of.len() as u32;
+        (per_s, cpu)
+    };
+    let ((off_s, off_cpu), (on_s, on_cpu)) = (mean(false), mean(true));
+    let served = runs[0].1;
+    let each = |on: bool| {
+        runs.iter()
+            .filter(|r| r.0 == on)
+            .map(|r| format!("{:.0}", r.2))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
 
     // The TypeScript client's round trip.
     let ts_caller = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap();
@@ -181,22 +283,37 @@ fn main() {
     drop(daemon);
 
     let mib = |kib: u64| kib as f64 / 1024.0;
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
     let body = format!(
-        "`zos-perf run` serving `zos.perf.get` over the test relay on loopback (ed25519 serving twin; callers sr25519; payloads encrypted both ways, signatures checked both ways; daemon, relay, chain stand-in and callers on the same machine):\n\n\
+        "`zos-perf run` serving `zos.perf.get` over the test relay on loopback (ed25519 serving twin; callers sr25519; payloads encrypted both ways, signatures checked both ways; daemon, relay, chain stand-in and callers on the same machine). \
+         The e2e key cache (`rmb/keycache.rs`, {} peers) on both sides, and off on both sides (`{}=off` for the daemon, no cache in the callers), in one run: {} runs each, alternately, a fresh daemon for each:\n\n\
+         | what | key cache off | key cache on | on / off |\n|---|---:|---:|---:|\n\
+         | requests served per second ({CLIENTS} client sessions × {IN_FLIGHT} calls outstanding, {served} calls; mean of the runs) | {off_s:.0}/s | **{on_s:.0}/s** | **{:.2}×** |\n\
+         | each run | {} /s | {} /s | |\n\
+         | daemon CPU time (user + system) per request served | {:.0} µs | {:.0} µs | {:.2}× less |\n\
+         | sealing one payload of {} bytes (`e2e::encrypt`, best of {BATCHES} batches of {SEALS}) | {seal_off:.1} µs | {seal_on:.1} µs | {:.1}× |\n\
+         | opening it (`e2e::decrypt`) | {open_off:.1} µs | {open_on:.1} µs | {:.1}× |\n\n\
+         With the cache on (the default):\n\n\
          | what | figure |\n|---|---:|\n\
-         | requests served per second ({CLIENTS} client sessions × {IN_FLIGHT} calls outstanding, {served} calls) | **{:.0}/s** |\n\
-         | daemon CPU time per call served (user + system) | {:.3} ms |\n\
-         | CPU time per call of the bench process (callers, test relay, chain stand-in) | {:.3} ms |\n\
          | TypeScript client (`@threefold/rmb_direct_client`), {} sequential calls, round trip p50 (send until the reply is verified, decrypted and parsed) | {:.2} ms |\n\
          | the same, p99 | {:.2} ms |\n\
          | the same, max | {:.2} ms |\n\
          | the same through the client's own `read()`, which looks for the reply once a second ({} calls), p50 | {:.0} ms |\n\
          | daemon idle RSS with the relay transport on (max over {IDLE_SECONDS} s, after 3 s settling) | {:.1} MiB |\n\
          | daemon idle RSS at the end of that | {:.1} MiB |\n\
-         | daemon RSS after the throughput run | {:.1} MiB |\n",
-        served as f64 / took.as_secs_f64(),
-        per_call(daemon_ticks),
-        per_call(own_ticks),
+         | daemon RSS after the throughput runs | {:.1} MiB |\n",
+        keycache::PEERS,
+        keycache::ENV_SWITCH,
+        ROUNDS,
+        on_s / off_s,
+        each(false),
+        each(true),
+        us(off_cpu),
+        us(on_cpu),
+        us(off_cpu) / us(on_cpu),
+        reply.len(),
+        seal_off / seal_on,
+        open_off / open_on,
         ts["calls"],
         ts["p50_ms"].as_f64().unwrap_or(f64::NAN),
         ts["p99_ms"].as_f64().unwrap_or(f64::NAN),

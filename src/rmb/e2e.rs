@@ -4,7 +4,9 @@
 //! ECDH point between one side's secp256k1 secret and the other side's
 //! public key (the twin's `pk` on chain). The payload is sealed with
 //! AES-256-GCM, a fresh random 12-byte nonce and no associated data; the
-//! `cipher` field is `nonce ‖ ciphertext ‖ tag`.
+//! `cipher` field is `nonce ‖ ciphertext ‖ tag`. Each identity keeps the
+//! keys it derived for its recent peers, so the ECDH runs once per peer
+//! rather than once per envelope.
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -18,8 +20,19 @@ const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
 /// The AES key shared between `own` and the holder of `peer_pk`
-/// (33-byte compressed, or 65-byte uncompressed, secp256k1 point).
+/// (33-byte compressed, or 65-byte uncompressed, secp256k1 point): the
+/// one `own` keeps for that peer (rmb/keycache.rs), else derived and kept.
 pub fn shared_key(own: &Identity, peer_pk: &[u8]) -> Result<Zeroizing<[u8; 32]>, String> {
+    if let Some(key) = own.e2e_keys().get(peer_pk) {
+        return Ok(Zeroizing::new(key));
+    }
+    let key = derive_key(own, peer_pk)?;
+    own.e2e_keys().insert(peer_pk, *key);
+    Ok(key)
+}
+
+/// The ECDH behind [`shared_key`], without the cache.
+fn derive_key(own: &Identity, peer_pk: &[u8]) -> Result<Zeroizing<[u8; 32]>, String> {
     let peer = k256::PublicKey::from_sec1_bytes(peer_pk).map_err(|_| {
         format!(
             "pk of {} bytes is not a secp256k1 public key",

@@ -25,6 +25,7 @@ use ed25519_dalek::{Signer, Verifier};
 use zeroize::Zeroizing;
 
 use super::error::RmbError;
+use super::keycache::{self, KeyCache};
 
 /// The signing context of Substrate's sr25519 signatures.
 const SR25519_CONTEXT: &[u8] = b"substrate";
@@ -94,6 +95,8 @@ pub struct Identity {
     ed25519: ed25519_dalek::SigningKey,
     sr25519: schnorrkel::Keypair,
     secp256k1: k256::SecretKey,
+    /// The e2e keys derived with `secp256k1`, per peer `pk` (rmb/e2e.rs).
+    e2e_keys: KeyCache<[u8; 32]>,
 }
 
 impl fmt::Debug for Identity {
@@ -132,7 +135,19 @@ impl Identity {
             ed25519,
             sr25519,
             secp256k1,
+            e2e_keys: KeyCache::new(keycache::default_capacity()),
         })
+    }
+
+    /// The same identity keeping the e2e keys of at most `peers` peers
+    /// (0: derives every key afresh; default [`keycache::PEERS`]).
+    pub fn with_key_cache(mut self, peers: usize) -> Identity {
+        self.e2e_keys = KeyCache::new(peers);
+        self
+    }
+
+    pub(crate) fn e2e_keys(&self) -> &KeyCache<[u8; 32]> {
+        &self.e2e_keys
     }
 
     pub fn key_type(&self) -> KeyType {

@@ -22,6 +22,7 @@ pub mod error;
 pub mod frames;
 pub mod identity;
 pub mod jwt;
+pub mod keycache;
 pub mod relay_link;
 pub mod secret;
 pub mod twin;

@@ -8,6 +8,7 @@ mod common;
 #[path = "../pubnet/mod.rs"]
 mod pubnet;
 
+mod alert_rules;
 mod bus;
 mod bus_cli;
 mod caps;

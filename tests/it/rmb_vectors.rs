@@ -240,6 +240,31 @@ fn v4_encrypted_request_and_shared_key() {
     assert!(e2e::decrypt(&b, &[2; 10], &cipher).is_err());
 }
 
+/// The key cache (rmb/keycache.rs) changes nothing on the wire: the v4
+/// cipher, sealed and opened through a cold cache, a warm one and none.
+#[test]
+fn v4_the_same_bytes_with_the_key_cache_warm_cold_and_off() {
+    let nonce: [u8; 12] = core::array::from_fn(|i| i as u8);
+    let payload = br#"{"Name":"cpu-benchmark"}"#;
+    let vector = "000102030405060708090a0bb812bbb6eabb577ba745173a223c200875199b0847ec16a7699f89c32fa82a0ab4a7a3e56cbf1d1c";
+    for peers in [0, 1, zos_perf::rmb::keycache::PEERS] {
+        let a = id(A, KeyType::Ed25519).with_key_cache(peers);
+        let b = id(B, KeyType::Ed25519).with_key_cache(peers);
+        for round in ["cold", "warm"] {
+            let cipher =
+                e2e::encrypt_with_nonce(&a, &b.secp256k1_public(), payload, &nonce).unwrap();
+            assert_eq!(hex::encode(&cipher), vector, "{peers} peers, {round}");
+            assert_eq!(
+                e2e::decrypt(&b, &a.secp256k1_public(), &cipher).unwrap(),
+                payload,
+                "{peers} peers, {round}"
+            );
+            // A key kept for one peer is never used for another.
+            assert!(e2e::decrypt(&a, &a.secp256k1_public(), &cipher).is_err());
+        }
+    }
+}
+
 #[test]
 fn v5_error_reply() {
     let b = id(B, KeyType::Ed25519);
