@@ -354,7 +354,7 @@ impl GraphQl {
         filter: &NodeFilter,
         after: Option<u32>,
         limit: u64,
-    ) -> anyhow::Result<Vec<NodeIds>> {
+    ) -> Result<Vec<NodeIds>, GraphQlError> {
         #[derive(Deserialize)]
         struct Data {
             nodes: Vec<NodeIds>,
@@ -363,7 +363,7 @@ impl GraphQl {
         let data: Data = self
             .query(&query)
             .await
-            .with_context(|| format!("listing up nodes ({})", filter.describe()))?;
+            .map_err(|e| e.asking(Question::UpNodes(*filter)))?;
         Ok(data.nodes)
     }
 

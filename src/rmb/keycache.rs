@@ -197,7 +197,13 @@ mod tests {
         zeroized.sort();
         assert_eq!(
             zeroized,
-            vec![(1, [0; 4]), (2, [0; 4]), (3, [0; 4]), (4, [0; 4]), (5, [0; 4])],
+            vec![
+                (1, [0; 4]),
+                (2, [0; 4]),
+                (3, [0; 4]),
+                (4, [0; 4]),
+                (5, [0; 4])
+            ],
             "every key zeroized once: evicted ones at eviction, the rest at drop"
         );
     }

@@ -196,9 +196,10 @@ impl Responder {
             rt.block_on(async move {
                 let chain = ChainClient::new(vec![chain_url], ChainOptions::default()).unwrap();
                 let twins = Arc::new(TwinDb::new(Arc::new(chain), Duration::from_secs(60)));
-                let link = relay_link::open(&relay_url, &who, twin_id, None, &RelayOptions::default())
-                    .await
-                    .expect("responder connects to the test relay");
+                let link =
+                    relay_link::open(&relay_url, &who, twin_id, None, &RelayOptions::default())
+                        .await
+                        .expect("responder connects to the test relay");
                 let _ = ready_tx.send(());
                 let how = How {
                     results,

@@ -45,7 +45,10 @@ fn the_rules_pass_promtool_check_rules() {
     let out = promtool(&["check".as_ref(), "rules".as_ref(), rules().as_os_str()]);
     let text = report(&out);
     assert!(out.status.success(), "promtool check rules:\n{text}");
-    assert!(text.contains("SUCCESS") && !text.contains("FAILED"), "{text}");
+    assert!(
+        text.contains("SUCCESS") && !text.contains("FAILED"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -98,7 +101,10 @@ fn every_alert_has_a_case_that_fires_and_one_that_does_not() {
         }
     }
     for (n, _) in &cases {
-        assert!(names.contains(n), "a case for an alert that does not exist: {n}");
+        assert!(
+            names.contains(n),
+            "a case for an alert that does not exist: {n}"
+        );
     }
 }
 

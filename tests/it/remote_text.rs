@@ -170,7 +170,11 @@ fn fleet_table_csv_and_json_hold_a_node_s_text_safely() {
     let json = over_relay(&g, &config, &["fleet", "--farm", "5", "--json"]);
     assert_clean("fleet --json", &json);
     let rows = common::output::fleet_rows(&json);
-    assert_eq!(rows[0]["health_problems"], json!([[HOSTILE, 1]]), "{rows:?}");
+    assert_eq!(
+        rows[0]["health_problems"],
+        json!([[HOSTILE, 1]]),
+        "{rows:?}"
+    );
     let error = rows[1]["error"].as_str().expect("node 11's error");
     assert!(error.ends_with(HOSTILE), "{error:?}");
 }
