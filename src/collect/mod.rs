@@ -4,10 +4,10 @@
 //! timeout), and keeps the key figures of the latest answer per node; it
 //! serves them as Prometheus series (`/metrics`) and as a fleet page (`/`).
 //!
-//! - [`poll`]: the calls to the grid (listing, asking), in one file.
-//! - [`node`]: what is kept per node, read from its answer.
-//! - [`exposition`]: `/metrics`.
-//! - [`page`]: `/`.
+//! - [`poll`] makes the calls to the grid (listing, asking), in one file;
+//! - [`node`] holds what is kept per node, read from its answer;
+//! - [`exposition`] renders `/metrics`;
+//! - [`page`] renders `/`.
 //!
 //! Memory is bounded by construction: at most `max_nodes` nodes are held,
 //! each a [`NodeState`] of fixed size plus an error of at most
@@ -97,8 +97,11 @@ pub struct Collected {
     version: AtomicU64,
     /// The per-node series rendered, per format, with the version of
     /// `nodes` they show.
-    rendered: Mutex<[Option<(u64, Arc<str>)>; 2]>,
+    rendered: Mutex<[Option<Rendered>; 2]>,
 }
+
+/// Series rendered for one format, with the version of `nodes` they show.
+type Rendered = (u64, Arc<str>);
 
 impl Collected {
     pub fn new(scope: Scope) -> Arc<Collected> {

@@ -149,9 +149,9 @@ pub fn render(state: &Collected) -> String {
     for n in nodes.values() {
         row(&mut page, n, now);
     }
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "</tbody></table></section></main><script>{SCRIPT}</script></body></html>\n"
+        "</tbody></table></section></main><script>{SCRIPT}</script></body></html>"
     );
     page
 }

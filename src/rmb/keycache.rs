@@ -145,11 +145,14 @@ mod tests {
     use std::sync::Arc;
 
     /// A value that writes its name to a shared log when zeroized.
+    /// What was zeroized: a value's name and its bytes after.
+    type Wiped = Arc<Mutex<Vec<(u8, [u8; 4])>>>;
+
     #[derive(Clone)]
     struct Marked {
         name: u8,
         bytes: [u8; 4],
-        log: Arc<Mutex<Vec<(u8, [u8; 4])>>>,
+        log: Wiped,
     }
 
     impl Zeroize for Marked {
@@ -159,7 +162,7 @@ mod tests {
         }
     }
 
-    fn marked(name: u8, log: &Arc<Mutex<Vec<(u8, [u8; 4])>>>) -> Marked {
+    fn marked(name: u8, log: &Wiped) -> Marked {
         Marked {
             name,
             bytes: [name; 4],
