@@ -227,7 +227,11 @@ mod tests {
 
     #[test]
     fn a_signature_that_does_not_verify_is_a_bad_reply() {
-        let me = Identity::from_secret(&"0".repeat(64), KeyType::Ed25519).expect("seed");
+        let me = Identity::from_secret(
+            "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about",
+            KeyType::Ed25519,
+        )
+        .expect("mnemonic");
         let sig = me.sign(b"one");
         let e = zos_perf::rmb::identity::verify(&me.account_id(), b"another", &sig)
             .expect_err("signed other bytes");

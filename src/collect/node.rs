@@ -130,27 +130,23 @@ impl NodeState {
         }
     }
 
-    /// The key figures of one result, by the labels `key_figures` gives.
+    /// The key figures of one result, by the labels its task's view gives
+    /// them (the view, not this file, knows which task has which).
     fn read_figures(&mut self, name: &str, result: &Value) {
         let figures = key_figures(name, result);
-        let get = |label: &str| figures.iter().find(|f| f.label == label).map(|f| f.value);
-        match name {
-            "cpu-benchmark" => {
-                self.cpu_single = get("single");
-                self.cpu_multi = get("multi");
+        for f in &figures {
+            match f.label {
+                "single" => self.cpu_single = Some(f.value),
+                "multi" => self.cpu_multi = Some(f.value),
+                "best download" => self.download = Some(f.value),
+                "best upload" => self.upload = Some(f.value),
+                "failing checks" => self.health_failing = Some(f.value as u32),
+                "pass" => self.provision_pass = Some(f.value > 0.5),
+                _ => {}
             }
-            "iperf" => {
-                self.download = get("best download");
-                self.upload = get("best upload");
-            }
-            "healthcheck" => self.health_failing = get("failing checks").map(|v| v as u32),
-            "public-ip-validation" => {
-                self.ips = (!figures.is_empty()).then(|| {
-                    public_ip_counts(result).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-                });
-            }
-            "provisiontest" => self.provision_pass = get("pass").map(|v| v > 0.5),
-            _ => {}
+        }
+        if name == crate::tasks::public_ip::NAME && !figures.is_empty() {
+            self.ips = Some(public_ip_counts(result).map(|n| u32::try_from(n).unwrap_or(u32::MAX)));
         }
     }
 }

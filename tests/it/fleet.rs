@@ -264,7 +264,10 @@ fn rows_come_out_before_the_slowest_node_answers() {
     first.sort();
     assert!(first[0].starts_with("1,10001,1.25,"), "{first:?}");
     assert!(first[1].starts_with("2,10002,") && first[2].starts_with("3,10003,"));
-    assert_eq!(gate.in_flight(), 1, "node 4 is still being asked");
+    // Node 4's call may reach its responder after the fast rows are out.
+    common::wait_for(Duration::from_secs(20), "node 4 being asked", || {
+        (gate.in_flight() == 1).then_some(())
+    });
     gate.open();
     assert!(next("row of node 4").starts_with("4,10004,1.25,"));
     let deadline = Instant::now() + Duration::from_secs(20);

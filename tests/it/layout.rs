@@ -107,7 +107,13 @@ fn folders_of(
         for f in &folders {
             if part.starts_with('<') {
                 let entries = std::fs::read_dir(f).map_err(|e| format!("`{name}`: {e}"))?;
-                next.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+                // `tasks/view/` is the trait every task implements, not a task.
+                next.extend(
+                    entries
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.is_dir() && !p.ends_with("tasks/view")),
+                );
             } else {
                 next.push(f.join(part));
             }
