@@ -446,42 +446,6 @@ fn prometheus_scrapes_the_collector_and_a_query_gives_each_node_its_value() {
     );
 }
 
-fn chromium(args: &[&str], profile: &Path) -> Output {
-    let mut cmd = Command::new("chromium");
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(args)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    common::die_with_parent(&mut cmd, nix::sys::signal::Signal::SIGKILL);
-    let child = cmd
-        .spawn()
-        .expect("chromium must be installed (scripts/setup)");
-    let pid = child.id();
-    // A browser that hangs must not hang the suite.
-    let (tx, rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if rx.recv_timeout(Duration::from_secs(120)).is_err() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    });
-    let out = child.wait_with_output().expect("chromium");
-    let _ = tx.send(());
-    out
-}
-
 /// The node ids of the table's rows, in the order the browser shows them.
 fn row_order(dom: &str) -> Vec<u32> {
     let body = dom.split("<tbody>").nth(1).unwrap_or_default();
@@ -517,7 +481,7 @@ fn the_fleet_page_in_headless_chromium_sorts_and_escapes() {
     // Sorted by the CPU score, slowest first, by the page's script: the
     // script ran under the page's CSP, or the order would be by node id.
     let url = format!("http://{}/#sort=cpu_single-", c.addr);
-    let out = chromium(&["--dump-dom", &url], &dir.path().join("profile-dom"));
+    let out = common::browser::chromium(&["--dump-dom", &url], &dir.path().join("profile-dom"));
     let dom = String::from_utf8_lossy(&out.stdout);
     let order = row_order(&dom);
     assert_eq!(order.len(), 11, "{dom}");
@@ -540,13 +504,13 @@ fn the_fleet_page_in_headless_chromium_sorts_and_escapes() {
 
     // By download, fastest first.
     let url = format!("http://{}/#sort=download-", c.addr);
-    let out = chromium(&["--dump-dom", &url], &dir.path().join("profile-dl"));
+    let out = common::browser::chromium(&["--dump-dom", &url], &dir.path().join("profile-dl"));
     let order = row_order(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(order.first(), Some(&18));
 
     let keep = std::env::var_os("ZOS_PERF_SCREENSHOT_DIR");
     let png = dir.path().join("collect.png");
-    chromium(
+    common::browser::chromium(
         &[
             &format!("--screenshot={}", png.display()),
             "--window-size=1280,900",

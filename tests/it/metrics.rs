@@ -369,40 +369,6 @@ fn nothing_runs() -> String {
     .collect()
 }
 
-fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
-    let child = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromium must be installed (scripts/setup)");
-    let pid = child.id();
-    // A browser that hangs must not hang the suite.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        if rx.recv_timeout(Duration::from_secs(120)).is_err() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    });
-    let out = child.wait_with_output().expect("chromium");
-    let _ = tx.send(());
-    out
-}
-
 #[test]
 fn the_dashboard_in_headless_chromium_shows_every_task_and_its_charts() {
     let redis = RedisServer::start();
@@ -421,7 +387,7 @@ fn the_dashboard_in_headless_chromium_shows_every_task_and_its_charts() {
     let daemon = Observed::start(&[], &cfg, &redis.url(), true);
     let url = format!("http://{}/", daemon.addr());
 
-    let out = chromium(&["--dump-dom", &url], &dir.path().join("profile-dom"));
+    let out = common::browser::chromium(&["--dump-dom", &url], &dir.path().join("profile-dom"));
     let dom = String::from_utf8_lossy(&out.stdout);
     for task in [
         "cpu-benchmark",
@@ -446,7 +412,7 @@ fn the_dashboard_in_headless_chromium_shows_every_task_and_its_charts() {
     let keep = std::env::var_os("ZOS_PERF_SCREENSHOT_DIR");
     for (name, size) in [("desktop", "1280,1100"), ("phone", "390,2400")] {
         let png = dir.path().join(format!("dashboard-{name}.png"));
-        chromium(
+        common::browser::chromium(
             &[
                 &format!("--screenshot={}", png.display()),
                 &format!("--window-size={size}"),
