@@ -98,12 +98,7 @@ fn metric(addr: SocketAddr, name: &str) -> f64 {
 
 /// `VmHWM` (peak RSS) of process `pid`, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("process status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
+    common::burst::status_kib(pid, "VmHWM")
 }
 
 /// A `zos.perf.get` from the caller's session to `to`, signed by `signer`.
