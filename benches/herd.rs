@@ -93,9 +93,13 @@ fn main() {
          | daemons | relay away | busiest second | of all | mean rate while returning | last back after the stop |\n\
          |---:|---:|---:|---:|---:|---:|"
     );
+    let mut paper_busiest = 0;
     for away in [0u64, 5, 30, 120].map(Duration::from_secs) {
         let back = herd(10_000, away, policy, &mut rng);
         let most = busiest_second(&back);
+        if away.is_zero() {
+            paper_busiest = most;
+        }
         let last = back[back.len() - 1];
         let span = (last - back[0]).as_secs_f64().max(1.0);
         let _ = writeln!(
@@ -130,6 +134,15 @@ fn main() {
             latest.as_secs_f64()
         );
     }
+    let _ = writeln!(
+        body,
+        "\nAt 10,000 nodes on one relay, with these settings: when the relay returns at once the reconnects come over 45 s, {:.0} a second on average at the relay, the busiest second ~{} ({:.1} %); \
+         when it stays away a while, those whose attempt failed come back within a minute of its return (their next step is 60 s), so all are back within 60 s of the return, within 90 s of the loss when the relay was away up to 30 s, and the busiest second stays under 5 %. \
+         With 200 nodes the busiest second is a matter of chance: it stayed at or under 10 % in every simulated restart but those with the relay away about 30 s (over 10 % in the few restarts counted above).",
+        10_000.0 / policy.spread.as_secs_f64(),
+        paper_busiest,
+        pct(paper_busiest, 10_000),
+    );
     support::write_section("herd", "Reconnect herd", &body);
     assert_eq!(r.back.len(), nodes, "not all back");
     assert_eq!(r.served, nodes, "not all served");

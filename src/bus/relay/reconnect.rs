@@ -15,11 +15,14 @@
 //! one-second window holds more than 10 % of the returns, and that every
 //! daemon is back within 90 s. For 10,000 daemons any `W` from ~12 s
 //! meets the 10 %; the hard case is a small relay, where chance bunches
-//! the returns: with 200 daemons the busiest sliding second of `W` = 30 s
-//! went over 10 % in about one restart in 500 (a simulation of 20,000
-//! restarts of this policy), of `W` = 45 s in none (9.5 % at worst, 5.6 %
-//! on average). At 10,000 daemons 45 s means 222 connections a second at
-//! the relay on average, ~260 in the busiest second (2.6 %). A daemon
+//! the returns. The herd bench runs this policy on paper (2,000 restarts
+//! of 200 daemons): with `W` = 45 s the busiest sliding second holds 5.6 %
+//! on average and 8.5 % at worst when the relay returns at once, and goes
+//! over 10 % in 6 of 2,000 restarts only when the relay stays away about
+//! 30 s (retries and first attempts then overlap); with `W` = 30 s it
+//! already went over 10 % in about one restart in 1,000 with the relay
+//! back at once. At 10,000 daemons 45 s means 222 connections a second at
+//! the relay on average, ~270 in the busiest second (2.7 %). A daemon
 //! whose first attempt fails (the relay is not back yet) draws its next
 //! pause from the step after [`SPREAD`], [`MAX`]: whenever the relay
 //! returns, every daemon is back within [`MAX`] (60 s) of it, and within
@@ -29,7 +32,7 @@
 //! 22.5 s on average instead of 1 s. Requests to it wait meanwhile in the
 //! relay's queue (an offline twin's envelopes are kept for an hour), so
 //! nothing is lost. BENCHMARKS.md ("Reconnect herd") has the histogram of
-//! 200 transports against a restarted relay.
+//! 250 transports against a restarted relay.
 //!
 //! The step starts again only after a connection was healthy for
 //! [`HEALTHY`], so a relay that accepts the upgrade and drops the
