@@ -25,13 +25,29 @@ impl LoopbackServer {
     /// Binds 127.0.0.1:0 and hands each accepted connection to `handle`
     /// on a runtime of `workers` threads (0: one current-thread runtime).
     /// `what` names the server in a failure to start.
-    pub fn start<H, F>(what: &'static str, workers: usize, mut handle: H) -> LoopbackServer
+    pub fn start<H, F>(what: &'static str, workers: usize, handle: H) -> LoopbackServer
     where
         H: FnMut(TcpStream, watch::Receiver<bool>) -> F + Send + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("bind the {what}: {e}"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        LoopbackServer::start_on(what, addr, workers, handle)
+    }
+
+    /// [`LoopbackServer::start`] on `addr`: the port of a server stopped
+    /// before, to start it again where its clients look for it.
+    pub fn start_on<H, F>(
+        what: &'static str,
+        addr: SocketAddr,
+        workers: usize,
+        mut handle: H,
+    ) -> LoopbackServer
+    where
+        H: FnMut(TcpStream, watch::Receiver<bool>) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let listener =
+            std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind the {what}: {e}"));
         listener
             .set_nonblocking(true)
             .expect("nonblocking listener");

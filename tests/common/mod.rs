@@ -11,6 +11,7 @@ pub mod clock;
 pub mod flood;
 pub mod graphql;
 pub mod guest;
+pub mod herd;
 pub mod interop;
 pub mod kv;
 pub mod logged;

@@ -21,13 +21,14 @@
 //! stop reading a twin's connection (while still writing to it), close a
 //! twin's connections right after the upgrade, or close both connections
 //! when a second one arrives for a (twin, sid) already connected, as the
-//! grid's relay does.
+//! grid's relay does. It can be stopped and started again on the same port
+//! (a relay restart), and says when each upgrade was accepted.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
@@ -63,14 +64,18 @@ struct State {
     next_conn: u64,
     /// Upgrades accepted per twin.
     per_twin: HashMap<u32, u64>,
+    /// Each upgrade accepted: the twin and when.
+    upgrades: Vec<(u32, Instant)>,
 }
 
 /// The running relay; stopped when dropped.
 pub struct TestRelay {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
-    _server: LoopbackServer,
+    /// None while stopped.
+    server: Option<LoopbackServer>,
     forwarded: Arc<AtomicUsize>,
+    twins: Arc<TwinDb>,
 }
 
 impl TestRelay {
@@ -93,23 +98,43 @@ impl TestRelay {
         let twins = Arc::new(TwinDb::new(Arc::new(chain), ttl));
         let state = Arc::new(Mutex::new(State::default()));
         let forwarded = Arc::new(AtomicUsize::new(0));
-        let (s, f) = (state.clone(), forwarded.clone());
-        let server = LoopbackServer::start("test relay", 2, move |tcp, stopped| {
-            let (s, f, t) = (s.clone(), f.clone(), twins.clone());
-            async move {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(3600),
-                    connection(tcp, s, f, t, stopped),
-                )
-                .await;
-            }
-        });
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = serve(addr, &state, &forwarded, &twins);
         TestRelay {
             addr: server.addr(),
             state,
-            _server: server,
+            server: Some(server),
             forwarded,
+            twins,
         }
+    }
+
+    /// Stops it as a restart does: every connection closed, the port
+    /// refusing connections, its sessions and queues forgotten (the fault
+    /// switches and counts stay).
+    pub fn stop(&mut self) {
+        self.server = None;
+        let mut st = self.state.lock().unwrap();
+        st.sessions.clear();
+        st.queues.clear();
+    }
+
+    /// Starts it again on the same port after [`TestRelay::stop`].
+    pub fn start_again(&mut self) {
+        if self.server.is_none() {
+            self.server = Some(serve(self.addr, &self.state, &self.forwarded, &self.twins));
+        }
+    }
+
+    /// The upgrades accepted at or after `since`: the twin and when, in
+    /// the order they came.
+    pub fn upgrades_since(&self, since: Instant) -> Vec<(u32, Instant)> {
+        let st = self.state.lock().unwrap();
+        st.upgrades
+            .iter()
+            .filter(|(_, at)| *at >= since)
+            .copied()
+            .collect()
     }
 
     /// `ws://127.0.0.1:<port>`
@@ -187,6 +212,24 @@ impl TestRelay {
             .sessions
             .contains_key(&(twin, sid.map(str::to_string)))
     }
+}
+
+/// The relay's server on `addr` (port 0: a fresh one).
+fn serve(
+    addr: SocketAddr,
+    state: &Arc<Mutex<State>>,
+    forwarded: &Arc<AtomicUsize>,
+    twins: &Arc<TwinDb>,
+) -> LoopbackServer {
+    let (s, f, t) = (state.clone(), forwarded.clone(), twins.clone());
+    LoopbackServer::start_on("test relay", addr, 2, move |tcp, stopped| {
+        let (s, f, t) = (s.clone(), f.clone(), t.clone());
+        async move {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(3600), connection(tcp, s, f, t, stopped))
+                    .await;
+        }
+    })
 }
 
 /// Reads the upgrade request without consuming it; returns the token.
@@ -271,6 +314,7 @@ async fn connection(
         let mut st = state.lock().unwrap();
         st.next_conn += 1;
         *st.per_twin.entry(key.0).or_default() += 1;
+        st.upgrades.push((key.0, Instant::now()));
         let me = st.next_conn;
         let close = st.faults.close_at_once == Some(key.0)
             || (st.faults.duplicates_close_both && st.sessions.remove(&key).is_some());

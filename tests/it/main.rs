@@ -26,6 +26,7 @@ mod graphql;
 mod hardening;
 mod healthcheck;
 mod healthcheck_services;
+mod herd;
 mod history;
 mod instances;
 mod iperf;

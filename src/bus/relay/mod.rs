@@ -5,7 +5,9 @@
 //! It connects as its own twin (from `[rmb]`: relays, chain, key type,
 //! secret), without a session id, keeps the connection alive (pings, and a
 //! new connection with a fresh token after a growing, jittered pause when it
-//! is lost: [`reconnect`]), and for each request:
+//! is lost, spread over 45 s when a healthy connection is lost so that the
+//! daemons of a restarted relay do not return together: [`reconnect`]), and
+//! for each request:
 //!
 //! 1. refuses an expired one (102; a sender's clock may be behind ours by
 //!    `[bus] clock_skew`, as on the local transport), one from a twin the
@@ -29,7 +31,7 @@
 //! further until one is done. The sender's twin is looked up once however
 //! many of its envelopes wait for it (coalesced in [`TwinDb`]).
 
-mod reconnect;
+pub mod reconnect;
 mod stats;
 
 use std::sync::atomic::Ordering;
@@ -69,6 +71,9 @@ pub struct ServeOptions {
     pub clock_skew: Duration,
     /// The connection's timing and frame limit.
     pub relay: RelayOptions,
+    /// When to connect again after losing the relay ([`reconnect`]): the
+    /// grid's times by default; a simulation may run them scaled.
+    pub reconnect: Policy,
 }
 
 impl Default for ServeOptions {
@@ -76,6 +81,7 @@ impl Default for ServeOptions {
         Self {
             clock_skew: super::BusConfig::default().clock_skew,
             relay: RelayOptions::default(),
+            reconnect: Policy::default(),
         }
     }
 }
@@ -85,7 +91,7 @@ pub const IN_FLIGHT: usize = 64;
 /// The longest cipher accepted: the payload limit plus the nonce and tag.
 const MAX_CIPHER: usize = MAX_PAYLOAD + 12 + 16;
 
-pub use reconnect::{CONTESTED_AFTER, CONTESTED_PAUSE, QUICK};
+pub use reconnect::{Policy, CONTESTED_AFTER, CONTESTED_PAUSE, QUICK};
 
 /// Serves until `shutdown`, reconnecting as long as it takes.
 pub async fn serve(
@@ -101,7 +107,7 @@ pub async fn serve(
         client: redis,
         conn: Mutex::new(None),
     });
-    let mut reconnects = reconnect::Reconnects::default();
+    let mut reconnects = reconnect::Reconnects::new(options.reconnect);
     let mut turn = 0usize;
     while !shutdown.is_cancelled() {
         let relay = &relays[turn % relays.len().max(1)];
