@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use common::chain::ChainServer;
 use common::observe::{get, sample};
-use common::served::serving_daemon;
 use common::rmbgrid::{store_fresh_cpu, RmbGrid, MNEMONIC_A};
+use common::served::serving_daemon;
 use common::{wait_for, RedisServer};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Request};
 use zos_perf::rmb::relay_link::{self, RelayOptions};

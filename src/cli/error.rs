@@ -265,7 +265,10 @@ mod tests {
             "names the twin: {sealing}"
         );
         assert_eq!(from_command(sealing), Exit::Chain);
-        assert_eq!(from_command(RmbError::sealing(42, E2eError::Seal)), Exit::Failure);
+        assert_eq!(
+            from_command(RmbError::sealing(42, E2eError::Seal)),
+            Exit::Failure
+        );
         let e = e2e::decrypt(&me, &me.secp256k1_public(), &[0; 40]).expect_err("no tag matches");
         assert_eq!(e, E2eError::Open);
         let opening = RmbError::BadReply {

@@ -292,7 +292,8 @@ async fn handshake(
         .map_err(|e| Handshake::Io(format!("connecting: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let stream = if url.scheme() == "wss" {
-        let Connector::Rustls(config) = ws_connector().map_err(|e| Handshake::Io(e.to_string()))? else {
+        let Connector::Rustls(config) = ws_connector().map_err(|e| Handshake::Io(e.to_string()))?
+        else {
             return Err(Handshake::Io("no TLS connector".into()));
         };
         let name = rustls::pki_types::ServerName::try_from(host.to_string())

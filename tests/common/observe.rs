@@ -183,9 +183,7 @@ pub fn get(addr: SocketAddr, path: &str, extra: &str) -> Answer {
 
 /// Writes a config file into `dir` and returns its path.
 pub fn config(dir: &std::path::Path, text: &str) -> String {
-    super::daemon::write_config(dir, text)
-        .display()
-        .to_string()
+    super::daemon::write_config(dir, text).display().to_string()
 }
 
 /// Every real task disabled.

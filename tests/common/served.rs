@@ -49,7 +49,10 @@ pub fn serving_daemon(
             .map(|id| twin::twin_key(*id))
             .chain([twin::twin_by_account_key(&me.account_id())]);
         for key in keys {
-            chain.insert(key.clone(), g.chain.get(&key).expect("stored on the grid's chain"));
+            chain.insert(
+                key.clone(),
+                g.chain.get(&key).expect("stored on the grid's chain"),
+            );
         }
         text = text.replace(&g.chain.url(), &chain.url());
     }

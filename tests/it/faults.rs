@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -27,9 +27,9 @@ use base64::Engine;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
+use common::daemon::Daemon;
 use common::graphql::{closed_url, node as gql_node, public_ip as gql_ip, GraphQlServer, Grid};
 use common::observe::{get, sample};
-use common::daemon::Daemon;
 use common::{only_task, unique_name, wait_for, IperfPair, RedisServer};
 use zos_perf::node_redis::keys::STATUS as STATUS_KEY;
 use zos_perf::store::{Outcome, State, TaskStatus};
@@ -669,7 +669,11 @@ fn sigterm_while_redis_is_down_exits_0_without_waiting_for_it() {
     });
     redis.kill();
     // The store's sync loop is now retrying against a Redis that is gone.
-    wait_line(&daemon, Duration::from_secs(10), &["cannot sync results to redis"]);
+    wait_line(
+        &daemon,
+        Duration::from_secs(10),
+        &["cannot sync results to redis"],
+    );
     let (status, took) = daemon.signal(Signal::SIGTERM, Duration::from_secs(10));
     assert!(
         status.success(),
@@ -701,12 +705,17 @@ fn redis_missing_at_start_the_daemon_retries_runs_its_tasks_and_publishes_once_r
     );
     let url = redis.url();
     let mut daemon = start_daemon(dir.path(), &config, &url, None);
-    let line = wait_line(&daemon, Duration::from_secs(10), &["redis unreachable", &url]);
+    let line = wait_line(
+        &daemon,
+        Duration::from_secs(10),
+        &["redis unreachable", &url],
+    );
     assert!(
         line.contains("retry_in") && line.contains("results are published once it answers"),
         "{line}"
     );
-    wait_line(&daemon, 
+    wait_line(
+        &daemon,
         Duration::from_secs(10),
         &["bus handler cannot reach redis", "requests wait in redis"],
     );
@@ -716,7 +725,8 @@ fn redis_missing_at_start_the_daemon_retries_runs_its_tasks_and_publishes_once_r
     wait_for(Duration::from_secs(20), "the not-reachable flag", || {
         flag.exists().then_some(())
     });
-    wait_line(&daemon, 
+    wait_line(
+        &daemon,
         Duration::from_secs(10),
         &["task=\"healthcheck\"", "run finished", "outcome=\"ok\""],
     );
@@ -738,7 +748,11 @@ fn redis_missing_at_start_the_daemon_retries_runs_its_tasks_and_publishes_once_r
             .is_some_and(|e| e.starts_with(&format!("{refused} is not reachable"))),
         "{stored}"
     );
-    let line = wait_line(&daemon, Duration::from_secs(5), &["connected to redis", "attempts="]);
+    let line = wait_line(
+        &daemon,
+        Duration::from_secs(5),
+        &["connected to redis", "attempts="],
+    );
     let attempts: u32 = line
         .split("attempts=")
         .nth(1)

@@ -1051,7 +1051,10 @@ fn flags_that_cannot_be_written_show_as_a_problem_in_the_status_and_tasks() {
         open(d, 0o700);
     }
     let service = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let cfg = write_config(dir.path(), &reachable_healthcheck(dir.path(), &service, &cache));
+    let cfg = write_config(
+        dir.path(),
+        &reachable_healthcheck(dir.path(), &service, &cache),
+    );
     open(&cfg, 0o644);
     let out = output_within(
         zos_perf(dir.path())

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use common::chain::ChainServer;
 use common::observe::{get, sample, Observed};
-use common::served::serving_daemon;
 use common::rmbgrid::{store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
+use common::served::serving_daemon;
 use common::{wait_for, RedisServer};
 use zos_perf::grid::chain::{ChainClient, ChainOptions};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Request};

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use common::interop::rmb_js;
 use common::observe::{get, sample, Observed};
-use common::served::serving_daemon;
 use common::rmbgrid::{store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
+use common::served::serving_daemon;
 use common::{wait_for, RedisServer};
 use serde_json::{json, Value};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Request};

@@ -5,10 +5,10 @@
 //! signatures must verify.
 
 use zos_perf::grid::chain::key;
+use zos_perf::rmb::e2e::E2eError;
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Request};
 use zos_perf::rmb::identity::{self, mini_secret, Identity, KeyType};
 use zos_perf::rmb::twin;
-use zos_perf::rmb::e2e::E2eError;
 use zos_perf::rmb::{e2e, jwt};
 
 const A: &str = "bottom drive obey lake curtain smoke basket hold race lonely fit walk";

@@ -20,8 +20,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use common::rmbgrid::{MNEMONIC_A, MNEMONIC_B};
 use common::daemon::{output_within, recorded_pid, write_config};
+use common::rmbgrid::{MNEMONIC_A, MNEMONIC_B};
 use common::{closed_port, die_with_parent, only_task, wait_for, KillOnDrop, RedisServer};
 use zos_perf::rmb::{Identity, KeyType};
 
