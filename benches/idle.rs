@@ -15,6 +15,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+// `status_kib(pid, field)`: a `kB` field of /proc/<pid>/status: `VmRSS`,
+// `RssAnon` (private memory: heap, stacks) or `RssFile` (mapped pages of
+// the binary and its libraries: clean, shared, reclaimable by the kernel).
+use common::burst::status_kib;
+
 const SECONDS: u64 = 60;
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -26,41 +31,11 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
 }
 
-/// A `kB` field of /proc/<pid>/status: `VmRSS`, `RssAnon` (private
-/// memory: heap, stacks) or `RssFile` (mapped pages of the binary and its
-/// libraries: clean, shared, reclaimable by the kernel).
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
-}
-
 fn rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmRSS")
 }
 
 const DEPTH: i64 = 120;
-
-/// A stored record of task `name`, the `i`-th of its history.
-fn record(name: &str, ts: i64, i: i64) -> String {
-    use serde_json::{json, Value};
-    let result = match name {
-        "cpu-benchmark" => json!({"single": 1.1 + (i % 7) as f64 * 0.01, "multi": 2.3, "threads": 2, "workloads": 3}),
-        "iperf" => Value::Array((0..160).map(|n| json!({"upload_speed": 4.1e8 + (n + i) as f64,
-            "download_speed": 9.2e8 - (n + i) as f64, "node_id": 1000 + n,
-            "node_ip": format!("198.51.100.{}", n % 250), "test_type": if n % 4 < 2 { "tcp" } else { "udp" },
-            "error": "", "cpu_report": {"host_total": 12.3, "host_user": 4.5, "host_system": 7.8,
-            "remote_total": 10.1, "remote_user": 3.2, "remote_system": 6.9}})).collect()),
-        "healthcheck" => json!({"cache": [], "network": []}),
-        "public-ip-validation" => Value::Object((0..16).map(|n| (format!("203.0.113.{n}/24"),
-            json!({"state": "valid", "reason": ""}))).collect()),
-        _ => json!([]),
-    };
-    json!({"name": name, "description": "d", "timestamp": ts, "result": result}).to_string()
-}
 
 /// Fills `redis` with a full history and a result of every task.
 fn fill(redis: &common::RedisServer) {
@@ -68,7 +43,7 @@ fn fill(redis: &common::RedisServer) {
     let now = chrono::Utc::now().timestamp();
     for name in zos_perf::tasks::NAMES {
         let records: Vec<String> = (0..DEPTH)
-            .map(|i| record(name, now - i * 3600, i))
+            .map(|i| common::burst::record_of(name, now - i * 3600, i as usize, 160))
             .collect();
         support::store_history(&mut conn, name, &records);
     }

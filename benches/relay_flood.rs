@@ -14,12 +14,12 @@ mod support;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use common::chain::ChainServer;
-use common::observe::{get, sample, Observed};
-use common::rmbgrid::{store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
+use common::observe::{get, sample};
+use common::rmbgrid::{store_fresh_cpu, RmbGrid, MNEMONIC_A};
+use common::served::serving_daemon;
 use common::{wait_for, RedisServer};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Request};
 use zos_perf::rmb::relay_link::{self, RelayOptions};
@@ -34,15 +34,6 @@ const CHAIN_DELAY: Duration = Duration::from_secs(8);
 const FORGER: &str =
     "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
 
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("daemon status")
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("status field")
-}
-
 fn main() {
     let redis = RedisServer::start();
     store_fresh_cpu(&redis);
@@ -51,35 +42,19 @@ fn main() {
     // The daemon asks a chain of its own (the same twins), so that slowing
     // and counting its lookups leaves the relay's alone.
     let chain = ChainServer::start();
-    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
-    for key in [
-        twin::twin_key(CALLER),
-        twin::twin_key(SERVER),
-        twin::twin_by_account_key(&server.account_id()),
-    ] {
-        chain.insert(key.clone(), g.chain.get(&key).expect("stored"));
-    }
     let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("mnemonic");
-    std::fs::write(&secret, MNEMONIC_B).unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let text = g.serving_config(
-        None,
-        &format!(
-            "chain_timeout = \"30s\"\nmnemonic_file = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-            secret.display()
-        ),
+    let daemon = serving_daemon(
+        &g,
+        &redis,
+        dir.path(),
+        SERVER,
+        "30s",
+        Some((&chain, &[CALLER, SERVER])),
     );
-    let text = text.replace(&g.chain.url(), &chain.url());
-    let cfg = common::observe::config(dir.path(), &text);
-    let daemon = Observed::start(&[], &cfg, &redis.url(), true);
     let addr = daemon.addr();
     let pid = daemon.child.id();
-    wait_for(Duration::from_secs(30), "the daemon on the relay", || {
-        g.relay.is_online(SERVER, None).then_some(())
-    });
     std::thread::sleep(Duration::from_secs(3));
-    let idle = status_kib(pid, "VmRSS:");
+    let idle = common::burst::status_kib(pid, "VmRSS");
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -129,7 +104,7 @@ fn main() {
         });
         (t.elapsed(), chain.reads_of(&key) - before)
     });
-    let peak = status_kib(pid, "VmHWM:");
+    let peak = common::burst::status_kib(pid, "VmHWM");
     drop(daemon);
     let mib = |kib: u64| kib as f64 / 1024.0;
     let row = format!(

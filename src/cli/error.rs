@@ -173,7 +173,15 @@ pub fn classify(error: &anyhow::Error) -> Exit {
 /// README.md and docs/rmb.md by type, so that a changed text never moves
 /// an error to another code.
 ///
+/// The errors of sealing and opening payloads (`rmb::e2e::E2eError`), of
+/// frames that are no envelope (`rmb::envelope::Undecodable`) and of the
+/// TLS set-up (`grid::chain::TlsSetup`) reach a command only inside an
+/// [`RmbError`] (a pk that is no key: 8, a reply that does not open or
+/// parse: 9, a relay that cannot be reached: 6) or a [`ChainError`] (8):
+/// those two sort them.
+///
 /// [`RmbError`]: zos_perf::rmb::RmbError
+/// [`ChainError`]: zos_perf::grid::chain::ChainError
 fn library_exit(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     use zos_perf::grid::chain::ChainError;
     use zos_perf::grid::graphql::GraphQlError;
@@ -201,6 +209,7 @@ mod tests {
     use super::*;
     use zos_perf::grid::chain::ChainError;
     use zos_perf::grid::graphql::GraphQlError;
+    use zos_perf::rmb::e2e::{self, E2eError};
     use zos_perf::rmb::envelope::Unverified;
     use zos_perf::rmb::identity::{KeyType, SignatureError};
     use zos_perf::rmb::{Identity, RmbConfig, RmbError};
@@ -239,6 +248,34 @@ mod tests {
         assert_eq!(from_command(e), Exit::BadReply);
         assert_eq!(from_command(Unverified::Unsigned), Exit::BadReply);
         assert_eq!(Exit::BadReply as u8, 9);
+    }
+
+    #[test]
+    fn a_twin_whose_pk_is_no_key_is_a_chain_error_and_a_payload_that_does_not_open_a_bad_reply() {
+        let me = Identity::from_secret(
+            "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about",
+            KeyType::Ed25519,
+        )
+        .expect("mnemonic");
+        let e = e2e::encrypt(&me, &[2; 10], b"{}").expect_err("10 bytes are no key");
+        assert_eq!(e, E2eError::NotAPublicKey(10));
+        let sealing = RmbError::sealing(42, e);
+        assert!(
+            sealing.to_string().contains("twin 42's pk"),
+            "names the twin: {sealing}"
+        );
+        assert_eq!(from_command(sealing), Exit::Chain);
+        assert_eq!(
+            from_command(RmbError::sealing(42, E2eError::Seal)),
+            Exit::Failure
+        );
+        let e = e2e::decrypt(&me, &me.secp256k1_public(), &[0; 40]).expect_err("no tag matches");
+        assert_eq!(e, E2eError::Open);
+        let opening = RmbError::BadReply {
+            twin: 42,
+            reason: e.to_string(),
+        };
+        assert_eq!(from_command(opening), Exit::BadReply);
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl Collected {
         let took = p.took.as_secs_f64();
         match p.answer {
             Ok(bytes) => n.answered(&bytes, took, at),
-            Err(e) => n.failed(&e, took, at),
+            Err(e) => n.failed(&e.to_string(), took, at),
         }
         n.answered
     }
@@ -308,12 +308,11 @@ impl Collector {
             Ok(c) => c,
             Err(e) => {
                 let at = unix_now();
-                let msg = format!("no relay connection: {e}");
                 for id in &ids {
                     let failed = poll::Polled {
                         node: *id,
                         twin: None,
-                        answer: Err(msg.clone()),
+                        answer: Err(poll::Unanswered::NoConnection(e.clone())),
                         took: Duration::ZERO,
                     };
                     self.state.update(failed, at);
@@ -409,7 +408,10 @@ mod tests {
         let late = poll::Polled {
             node: 1,
             twin: None,
-            answer: Err("late".into()),
+            answer: Err(poll::Unanswered::NoAnswer {
+                twin: 101,
+                after: Duration::from_secs(1),
+            }),
             took: Duration::ZERO,
         };
         assert!(!c.update(late, 11));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 
 use crate::grid::graphql::{FarmFilter, GraphQl, NodeFilter};
-use crate::rmb::RmbClient;
+use crate::rmb::{RmbClient, RmbError};
 
 /// Nodes asked of GraphQL per page.
 const PAGE: u64 = 1000;
@@ -77,8 +77,27 @@ pub struct Polled {
     pub node: u32,
     pub twin: Option<u32>,
     /// The reply's payload, or why there is none.
-    pub answer: Result<Vec<u8>, String>,
+    pub answer: Result<Vec<u8>, Unanswered>,
     pub took: Duration,
+}
+
+/// Why a node's poll brought no answer: which of its two steps failed
+/// (finding its twin, asking the twin) and how, or that there was no
+/// relay connection to ask it over.
+#[derive(Debug, thiserror::Error)]
+pub enum Unanswered {
+    #[error("no relay connection: {0}")]
+    NoConnection(RmbError),
+    /// The chain lookup of the node's twin failed.
+    #[error(transparent)]
+    Twin(RmbError),
+    #[error("node {node}: its twin not found within {after:?}")]
+    TwinTimeout { node: u32, after: Duration },
+    /// The call to the twin failed (the node's error answer included).
+    #[error(transparent)]
+    Call(RmbError),
+    #[error("twin {twin}: no answer within {after:?}")]
+    NoAnswer { twin: u32, after: Duration },
 }
 
 /// Asks each of `nodes` `zos.perf.get_all`, at most `concurrency` at once,
@@ -111,17 +130,18 @@ async fn ask(
     client: &RmbClient,
     node: u32,
     timeout: Duration,
-) -> (Option<u32>, Result<Vec<u8>, String>) {
+) -> (Option<u32>, Result<Vec<u8>, Unanswered>) {
     let start = Instant::now();
     let twin = match tokio::time::timeout(timeout, client.twins().node_twin(node)).await {
         Ok(Ok(t)) => t,
-        Ok(Err(e)) => return (None, Err(e.to_string())),
+        Ok(Err(e)) => return (None, Err(Unanswered::Twin(e))),
         Err(_) => {
             return (
                 None,
-                Err(format!(
-                    "node {node}: its twin not found within {timeout:?}"
-                )),
+                Err(Unanswered::TwinTimeout {
+                    node,
+                    after: timeout,
+                }),
             )
         }
     };
@@ -132,8 +152,32 @@ async fn ask(
     // twin's keys read from the chain, sending) too.
     let call = client.call(twin, "zos.perf.get_all", b"", left);
     let answer = match tokio::time::timeout(left + Duration::from_secs(1), call).await {
-        Ok(a) => a.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("twin {twin}: no answer within {timeout:?}")),
+        Ok(a) => a.map_err(Unanswered::Call),
+        Err(_) => Err(Unanswered::NoAnswer {
+            twin,
+            after: timeout,
+        }),
     };
     (Some(twin), answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unanswered_poll_names_the_node_or_twin_and_the_wait() {
+        let after = Duration::from_secs(10);
+        assert_eq!(
+            Unanswered::TwinTimeout { node: 12, after }.to_string(),
+            "node 12: its twin not found within 10s"
+        );
+        assert_eq!(
+            Unanswered::NoAnswer { twin: 1002, after }.to_string(),
+            "twin 1002: no answer within 10s"
+        );
+        // The RMB errors pass through with their own text.
+        let e = RmbError::UnknownNode(12);
+        assert_eq!(Unanswered::Twin(e.clone()).to_string(), e.to_string());
+    }
 }

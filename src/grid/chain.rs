@@ -371,10 +371,17 @@ fn snippet(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
+/// The TLS settings for `wss://` could not be built: the crypto provider
+/// supports none of rustls's safe protocol versions. Nothing can then
+/// connect to a `wss://` URL (chain or relay); `ws://` is unaffected.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("TLS set-up: {0}")]
+pub struct TlsSetup(rustls::Error);
+
 /// The TLS settings for `wss://`: the rustls ring provider (the one the
 /// HTTP client already builds in) with the webpki roots.
-fn tls() -> Result<Arc<rustls::ClientConfig>, String> {
-    static TLS: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+fn tls() -> Result<Arc<rustls::ClientConfig>, TlsSetup> {
+    static TLS: OnceLock<Result<Arc<rustls::ClientConfig>, TlsSetup>> = OnceLock::new();
     TLS.get_or_init(|| {
         let roots =
             rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -383,7 +390,7 @@ fn tls() -> Result<Arc<rustls::ClientConfig>, String> {
         ))
         .with_safe_default_protocol_versions()
         .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
-        .map_err(|e| format!("TLS set-up: {e}"))
+        .map_err(TlsSetup)
     })
     .clone()
 }
@@ -397,7 +404,7 @@ pub(crate) fn ws_config(max_message: usize) -> WebSocketConfig {
 }
 
 /// The TLS connector for `wss://` URLs.
-pub(crate) fn ws_connector() -> Result<Connector, String> {
+pub(crate) fn ws_connector() -> Result<Connector, TlsSetup> {
     tls().map(Connector::Rustls)
 }
 
@@ -407,7 +414,7 @@ async fn connect(url: &str, options: &ChainOptions) -> Result<mpsc::Sender<Outgo
         url,
         Some(ws_config(options.max_message)),
         true,
-        Some(ws_connector().map_err(Failure::Connect)?),
+        Some(ws_connector().map_err(|e| Failure::Connect(e.to_string()))?),
     )
     .await
     .map_err(|e| Failure::Connect(e.to_string()))?;

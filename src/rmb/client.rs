@@ -199,7 +199,7 @@ impl RmbClient {
         let payload = match dest.public_key() {
             Some(pk) => Payload::Cipher(
                 e2e::encrypt(&self.identity, pk, payload)
-                    .map_err(|e| RmbError::Other(format!("encrypting to twin {}: {e}", dest.id)))?,
+                    .map_err(|e| RmbError::sealing(dest.id, e))?,
             ),
             None => Payload::Plain(payload.to_vec()),
         };
@@ -253,7 +253,7 @@ impl RmbClient {
                 let pk = dest
                     .public_key()
                     .ok_or_else(|| bad("an encrypted reply, but the twin has no pk".into()))?;
-                e2e::decrypt(&self.identity, pk, c).map_err(bad)?
+                e2e::decrypt(&self.identity, pk, c).map_err(|e| bad(e.to_string()))?
             }
             Some(Payload::Plain(p)) => p.clone(),
             None => Vec::new(),

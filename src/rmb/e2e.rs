@@ -19,10 +19,28 @@ use super::identity::Identity;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
+/// Why a payload could not be sealed for, or opened from, a peer. The
+/// texts name sizes only, never key or payload bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum E2eError {
+    /// The peer's `pk` (from its twin on chain) is not a secp256k1 point.
+    #[error("pk of {0} bytes is not a secp256k1 public key")]
+    NotAPublicKey(usize),
+    /// AES-GCM refused to seal: only a plaintext over its 64 GiB limit does.
+    #[error("encryption failed")]
+    Seal,
+    /// A `cipher` field too short to hold even the nonce and the tag.
+    #[error("cipher of {0} bytes is shorter than nonce and tag")]
+    TooShort(usize),
+    /// The tag does not match: another key, or bytes changed on the way.
+    #[error("payload does not decrypt with the sender's pk and our key")]
+    Open,
+}
+
 /// The AES key shared between `own` and the holder of `peer_pk`
 /// (33-byte compressed, or 65-byte uncompressed, secp256k1 point): the
 /// one `own` keeps for that peer (rmb/keycache.rs), else derived and kept.
-pub fn shared_key(own: &Identity, peer_pk: &[u8]) -> Result<Zeroizing<[u8; 32]>, String> {
+pub fn shared_key(own: &Identity, peer_pk: &[u8]) -> Result<Zeroizing<[u8; 32]>, E2eError> {
     if let Some(key) = own.e2e_keys().get(peer_pk) {
         return Ok(Zeroizing::new(key));
     }
@@ -32,13 +50,9 @@ pub fn shared_key(own: &Identity, peer_pk: &[u8]) -> Result<Zeroizing<[u8; 32]>,
 }
 
 /// The ECDH behind [`shared_key`], without the cache.
-fn derive_key(own: &Identity, peer_pk: &[u8]) -> Result<Zeroizing<[u8; 32]>, String> {
-    let peer = k256::PublicKey::from_sec1_bytes(peer_pk).map_err(|_| {
-        format!(
-            "pk of {} bytes is not a secp256k1 public key",
-            peer_pk.len()
-        )
-    })?;
+fn derive_key(own: &Identity, peer_pk: &[u8]) -> Result<Zeroizing<[u8; 32]>, E2eError> {
+    let peer = k256::PublicKey::from_sec1_bytes(peer_pk)
+        .map_err(|_| E2eError::NotAPublicKey(peer_pk.len()))?;
     let shared =
         k256::ecdh::diffie_hellman(own.secp256k1_secret().to_nonzero_scalar(), peer.as_affine());
     let mut key = Zeroizing::new([0u8; 32]);
@@ -47,7 +61,7 @@ fn derive_key(own: &Identity, peer_pk: &[u8]) -> Result<Zeroizing<[u8; 32]>, Str
 }
 
 /// Seals `plain` for the holder of `peer_pk` with a random nonce.
-pub fn encrypt(own: &Identity, peer_pk: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
+pub fn encrypt(own: &Identity, peer_pk: &[u8], plain: &[u8]) -> Result<Vec<u8>, E2eError> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::rng().fill_bytes(&mut nonce);
     encrypt_with_nonce(own, peer_pk, plain, &nonce)
@@ -59,12 +73,13 @@ pub fn encrypt_with_nonce(
     peer_pk: &[u8],
     plain: &[u8],
     nonce: &[u8; NONCE_LEN],
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, E2eError> {
     let key = shared_key(own, peer_pk)?;
-    let cipher = Aes256Gcm::new_from_slice(key.as_slice()).map_err(|e| e.to_string())?;
+    // `key` is 32 bytes, the length `from_slice` wants: it cannot panic.
+    let cipher = Aes256Gcm::new(aes_gcm::Key::<Aes256Gcm>::from_slice(key.as_slice()));
     let sealed = cipher
         .encrypt(Nonce::from_slice(nonce), plain)
-        .map_err(|_| "encryption failed".to_string())?;
+        .map_err(|_| E2eError::Seal)?;
     let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
     out.extend_from_slice(nonce);
     out.extend_from_slice(&sealed);
@@ -72,16 +87,13 @@ pub fn encrypt_with_nonce(
 }
 
 /// Opens a `cipher` field sent by the holder of `peer_pk`.
-pub fn decrypt(own: &Identity, peer_pk: &[u8], cipher: &[u8]) -> Result<Vec<u8>, String> {
+pub fn decrypt(own: &Identity, peer_pk: &[u8], cipher: &[u8]) -> Result<Vec<u8>, E2eError> {
     if cipher.len() < NONCE_LEN + TAG_LEN {
-        return Err(format!(
-            "cipher of {} bytes is shorter than nonce and tag",
-            cipher.len()
-        ));
+        return Err(E2eError::TooShort(cipher.len()));
     }
     let key = shared_key(own, peer_pk)?;
-    let aes = Aes256Gcm::new_from_slice(key.as_slice()).map_err(|e| e.to_string())?;
+    let aes = Aes256Gcm::new(aes_gcm::Key::<Aes256Gcm>::from_slice(key.as_slice()));
     let (nonce, sealed) = cipher.split_at(NONCE_LEN);
     aes.decrypt(Nonce::from_slice(nonce), sealed)
-        .map_err(|_| "payload does not decrypt with the sender's pk and our key".to_string())
+        .map_err(|_| E2eError::Open)
 }

@@ -126,8 +126,8 @@ impl Envelope {
     }
 
     /// Parses one frame; the error says what protobuf found wrong.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, String> {
-        Envelope::decode(bytes).map_err(|e| format!("not an RMB envelope: {e}"))
+    pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, Undecodable> {
+        Ok(Envelope::decode(bytes)?)
     }
 
     /// The source twin, 0 when absent (how relay errors arrive).
@@ -165,6 +165,11 @@ impl Envelope {
         Ok(identity::verify(account, &self.digest(), signature)?)
     }
 }
+
+/// A frame that does not parse as an [`Envelope`] ([`Envelope::from_bytes`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an RMB envelope: {0}")]
+pub struct Undecodable(#[from] prost::DecodeError);
 
 /// Why an envelope's signature is not accepted ([`Envelope::verify`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

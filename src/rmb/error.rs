@@ -3,6 +3,7 @@
 //! down" from "my set-up is wrong".
 
 use crate::grid::chain::ChainError;
+use crate::rmb::e2e::E2eError;
 
 /// Exit codes of `zos-perf call --node/--twin`, `fleet` and `identity`.
 /// They extend the CLI's own table (1 failure, 2 usage, 3 not found, 4 the
@@ -72,6 +73,21 @@ pub enum RmbError {
 }
 
 impl RmbError {
+    /// A payload that could not be sealed for twin `twin`. A `pk` that is
+    /// not a key is the chain's data being wrong (exit 8, as any storage
+    /// value that does not decode); anything else is a plain failure.
+    pub fn sealing(twin: u32, e: E2eError) -> RmbError {
+        match e {
+            E2eError::NotAPublicKey(_) => RmbError::ChainValue {
+                what: format!("twin {twin}'s pk"),
+                reason: e.to_string(),
+            },
+            E2eError::Seal | E2eError::TooShort(_) | E2eError::Open => {
+                RmbError::Other(format!("encrypting to twin {twin}: {e}"))
+            }
+        }
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {

@@ -292,7 +292,8 @@ async fn handshake(
         .map_err(|e| Handshake::Io(format!("connecting: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let stream = if url.scheme() == "wss" {
-        let Connector::Rustls(config) = ws_connector().map_err(Handshake::Io)? else {
+        let Connector::Rustls(config) = ws_connector().map_err(|e| Handshake::Io(e.to_string()))?
+        else {
             return Err(Handshake::Io("no TLS connector".into()));
         };
         let name = rustls::pki_types::ServerName::try_from(host.to_string())
@@ -392,7 +393,7 @@ async fn run<S>(
                             (Some(len), _) => Event::Oversized(len),
                             (None, Message::Binary(b)) => match Envelope::from_bytes(&b) {
                                 Ok(env) => Event::Envelope(Box::new(env), hold(taken, b.len())),
-                                Err(e) => Event::Garbage(e),
+                                Err(e) => Event::Garbage(e.to_string()),
                             },
                             (None, _) => Event::Garbage("a text frame".into()),
                         }

@@ -19,12 +19,18 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 /// Records per task: the default history depth.
 pub const DEPTH: usize = 120;
 
-/// A stored record of task `name`, the `i`-th of its history.
+/// A stored record of task `name`, the `i`-th of its history; an iperf
+/// record has 64 entries: about 17 KB, as a mid-size farm gives.
 pub fn record(name: &str, ts: i64, i: usize) -> String {
+    record_of(name, ts, i, 64)
+}
+
+/// [`record`] with `iperf_entries` entries in an iperf record (the idle
+/// bench stores 160: a large farm).
+pub fn record_of(name: &str, ts: i64, i: usize, iperf_entries: usize) -> String {
     let result = match name {
         "cpu-benchmark" => json!({"single": 1.1 + (i % 7) as f64 * 0.01, "multi": 2.3, "threads": 2, "workloads": 3}),
-        // 64 entries: about 17 KB, as a mid-size farm gives.
-        "iperf" => Value::Array((0..64).map(|n| json!({"upload_speed": 4.1e8 + (n + i) as f64,
+        "iperf" => Value::Array((0..iperf_entries).map(|n| json!({"upload_speed": 4.1e8 + (n + i) as f64,
             "download_speed": 9.2e8 - (n + i) as f64, "node_id": 1000 + n,
             "node_ip": format!("198.51.100.{}", n % 250), "test_type": if n % 4 < 2 { "tcp" } else { "udp" },
             "error": "", "cpu_report": {"host_total": 12.3, "host_user": 4.5, "host_system": 7.8,
@@ -81,8 +87,7 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
 /// Starts the shipped daemon with every task disabled on `redis` and
 /// waits until it answers a history request.
 pub fn daemon(redis: &RedisServer, dir: &std::path::Path) -> super::KillOnDrop {
-    let cfg = dir.join("zos-perf.toml");
-    std::fs::write(&cfg, super::only_task("")).expect("config");
+    let cfg = super::daemon::write_config(dir, &super::only_task(""));
     let child: Child = super::spawn_quiet_daemon(&cfg, &redis.url());
     let daemon = super::KillOnDrop(child);
     let client = redis::Client::open(redis.url()).expect("client");

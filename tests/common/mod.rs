@@ -8,6 +8,7 @@ pub mod browser;
 pub mod burst;
 pub mod chain;
 pub mod clock;
+pub mod daemon;
 pub mod flood;
 pub mod graphql;
 pub mod guest;
@@ -21,6 +22,7 @@ pub mod output;
 pub mod relay;
 pub mod rmbgrid;
 pub mod rss;
+pub mod served;
 pub mod task;
 
 use std::path::{Path, PathBuf};

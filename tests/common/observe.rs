@@ -29,6 +29,17 @@ pub fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// For the log line that says where the listener answers, the address it
+/// names (`None` if none parses); `None` for every other line.
+pub fn listen_addr(line: &str) -> Option<Option<SocketAddr>> {
+    line.contains("metrics and dashboard listening").then(|| {
+        line.split("addr=")
+            .nth(1)
+            .and_then(|a| a.split_whitespace().next())
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+    })
+}
+
 /// A running `zos-perf run`; killed when dropped.
 pub struct Observed {
     pub child: Child,
@@ -72,12 +83,7 @@ impl Observed {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let line = strip_ansi(&line);
-                if line.contains("metrics and dashboard listening") {
-                    let addr = line
-                        .split("addr=")
-                        .nth(1)
-                        .and_then(|a| a.split_whitespace().next())
-                        .and_then(|a| a.parse::<SocketAddr>().ok());
+                if let Some(addr) = listen_addr(&line) {
                     let _ = tx.send(addr);
                 }
                 let mut l = sink.lock().unwrap_or_else(|p| p.into_inner());
@@ -97,6 +103,16 @@ impl Observed {
             }
         }
         me
+    }
+
+    /// Every real task disabled, the listener on `127.0.0.1:0` (config
+    /// written into `dir`): the daemon as the listener's tests want it.
+    pub fn listening_idle(dir: &std::path::Path, redis: &str) -> Observed {
+        let cfg = config(
+            dir,
+            &format!("{ALL_DISABLED}\n[metrics]\nlisten = \"127.0.0.1:0\"\n"),
+        );
+        Observed::start(&[], &cfg, redis, true)
     }
 
     pub fn log(&self) -> String {
@@ -167,9 +183,7 @@ pub fn get(addr: SocketAddr, path: &str, extra: &str) -> Answer {
 
 /// Writes a config file into `dir` and returns its path.
 pub fn config(dir: &std::path::Path, text: &str) -> String {
-    let path = dir.join("zos-perf.toml");
-    std::fs::write(&path, text).expect("write config");
-    path.display().to_string()
+    super::daemon::write_config(dir, text).display().to_string()
 }
 
 /// Every real task disabled.

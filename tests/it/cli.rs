@@ -6,16 +6,13 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+// Every real task disabled: the daemon tests are about the daemon.
+use common::observe::{config as write_config, ALL_DISABLED};
 use common::{die_with_parent, wait_for, RedisServer};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_zos-perf");
-
-/// Every real task disabled: the daemon tests are about the daemon.
-const ALL_DISABLED: &str =
-    "[tasks.cpu-benchmark]\nenabled = false\n[tasks.healthcheck]\nenabled = false\n\
-[tasks.iperf]\nenabled = false\n[tasks.public-ip-validation]\nenabled = false\n";
 
 fn zos_perf(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -24,12 +21,6 @@ fn zos_perf(args: &[&str]) -> Output {
         .env_remove("ZOS_PERF_CONFIG")
         .output()
         .expect("run zos-perf")
-}
-
-fn write_config(dir: &Path, text: &str) -> String {
-    let path = dir.join("zos-perf.toml");
-    std::fs::write(&path, text).expect("write config");
-    path.display().to_string()
 }
 
 /// A daemon started by a test; stopped when dropped, so a failing test

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::graphql::{node, GraphQlServer, Grid};
-use common::observe::{get, sample, strip_ansi};
+use common::observe::{get, listen_addr, sample, strip_ansi};
 use common::rmbgrid::{seed, Behaviour, Responder, RmbGrid, MNEMONIC_A};
 use serde_json::{json, Value};
 use zos_perf::rmb::error::exit;
@@ -169,13 +169,7 @@ impl Farm {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let line = strip_ansi(&line);
-                if line.contains("metrics and dashboard listening") {
-                    let addr = line
-                        .split("addr=")
-                        .nth(1)
-                        .and_then(|a| a.split_whitespace().next())
-                        .and_then(|a| a.parse::<SocketAddr>().ok());
+                if let Some(addr) = listen_addr(&strip_ansi(&line)) {
                     let _ = tx.send(addr);
                 }
             }

@@ -15,20 +15,19 @@ use crate::pubnet;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
+use common::daemon::Daemon;
 use common::graphql::{closed_url, node as gql_node, public_ip as gql_ip, GraphQlServer, Grid};
 use common::observe::{get, sample};
 use common::{only_task, unique_name, wait_for, IperfPair, RedisServer};
@@ -44,135 +43,63 @@ const YEARLY: &str = "0 0 0 1 1 *";
 // ---------------------------------------------------------------------------
 // The daemon process
 
-/// `zos-perf run`, its stderr collected line by line; killed on drop.
-struct Daemon {
-    child: Option<Child>,
-    pid: u32,
-    log: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
+/// Starts the daemon with `config` against `redis`, in network namespace
+/// `netns` if given (through `ip netns exec`, which execs: the process
+/// started is the daemon itself).
+fn start_daemon(dir: &Path, config: &str, redis: &str, netns: Option<&str>) -> Daemon {
+    let cfg = common::daemon::write_config(dir, config);
+    let cmdline = dir.join("cmdline");
+    std::fs::write(&cmdline, "").expect("write empty kernel command line");
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    cmd.arg("--config")
+        .arg(&cfg)
+        .arg("--kernel-cmdline")
+        .arg(&cmdline)
+        .args(["--redis", redis, "--log", "info", "run"])
+        .env_remove("ZOS_PERF_REDIS")
+        .env_remove("ZOS_PERF_CONFIG")
+        .env_remove("ZOS_PERF_NETWORK")
+        .env_remove("ZOS_PERF_FARM_ID")
+        .env_remove("ZOS_PERF_NODE_ID")
+        .env_remove("ZOS_PERF_LOG")
+        .env("NO_COLOR", "1");
+    let daemon = Daemon::spawn(&mut cmd);
+    let pid = daemon.child.id();
+    // `ip netns exec` has become the daemon once the program is ours.
+    wait_for(Duration::from_secs(10), "the daemon process", || {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        exe.to_string_lossy().contains("zos-perf").then_some(())
+    });
+    daemon
 }
 
-impl Daemon {
-    /// Starts the daemon with `config` against `redis`, in network
-    /// namespace `netns` if given (through `ip netns exec`, which execs: the
-    /// process started is the daemon itself).
-    fn start(dir: &Path, config: &str, redis: &str, netns: Option<&str>) -> Daemon {
-        let cfg = dir.join("zos-perf.toml");
-        std::fs::write(&cfg, config).expect("write config");
-        let cmdline = dir.join("cmdline");
-        std::fs::write(&cmdline, "").expect("write empty kernel command line");
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, BIN]);
-                c
-            }
-            None => Command::new(BIN),
-        };
-        cmd.arg("--config")
-            .arg(&cfg)
-            .arg("--kernel-cmdline")
-            .arg(&cmdline)
-            .args(["--redis", redis, "--log", "info", "run"])
-            .env_remove("ZOS_PERF_REDIS")
-            .env_remove("ZOS_PERF_CONFIG")
-            .env_remove("ZOS_PERF_NETWORK")
-            .env_remove("ZOS_PERF_FARM_ID")
-            .env_remove("ZOS_PERF_NODE_ID")
-            .env_remove("ZOS_PERF_LOG")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start zos-perf run");
-        let pid = child.id();
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().expect("log");
-                log.push_str(&common::observe::strip_ansi(&line));
-                log.push('\n');
-            }
-        });
-        let daemon = Daemon {
-            child: Some(child),
-            pid,
-            log,
-            reader: Some(reader),
-        };
-        // `ip netns exec` has become the daemon once the program is ours.
-        wait_for(Duration::from_secs(10), "the daemon process", || {
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-            exe.to_string_lossy().contains("zos-perf").then_some(())
-        });
-        daemon
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
-    }
-
-    /// The first log line containing every one of `needles`.
-    fn wait_log(&self, timeout: Duration, needles: &[&str]) -> String {
-        let what = format!("a log line with {needles:?}");
-        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_for(timeout, &what, || {
-                self.log()
-                    .lines()
-                    .find(|l| needles.iter().all(|n| l.contains(n)))
-                    .map(str::to_string)
-            })
-        }));
-        found.unwrap_or_else(|_| panic!("no log line with {needles:?}; log:\n{}", self.log()))
-    }
-
-    fn running(&mut self) -> bool {
-        let child = self.child.as_mut().expect("daemon");
-        child.try_wait().expect("try_wait").is_none()
-    }
-
-    /// SIGTERM, then waits (up to 10 s) for the exit: its status and how
-    /// long it took.
-    fn terminate(&mut self) -> (ExitStatus, Duration) {
-        let t = Instant::now();
-        kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM).expect("SIGTERM");
-        let child = self.child.as_mut().expect("daemon");
-        let status = wait_for(Duration::from_secs(10), "the daemon to exit", || {
-            child.try_wait().expect("wait")
-        });
-        let took = t.elapsed();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        (status, took)
-    }
-
-    /// SIGTERM and the checks every shutdown must pass: exit 0 within 5 s.
-    fn stop_cleanly(&mut self) {
-        let (status, took) = self.terminate();
-        assert!(
-            status.success(),
-            "exit status {status}; log:\n{}",
-            self.log()
-        );
-        assert!(
-            took < Duration::from_secs(5),
-            "stopped in {took:?}; log:\n{}",
-            self.log()
-        );
-        assert!(self.log().contains("stopped"), "log:\n{}", self.log());
-    }
+/// The first log line of `daemon` containing every one of `needles`.
+fn wait_line(daemon: &Daemon, timeout: Duration, needles: &[&str]) -> String {
+    let what = format!("a log line with {needles:?}");
+    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(timeout, &what, || {
+            daemon
+                .log()
+                .lines()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+                .map(str::to_string)
+        })
+    }));
+    found.unwrap_or_else(|_| panic!("no log line with {needles:?}; log:\n{}", daemon.log()))
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// SIGTERM and the checks every shutdown must pass: exit 0 within 5 s,
+/// having said so.
+fn stop_cleanly(daemon: &mut Daemon) {
+    daemon.stop_cleanly();
+    assert!(daemon.log().contains("stopped"), "log:\n{}", daemon.log());
 }
 
 // ---------------------------------------------------------------------------
@@ -224,7 +151,7 @@ fn still_running(p: &Proc) -> bool {
 /// Waits for a running child of the daemon named `comm`.
 fn wait_child(daemon: &Daemon, comm: &str) -> Proc {
     wait_for(Duration::from_secs(20), &format!("a {comm} child"), || {
-        children_of(daemon.pid)
+        children_of(daemon.child.id())
             .into_iter()
             .find(|p| p.comm == comm && p.state != 'Z')
     })
@@ -548,14 +475,13 @@ impl Drop for BusLoad {
 
 /// Where the daemon's metrics listener answers, from its log.
 fn metrics_addr(daemon: &Daemon) -> SocketAddr {
-    let line = daemon.wait_log(
+    let line = wait_line(
+        daemon,
         Duration::from_secs(20),
         &["metrics and dashboard listening"],
     );
-    line.split("addr=")
-        .nth(1)
-        .and_then(|a| a.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
+    common::observe::listen_addr(&line)
+        .flatten()
         .unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
@@ -596,7 +522,7 @@ fn redis_restarted_empty_under_load_gets_every_result_back_and_the_bus_answers_e
         unique_name("fnone"),
         healthcheck_section(dir.path(), &service, true)
     );
-    let mut daemon = Daemon::start(dir.path(), &config, &redis.url(), None);
+    let mut daemon = start_daemon(dir.path(), &config, &redis.url(), None);
     let metrics = metrics_addr(&daemon);
     wait_status(&redis, "healthcheck", "two healthcheck runs", |s| {
         s.runs >= 2
@@ -724,7 +650,7 @@ fn redis_restarted_empty_under_load_gets_every_result_back_and_the_bus_answers_e
         log.contains("wrote them back"),
         "no restore in the log:\n{log}"
     );
-    daemon.stop_cleanly();
+    stop_cleanly(&mut daemon);
 }
 
 #[test]
@@ -737,14 +663,18 @@ fn sigterm_while_redis_is_down_exits_0_without_waiting_for_it() {
         only_task("healthcheck"),
         healthcheck_section(dir.path(), &service, true)
     );
-    let mut daemon = Daemon::start(dir.path(), &config, &redis.url(), None);
+    let mut daemon = start_daemon(dir.path(), &config, &redis.url(), None);
     wait_status(&redis, "healthcheck", "two healthcheck runs", |s| {
         s.runs >= 2
     });
     redis.kill();
     // The store's sync loop is now retrying against a Redis that is gone.
-    daemon.wait_log(Duration::from_secs(10), &["cannot sync results to redis"]);
-    let (status, took) = daemon.terminate();
+    wait_line(
+        &daemon,
+        Duration::from_secs(10),
+        &["cannot sync results to redis"],
+    );
+    let (status, took) = daemon.signal(Signal::SIGTERM, Duration::from_secs(10));
     assert!(
         status.success(),
         "exit status {status}; log:\n{}",
@@ -774,13 +704,18 @@ fn redis_missing_at_start_the_daemon_retries_runs_its_tasks_and_publishes_once_r
         healthcheck_section(dir.path(), refused, false)
     );
     let url = redis.url();
-    let mut daemon = Daemon::start(dir.path(), &config, &url, None);
-    let line = daemon.wait_log(Duration::from_secs(10), &["redis unreachable", &url]);
+    let mut daemon = start_daemon(dir.path(), &config, &url, None);
+    let line = wait_line(
+        &daemon,
+        Duration::from_secs(10),
+        &["redis unreachable", &url],
+    );
     assert!(
         line.contains("retry_in") && line.contains("results are published once it answers"),
         "{line}"
     );
-    daemon.wait_log(
+    wait_line(
+        &daemon,
         Duration::from_secs(10),
         &["bus handler cannot reach redis", "requests wait in redis"],
     );
@@ -790,7 +725,8 @@ fn redis_missing_at_start_the_daemon_retries_runs_its_tasks_and_publishes_once_r
     wait_for(Duration::from_secs(20), "the not-reachable flag", || {
         flag.exists().then_some(())
     });
-    daemon.wait_log(
+    wait_line(
+        &daemon,
         Duration::from_secs(10),
         &["task=\"healthcheck\"", "run finished", "outcome=\"ok\""],
     );
@@ -812,7 +748,11 @@ fn redis_missing_at_start_the_daemon_retries_runs_its_tasks_and_publishes_once_r
             .is_some_and(|e| e.starts_with(&format!("{refused} is not reachable"))),
         "{stored}"
     );
-    let line = daemon.wait_log(Duration::from_secs(5), &["connected to redis", "attempts="]);
+    let line = wait_line(
+        &daemon,
+        Duration::from_secs(5),
+        &["connected to redis", "attempts="],
+    );
     let attempts: u32 = line
         .split("attempts=")
         .nth(1)
@@ -831,7 +771,7 @@ fn redis_missing_at_start_the_daemon_retries_runs_its_tasks_and_publishes_once_r
         call(&redis, "zos.perf.get", r#"{"Name": "healthcheck"}"#).ok()
     });
     assert_eq!(got, stored);
-    daemon.stop_cleanly();
+    stop_cleanly(&mut daemon);
 }
 
 // ---------------------------------------------------------------------------
@@ -879,8 +819,8 @@ impl Drop for NsGraphQl {
 /// SIGTERM while `child` runs; the daemon exits 0 within 5 s and neither
 /// `child` nor any other child of the daemon is left running.
 fn sigterm_leaves_no_child(daemon: &mut Daemon, redis: &RedisServer, task: &str) {
-    let children = children_of(daemon.pid);
-    daemon.stop_cleanly();
+    let children = children_of(daemon.child.id());
+    stop_cleanly(daemon);
     for child in &children {
         wait_for(
             Duration::from_secs(2),
@@ -917,7 +857,7 @@ fn sigterm_during_an_iperf3_run_exits_0_within_5_s_and_leaves_no_iperf3() {
         gql.url,
         only_task("iperf")
     );
-    let mut daemon = Daemon::start(dir.path(), &config, &redis.url(), Some(&client.name));
+    let mut daemon = start_daemon(dir.path(), &config, &redis.url(), Some(&client.name));
     wait_status(&redis, "iperf", "iperf running", |s| {
         s.state == State::Running
     });
@@ -960,7 +900,7 @@ fn start_pubip(
         gql.url,
         only_task("public-ip-validation")
     );
-    let daemon = Daemon::start(dir, &config, &redis.url(), Some(&net.node.name));
+    let daemon = start_daemon(dir, &config, &redis.url(), Some(&net.node.name));
     wait_status(redis, "public-ip-validation", "the run started", |s| {
         s.state == State::Running
     });
@@ -1045,7 +985,7 @@ fn a_hung_task_times_out_and_a_failing_one_fails_while_the_healthcheck_and_the_b
         script.display().to_string(),
         healthcheck_section(dir.path(), &service, true)
     );
-    let mut daemon = Daemon::start(dir.path(), &config, &redis.url(), None);
+    let mut daemon = start_daemon(dir.path(), &config, &redis.url(), None);
 
     let iperf = wait_status(&redis, "iperf", "iperf timed out", |s| {
         s.last_outcome.is_some()
@@ -1095,7 +1035,7 @@ fn a_hung_task_times_out_and_a_failing_one_fails_while_the_healthcheck_and_the_b
     );
     assert_eq!(got["result"], json!({"cache": [], "network": []}));
     assert!(daemon.running());
-    daemon.stop_cleanly();
+    stop_cleanly(&mut daemon);
 }
 
 // ---------------------------------------------------------------------------

@@ -13,8 +13,7 @@ use crate::common;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -22,6 +21,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
+use common::daemon::{output_within, write_config, Daemon};
 use common::{closed_port, wait_for, KillOnDrop, RedisServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zos-perf");
@@ -42,28 +42,6 @@ fn zos_perf(dir: &Path) -> Command {
     cmd
 }
 
-/// Runs `cmd` to its end, killing it (and failing) after `limit`.
-fn output_within(cmd: &mut Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start zos-perf");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("zos-perf output"),
-        Err(_) => {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            panic!("zos-perf did not finish within {limit:?}");
-        }
-    }
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -71,74 +49,15 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// `zos-perf run`: its stderr collected; killed on drop.
-struct Daemon {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Daemon {
-    fn start(dir: &Path, config: &str, redis: &str) -> Daemon {
-        let cfg = dir.join("zos-perf.toml");
-        std::fs::write(&cfg, config).expect("write config");
-        let mut child = zos_perf(dir)
+/// `zos-perf run` with `config` against `redis`, logging at info.
+fn start_daemon(dir: &Path, config: &str, redis: &str) -> Daemon {
+    let cfg = write_config(dir, config);
+    Daemon::spawn(
+        zos_perf(dir)
             .arg("--config")
             .arg(&cfg)
-            .args(["--redis", redis, "--log", "info", "run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start zos-perf run");
-        let mut stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .expect("log")
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
-    }
-
-    fn wait_log(&self, timeout: Duration, needle: &str) {
-        common::output::wait_in_log(timeout, needle, || self.log());
-    }
-
-    /// SIGTERM; the exit must be 0 within 5 s.
-    fn stop_cleanly(&mut self) {
-        let t = Instant::now();
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-        let child = &mut self.child;
-        let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_for(Duration::from_secs(10), "the daemon to exit", || {
-                child.try_wait().expect("wait")
-            })
-        }))
-        .unwrap_or_else(|_| panic!("SIGTERM ignored; log:\n{}", self.log()));
-        assert!(status.success(), "exit {status}; log:\n{}", self.log());
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "took {:?}",
-            t.elapsed()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .args(["--redis", redis, "--log", "info", "run"]),
+    )
 }
 
 /// A config with every task disabled but the healthcheck, which probes
@@ -264,7 +183,7 @@ fn a_config_that_is_not_a_regular_file_is_refused_at_once() {
 fn redis_credentials_never_reach_the_logs_or_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("redis://:s3cr3tpw@127.0.0.1:{}", closed_port());
-    let mut daemon = Daemon::start(dir.path(), &bus_only(), &url);
+    let mut daemon = start_daemon(dir.path(), &bus_only(), &url);
     daemon.wait_log(Duration::from_secs(10), "redis unreachable");
     daemon.stop_cleanly();
     let log = daemon.log();
@@ -293,7 +212,7 @@ fn redis_credentials_never_reach_the_logs_or_errors() {
 fn junk_on_the_bus_cannot_forge_a_log_line_nor_flood_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let redis = RedisServer::start();
-    let daemon = Daemon::start(dir.path(), &bus_only(), &redis.url());
+    let daemon = start_daemon(dir.path(), &bus_only(), &redis.url());
     daemon.wait_log(Duration::from_secs(10), "bus handler starting");
     let forged = "junk\n2026-01-01T00:00:00.000000Z  INFO zos_perf: FORGED by a caller".to_string();
     push(&redis, "msgbus.zos.perf.get", &[forged]);
@@ -329,8 +248,7 @@ fn a_closed_log_pipe_neither_kills_nor_deafens_the_daemon() {
     // The healthcheck every second: log lines keep coming after the pipe closes.
     let config = healthcheck_only(dir.path(), &dir.path().join("flags"), &service_url)
         .replace(YEARLY, "* * * * * *");
-    let cfg = dir.path().join("zos-perf.toml");
-    std::fs::write(&cfg, config).expect("write config");
+    let cfg = write_config(dir.path(), &config);
     let mut child = KillOnDrop(
         zos_perf(dir.path())
             .arg("--config")
@@ -481,7 +399,7 @@ fn a_flag_planted_as_a_symlink_is_never_written_through() {
     std::fs::create_dir(&flags).expect("mkdir");
     std::os::unix::fs::symlink(&victim, flags.join("not-reachable")).expect("symlink");
     let service = format!("http://127.0.0.1:{}", closed_port());
-    let mut daemon = Daemon::start(
+    let mut daemon = start_daemon(
         dir.path(),
         &healthcheck_only(dir.path(), &flags, &service),
         &redis.url(),
@@ -507,7 +425,7 @@ fn a_flags_directory_others_can_write_is_refused_and_the_check_fails() {
     std::fs::create_dir(&flags).expect("mkdir");
     std::fs::set_permissions(&flags, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let service = format!("http://127.0.0.1:{}", closed_port());
-    let mut daemon = Daemon::start(
+    let mut daemon = start_daemon(
         dir.path(),
         &healthcheck_only(dir.path(), &flags, &service),
         &redis.url(),
@@ -609,7 +527,7 @@ fn a_result_stamped_in_the_future_is_stale_at_start() {
     redis.set("perf.healthcheck", value.to_string());
     let service = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", service.local_addr().expect("addr"));
-    let mut daemon = Daemon::start(
+    let mut daemon = start_daemon(
         dir.path(),
         &healthcheck_only(dir.path(), &dir.path().join("flags"), &url),
         &redis.url(),
@@ -631,7 +549,7 @@ fn a_result_stamped_in_the_future_is_stale_at_start() {
 fn an_expired_request_is_never_answered_even_with_a_bad_version_and_skew_is_tolerated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let redis = RedisServer::start();
-    let daemon = Daemon::start(dir.path(), &bus_only(), &redis.url());
+    let daemon = start_daemon(dir.path(), &bus_only(), &redis.url());
     daemon.wait_log(Duration::from_secs(10), "bus handler starting");
     let now = unix_now();
     let expired = format!("msgbus.test.expired.{}", std::process::id());
@@ -663,7 +581,7 @@ fn run_task_waits_for_the_daemons_exclusive_measurement_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let redis = RedisServer::start();
     let config = cpu_with_workloads(dir.path(), &["echo", "1"]);
-    let mut daemon = Daemon::start(dir.path(), &config, &redis.url());
+    let mut daemon = start_daemon(dir.path(), &config, &redis.url());
     daemon.wait_log(Duration::from_secs(20), "run started");
     let out = run_task(
         dir.path(),
@@ -707,7 +625,7 @@ fn run_task_waits_for_the_daemons_exclusive_measurement_naming_it() {
 fn a_reply_is_never_pushed_into_another_services_request_queue() {
     let dir = tempfile::tempdir().expect("tempdir");
     let redis = RedisServer::start();
-    let daemon = Daemon::start(dir.path(), &bus_only(), &redis.url());
+    let daemon = start_daemon(dir.path(), &bus_only(), &redis.url());
     daemon.wait_log(Duration::from_secs(10), "bus handler starting");
     let victim = "msgbus.zos.statistics.get";
     let ours = format!("msgbus.test.{}", std::process::id());
@@ -765,7 +683,7 @@ fn a_stored_value_that_is_not_utf8_is_named_by_the_cli_and_stops_nothing() {
     // replaces the bad value, and writes its status.
     let service = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", service.local_addr().expect("addr"));
-    let mut daemon = Daemon::start(
+    let mut daemon = start_daemon(
         dir.path(),
         &healthcheck_only(dir.path(), &dir.path().join("flags"), &url),
         &redis.url(),
@@ -792,7 +710,7 @@ fn keys_of_ours_turned_into_another_type_are_repaired_and_tasks_still_shows_the_
     let service = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", service.local_addr().expect("addr"));
     let config = healthcheck_only(dir.path(), &dir.path().join("flags"), &url);
-    let mut daemon = Daemon::start(dir.path(), &config, &redis.url());
+    let mut daemon = start_daemon(dir.path(), &config, &redis.url());
     wait_for(Duration::from_secs(20), "a healthcheck result", || {
         stored(&redis, "healthcheck")
     });
@@ -860,7 +778,7 @@ fn status_of(redis: &RedisServer, name: &str) -> Option<Value> {
 fn a_second_daemon_on_one_redis_is_refused_naming_the_first() {
     let dir = tempfile::tempdir().expect("tempdir");
     let redis = RedisServer::start();
-    let mut first = Daemon::start(dir.path(), &bus_only(), &redis.url());
+    let mut first = start_daemon(dir.path(), &bus_only(), &redis.url());
     let pid = first.child.id() as u64;
     wait_for(Duration::from_secs(20), "the first daemon's lease", || {
         lease_holder(&redis).filter(|h| h["pid"] == pid)
@@ -888,7 +806,7 @@ fn a_second_daemon_on_one_redis_is_refused_naming_the_first() {
 fn a_flushed_lease_is_taken_again_and_a_lease_taken_by_another_stops_the_daemon() {
     let dir = tempfile::tempdir().expect("tempdir");
     let redis = RedisServer::start();
-    let mut daemon = Daemon::start(dir.path(), &bus_only(), &redis.url());
+    let mut daemon = start_daemon(dir.path(), &bus_only(), &redis.url());
     let pid = daemon.child.id() as u64;
     wait_for(Duration::from_secs(20), "the daemon's lease", || {
         lease_holder(&redis).filter(|h| h["pid"] == pid)
@@ -952,7 +870,7 @@ fn a_daemon_lease_no_zos_perf_wrote_is_taken_over_at_once_naming_what_was_found(
     ];
     for (value, shown) in strays {
         plant(&redis, LEASE, value, HOUR_MS);
-        let mut daemon = Daemon::start(dir.path(), &bus_only(), &redis.url());
+        let mut daemon = start_daemon(dir.path(), &bus_only(), &redis.url());
         let pid = daemon.child.id() as u64;
         wait_for(Duration::from_secs(20), "the daemon's lease", || {
             lease_holder(&redis).filter(|h| h["pid"] == pid)
@@ -1051,7 +969,7 @@ fn run_task_beside_the_daemon_writes_only_the_last_runs_fields_and_the_daemon_re
     let redis = RedisServer::start();
     let service = TcpListener::bind("127.0.0.1:0").expect("bind");
     let config = reachable_healthcheck(dir.path(), &service, dir.path());
-    let mut daemon = Daemon::start(dir.path(), &config, &redis.url());
+    let mut daemon = start_daemon(dir.path(), &config, &redis.url());
     let before = wait_for(Duration::from_secs(30), "the daemon's run", || {
         status_of(&redis, "healthcheck").filter(|s| s["last_outcome"] == "ok")
     });
@@ -1133,8 +1051,10 @@ fn flags_that_cannot_be_written_show_as_a_problem_in_the_status_and_tasks() {
         open(d, 0o700);
     }
     let service = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let cfg = dir.path().join("zos-perf.toml");
-    std::fs::write(&cfg, reachable_healthcheck(dir.path(), &service, &cache)).expect("write");
+    let cfg = write_config(
+        dir.path(),
+        &reachable_healthcheck(dir.path(), &service, &cache),
+    );
     open(&cfg, 0o644);
     let out = output_within(
         zos_perf(dir.path())

@@ -11,89 +11,69 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+use common::daemon::{recorded_pid, write_config};
 use common::{closed_port, die_with_parent, only_task, wait_for, RedisServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zos-perf");
 
-/// `zos-perf run` in runtime directory `<dir>/zos-perf`, stderr collected;
-/// killed on drop, and with it any redis-server recorded there.
+/// `zos-perf run` in runtime directory `<dir>/zos-perf` (a
+/// [`common::daemon::Daemon`]); killed on drop, and with it any
+/// redis-server recorded there.
 struct Daemon {
-    child: Child,
-    log: Arc<Mutex<String>>,
+    daemon: common::daemon::Daemon,
     runtime: PathBuf,
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = common::daemon::Daemon;
+    fn deref(&self) -> &Self::Target {
+        &self.daemon
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.daemon
+    }
 }
 
 impl Daemon {
     /// `args` go before `run` (e.g. `--redis URL`); `default` is the
     /// default Redis address tried when none is given.
     fn start(dir: &Path, config: &str, args: &[&str], default: &str) -> Daemon {
-        let cfg = dir.join("zos-perf.toml");
-        std::fs::write(&cfg, config).expect("write config");
-        let mut child = die_with_parent(&mut Command::new(BIN), Signal::SIGKILL)
-            .arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .args(["--log", "info", "run"])
-            .env_remove("ZOS_PERF_REDIS")
-            .env_remove("ZOS_PERF_CONFIG")
-            .env_remove("ZOS_PERF_LOG")
-            .env("XDG_RUNTIME_DIR", dir)
-            .env("ZOS_PERF_DEFAULT_REDIS", default)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start zos-perf run");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().expect("log");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        let cfg = write_config(dir, config);
+        let daemon = common::daemon::Daemon::spawn(
+            die_with_parent(&mut Command::new(BIN), Signal::SIGKILL)
+                .arg("--config")
+                .arg(&cfg)
+                .args(args)
+                .args(["--log", "info", "run"])
+                .env_remove("ZOS_PERF_REDIS")
+                .env_remove("ZOS_PERF_CONFIG")
+                .env_remove("ZOS_PERF_LOG")
+                .env("XDG_RUNTIME_DIR", dir)
+                .env("ZOS_PERF_DEFAULT_REDIS", default)
+                .env("NO_COLOR", "1"),
+        );
         Daemon {
-            child,
-            log,
+            daemon,
             runtime: dir.join("zos-perf"),
         }
     }
 
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
-    }
-
-    fn wait_log(&self, timeout: Duration, needle: &str) {
-        common::output::wait_in_log(timeout, needle, || self.log());
-    }
-
     /// Sends `signal`, waits (up to 15 s) for the exit: status and time.
     fn signal(&mut self, signal: Signal) -> (ExitStatus, Duration) {
-        let t = Instant::now();
-        kill(Pid::from_raw(self.pid()), signal).expect("signal");
-        let child = &mut self.child;
-        let status = wait_for(Duration::from_secs(15), "the daemon to exit", || {
-            child.try_wait().expect("wait")
-        });
-        (status, t.elapsed())
+        self.daemon.signal(signal, Duration::from_secs(15))
     }
 
     /// The private redis-server's pid, once recorded and answering.
@@ -108,8 +88,9 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The daemon first: alive, it would restart the private server.
+        let _ = self.daemon.child.kill();
+        let _ = self.daemon.child.wait();
         kill_recorded(&self.runtime);
     }
 }
@@ -123,14 +104,6 @@ fn kill_recorded(runtime: &Path) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
-}
-
-fn recorded_pid(runtime: &Path) -> Option<i32> {
-    std::fs::read_to_string(runtime.join("redis.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 fn conn(url: &str) -> Option<redis::Connection> {
@@ -316,26 +289,32 @@ fn healthcheck_cron(url: &str) -> Option<String> {
     status["cron"].as_str().map(str::to_string)
 }
 
-#[test]
-fn sighup_reloads_the_configuration_and_keeps_the_running_one_when_the_new_one_is_bad() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let redis = RedisServer::start();
-    let url = redis.url();
-    let mut daemon = Daemon::start(
-        dir.path(),
-        &healthcheck_on(dir.path(), "0 0 0 1 1 *"),
-        &["--redis", &url],
+/// A daemon on `url` whose healthcheck runs yearly (`0 0 0 1 1 *`), once
+/// that schedule is in `perf:status`.
+fn yearly_healthcheck(dir: &Path, url: &str) -> Daemon {
+    let daemon = Daemon::start(
+        dir,
+        &healthcheck_on(dir, "0 0 0 1 1 *"),
+        &["--redis", url],
         &nothing(),
     );
     wait_for(
         Duration::from_secs(20),
         "the first schedule in perf:status",
-        || (healthcheck_cron(&url)? == "0 0 0 1 1 *").then_some(()),
+        || (healthcheck_cron(url)? == "0 0 0 1 1 *").then_some(()),
     );
+    daemon
+}
+
+#[test]
+fn sighup_reloads_the_configuration_and_keeps_the_running_one_when_the_new_one_is_bad() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut daemon = yearly_healthcheck(dir.path(), &url);
 
     // A new, valid configuration: in effect after the HUP, same process.
-    let cfg = dir.path().join("zos-perf.toml");
-    std::fs::write(&cfg, healthcheck_on(dir.path(), "0 0 0 2 1 *")).expect("write config");
+    let cfg = write_config(dir.path(), &healthcheck_on(dir.path(), "0 0 0 2 1 *"));
     kill(Pid::from_raw(daemon.pid()), Signal::SIGHUP).expect("SIGHUP");
     daemon.wait_log(Duration::from_secs(20), "configuration reloaded");
     wait_for(
@@ -389,29 +368,17 @@ fn a_reloaded_configuration_that_cannot_start_gives_way_to_the_running_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut daemon = Daemon::start(
-        dir.path(),
-        &healthcheck_on(dir.path(), "0 0 0 1 1 *"),
-        &["--redis", &url],
-        &nothing(),
-    );
-    wait_for(
-        Duration::from_secs(20),
-        "the first schedule in perf:status",
-        || (healthcheck_cron(&url)? == "0 0 0 1 1 *").then_some(()),
-    );
+    let mut daemon = yearly_healthcheck(dir.path(), &url);
     // Valid, but its metrics port is taken: the start fails.
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();
-    let cfg = dir.path().join("zos-perf.toml");
-    std::fs::write(
-        &cfg,
-        format!(
+    write_config(
+        dir.path(),
+        &format!(
             "{}[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
             healthcheck_on(dir.path(), "0 0 0 2 1 *")
         ),
-    )
-    .expect("write config");
+    );
     kill(Pid::from_raw(daemon.pid()), Signal::SIGHUP).expect("SIGHUP");
     daemon.wait_log(
         Duration::from_secs(20),

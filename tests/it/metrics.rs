@@ -436,11 +436,7 @@ fn the_dashboard_in_headless_chromium_shows_every_task_and_its_charts() {
 fn bad_http_input_is_refused_and_a_slow_client_is_cut_off() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(
-        dir.path(),
-        &format!("{ALL_DISABLED}\n[metrics]\nlisten = \"127.0.0.1:0\"\n"),
-    );
-    let daemon = Observed::start(&[], &cfg, &redis.url(), true);
+    let daemon = Observed::listening_idle(dir.path(), &redis.url());
     let addr = daemon.addr();
 
     assert_eq!(get(addr, "/nope", "").status, 404);
@@ -513,11 +509,7 @@ fn bad_http_input_is_refused_and_a_slow_client_is_cut_off() {
 fn one_source_flooding_the_listener_does_not_keep_prometheus_out() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(
-        dir.path(),
-        &format!("{ALL_DISABLED}\n[metrics]\nlisten = \"127.0.0.1:0\"\n"),
-    );
-    let daemon = Observed::start(&[], &cfg, &redis.url(), true);
+    let daemon = Observed::listening_idle(dir.path(), &redis.url());
     let addr = daemon.addr();
     let flood = common::flood::Drip::start(addr, "127.0.0.2".parse().expect("ip"), 16);
     // Every one of the flood's connections opened before the first scrape.

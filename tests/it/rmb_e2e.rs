@@ -184,6 +184,27 @@ fn a_garbage_frame_instead_of_the_reply_is_a_bad_reply() {
     assert_fails(&out, i32::from(exit::BAD_REPLY), "not an RMB envelope");
 }
 
+/// A twin whose `pk` on chain is not a secp256k1 key: nothing can be
+/// sealed for it, and that is the chain's data being wrong (exit 8), not a
+/// plain failure; the error names the twin.
+#[test]
+fn a_twin_whose_pk_on_chain_is_no_key_is_a_chain_error() {
+    let g = grid(true);
+    g.put_twin(Twin {
+        id: NODE_TWIN,
+        account_id: node_identity().account_id(),
+        relay: Some(g.relay.host().into_bytes()),
+        entities: vec![],
+        pk: Some(vec![2; 10]),
+    });
+    let out = Run::new("").call_all(&g, "200");
+    assert_fails(
+        &out,
+        i32::from(exit::CHAIN),
+        "twin 200's pk does not decode: pk of 10 bytes is not a secp256k1 public key",
+    );
+}
+
 #[test]
 fn a_silent_node_times_out_and_an_unknown_twin_is_named() {
     let (g, _r) = serving_grid(Behaviour::Silent);

@@ -19,13 +19,13 @@
 use crate::common;
 
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::chain::ChainServer;
 use common::observe::{get, sample, Observed};
 use common::rmbgrid::{store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
+use common::served::serving_daemon;
 use common::{wait_for, RedisServer};
 use zos_perf::grid::chain::{ChainClient, ChainOptions};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Request};
@@ -57,31 +57,15 @@ fn served() -> Served {
     let g = RmbGrid::start();
     g.add_caller_and_server(CALLER, SERVER, true);
     let chain = ChainServer::start();
-    for id in [CALLER, SERVER] {
-        let key = twin::twin_key(id);
-        let value = g.chain.get(&key).expect("twin stored");
-        chain.insert(key, value);
-    }
-    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
-    let key = twin::twin_by_account_key(&server.account_id());
-    chain.insert(key.clone(), g.chain.get(&key).expect("twin id stored"));
     let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("mnemonic");
-    std::fs::write(&secret, MNEMONIC_B).unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let text = g.serving_config(
-        None,
-        &format!(
-            "chain_timeout = \"30s\"\nmnemonic_file = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-            secret.display()
-        ),
+    let daemon = serving_daemon(
+        &g,
+        &redis,
+        dir.path(),
+        SERVER,
+        "30s",
+        Some((&chain, &[CALLER, SERVER])),
     );
-    let text = text.replace(&g.chain.url(), &chain.url());
-    let cfg = common::observe::config(dir.path(), &text);
-    let daemon = Observed::start(&[], &cfg, &redis.url(), true);
-    wait_for(Duration::from_secs(30), "the daemon on the relay", || {
-        g.relay.is_online(SERVER, None).then_some(())
-    });
     Served {
         daemon,
         g,

@@ -11,12 +11,12 @@
 use crate::common;
 
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::interop::rmb_js;
 use common::observe::{get, sample, Observed};
 use common::rmbgrid::{store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
+use common::served::serving_daemon;
 use common::{wait_for, RedisServer};
 use serde_json::{json, Value};
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Request};
@@ -46,21 +46,7 @@ fn served(server_pk: bool) -> Served {
     let g = RmbGrid::start();
     g.add_caller_and_server(CALLER, SERVER, server_pk);
     let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("mnemonic");
-    std::fs::write(&secret, MNEMONIC_B).unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let text = g.serving_config(
-        None,
-        &format!(
-            "chain_timeout = \"2s\"\nmnemonic_file = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-            secret.display()
-        ),
-    );
-    let cfg = common::observe::config(dir.path(), &text);
-    let daemon = Observed::start(&[], &cfg, &redis.url(), true);
-    wait_for(Duration::from_secs(30), "the daemon on the relay", || {
-        g.relay.is_online(SERVER, None).then_some(())
-    });
+    let daemon = serving_daemon(&g, &redis, dir.path(), SERVER, "2s", None);
     Served {
         daemon,
         g,

@@ -5,6 +5,7 @@
 //! signatures must verify.
 
 use zos_perf::grid::chain::key;
+use zos_perf::rmb::e2e::E2eError;
 use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Request};
 use zos_perf::rmb::identity::{self, mini_secret, Identity, KeyType};
 use zos_perf::rmb::twin;
@@ -177,6 +178,12 @@ fn v3_plain_request() {
     assert_eq!(hex::encode(env.to_bytes()), wire);
     let parsed = Envelope::from_bytes(&unhex(wire)).unwrap();
     assert_eq!(parsed, env);
+    // Cut short, the same bytes are no envelope, and the error says so.
+    let cut = Envelope::from_bytes(&unhex(wire)[..20]).unwrap_err();
+    assert!(
+        cut.to_string().starts_with("not an RMB envelope: "),
+        "{cut}"
+    );
     parsed.verify(&a.ed25519_public()).unwrap();
     // Without the empty tags the bytes change, the digest does not.
     let mut untagged = v3_envelope();
@@ -231,13 +238,27 @@ fn v4_encrypted_request_and_shared_key() {
         e2e::decrypt(&b, &a.secp256k1_public(), &cipher).unwrap(),
         payload
     );
-    // A flipped byte, a wrong key, a truncated cipher: refused, no panic.
+    // A flipped byte, a wrong key, a truncated cipher, a pk that is no
+    // key: each refused as what it is, no panic.
     let mut flipped = cipher.clone();
     flipped[20] ^= 1;
-    assert!(e2e::decrypt(&b, &a.secp256k1_public(), &flipped).is_err());
-    assert!(e2e::decrypt(&a, &a.secp256k1_public(), &cipher).is_err());
-    assert!(e2e::decrypt(&b, &a.secp256k1_public(), &cipher[..20]).is_err());
-    assert!(e2e::decrypt(&b, &[2; 10], &cipher).is_err());
+    let open = |own: &Identity, pk: &[u8], c: &[u8]| e2e::decrypt(own, pk, c).unwrap_err();
+    assert_eq!(open(&b, &a.secp256k1_public(), &flipped), E2eError::Open);
+    assert_eq!(open(&a, &a.secp256k1_public(), &cipher), E2eError::Open);
+    assert_eq!(
+        open(&b, &a.secp256k1_public(), &cipher[..20]),
+        E2eError::TooShort(20)
+    );
+    assert_eq!(open(&b, &[2; 10], &cipher), E2eError::NotAPublicKey(10));
+    // The texts callers show (RmbError::BadReply's reason) are unchanged.
+    assert_eq!(
+        E2eError::Open.to_string(),
+        "payload does not decrypt with the sender's pk and our key"
+    );
+    assert_eq!(
+        E2eError::NotAPublicKey(10).to_string(),
+        "pk of 10 bytes is not a secp256k1 public key"
+    );
 }
 
 /// The key cache (rmb/keycache.rs) changes nothing on the wire: the v4

@@ -6,28 +6,14 @@
 use crate::common;
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::daemon::{write_config, Daemon, BIN};
+use common::observe::ALL_DISABLED;
 use common::{wait_for, RedisServer};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-const BIN: &str = env!("CARGO_BIN_EXE_zos-perf");
-
-const ALL_DISABLED: &str =
-    "[tasks.cpu-benchmark]\nenabled = false\n[tasks.healthcheck]\nenabled = false\n\
-[tasks.iperf]\nenabled = false\n[tasks.public-ip-validation]\nenabled = false\n";
-
-/// Killed when dropped, so a failing test leaves no daemon behind.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The next notification, as the lines of one datagram.
 fn next(socket: &UnixDatagram) -> Vec<String> {
@@ -44,8 +30,7 @@ fn next(socket: &UnixDatagram) -> Vec<String> {
 #[test]
 fn the_daemon_says_ready_once_serving_pings_the_watchdog_and_says_stopping() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("zos-perf.toml");
-    std::fs::write(&cfg, ALL_DISABLED).expect("config");
+    let cfg = write_config(dir.path(), ALL_DISABLED);
     let notify = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&notify).expect("bind the notify socket");
     socket
@@ -54,7 +39,7 @@ fn the_daemon_says_ready_once_serving_pings_the_watchdog_and_says_stopping() {
     let redis = RedisServer::start();
 
     let started = Instant::now();
-    let mut daemon = Daemon(
+    let mut daemon = Daemon::spawn(
         Command::new(BIN)
             .arg("--config")
             .arg(&cfg)
@@ -63,11 +48,7 @@ fn the_daemon_says_ready_once_serving_pings_the_watchdog_and_says_stopping() {
             // 1 s: pings every 500 ms. No WATCHDOG_PID: any pid is accepted.
             .env("WATCHDOG_USEC", "1000000")
             .env_remove("WATCHDOG_PID")
-            .env_remove("ZOS_PERF_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start daemon"),
+            .env_remove("ZOS_PERF_CONFIG"),
     );
 
     let first = next(&socket);
@@ -99,7 +80,7 @@ fn the_daemon_says_ready_once_serving_pings_the_watchdog_and_says_stopping() {
         "watchdog pings {gap:?} apart for a 1 s watchdog"
     );
 
-    kill(Pid::from_raw(daemon.0.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    kill(Pid::from_raw(daemon.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     let stopping = loop {
         let msg = next(&socket);
         if !msg.iter().all(|l| l == "WATCHDOG=1") {
@@ -108,7 +89,7 @@ fn the_daemon_says_ready_once_serving_pings_the_watchdog_and_says_stopping() {
     };
     assert!(stopping.contains(&"STOPPING=1".to_string()), "{stopping:?}");
     let status = wait_for(Duration::from_secs(10), "daemon exit", || {
-        daemon.0.try_wait().expect("wait")
+        daemon.child.try_wait().expect("wait")
     });
     assert!(status.success(), "{status}");
     assert!(started.elapsed() < Duration::from_secs(30));
@@ -127,29 +108,24 @@ fn next_state(socket: &UnixDatagram) -> Vec<String> {
 #[test]
 fn on_sighup_the_daemon_says_reloading_then_ready_and_keeps_running() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("zos-perf.toml");
-    std::fs::write(&cfg, ALL_DISABLED).expect("config");
+    let cfg = write_config(dir.path(), ALL_DISABLED);
     let notify = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&notify).expect("bind the notify socket");
     socket
         .set_read_timeout(Some(Duration::from_secs(15)))
         .expect("read timeout");
     let redis = RedisServer::start();
-    let mut daemon = Daemon(
+    let mut daemon = Daemon::spawn(
         Command::new(BIN)
             .arg("--config")
             .arg(&cfg)
             .args(["--redis", &redis.url(), "run"])
             .env("NOTIFY_SOCKET", &notify)
             .env_remove("WATCHDOG_USEC")
-            .env_remove("ZOS_PERF_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start daemon"),
+            .env_remove("ZOS_PERF_CONFIG"),
     );
     assert!(next_state(&socket).contains(&"READY=1".to_string()));
-    let pid = Pid::from_raw(daemon.0.id() as i32);
+    let pid = Pid::from_raw(daemon.child.id() as i32);
     kill(pid, Signal::SIGHUP).expect("SIGHUP");
     let reloading = next_state(&socket);
     assert!(
@@ -159,14 +135,14 @@ fn on_sighup_the_daemon_says_reloading_then_ready_and_keeps_running() {
     let ready = next_state(&socket);
     assert!(ready.contains(&"READY=1".to_string()), "{ready:?}");
     assert!(
-        daemon.0.try_wait().expect("wait").is_none(),
+        daemon.child.try_wait().expect("wait").is_none(),
         "exited on SIGHUP"
     );
 
     kill(pid, Signal::SIGTERM).expect("SIGTERM");
     assert!(next_state(&socket).contains(&"STOPPING=1".to_string()));
     let status = wait_for(Duration::from_secs(10), "daemon exit", || {
-        daemon.0.try_wait().expect("wait")
+        daemon.child.try_wait().expect("wait")
     });
     assert!(status.success(), "{status}");
 }
@@ -174,20 +150,15 @@ fn on_sighup_the_daemon_says_reloading_then_ready_and_keeps_running() {
 #[test]
 fn without_a_notify_socket_the_daemon_runs_and_stops_as_before() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("zos-perf.toml");
-    std::fs::write(&cfg, ALL_DISABLED).expect("config");
+    let cfg = write_config(dir.path(), ALL_DISABLED);
     let redis = RedisServer::start();
-    let mut daemon = Daemon(
+    let mut daemon = Daemon::spawn(
         Command::new(BIN)
             .arg("--config")
             .arg(&cfg)
             .args(["--redis", &redis.url(), "run"])
             .env_remove("NOTIFY_SOCKET")
-            .env_remove("ZOS_PERF_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start daemon"),
+            .env_remove("ZOS_PERF_CONFIG"),
     );
     // Serving: the bus answers.
     wait_for(Duration::from_secs(10), "the bus to answer", || {
@@ -199,20 +170,9 @@ fn without_a_notify_socket_the_daemon_runs_and_stops_as_before() {
             .expect("zos-perf call");
         out.status.success().then_some(())
     });
-    kill(Pid::from_raw(daemon.0.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    let status = wait_for(Duration::from_secs(10), "daemon exit", || {
-        daemon.0.try_wait().expect("wait")
-    });
+    let (status, _) = daemon.signal(Signal::SIGTERM, Duration::from_secs(10));
     assert!(status.success(), "{status}");
-    let mut err = String::new();
-    use std::io::Read;
-    daemon
-        .0
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("stderr");
+    let err = daemon.log();
     assert!(
         !err.contains("NOTIFY_SOCKET"),
         "complained about a service manager that is not there: {err}"
@@ -264,25 +224,17 @@ fn the_zinit_service_file_starts_a_daemon_its_test_line_sees_serving() {
 
     // Only the bus matters here: no task runs at start.
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("zos-perf.toml");
-    std::fs::write(&cfg, ALL_DISABLED).expect("config");
-    let mut daemon = Daemon(
+    let cfg = write_config(dir.path(), ALL_DISABLED);
+    let mut daemon = Daemon::spawn(
         Command::new(&exec[0])
             .args(&exec[1..])
-            .env("ZOS_PERF_CONFIG", &cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the exec line"),
+            .env("ZOS_PERF_CONFIG", &cfg),
     );
     wait_for(
         Duration::from_secs(15),
         "the zinit test line to pass",
         || probe().then_some(()),
     );
-    kill(Pid::from_raw(daemon.0.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    let status = wait_for(Duration::from_secs(10), "daemon exit", || {
-        daemon.0.try_wait().expect("wait")
-    });
+    let (status, _) = daemon.signal(Signal::SIGTERM, Duration::from_secs(10));
     assert!(status.success(), "{status}");
 }

@@ -20,6 +20,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+use common::daemon::{output_within, recorded_pid, write_config};
 use common::rmbgrid::{MNEMONIC_A, MNEMONIC_B};
 use common::{closed_port, die_with_parent, only_task, wait_for, KillOnDrop, RedisServer};
 use zos_perf::rmb::{Identity, KeyType};
@@ -47,27 +48,6 @@ fn zos_perf(dir: &Path) -> Command {
     cmd
 }
 
-/// Runs `cmd` to its end, killing it (and failing) after `limit`.
-fn output_within(cmd: &mut Command, limit: Duration) -> Output {
-    let child = die_with_parent(cmd, Signal::SIGKILL)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start zos-perf");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("zos-perf output"),
-        Err(_) => {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            panic!("zos-perf did not finish within {limit:?}");
-        }
-    }
-}
-
 /// A config serving over the relay (nothing listens on its relay or chain
 /// address) with only `task` enabled, `extra` appended.
 fn relay_config(dir: &Path, task: &str, extra: &str) -> PathBuf {
@@ -78,21 +58,11 @@ fn relay_config(dir: &Path, task: &str, extra: &str) -> PathBuf {
         closed_port(),
         closed_port(),
     );
-    let path = dir.join("zos-perf.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+    write_config(dir, &text)
 }
 
 fn runtime(dir: &Path) -> PathBuf {
     dir.join("zos-perf")
-}
-
-fn recorded_pid(runtime: &Path) -> Option<i32> {
-    std::fs::read_to_string(runtime.join("redis.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// The processes whose command line names `needle` (a socket path).
