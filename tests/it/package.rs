@@ -1,7 +1,8 @@
 //! The Debian package as an operator gets it: built by scripts/package from
 //! the binary this suite built, its file list, installed with dpkg into a
 //! throwaway root and run from there, its systemd unit checked by
-//! `systemd-analyze verify`; and the man page and completions it ships.
+//! `systemd-analyze verify`; and the man page, completions and alert rules
+//! it ships.
 //!
 //! Needs cargo-deb, dpkg, systemd-analyze (Debian's systemd package; systemd
 //! need not run) and unshare: scripts/setup installs what is missing.
@@ -124,6 +125,7 @@ fn the_package_installs_into_a_throwaway_root_and_runs_from_there() {
         "./usr/share/zsh/vendor-completions/_zos-perf",
         "./usr/share/fish/vendor_completions.d/zos-perf.fish",
         "./usr/lib/tmpfiles.d/zos-perf.conf",
+        "./usr/share/zos-perf/prometheus/zos-perf-rules.yml",
     ] {
         assert!(
             list.lines().any(|l| l.ends_with(wanted)),
@@ -167,6 +169,14 @@ fn the_package_installs_into_a_throwaway_root_and_runs_from_there() {
             .args(["--show", "--showformat=${db:Status-Status}", "zos-perf"]),
     );
     assert_eq!(status, "installed");
+    // The alert rules, as in the tree (tests/it/alert_rules.rs tests them).
+    let rules = "dist/prometheus/zos-perf-rules.yml";
+    assert_eq!(
+        std::fs::read(root.join("usr/share/zos-perf/prometheus/zos-perf-rules.yml"))
+            .expect("installed alert rules"),
+        std::fs::read(Path::new(REPO).join(rules)).expect(rules),
+        "the installed alert rules differ from {rules}"
+    );
 
     // The installed binary, with the installed configuration, against a
     // real Redis: the commented example parses and shows every task.
