@@ -251,7 +251,11 @@ impl Responder {
             rt.block_on(async move {
                 let chain = ChainClient::new(vec![chain_url], ChainOptions::default()).unwrap();
                 let twins = Arc::new(TwinDb::new(Arc::new(chain), Duration::from_secs(600)));
-                let links: Vec<_> = futures::stream::iter(members)
+                // Each responder serves as soon as its connection is open:
+                // one left unread while thousands of others connect would
+                // give its link up (nothing read for `dead_after`) and
+                // never answer.
+                let tasks: Vec<_> = futures::stream::iter(members)
                     .map(|(who, twin_id)| {
                         let relay_url = relay_url.clone();
                         async move {
@@ -268,25 +272,24 @@ impl Responder {
                         }
                     })
                     .buffer_unordered(32)
+                    .map(|(link, who, twin_id)| {
+                        let how = How {
+                            results: results.clone(),
+                            behaviour,
+                            gauge: gauge.clone(),
+                        };
+                        tokio::spawn(serve(
+                            link,
+                            who,
+                            twin_id,
+                            twins.clone(),
+                            how,
+                            h.clone(),
+                            stopped.clone(),
+                        ))
+                    })
                     .collect()
                     .await;
-                let mut tasks = Vec::with_capacity(links.len());
-                for (link, who, twin_id) in links {
-                    let how = How {
-                        results: results.clone(),
-                        behaviour,
-                        gauge: gauge.clone(),
-                    };
-                    tasks.push(tokio::spawn(serve(
-                        link,
-                        who,
-                        twin_id,
-                        twins.clone(),
-                        how,
-                        h.clone(),
-                        stopped.clone(),
-                    )));
-                }
                 let _ = ready_tx.send(());
                 for t in tasks {
                     let _ = t.await;
