@@ -337,6 +337,8 @@ pub struct Gauge {
     max: AtomicUsize,
     release_at: usize,
     open: AtomicBool,
+    /// Each request is answered no sooner than this after it came.
+    linger: Duration,
 }
 
 impl Gauge {
@@ -345,11 +347,20 @@ impl Gauge {
 
     /// Holds each request until `release_at` are in flight (1: no hold).
     pub fn new(release_at: usize) -> Arc<Gauge> {
+        Gauge::lingering(release_at, Duration::ZERO)
+    }
+
+    /// Holds each request until `release_at` are in flight, and answers
+    /// none sooner than `linger` after it came: a client with one call
+    /// more in flight than it may have is then seen with them all at once
+    /// (released at once, they would be answered before it sent its next).
+    pub fn lingering(release_at: usize, linger: Duration) -> Arc<Gauge> {
         Arc::new(Gauge {
             now: AtomicUsize::new(0),
             max: AtomicUsize::new(0),
             release_at,
             open: AtomicBool::new(false),
+            linger,
         })
     }
 
@@ -371,13 +382,15 @@ impl Gauge {
     async fn hold(&self) {
         let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.max.fetch_max(n, Ordering::SeqCst);
-        let until = Instant::now() + Self::HOLD_MAX;
+        let came = Instant::now();
+        let until = came + Self::HOLD_MAX;
         while !self.open.load(Ordering::SeqCst)
             && self.max.load(Ordering::SeqCst) < self.release_at
             && Instant::now() < until
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        tokio::time::sleep_until((came + self.linger).into()).await;
     }
 
     fn done(&self) {

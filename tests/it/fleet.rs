@@ -149,9 +149,10 @@ fn grid_lists_every_up_node_page_by_page() {
 fn no_more_calls_are_in_flight_than_concurrency_says() {
     let nodes: Vec<(u32, u32)> = (1..=12).map(|n| (n, 4)).collect();
     let (g, graphql, members) = grid(&nodes);
-    // Each call is held until 3 are in flight together: a client asking
-    // more at once would be seen doing so.
-    let gauge = Gauge::new(3);
+    // Each call is held until 3 are in flight together, and answered no
+    // sooner than 300 ms after it came: a client asking more at once
+    // (even one more) would be seen doing so.
+    let gauge = Gauge::lingering(3, Duration::from_millis(300));
     let _r = Responder::start_many(
         &g,
         members,
