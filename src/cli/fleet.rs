@@ -22,6 +22,7 @@ use zos_perf::config::Config;
 use zos_perf::fleet::{self, Question, Scope};
 use zos_perf::rmb::error::exit;
 use zos_perf::rmb::RmbError;
+use zos_perf::tasks::view;
 use zos_perf::text::{self, Escaped, Keep};
 
 use super::rmb::{RmbArgs, Settings};
@@ -257,53 +258,29 @@ fn row(
         if let Some(ts) = item["timestamp"].as_u64() {
             oldest = Some(oldest.map_or(ts, |o| o.min(ts)));
         }
+        let Some(task) = item["name"].as_str().and_then(view::view) else {
+            continue;
+        };
         let result = &item["result"];
-        match item["name"].as_str() {
-            Some("cpu-benchmark") => {
-                r.cpu_single = result["single"].as_f64();
-                r.cpu_multi = result["multi"].as_f64();
+        // Columns by the labels the task's view gives its figures: the
+        // view, not this file, knows which task has which.
+        for f in task.key_figures(result) {
+            match f.label {
+                "single" => r.cpu_single = Some(f.value),
+                "multi" => r.cpu_multi = Some(f.value),
+                "best download" => r.download = Some(f.value),
+                "best upload" => r.upload = Some(f.value),
+                _ => {}
             }
-            Some("iperf") => {
-                let ok = || {
-                    result
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter(|run| run["error"].as_str().unwrap_or("").is_empty())
-                };
-                r.download = ok()
-                    .filter_map(|run| run["download_speed"].as_f64())
-                    .reduce(f64::max);
-                r.upload = ok()
-                    .filter_map(|run| run["upload_speed"].as_f64())
-                    .reduce(f64::max);
-            }
-            Some("healthcheck") => {
-                let problems = result
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|(label, errs)| {
-                        let n = errs.as_array().map_or(0, Vec::len);
-                        (n > 0).then(|| (label.clone(), n))
-                    })
-                    .collect();
-                r.health_problems = Some(problems);
-            }
-            Some("public-ip-validation") => {
-                let count = |state: &str| {
-                    result
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .filter(|(_, v)| v["state"] == state)
-                        .count()
-                };
-                r.ips_valid = Some(count("valid"));
-                r.ips_invalid = Some(count("invalid"));
-                r.ips_skipped = Some(count("skipped"));
-            }
-            _ => {}
+        }
+        if let Some(checks) = task.failing_checks(result) {
+            r.health_problems = Some(checks);
+        }
+        if let Some(states) = task.states(result) {
+            let count = |state: &str| states.iter().find(|(s, _)| *s == state).map(|(_, n)| *n);
+            r.ips_valid = count("valid");
+            r.ips_invalid = count("invalid");
+            r.ips_skipped = count("skipped");
         }
     }
     r.age = oldest.map(|o| now.saturating_sub(o));

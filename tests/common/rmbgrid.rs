@@ -259,7 +259,11 @@ impl Responder {
             rt.block_on(async move {
                 let chain = ChainClient::new(vec![chain_url], ChainOptions::default()).unwrap();
                 let twins = Arc::new(TwinDb::new(Arc::new(chain), Duration::from_secs(600)));
-                let links: Vec<_> = futures::stream::iter(members)
+                // Each responder serves as soon as its connection is open:
+                // one left unread while thousands of others connect would
+                // give its link up (nothing read for `dead_after`) and
+                // never answer.
+                let tasks: Vec<_> = futures::stream::iter(members)
                     .map(|(who, twin_id)| {
                         let relay_url = relay_url.clone();
                         async move {
@@ -276,25 +280,24 @@ impl Responder {
                         }
                     })
                     .buffer_unordered(32)
+                    .map(|(link, who, twin_id)| {
+                        let how = How {
+                            results: results.clone(),
+                            behaviour,
+                            gauge: gauge.clone(),
+                        };
+                        tokio::spawn(serve(
+                            link,
+                            who,
+                            twin_id,
+                            twins.clone(),
+                            how,
+                            h.clone(),
+                            stopped.clone(),
+                        ))
+                    })
                     .collect()
                     .await;
-                let mut tasks = Vec::with_capacity(links.len());
-                for (link, who, twin_id) in links {
-                    let how = How {
-                        results: results.clone(),
-                        behaviour,
-                        gauge: gauge.clone(),
-                    };
-                    tasks.push(tokio::spawn(serve(
-                        link,
-                        who,
-                        twin_id,
-                        twins.clone(),
-                        how,
-                        h.clone(),
-                        stopped.clone(),
-                    )));
-                }
                 let _ = ready_tx.send(());
                 for t in tasks {
                     let _ = t.await;
@@ -342,6 +345,8 @@ pub struct Gauge {
     max: AtomicUsize,
     release_at: usize,
     open: AtomicBool,
+    /// Each request is answered no sooner than this after it came.
+    linger: Duration,
 }
 
 impl Gauge {
@@ -350,11 +355,20 @@ impl Gauge {
 
     /// Holds each request until `release_at` are in flight (1: no hold).
     pub fn new(release_at: usize) -> Arc<Gauge> {
+        Gauge::lingering(release_at, Duration::ZERO)
+    }
+
+    /// Holds each request until `release_at` are in flight, and answers
+    /// none sooner than `linger` after it came: a client with one call
+    /// more in flight than it may have is then seen with them all at once
+    /// (released at once, they would be answered before it sent its next).
+    pub fn lingering(release_at: usize, linger: Duration) -> Arc<Gauge> {
         Arc::new(Gauge {
             now: AtomicUsize::new(0),
             max: AtomicUsize::new(0),
             release_at,
             open: AtomicBool::new(false),
+            linger,
         })
     }
 
@@ -376,13 +390,15 @@ impl Gauge {
     async fn hold(&self) {
         let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.max.fetch_max(n, Ordering::SeqCst);
-        let until = Instant::now() + Self::HOLD_MAX;
+        let came = Instant::now();
+        let until = came + Self::HOLD_MAX;
         while !self.open.load(Ordering::SeqCst)
             && self.max.load(Ordering::SeqCst) < self.release_at
             && Instant::now() < until
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        tokio::time::sleep_until((came + self.linger).into()).await;
     }
 
     fn done(&self) {

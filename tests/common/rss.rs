@@ -15,11 +15,21 @@ use std::time::Duration;
 
 /// Waits for `child`; its exit status and peak resident memory in KiB.
 pub fn wait_with_peak_rss(child: &mut Child) -> (ExitStatus, u64) {
+    let (status, kib, _) = wait_with_peak_rss_and_cpu(child);
+    (status, kib)
+}
+
+/// Waits for `child`; its exit status, peak resident memory in KiB and
+/// the CPU time it used (user + system, from `/proc/<pid>/stat`, read with
+/// the memory: a bench on a loaded machine can tell the child's own work
+/// from the time it waited for the CPU or for its peers).
+pub fn wait_with_peak_rss_and_cpu(child: &mut Child) -> (ExitStatus, u64, Duration) {
     let status_file = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
+    let stat_file = format!("/proc/{}/stat", child.id());
+    let (mut peak, mut cpu) = (0, Duration::ZERO);
     loop {
         if let Some(status) = child.try_wait().expect("wait for the child") {
-            return (status, peak);
+            return (status, peak, cpu);
         }
         if let Some(kib) = std::fs::read_to_string(&status_file)
             .ok()
@@ -27,8 +37,24 @@ pub fn wait_with_peak_rss(child: &mut Child) -> (ExitStatus, u64) {
         {
             peak = peak.max(kib);
         }
+        if let Some(t) = std::fs::read_to_string(&stat_file)
+            .ok()
+            .and_then(|s| cpu_time(&s))
+        {
+            cpu = cpu.max(t);
+        }
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// utime + stime of a `/proc/<pid>/stat` text (fields 14 and 15, after
+/// the command name in parentheses), in clock ticks of 1/100 s (Linux's
+/// `USER_HZ`).
+fn cpu_time(stat: &str) -> Option<Duration> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let ticks: u64 = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// The `VmHWM:` line of a `/proc/<pid>/status` text, in KiB.

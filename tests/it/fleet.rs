@@ -149,9 +149,10 @@ fn grid_lists_every_up_node_page_by_page() {
 fn no_more_calls_are_in_flight_than_concurrency_says() {
     let nodes: Vec<(u32, u32)> = (1..=12).map(|n| (n, 4)).collect();
     let (g, graphql, members) = grid(&nodes);
-    // Each call is held until 3 are in flight together: a client asking
-    // more at once would be seen doing so.
-    let gauge = Gauge::new(3);
+    // Each call is held until 3 are in flight together, and answered no
+    // sooner than 300 ms after it came: a client asking more at once
+    // (even one more) would be seen doing so.
+    let gauge = Gauge::lingering(3, Duration::from_millis(300));
     let _r = Responder::start_many(
         &g,
         members,
@@ -315,4 +316,92 @@ fn memory_stays_bounded_whatever_the_nodes_answer() {
     assert!(status.success());
     assert_eq!(responders.handled(), 150);
     assert!(peak_kib < 48 * 1024, "peak RSS {peak_kib} KiB");
+}
+
+/// A node's every result, as a daemon stores them (the samples of
+/// docs/tasks/), one healthcheck check named with control characters,
+/// dated in the future so that their age is 0 whenever the test runs.
+fn every_result() -> Value {
+    let at = 4_000_000_000u64;
+    json!([
+        {"name": "public-ip-validation", "description": "ips", "timestamp": at, "result": {
+            "203.0.113.10/24": {"state": "valid", "reason": ""},
+            "203.0.113.11/24": {"state": "invalid", "reason": "public ip or gateway data are not valid"},
+            "203.0.113.12/24": {"state": "skipped", "reason": "ip is already assigned to a contract"},
+            "203.0.113.13/24": {"state": "invalid", "reason": "public ip or gateway data are not valid"}}},
+        {"name": "cpu-benchmark", "description": "cpu", "timestamp": at,
+         "result": {"single": 1.2345, "multi": 0.456, "threads": 8, "workloads": 3}},
+        {"name": "healthcheck", "description": "health", "timestamp": at, "result": {
+            "cache": [],
+            "net\u{1b}[31mwork, \"x\"": ["http://127.0.0.1:1/ is not reachable", "dns: refused"],
+            "ntp": ["off by 3 s"]}},
+        {"name": "iperf", "description": "iperf", "timestamp": at, "result": [
+            {"download_speed": 2486042635.8868155, "error": "", "node_id": 10, "node_ip": "198.51.100.2", "test_type": "tcp", "upload_speed": 2475942424.8688827},
+            {"download_speed": 4360128213.188838, "error": "", "node_id": 10, "node_ip": "2001:db8:1::2", "test_type": "tcp", "upload_speed": 4370032724.74572},
+            {"download_speed": 3311974.2931670737, "error": "", "node_id": 10, "node_ip": "198.51.100.2", "test_type": "udp", "upload_speed": 3311974.2931670737},
+            {"download_speed": 9e9, "error": "unable to connect to server: Network is unreachable", "node_id": 11, "node_ip": "203.0.113.7", "test_type": "tcp", "upload_speed": 9e9}]},
+        {"name": "provisiontest", "description": "vm", "timestamp": at, "result": ["no marker within 20s"]}
+    ])
+}
+
+/// What `fleet` prints, line by line in node order (rows come in the
+/// order nodes answer), the header first.
+fn sorted_stdout(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines: Vec<&str> = text.lines().collect();
+    let json = lines.first().is_some_and(|l| l.starts_with('{'));
+    let body = if json {
+        &mut lines[..]
+    } else {
+        &mut lines[1..]
+    };
+    body.sort_by_key(|l| {
+        l.trim_start_matches(|c: char| !c.is_ascii_digit())
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+    });
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// The table, the CSV and the JSON Lines of a node with every result,
+/// one with only a CPU result and one answering junk, byte for byte: the
+/// columns come from the tasks' views (not from task names in the CLI),
+/// and what a node named is escaped in the table and the CSV.
+#[test]
+fn every_format_prints_the_same_bytes_for_every_task() {
+    let (g, graphql, mut members) = grid(&[(1, 3), (2, 3), (3, 3)]);
+    let hostile = members.pop().unwrap();
+    let cpu_only = members.pop().unwrap();
+    let _all = Responder::start_many(&g, members, every_result(), Behaviour::Normal, None);
+    let cpu = json!([every_result()[1].clone()]);
+    let _cpu = Responder::start_many(&g, vec![cpu_only], cpu, Behaviour::Normal, None);
+    let junk = json!("bad\u{1b}[31mjunk");
+    let _junk = Responder::start_many(&g, vec![hostile], junk, Behaviour::Hostile, None);
+    let gql = GraphQlServer::grid(graphql);
+    let mut got = String::new();
+    for args in [
+        &["--farm", "3"][..],
+        &["--farm", "3", "--csv"],
+        &["--farm", "3", "--json"],
+        &["--farm", "3", "--task", "healthcheck"],
+        &["--farm", "3", "--task", "iperf", "--csv"],
+        &["--farm", "3", "--task", "public-ip-validation", "--json"],
+    ] {
+        let (cmd, _config) = fleet(&g, &gql, "10s", args);
+        let out = run(cmd);
+        assert_eq!(code(&out), i32::from(exit::PARTIAL), "{}", stderr(&out));
+        got += &format!("$ fleet {}\n{}", args.join(" "), sorted_stdout(&out));
+    }
+    // The bytes `fleet` printed before its columns came from the views
+    // (written by the binary of fe6e2f7 with FLEET_GOLDEN_WRITE=1).
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fleet.golden");
+    if std::env::var_os("FLEET_GOLDEN_WRITE").is_some() {
+        std::fs::write(golden, &got).expect("write tests/it/fleet.golden");
+    }
+    let want = std::fs::read_to_string(golden).expect("tests/it/fleet.golden");
+    assert_eq!(
+        got, want,
+        "fleet's output differs from tests/it/fleet.golden"
+    );
 }

@@ -6,9 +6,9 @@ fn a_get_all_answer_becomes_one_row() {
     let answer = json!([
         {"name": "cpu-benchmark", "timestamp": 900, "result": {"single": 1.25, "multi": 9.5, "threads": 8, "workloads": 0}},
         {"name": "iperf", "timestamp": 950, "result": [
-            {"download_speed": 5e8, "upload_speed": 1e8, "error": ""},
-            {"download_speed": 9e8, "upload_speed": 3e8, "error": "unable to connect"},
-            {"download_speed": 7e8, "upload_speed": 2e8, "error": ""}]},
+            {"download_speed": 5e8, "upload_speed": 1e8, "error": "", "test_type": "tcp", "node_ip": "198.51.100.2"},
+            {"download_speed": 9e8, "upload_speed": 3e8, "error": "unable to connect", "test_type": "tcp", "node_ip": "203.0.113.7"},
+            {"download_speed": 7e8, "upload_speed": 2e8, "error": "", "test_type": "tcp", "node_ip": "2001:db8:1::2"}]},
         {"name": "healthcheck", "timestamp": 990, "result": {"cache": [], "network": ["a", "b"]}},
         {"name": "public-ip-validation", "timestamp": 980, "result": {
             "203.0.113.1/24": {"state": "valid", "reason": ""},

@@ -72,6 +72,19 @@ impl TaskView for View {
         Some(out)
     }
 
+    fn failing_checks(&self, result: &Value) -> Option<Vec<(String, usize)>> {
+        let checks = result.as_object()?;
+        Some(
+            checks
+                .iter()
+                .filter_map(|(check, errors)| {
+                    let n = errors.as_array().map_or(0, Vec::len);
+                    (n > 0).then(|| (check.clone(), n))
+                })
+                .collect(),
+        )
+    }
+
     fn metrics(&self, result: &Value) -> Vec<Family> {
         let Some(checks) = result.as_object() else {
             return Vec::new();

@@ -78,6 +78,16 @@ impl TaskView for View {
         Some(out)
     }
 
+    /// The farm's IPs by state, in [`IP_STATES`]' order.
+    fn states(&self, result: &Value) -> Option<Vec<(&'static str, usize)>> {
+        result.is_object().then(|| {
+            IP_STATES
+                .into_iter()
+                .zip(public_ip_counts(result))
+                .collect()
+        })
+    }
+
     fn metrics(&self, result: &Value) -> Vec<Family> {
         if !result.is_object() {
             return Vec::new();

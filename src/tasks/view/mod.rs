@@ -43,6 +43,23 @@ pub trait TaskView: Send + Sync + 'static {
     /// The result's Prometheus gauges, in the order they are exposed. A
     /// family without a sample is left out by the encoder.
     fn metrics(&self, result: &Value) -> Vec<Family>;
+
+    /// The named checks the result finds failing, each with its number of
+    /// problems, in the result's order (names unescaped: the reader
+    /// escapes them). A row per node (`zos-perf fleet`) shows them in one
+    /// cell. `None` for a task that runs no named checks (the default),
+    /// or a result without the task's shape.
+    fn failing_checks(&self, _result: &Value) -> Option<Vec<(String, usize)>> {
+        None
+    }
+
+    /// How many of the result's items are in each state, every state in a
+    /// fixed order. A row per node shows them in one cell. `None` for a
+    /// task whose items have no states (the default), or a result without
+    /// the task's shape.
+    fn states(&self, _result: &Value) -> Option<Vec<(&'static str, usize)>> {
+        None
+    }
 }
 
 /// How a figure is shown.

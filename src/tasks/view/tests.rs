@@ -250,21 +250,11 @@ fn name_matches(dir: &Path, skip: &Path, found: &mut Vec<String>) {
     }
 }
 
-/// fleet's per-node row picks its columns by task name; issue 28 item 1
-/// rewrites `fleet` at grid scale, and its columns are to come from the
-/// views then. The one exception, named so that it cannot grow.
-const NOT_YET: &[&str] = &["src/cli/fleet.rs"];
-
 #[test]
 fn no_reader_outside_the_tasks_picks_a_task_by_name() {
     let src = root().join("src");
     let mut found = Vec::new();
     name_matches(&src, &src.join("tasks"), &mut found);
-    found.retain(|f| {
-        !NOT_YET
-            .iter()
-            .any(|n| f.starts_with(&format!("{}/{n}:", root().display())))
-    });
     assert!(
         found.is_empty(),
         "task names picking match arms: {found:#?}"
