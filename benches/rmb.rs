@@ -99,7 +99,7 @@ fn main() {
     // A trial of the fleet curve only (other counts, a profiler): printed,
     // not written to BENCHMARKS.md.
     if std::env::var_os("RMB_BENCH_ONLY_FLEET").is_some() {
-        let g = RmbGrid::start();
+        let g = RmbGrid::start_like_the_grid();
         g.add_twin(
             100,
             &Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap(),
@@ -117,7 +117,7 @@ fn main() {
     }
 
     // Round trip through the test relay.
-    let g = RmbGrid::start();
+    let g = RmbGrid::start_like_the_grid();
     let caller = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap();
     let node_id = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
     g.add_twin(100, &caller, true);
