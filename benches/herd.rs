@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use common::rmbgrid::RmbGrid;
 use rand::SeedableRng;
-use zos_perf::bus::relay::reconnect::{Ended, Policy, Reconnects};
+use zos_perf::bus::relay::reconnect::{busiest_second, herd, Policy};
 
 const AWAY: Duration = Duration::from_secs(5);
 const LIMIT: Duration = Duration::from_secs(150);
@@ -146,34 +146,4 @@ fn main() {
     support::write_section("herd", "Reconnect herd", &body);
     assert_eq!(r.back.len(), nodes, "not all back");
     assert_eq!(r.served, nodes, "not all served");
-}
-
-/// When each of `n` daemons that lost a healthy connection at 0 s is back,
-/// with the relay away until `away`; sorted.
-fn herd(n: usize, away: Duration, policy: Policy, rng: &mut impl rand::Rng) -> Vec<Duration> {
-    let mut back: Vec<Duration> = (0..n)
-        .map(|_| {
-            let mut r = Reconnects::new(policy);
-            let mut at = r.after(Ended::Lasted(policy.healthy), rng).wait;
-            while at < away {
-                at += r.after(Ended::Failed, rng).wait;
-            }
-            at
-        })
-        .collect();
-    back.sort();
-    back
-}
-
-/// The most returns within any one-second window (sliding).
-fn busiest_second(sorted: &[Duration]) -> usize {
-    let mut first = 0;
-    let mut most = 0;
-    for (i, t) in sorted.iter().enumerate() {
-        while *t - sorted[first] >= Duration::from_secs(1) {
-            first += 1;
-        }
-        most = most.max(i + 1 - first);
-    }
-    most
 }

@@ -200,6 +200,38 @@ impl Reconnects {
     }
 }
 
+/// The herd on paper: when each of `n` transports that lost a healthy
+/// connection at 0 s is back, with the relay away until `away`: each draws its pause,
+/// tries, and draws again after a failed attempt.
+pub fn herd(n: usize, away: Duration, policy: Policy, rng: &mut impl Rng) -> Vec<Duration> {
+    let mut back: Vec<Duration> = (0..n)
+        .map(|_| {
+            let mut r = Reconnects::new(policy);
+            let mut at = r.after(Ended::Lasted(policy.healthy), rng).wait;
+            while at < away {
+                at += r.after(Ended::Failed, rng).wait;
+            }
+            at
+        })
+        .collect();
+    back.sort();
+    back
+}
+
+/// The most of `sorted` (times of return) within any one-second window
+/// (sliding): the figure the herd's goal is about.
+pub fn busiest_second(sorted: &[Duration]) -> usize {
+    let mut first = 0;
+    let mut most = 0;
+    for (i, t) in sorted.iter().enumerate() {
+        while *t - sorted[first] >= Duration::from_secs(1) {
+            first += 1;
+        }
+        most = most.max(i + 1 - first);
+    }
+    most
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,37 +314,6 @@ mod tests {
         let early = waits.iter().filter(|w| **w < FIRST / 4).count();
         let late = waits.iter().filter(|w| **w > FIRST * 3 / 4).count();
         assert!(early > 50 && late > 50, "early {early}, late {late}");
-    }
-
-    /// When each of `n` transports that lost a healthy connection at 0 s
-    /// is back, with the relay away until `away`: each draws its pause,
-    /// tries, and draws again after a failed attempt.
-    fn herd(n: usize, away: Duration, policy: Policy, rng: &mut impl Rng) -> Vec<Duration> {
-        let mut back: Vec<Duration> = (0..n)
-            .map(|_| {
-                let mut r = Reconnects::new(policy);
-                let mut at = r.after(Ended::Lasted(policy.healthy), rng).wait;
-                while at < away {
-                    at += r.after(Ended::Failed, rng).wait;
-                }
-                at
-            })
-            .collect();
-        back.sort();
-        back
-    }
-
-    /// The most returns within any one-second window (sliding).
-    fn busiest_second(sorted: &[Duration]) -> usize {
-        let mut first = 0;
-        let mut most = 0;
-        for (i, t) in sorted.iter().enumerate() {
-            while *t - sorted[first] >= Duration::from_secs(1) {
-                first += 1;
-            }
-            most = most.max(i + 1 - first);
-        }
-        most
     }
 
     /// Issue 28: no second holds more than 10 % of the returns, all are
