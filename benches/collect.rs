@@ -90,7 +90,7 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1000);
-    let g = RmbGrid::start();
+    let g = RmbGrid::start_like_the_grid();
     let caller = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap();
     g.add_twin(100, &caller, true);
     let mut graphql = Grid::default();
@@ -239,7 +239,7 @@ fn main() {
 
     let mib = |kib: u64| kib as f64 / 1024.0;
     let mut body = format!(
-        "`zos-perf collect --farm 9` over {nodes} nodes, each a test responder on its own relay connection (in the bench process), \
+        "`zos-perf collect --farm 9` over {nodes} nodes, each a test responder on its own relay connection (in the bench process; the test relay keeps the twins it looked up, as the grid's relay does), \
          listed by the GraphQL stand-in; concurrency 100 (the default), timeout 10 s, every node answering its five results.\n\n\
          | round | duration (the collector's `zos_perf_collect_round_duration_seconds`) | nodes answered |\n|---:|---:|---:|\n"
     );
