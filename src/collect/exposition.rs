@@ -106,13 +106,7 @@ fn flag(b: bool) -> f64 {
 
 impl Collector for Head {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
-        let mut info = enc.encode_descriptor(
-            "zos_perf_build",
-            "Version of the running zos-perf.",
-            None,
-            MetricType::Info,
-        )?;
-        info.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
+        crate::outputs::metrics::build_info(&mut enc)?;
         let round = self.0.round();
         let e = &mut enc;
         gauges(

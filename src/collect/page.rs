@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::node::NodeState;
 use super::Collected;
-use crate::outputs::dashboard::escape;
+use crate::outputs::dashboard::{age, escape, short_num};
 use crate::util::unix_time::unix_now;
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;background:#f4f5f7;color:#1c1e21}\
@@ -51,15 +51,6 @@ fn num(v: Option<f64>, scale: f64, digits: usize) -> (String, String) {
     match v {
         Some(v) => (format!("{v}"), format!("{:.*}", digits, v / scale)),
         None => (String::new(), "-".into()),
-    }
-}
-
-fn age(s: u64) -> String {
-    match s {
-        0..=119 => format!("{s} s"),
-        120..=7199 => format!("{} min", s / 60),
-        7200..=172_799 => format!("{} h", s / 3600),
-        _ => format!("{} days", s / 86400),
     }
 }
 
@@ -260,18 +251,8 @@ fn histogram(page: &mut String, title: &str, values: &[f64], scale: f64) {
         "<line x1=\"0\" y1=\"{bottom}\" x2=\"{w}\" y2=\"{bottom}\" stroke=\"#999\"/>\
 <g font-size=\"10\" fill=\"#555\"><text x=\"0\" y=\"{}\">{}</text><text x=\"{w}\" y=\"{}\" text-anchor=\"end\">{}</text></g></svg></section>",
         h - 6.0,
-        short(lo),
+        short_num(lo),
         h - 6.0,
-        short(hi)
+        short_num(hi)
     );
-}
-
-fn short(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
-    }
 }

@@ -54,12 +54,17 @@ fn when(ts: i64) -> String {
 }
 
 fn ago(ts: i64, now: i64) -> String {
-    let s = (now - ts).max(0);
+    format!("{} ago", age(u64::try_from(now - ts).unwrap_or(0)))
+}
+
+/// `s` seconds as read at a glance: seconds, minutes, hours or days (the
+/// node's dashboard and the collector's fleet page).
+pub(crate) fn age(s: u64) -> String {
     match s {
-        0..=119 => format!("{s} s ago"),
-        120..=7199 => format!("{} min ago", s / 60),
-        7200..=172_799 => format!("{} h ago", s / 3600),
-        _ => format!("{} days ago", s / 86400),
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86400),
     }
 }
 
@@ -289,7 +294,8 @@ fn chart(page: &mut String, f: &Figure, series: &[(i64, f64)]) {
     page.push_str("</svg></figure>");
 }
 
-fn short_num(v: f64) -> String {
+/// A number in at most about four significant figures, for axis labels.
+pub(crate) fn short_num(v: f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {

@@ -178,15 +178,20 @@ pub(crate) fn one(v: f64) -> Vec<(Labels, f64)> {
     vec![(Vec::new(), v)]
 }
 
+/// `zos_perf_build{version}`: the daemon's and the collector's first series.
+pub(crate) fn build_info(enc: &mut DescriptorEncoder) -> fmt::Result {
+    let mut info = enc.encode_descriptor(
+        "zos_perf_build",
+        "Version of the running zos-perf.",
+        None,
+        MetricType::Info,
+    )?;
+    info.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])
+}
+
 impl Collector for DaemonCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
-        let mut info = enc.encode_descriptor(
-            "zos_perf_build",
-            "Version of the running zos-perf.",
-            None,
-            MetricType::Info,
-        )?;
-        info.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
+        build_info(&mut enc)?;
         self.tasks(&mut enc)?;
         self.results(&mut enc)?;
         if let Some(bus) = &self.sources.bus {
