@@ -111,12 +111,7 @@ fn main() {
     }
     eprintln!("{nodes} responders up in {:?}", t.elapsed());
     let gql = GraphQlServer::grid(graphql);
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        config.path(),
-        format!("[grid]\ngraphql_urls = [\"{}\"]\n", gql.url()),
-    )
-    .unwrap();
+    let config = gql.config_file();
     let command = |args: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_zos-perf"));
         c.arg("collect")

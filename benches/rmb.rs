@@ -239,12 +239,7 @@ fn fleet_curve(g: &RmbGrid) -> String {
             graphql.nodes.push(node(10_000 + i, 9, None, None, ""));
         }
         let gql = GraphQlServer::grid(graphql);
-        let config = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(
-            config.path(),
-            format!("[grid]\ngraphql_urls = [\"{}\"]\n", gql.url()),
-        )
-        .unwrap();
+        let config = gql.config_file();
         let mut runs = Vec::new();
         for _ in 0..3 {
             let t = Instant::now();

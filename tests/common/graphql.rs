@@ -106,6 +106,18 @@ impl GraphQlServer {
         format!("http://{}/graphql", self.addr)
     }
 
+    /// A configuration file whose `[grid]` asks this stand-in, for a
+    /// `zos-perf` process (`--config`); removed when dropped.
+    pub fn config_file(&self) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().expect("temp config");
+        std::fs::write(
+            file.path(),
+            format!("[grid]\ngraphql_urls = [\"{}\"]\n", self.url()),
+        )
+        .expect("write the config");
+        file
+    }
+
     /// Every query received so far, in order.
     pub fn queries(&self) -> Vec<String> {
         self.inner.queries.lock().expect("queries").clone()
