@@ -53,8 +53,11 @@ fn main() {
             zos_perf::bus::BusConfig::default(),
             shutdown.clone(),
         ));
+        // BRPOP waits up to 10 s: the crate's default reply timeout is 500 ms.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(std::time::Duration::from_secs(15)));
         let mut waiter = client
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .expect("connect");
         let ret = "msgbus.bench.get_all";

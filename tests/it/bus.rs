@@ -20,6 +20,18 @@ use zos_perf::bus::{self, Bus, BusStats, Command};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
+/// A connection whose replies may take as long as the longest BRPOP these
+/// tests send (30 s) and a margin: the crate's default of 500 ms would cut a
+/// wait for the handler short whenever it is slow to come back, as it is
+/// after Redis restarts on a loaded machine.
+async fn waiting_conn(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(35)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
 const CPU: &str = r#"{"name":"cpu-benchmark","description":"Measures the performance of the node CPU by reporting the timespent of computing a task in seconds.","timestamp":1700000000,"result":{"single":1.234,"multi":5.678,"threads":4,"workloads":0}}"#;
 const HEALTH: &str = r#"{"name":"healthcheck","description":"health check","timestamp":1700000001,"result":{"cache":[],"network":[]}}"#;
 
@@ -54,8 +66,7 @@ impl Harness {
     }
 
     async fn conn(&self) -> MultiplexedConnection {
-        self.client
-            .get_multiplexed_async_connection()
+        waiting_conn(&self.client)
             .await
             .expect("connect to test redis")
     }
@@ -775,10 +786,7 @@ async fn handler_waits_for_redis_that_is_not_there_yet_and_stops_on_shutdown() {
         .query_async::<()>(&mut conn)
         .await
         .expect("LPUSH");
-    let mut waiter = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
+    let mut waiter = waiting_conn(&client).await.expect("connect");
     let popped: Option<(String, Vec<u8>)> = redis::cmd("BRPOP")
         .arg(&ret)
         .arg(15)
