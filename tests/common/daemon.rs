@@ -15,6 +15,17 @@ use nix::unistd::Pid;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_zos-perf");
 
+/// The Cargo profile the binary was built with (`suite` under
+/// scripts/test, `release` under `cargo test --release`): the name of the
+/// folder it is in, `target/<profile>/`, which scripts/package reads.
+pub fn profile() -> &'static str {
+    Path::new(BIN)
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+        .expect("the binary is in target/<profile>/")
+}
+
 /// Writes `text` as the config file `<dir>/zos-perf.toml`; its path.
 pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("zos-perf.toml");

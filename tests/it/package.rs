@@ -53,11 +53,16 @@ fn subcommands() -> Vec<String> {
     names
 }
 
-/// Builds the package from this suite's release binary into `out`.
+/// Builds the package from the binary this suite built into `out`.
 fn build_package(out: &Path) -> PathBuf {
     let printed = stdout(
         Command::new(Path::new(REPO).join("scripts/package"))
-            .args(["--profile", "release", "--no-build", "--output"])
+            .args([
+                "--profile",
+                common::daemon::profile(),
+                "--no-build",
+                "--output",
+            ])
             .arg(out),
     );
     let deb = std::fs::read_dir(out)

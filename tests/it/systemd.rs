@@ -281,7 +281,7 @@ fn the_package_runs_every_task_under_systemd_and_reloads_on_sighup() {
         "package",
         &[
             "--profile",
-            "release",
+            common::daemon::profile(),
             "--no-build",
             "--output",
             debs.to_str().expect("utf-8 path"),
