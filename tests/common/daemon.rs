@@ -18,12 +18,34 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_zos-perf");
 /// The Cargo profile the binary was built with (`suite` under
 /// scripts/test, `release` under `cargo test --release`): the name of the
 /// folder it is in, `target/<profile>/`, which scripts/package reads.
-pub fn profile() -> &'static str {
+fn profile() -> &'static str {
     Path::new(BIN)
         .parent()
         .and_then(Path::file_name)
         .and_then(|n| n.to_str())
         .expect("the binary is in target/<profile>/")
+}
+
+/// Packages [`BIN`] (scripts/package, not building it again) into the
+/// directory `out`; the path of the .deb.
+pub fn package_into(out: &Path) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/package");
+    let done = Command::new(&script)
+        .args(["--profile", profile(), "--no-build", "--output"])
+        .arg(out)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&done.stdout),
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(done.status.success(), "scripts/package failed: {said}");
+    std::fs::read_dir(out)
+        .expect("package output dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .unwrap_or_else(|| panic!("no .deb in {} (scripts/package said {said})", out.display()))
 }
 
 /// Writes `text` as the config file `<dir>/zos-perf.toml`; its path.

@@ -53,31 +53,6 @@ fn subcommands() -> Vec<String> {
     names
 }
 
-/// Builds the package from the binary this suite built into `out`.
-fn build_package(out: &Path) -> PathBuf {
-    let printed = stdout(
-        Command::new(Path::new(REPO).join("scripts/package"))
-            .args([
-                "--profile",
-                common::daemon::profile(),
-                "--no-build",
-                "--output",
-            ])
-            .arg(out),
-    );
-    let deb = std::fs::read_dir(out)
-        .expect("package output dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no .deb in {} (scripts/package said {printed})",
-                out.display()
-            )
-        });
-    deb
-}
-
 /// A root dpkg can install into: an empty dpkg database, `/dev/null`, and a
 /// `/bin/sh` (the host's, with the libraries it links) for the maintainer
 /// scripts, which dpkg runs chrooted there.
@@ -117,7 +92,7 @@ fn the_package_installs_into_a_throwaway_root_and_runs_from_there() {
         .prefix("zos-perf-package-")
         .tempdir()
         .expect("tempdir");
-    let deb = build_package(&tmp.path().join("out"));
+    let deb = common::daemon::package_into(&tmp.path().join("out"));
 
     // The file list: binary, unit, configuration, man page, completions.
     let list = stdout(Command::new("dpkg-deb").arg("--contents").arg(&deb));

@@ -277,21 +277,7 @@ fn the_package_runs_every_task_under_systemd_and_reloads_on_sighup() {
     let root = PathBuf::from(script("systemd-root", &[]));
     let guest = common::guest::dir();
     let debs = tmp.path().join("deb");
-    script(
-        "package",
-        &[
-            "--profile",
-            common::daemon::profile(),
-            "--no-build",
-            "--output",
-            debs.to_str().expect("utf-8 path"),
-        ],
-    );
-    let deb = std::fs::read_dir(&debs)
-        .expect("package output")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .expect("a .deb");
+    let deb = common::daemon::package_into(&debs);
     let deb_name = deb
         .file_name()
         .expect("name")
