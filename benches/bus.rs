@@ -9,14 +9,9 @@
 //! - round-trip latency at a steady 1,000 requests/s from 16 clients (open
 //!   loop: each client sends on its own schedule whatever the replies do).
 //!
-//! Run: `cargo bench --bench bus`. Writes section `bus` of BENCHMARKS.md.
+//! Run: `cargo bench --bench figures -- bus`. Writes section `bus` of BENCHMARKS.md.
 
-#[path = "support/mod.rs"]
-mod support;
-
-#[path = "../tests/common/mod.rs"]
-mod common;
-
+use crate::{common, support};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -305,7 +300,7 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
-fn main() {
+pub fn main() {
     let server = RedisServer::start();
     redis::cmd("SET")
         .arg("perf.cpu-benchmark")

@@ -9,15 +9,10 @@
 //!   formats;
 //! - `collect --once --json`: wall time and peak RSS of the whole process.
 //!
-//! Run: `cargo bench --bench collect` (`ZOS_PERF_BENCH_NODES` to change the
+//! Run: `cargo bench --bench figures -- collect` (`ZOS_PERF_BENCH_NODES` to change the
 //! node count). Writes section `collect` of BENCHMARKS.md.
 
-#[path = "support/mod.rs"]
-mod support;
-
-#[path = "../tests/common/mod.rs"]
-mod common;
-
+use crate::{common, support};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
@@ -85,7 +80,7 @@ fn rss(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn main() {
+pub fn main() {
     let nodes: u32 = std::env::var("ZOS_PERF_BENCH_NODES")
         .ok()
         .and_then(|n| n.parse().ok())

@@ -13,11 +13,9 @@
 //! tool (`cpubench -j`) on the same machine, each of its five runs right
 //! after one of ours, for calibration.
 //!
-//! Run: `cargo bench --bench cpu`
+//! Run: `cargo bench --bench figures -- cpu`
 
-#[path = "support/mod.rs"]
-mod support;
-
+use crate::support;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -126,7 +124,7 @@ fn reference_run(tool: &str) -> (f64, f64) {
     )
 }
 
-fn main() {
+pub fn main() {
     let (load, waited) = wait_for_low_load();
     let mut busiest: f64 = 0.0;
     let mut quiet = || {

@@ -9,13 +9,9 @@
 //! (backoff_total 0): this measures one attempt, which is what every run
 //! costs when the checks pass.
 //!
-//! Run: `cargo bench --bench healthcheck`.
+//! Run: `cargo bench --bench figures -- healthcheck`.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "support/mod.rs"]
-mod support;
-
+use crate::{common, support};
 use std::time::{Duration, Instant};
 
 use common::{dropping_ns, in_netns, NetNs};
@@ -56,7 +52,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn main() {
+pub fn main() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_path_buf();
 

@@ -11,16 +11,11 @@
 //!   daemons and relays away 0 s to 2 minutes: the busiest second, the
 //!   connections a second at the relay, the last return.
 //!
-//! Run: `cargo bench --bench herd` (about 3 minutes; `ZOS_PERF_HERD_NODES`
+//! Run: `cargo bench --bench figures -- herd` (about 3 minutes; `ZOS_PERF_HERD_NODES`
 //! sets the number of transports, 250 by default). Writes section `herd`
 //! of BENCHMARKS.md.
 
-#[path = "support/mod.rs"]
-mod support;
-
-#[path = "../tests/common/mod.rs"]
-mod common;
-
+use crate::{common, support};
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -33,7 +28,7 @@ const LIMIT: Duration = Duration::from_secs(150);
 /// Simulated restarts of 200 daemons per relay downtime.
 const SMALL_RUNS: usize = 2_000;
 
-fn main() {
+pub fn main() {
     let nodes: usize = std::env::var("ZOS_PERF_HERD_NODES")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -5,18 +5,14 @@
 //! `msgbus.zos.perf.history` as the RMB peer would. Every reply is taken
 //! and checked; the daemon's peak RSS (VmHWM) is read from /proc.
 //!
-//! Run: `cargo bench --bench history_burst` (a few minutes: the largest
+//! Run: `cargo bench --bench figures -- history_burst` (a few minutes: the largest
 //! burst moves gigabytes of replies through Redis). `BURSTS=64,256` picks
 //! the sizes.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "support/mod.rs"]
-mod support;
-
+use crate::{common, support};
 use common::burst;
 
-fn main() {
+pub fn main() {
     let sizes: Vec<usize> = std::env::var("BURSTS")
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())

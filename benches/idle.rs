@@ -4,15 +4,11 @@
 //! results of every task, iperf results of 160 entries), which the daemon
 //! reads into memory at start.
 //!
-//! Run: `cargo bench --bench idle` (takes about 140 s; `IDLE_SECONDS`
+//! Run: `cargo bench --bench figures -- idle` (takes about 140 s; `IDLE_SECONDS`
 //! shortens each sample for a quick look).
 //! Targets: RSS ≤ 10 MiB, CPU ≤ 0.1 %.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "support/mod.rs"]
-mod support;
-
+use crate::{common, support};
 use std::time::{Duration, Instant};
 
 // `status_kib(pid, field)`: a `kB` field of /proc/<pid>/status: `VmRSS`,
@@ -49,7 +45,7 @@ fn fill(redis: &common::RedisServer) {
     }
 }
 
-fn main() {
+pub fn main() {
     let seconds = std::env::var("IDLE_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())

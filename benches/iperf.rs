@@ -2,16 +2,11 @@
 //! over IPv4 and IPv6) against a real `iperf3 -s` in a namespace, over a
 //! veth pair, with a 1 s run duration and with iperf3's default (10 s).
 //!
-//! Run with `cargo bench --bench iperf` (as root: it makes namespaces).
+//! Run with `cargo bench --bench figures -- iperf` (as root: it makes namespaces).
 //! The speeds are those of a veth pair on this machine, not of a network;
 //! they show what the task reports, and how much CPU the runs take.
 
-#[path = "support/mod.rs"]
-mod support;
-
-#[path = "../tests/common/mod.rs"]
-mod common;
-
+use crate::{common, support};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -23,7 +18,7 @@ use zos_perf::tasks::iperf::report::Entry;
 use zos_perf::tasks::iperf::Iperf;
 use zos_perf::tasks::{RunContext, Task};
 
-fn main() {
+pub fn main() {
     // Busy retries and failed runs show up here (RUST_LOG=debug for more).
     let level = std::env::var("RUST_LOG")
         .ok()

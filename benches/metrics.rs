@@ -9,15 +9,11 @@
 //! - scrapes answered while one source floods the listener with dripping
 //!   connections (section "Under hostile input: metrics scrapes ...").
 //!
-//! Run: `cargo bench --bench metrics` (about 2 min); the flood alone:
-//! `cargo bench --bench metrics -- flood`.
+//! Run: `cargo bench --bench figures -- metrics` (about 2 min); the flood alone:
+//! `cargo bench --bench figures -- metrics flood`.
 //! Targets: RSS ≤ 10 MiB, CPU ≤ 0.1 %.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "support/mod.rs"]
-mod support;
-
+use crate::{common, support};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
@@ -158,7 +154,7 @@ fn flooded(addr: SocketAddr, build: &str) -> String {
 127.0.0.1. A scraper on 127.0.0.1 (reqwest, a new connection per scrape, Prometheus's default 10 s timeout, one scrape \
 every {} ms); the flood from 127.0.0.2: 16 connections each sending a request head one byte a second, reopened the \
 moment the daemon closes one ({reopened} reopened in {secs:.0} s: the {} over the per-source limit of 4 are closed at \
-accept). Run alone: `cargo bench --bench metrics -- flood`.\n\n\
+accept). Run alone: `cargo bench --bench figures -- metrics flood`.\n\n\
 | scrapes | answered | p50 | p99 |\n|---|---|---|---|\n{}{}\n\
 Before the per-source limit (16 connections in all, any source): 3 of 40 scrapes answered under the same flood \
 (issue 25), 1 of 40 in `tests/it/metrics.rs` against that listener. Target: at least 95 % answered.\n",
@@ -209,7 +205,7 @@ fn append_cost() -> (Duration, Duration, usize) {
     })
 }
 
-fn main() {
+pub fn main() {
     let redis = common::RedisServer::start();
     let mut conn = redis.conn();
     let now = chrono::Utc::now().timestamp();

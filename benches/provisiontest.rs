@@ -9,13 +9,9 @@
 //!   guest's 512 MiB belong to qemu) over a run triggered by its start-up
 //!   check, with the other tasks and the bus off.
 //!
-//! Run: `cargo bench --bench provisiontest` (root; qemu-system-x86 installed).
+//! Run: `cargo bench --bench figures -- provisiontest` (root; qemu-system-x86 installed).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "support/mod.rs"]
-mod support;
-
+use crate::{common, support};
 use std::time::{Duration, Instant};
 
 use common::{guest, wait_for, RedisServer};
@@ -51,7 +47,7 @@ fn status_kib(pid: u32, key: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-fn main() {
+pub fn main() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = Config::from_toml(&config_text(tmp.path())).expect("config");
     let task = ProvisionTest::new(&config.sections.provisiontest, &config.grid_context());
@@ -112,7 +108,7 @@ fn main() {
     };
     let body = format!(
         "qemu-system-x86_64 with `-accel tcg`, 1 vCPU, 512 MiB, guest of scripts/test-guest \
-         ({kernel}), {RUNS} attempts in a row (`cargo bench --bench provisiontest`).\n\n\
+         ({kernel}), {RUNS} attempts in a row (`cargo bench --bench figures -- provisiontest`).\n\n\
          | measure | median | all runs (s) |\n|---|---|---|\n\
          | hypervisor start to marker | {:.2} s | {} |\n\
          | whole attempt (checks, boot, teardown) | {:.2} s | {} |\n\n\

@@ -7,16 +7,9 @@
 //! the task's own cost (netlink, link up, TCP + HTTP through the gateway);
 //! on a node, add the round trip to the real lookup service and its TLS.
 //!
-//! Run: `cargo bench --bench public_ip`.
+//! Run: `cargo bench --bench figures -- public_ip`.
 
-#[path = "support/mod.rs"]
-mod support;
-
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/pubnet/mod.rs"]
-mod pubnet;
-
+use crate::{pubnet, support};
 use std::time::{Duration, Instant};
 
 use pubnet::*;
@@ -57,7 +50,7 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn main() {
+pub fn main() {
     let net = Net::new();
     let me = node(ME, "192.0.2.1");
 

@@ -5,15 +5,10 @@
 //! (`VmHWM`), how long it took to refuse them all, and how many chain
 //! lookups of the sender it made.
 //!
-//! Run: `cargo bench --bench relay_flood`. Writes the "relay flood" row of
+//! Run: `cargo bench --bench figures -- relay_flood`. Writes the "relay flood" row of
 //! the section "Under hostile input" of BENCHMARKS.md.
 
-#[path = "support/mod.rs"]
-mod support;
-
-#[path = "../tests/common/mod.rs"]
-mod common;
-
+use crate::{common, support};
 use std::time::{Duration, Instant};
 
 use common::chain::ChainServer;
@@ -34,7 +29,7 @@ const CHAIN_DELAY: Duration = Duration::from_secs(8);
 const FORGER: &str =
     "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
 
-fn main() {
+pub fn main() {
     let redis = RedisServer::start();
     store_fresh_cpu(&redis);
     let g = RmbGrid::start();
@@ -108,7 +103,7 @@ fn main() {
     drop(daemon);
     let mib = |kib: u64| kib as f64 / 1024.0;
     let row = format!(
-        "| relay flood: {FLOOD} envelopes of 4 MiB with forged signatures from one twin, the chain answering for it in {} s | daemon peak RSS (`VmHWM`) **{:.1} MiB** (idle {:.1} MiB); all refused (104) in {:.1} s; {lookups} chain lookup(s) of the sender; limit 64 MiB | `cargo bench --bench relay_flood`, {} |",
+        "| relay flood: {FLOOD} envelopes of 4 MiB with forged signatures from one twin, the chain answering for it in {} s | daemon peak RSS (`VmHWM`) **{:.1} MiB** (idle {:.1} MiB); all refused (104) in {:.1} s; {lookups} chain lookup(s) of the sender; limit 64 MiB | `cargo bench --bench figures -- relay_flood`, {} |",
         CHAIN_DELAY.as_secs(),
         mib(peak),
         mib(idle),

@@ -8,14 +8,9 @@
 //! - `zos-perf fleet` over grids of 100, 1,000 and 5,000 responders: wall
 //!   time, fleet's CPU time and peak RSS.
 //!
-//! Run: `cargo bench --bench rmb`. Writes section `rmb` of BENCHMARKS.md.
+//! Run: `cargo bench --bench figures -- rmb`. Writes section `rmb` of BENCHMARKS.md.
 
-#[path = "support/mod.rs"]
-mod support;
-
-#[path = "../tests/common/mod.rs"]
-mod common;
-
+use crate::{common, support};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,7 +90,7 @@ fn envelope_costs(kt: KeyType) -> (Duration, Duration) {
     )
 }
 
-fn main() {
+pub fn main() {
     // A trial of the fleet curve only (other counts, a profiler): printed,
     // not written to BENCHMARKS.md.
     if std::env::var_os("RMB_BENCH_ONLY_FLEET").is_some() {

@@ -16,15 +16,10 @@
 //! does, for 10 minutes), so that the figures are the daemon's and the
 //! callers', not a chain lookup for every envelope routed.
 //!
-//! Run: `cargo bench --bench rmb_serve` (needs scripts/interop-setup).
+//! Run: `cargo bench --bench figures -- rmb_serve` (needs scripts/interop-setup).
 //! Writes section `rmb_serve` of BENCHMARKS.md.
 
-#[path = "support/mod.rs"]
-mod support;
-
-#[path = "../tests/common/mod.rs"]
-mod common;
-
+use crate::{common, support};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -199,7 +194,7 @@ fn throughput(g: &RmbGrid, pid: u32, peers: usize) -> (usize, f64, Duration) {
     (served, per_s, cpu / served as u32)
 }
 
-fn main() {
+pub fn main() {
     let redis = RedisServer::start();
     let stored = store_fresh_cpu(&redis);
     let g = RmbGrid::start_like_the_grid();

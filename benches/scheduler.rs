@@ -6,14 +6,10 @@
 //! truncated to the second: a run 1.3 s late counts as 1.3 s, and due
 //! seconds that never fired are counted as gaps.
 //!
-//! Run: `cargo bench --bench scheduler` (takes about 2 minutes).
+//! Run: `cargo bench --bench figures -- scheduler` (takes about 2 minutes).
 //! Target: p99 ≤ 20 ms.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "support/mod.rs"]
-mod support;
-
+use crate::{common, support};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,7 +74,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Dues {
     }
 }
 
-fn main() {
+pub fn main() {
     let dues = Arc::new(Mutex::new(Vec::new()));
     tracing::subscriber::set_global_default(
         tracing_subscriber::registry().with(Dues(dues.clone())),

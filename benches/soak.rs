@@ -29,15 +29,11 @@
 //!   half the run for runs shorter than 2 minutes), and every request that
 //!   has someone to answer answered exactly once, rightly.
 //!
-//! Run: `cargo bench --bench soak -- [--seconds N] [--rate R]` (default
+//! Run: `cargo bench --bench figures -- soak [--seconds N] [--rate R]` (default
 //! 600 s at 2,000/s). Writes section `soak` of BENCHMARKS.md; exits
 //! non-zero on failure.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "support/mod.rs"]
-mod support;
-
+use crate::{common, support};
 use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -339,7 +335,7 @@ fn ms(us: u32) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
-fn main() {
+pub fn main() {
     // Everything (redis-server, the daemon's directory) is dropped inside
     // `soak`, before the exit status is set.
     if !soak(args()) {
@@ -614,7 +610,7 @@ RSS {} at 10 s, {} at 20 s.\n\n",
     }
     let cpu_total = (samples.last().map(|s| s.2).unwrap_or(0) - samples[0].2) as f64 / hz;
     let body = format!(
-        "`cargo bench --bench soak -- --seconds {secs} --rate {rate}`: `zos-perf run` (the shipped binary) \
+        "`cargo bench --bench figures -- soak --seconds {secs} --rate {rate}`: `zos-perf run` (the shipped binary) \
 against a private redis-server on a unix socket, a stored result for each task (tasks scheduled \
 yearly, so none runs; the healthcheck runs every 10 s against a loopback listener). \
 Open-loop load of {rate} requests/s for {secs} s from one sender (LPUSH, pipelined every 0.5 ms) \

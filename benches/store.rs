@@ -7,16 +7,12 @@
 //! the `ret` list. The store read alone (one MGET, what `zos-perf get-all`
 //! does) is shown beside it.
 //!
-//! Run: `cargo bench --bench store`. Target: ≤ 0.3 ms median, ≥ 1000× faster.
+//! Run: `cargo bench --bench figures -- store`. Target: ≤ 0.3 ms median, ≥ 1000× faster.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "support/mod.rs"]
-mod support;
-
+use crate::{common, support};
 use std::time::{Duration, Instant};
 
-fn main() {
+pub fn main() {
     let redis = common::RedisServer::start_with(&["--enable-debug-command", "yes"]);
     let mut conn = redis.conn();
     let _: () = redis::cmd("DEBUG")
