@@ -8,6 +8,9 @@
 //!   clients), alternately, `ROUNDS` times each, with the daemon's CPU time
 //!   per request;
 //! - one envelope's seal and open (`rmb::e2e`), with and without the cache;
+//! - the signature work of one request (a signature and a check on each
+//!   side), which no cache removes, and so the highest ratio a cache could
+//!   give;
 //! - the round trip p50/p99 from the grid's TypeScript client
 //!   (tests/interop/rmb.js `bench`: one connection, sequential calls);
 //! - the idle RSS of the daemon with the relay transport on.
@@ -31,7 +34,7 @@ use serde_json::json;
 use zos_perf::grid::chain::{ChainClient, ChainOptions};
 use zos_perf::rmb::relay_link::RelayOptions;
 use zos_perf::rmb::twin::TwinDb;
-use zos_perf::rmb::{e2e, keycache, Identity, KeyType, RmbClient};
+use zos_perf::rmb::{e2e, identity, keycache, Identity, KeyType, RmbClient};
 
 const SERVER: u32 = 300;
 const CLIENTS: u32 = 4;
@@ -47,7 +50,7 @@ const ROUNDS: usize = 2;
 /// Seals (and opens) per timed batch; the best of `BATCHES` is kept (the
 /// batch least disturbed by other processes).
 const SEALS: usize = 400;
-const BATCHES: usize = 5;
+const BATCHES: usize = 10;
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -93,40 +96,87 @@ fn spawn_daemon(config: &std::path::Path, on: bool) -> common::KillOnDrop {
     common::KillOnDrop(cmd.spawn().expect("spawn zos-perf run"))
 }
 
-/// Microseconds per seal and per open of `payload` between a caller and
-/// the server, each keeping the keys of `peers` peers (0: none).
-fn per_envelope(peers: usize, payload: &[u8]) -> (f64, f64) {
-    let caller = Identity::from_secret(&seed(0), KeyType::Sr25519)
-        .unwrap()
-        .with_key_cache(peers);
-    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519)
-        .unwrap()
-        .with_key_cache(peers);
-    let (to, from) = (server.secp256k1_public(), caller.secp256k1_public());
-    let cipher = e2e::encrypt(&caller, &to, payload).unwrap();
-    let best = |f: &dyn Fn()| {
-        f(); // warm (fills the cache when there is one)
-        (0..BATCHES)
-            .map(|_| {
-                let t = Instant::now();
-                for _ in 0..SEALS {
-                    f();
-                }
-                t.elapsed()
-            })
-            .min()
+/// The crypto of one request, in microseconds of CPU: sealing and opening
+/// `payload` with the key cache off and on, and the signature work no
+/// cache removes (the caller signs the request, sr25519 as the bench's
+/// callers, and the daemon checks it; the daemon signs the reply, ed25519,
+/// and the caller checks it; each as the code does it, `identity::verify`
+/// parsing the account's key every time, over a 16-byte digest as an
+/// envelope's).
+struct Crypto {
+    seal_off: f64,
+    open_off: f64,
+    seal_on: f64,
+    open_on: f64,
+    sr_sign: f64,
+    sr_verify: f64,
+    ed_sign: f64,
+    ed_verify: f64,
+}
+
+/// [`Crypto`], each figure the best of `BATCHES` batches of `SEALS` calls,
+/// the batches of all eight taken in turn (a machine that changes speed
+/// weighs on all alike; the best is the batch least disturbed).
+fn crypto(payload: &[u8]) -> Crypto {
+    let pair = |peers: usize| {
+        let caller = Identity::from_secret(&seed(0), KeyType::Sr25519)
             .unwrap()
-            .as_secs_f64()
-            * 1e6
-            / SEALS as f64
+            .with_key_cache(peers);
+        let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519)
+            .unwrap()
+            .with_key_cache(peers);
+        (caller, server)
     };
-    let seal = best(&|| {
-        std::hint::black_box(e2e::encrypt(&caller, &to, payload).unwrap());
-    });
-    let open = best(&|| {
-        std::hint::black_box(e2e::decrypt(&server, &from, &cipher).unwrap());
-    });
-    (seal, open)
+    let (caller_off, server_off) = pair(0);
+    let (caller_on, server_on) = pair(keycache::PEERS);
+    let (to, from) = (server_on.secp256k1_public(), caller_on.secp256k1_public());
+    let cipher = e2e::encrypt(&caller_on, &to, payload).unwrap();
+    let digest = [0x5a_u8; 16];
+    let (by_caller, by_server) = (caller_on.sign(&digest), server_on.sign(&digest));
+    let (caller_id, server_id) = (caller_on.account_id(), server_on.account_id());
+    let seal = |who: &Identity| {
+        std::hint::black_box(e2e::encrypt(who, &to, payload).unwrap());
+    };
+    let open = |who: &Identity| {
+        std::hint::black_box(e2e::decrypt(who, &from, &cipher).unwrap());
+    };
+    let work: [&dyn Fn(); 8] = [
+        &|| seal(&caller_off),
+        &|| open(&server_off),
+        &|| seal(&caller_on),
+        &|| open(&server_on),
+        &|| {
+            std::hint::black_box(caller_on.sign(&digest));
+        },
+        &|| identity::verify(&caller_id, &digest, &by_caller).unwrap(),
+        &|| {
+            std::hint::black_box(server_on.sign(&digest));
+        },
+        &|| identity::verify(&server_id, &digest, &by_server).unwrap(),
+    ];
+    let mut best = [f64::MAX; 8];
+    for f in &work {
+        f(); // warm: fills the caches that are on
+    }
+    for _ in 0..BATCHES {
+        for (f, best) in work.iter().zip(best.iter_mut()) {
+            let t = Instant::now();
+            for _ in 0..SEALS {
+                f();
+            }
+            *best = best.min(t.elapsed().as_secs_f64() * 1e6 / SEALS as f64);
+        }
+    }
+    Crypto {
+        seal_off: best[0],
+        open_off: best[1],
+        seal_on: best[2],
+        open_on: best[3],
+        sr_sign: best[4],
+        sr_verify: best[5],
+        ed_sign: best[6],
+        ed_verify: best[7],
+    }
 }
 
 /// One throughput run against the daemon `pid`: every caller keeps the
@@ -207,8 +257,8 @@ pub fn main() {
 
     // One envelope: the request's payload sealed, the reply's opened.
     let reply = serde_json::to_vec(&stored).unwrap();
-    let (seal_off, open_off) = per_envelope(0, &reply);
-    let (seal_on, open_on) = per_envelope(keycache::PEERS, &reply);
+    let c = crypto(&reply);
+    let (seal_off, open_off, seal_on, open_on) = (c.seal_off, c.open_off, c.seal_on, c.open_on);
 
     let mut config = tempfile::NamedTempFile::new().unwrap();
     config
@@ -281,6 +331,8 @@ pub fn main() {
     let ts = rmb_js("bench", input);
     drop(daemon);
 
+    let sig_total = c.sr_sign + c.sr_verify + c.ed_sign + c.ed_verify;
+    let derive_total = 2.0 * (seal_off - seal_on) + 2.0 * (open_off - open_on);
     let mib = |kib: u64| kib as f64 / 1024.0;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let body = format!(
@@ -290,8 +342,17 @@ pub fn main() {
          | requests served per second ({CLIENTS} client sessions × {IN_FLIGHT} calls outstanding, {served} calls; mean of the runs) | {off_s:.0}/s | **{on_s:.0}/s** | **{:.2}×** |\n\
          | each run | {} /s | {} /s | |\n\
          | daemon CPU time (user + system) per request served | {:.0} µs | {:.0} µs | {:.2}× less |\n\
-         | sealing one payload of {} bytes (`e2e::encrypt`, best of {BATCHES} batches of {SEALS}) | {seal_off:.1} µs | {seal_on:.1} µs | {:.1}× |\n\
+         | sealing one payload of {} bytes (`e2e::encrypt`, best of {BATCHES} batches of {SEALS}, taken in turn with the figures below) | {seal_off:.1} µs | {seal_on:.1} µs | {:.1}× |\n\
          | opening it (`e2e::decrypt`) | {open_off:.1} µs | {open_on:.1} µs | {:.1}× |\n\n\
+         What the cache cannot remove, measured in the same run: every request is signed by its caller and checked by the daemon, and every reply signed by the daemon and checked by its caller (the protocol's signatures, one envelope each way). With the cache, each side still does a signature and a check per request; without it, each also derives the key twice (seal and open).\n\n\
+         | per request | µs of CPU |\n|---|---:|\n\
+         | caller signs the request (sr25519) | {:.1} |\n\
+         | daemon checks it (sr25519, the key parsed from the account) | {:.1} |\n\
+         | daemon signs the reply (ed25519) | {:.1} |\n\
+         | caller checks it (ed25519) | {:.1} |\n\
+         | **signature work per request, both sides** | **{:.1}** |\n\
+         | key derivations the cache removes per request (two seals and two opens, off − on) | {:.1} |\n\
+         | the highest on/off ratio any key cache could give if nothing but this crypto cost CPU: (signatures + derivations) / signatures | **{:.2}×** |\n\n\
          With the cache on (the default):\n\n\
          | what | figure |\n|---|---:|\n\
          | TypeScript client (`@threefold/rmb_direct_client`), {} sequential calls, round trip p50 (send until the reply is verified, decrypted and parsed) | {:.2} ms |\n\
@@ -313,6 +374,13 @@ pub fn main() {
         reply.len(),
         seal_off / seal_on,
         open_off / open_on,
+        c.sr_sign,
+        c.sr_verify,
+        c.ed_sign,
+        c.ed_verify,
+        sig_total,
+        derive_total,
+        (sig_total + derive_total) / sig_total,
         ts["calls"],
         ts["p50_ms"].as_f64().unwrap_or(f64::NAN),
         ts["p99_ms"].as_f64().unwrap_or(f64::NAN),
