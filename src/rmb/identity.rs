@@ -24,6 +24,7 @@ use blake2::{Blake2b512, Digest};
 use ed25519_dalek::{Signer, Verifier};
 use zeroize::Zeroizing;
 
+use super::account_keys::{self, AccountKey};
 use super::error::RmbError;
 use super::keycache::{self, KeyCache};
 
@@ -219,29 +220,27 @@ pub enum SignatureError {
 }
 
 /// Checks a 65-byte typed signature of `message` by `account` (32 bytes).
+/// The account's key is parsed once and kept (rmb/account_keys.rs).
 pub fn verify(account: &[u8; 32], message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
     if signature.len() != 65 {
         return Err(SignatureError::Length(signature.len()));
     }
     let sig = &signature[1..];
-    match KeyType::from_type_byte(signature[0]) {
-        Some(kt @ KeyType::Ed25519) => {
-            let key = ed25519_dalek::VerifyingKey::from_bytes(account)
-                .map_err(|_| SignatureError::NotAKey(kt))?;
+    let kt =
+        KeyType::from_type_byte(signature[0]).ok_or(SignatureError::UnknownType(signature[0]))?;
+    match account_keys::parsed(account, kt).ok_or(SignatureError::NotAKey(kt))? {
+        AccountKey::Ed25519(key) => {
             let sig = ed25519_dalek::Signature::from_slice(sig)
                 .map_err(|_| SignatureError::Malformed(kt))?;
             key.verify(message, &sig)
                 .map_err(|_| SignatureError::Mismatch(kt))
         }
-        Some(kt @ KeyType::Sr25519) => {
-            let key = schnorrkel::PublicKey::from_bytes(account)
-                .map_err(|_| SignatureError::NotAKey(kt))?;
+        AccountKey::Sr25519(key) => {
             let sig = schnorrkel::Signature::from_bytes(sig)
                 .map_err(|_| SignatureError::Malformed(kt))?;
             key.verify_simple(SR25519_CONTEXT, message, &sig)
                 .map_err(|_| SignatureError::Mismatch(kt))
         }
-        None => Err(SignatureError::UnknownType(signature[0])),
     }
 }
 

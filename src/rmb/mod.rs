@@ -14,6 +14,7 @@
 //! requests coming in over a relay. See docs/rmb.md for what must be on
 //! chain for a twin to be reachable.
 
+mod account_keys;
 mod client;
 mod config;
 pub mod e2e;
