@@ -101,7 +101,7 @@ fn spawn_daemon(config: &std::path::Path, on: bool) -> common::KillOnDrop {
 /// cache removes (the caller signs the request, sr25519 as the bench's
 /// callers, and the daemon checks it; the daemon signs the reply, ed25519,
 /// and the caller checks it; each as the code does it, `identity::verify`
-/// parsing the account's key every time, over a 16-byte digest as an
+/// keeping the account's key once parsed, over a 16-byte digest as an
 /// envelope's).
 struct Crypto {
     seal_off: f64,
@@ -347,7 +347,7 @@ pub fn main() {
          What the cache cannot remove, measured in the same run: every request is signed by its caller and checked by the daemon, and every reply signed by the daemon and checked by its caller (the protocol's signatures, one envelope each way). With the cache, each side still does a signature and a check per request; without it, each also derives the key twice (seal and open).\n\n\
          | per request | µs of CPU |\n|---|---:|\n\
          | caller signs the request (sr25519) | {:.1} |\n\
-         | daemon checks it (sr25519, the key parsed from the account) | {:.1} |\n\
+         | daemon checks it (sr25519; the account's key parsed once and kept, rmb/account_keys.rs) | {:.1} |\n\
          | daemon signs the reply (ed25519) | {:.1} |\n\
          | caller checks it (ed25519) | {:.1} |\n\
          | **signature work per request, both sides** | **{:.1}** |\n\
