@@ -8,16 +8,18 @@
 //! scheme. They are public keys: nothing here is secret, and a twin whose
 //! key changes has other account bytes, so nothing kept goes stale.
 //!
-//! Bounded: at most [`CAPACITY`] keys (about 250 bytes each with the map's
-//! own); when full, the map is emptied and starts again. A caller who
-//! cycles through more accounts than that only pays the parse it pays
-//! without a cache. Bytes that are not a key of their scheme are never
-//! kept.
+//! Bounded: the [`KeyCache`] the end-to-end keys use, at most [`CAPACITY`]
+//! accounts (about 250 bytes each with the map's own), least recently used
+//! first out. A caller who cycles through more accounts than that only pays
+//! the parse it pays without a cache. Bytes that are not a key of their
+//! scheme are never kept.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::LazyLock;
+
+use zeroize::Zeroize;
 
 use super::identity::KeyType;
+use super::keycache::KeyCache;
 
 /// Accounts whose parsed keys are kept.
 pub const CAPACITY: usize = 256;
@@ -29,32 +31,32 @@ pub(crate) enum AccountKey {
     Sr25519(schnorrkel::PublicKey),
 }
 
-/// The keys kept, by account bytes and scheme (`None` until the first).
-type Kept = Option<HashMap<([u8; 32], KeyType), AccountKey>>;
+/// [`KeyCache`] wipes what it lets go, as it is made for secrets; a public
+/// key has nothing to wipe.
+impl Zeroize for AccountKey {
+    fn zeroize(&mut self) {}
+}
 
-static KEPT: Mutex<Kept> = Mutex::new(None);
+/// The keys kept, by account bytes followed by the scheme's type byte.
+static KEPT: LazyLock<KeyCache<AccountKey>> = LazyLock::new(|| KeyCache::new(CAPACITY));
+
+fn cache_key(account: &[u8; 32], scheme: KeyType) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    key[..32].copy_from_slice(account);
+    key[32] = scheme.type_byte();
+    key
+}
 
 /// `account` parsed as a key of `scheme`: the one kept, else parsed now
 /// and kept; `None` when the bytes are not such a key.
 pub(crate) fn parsed(account: &[u8; 32], scheme: KeyType) -> Option<AccountKey> {
-    // The map holds plain values: a panic elsewhere cannot leave it half
-    // written, so a poisoned lock is still good to use.
-    if let Some(key) = KEPT
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .and_then(|kept| kept.get(&(*account, scheme)))
-    {
-        return Some(*key);
+    let key = cache_key(account, scheme);
+    if let Some(parsed) = KEPT.get(&key) {
+        return Some(parsed);
     }
-    let key = parse(account, scheme)?;
-    let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
-    let kept = kept.get_or_insert_with(HashMap::new);
-    if kept.len() >= CAPACITY {
-        kept.clear();
-    }
-    kept.insert((*account, scheme), key);
-    Some(key)
+    let parsed = parse(account, scheme)?;
+    KEPT.insert(&key, parsed);
+    Some(parsed)
 }
 
 /// The parse itself, without the cache.
@@ -67,15 +69,6 @@ fn parse(account: &[u8; 32], scheme: KeyType) -> Option<AccountKey> {
             .ok()
             .map(AccountKey::Sr25519),
     }
-}
-
-/// Accounts kept now (for the tests of the bound).
-#[cfg(test)]
-fn kept() -> usize {
-    KEPT.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .map_or(0, HashMap::len)
 }
 
 #[cfg(test)]
@@ -106,18 +99,14 @@ mod tests {
         let junk = [0xff; 32];
         assert!(parse(&junk, KeyType::Sr25519).is_none());
         assert!(parsed(&junk, KeyType::Sr25519).is_none());
-        assert!(!KEPT
-            .lock()
-            .unwrap()
-            .as_ref()
-            .is_some_and(|k| k.contains_key(&(junk, KeyType::Sr25519))));
+        assert!(KEPT.get(&cache_key(&junk, KeyType::Sr25519)).is_none());
     }
 
     #[test]
     fn the_map_never_holds_more_than_its_capacity() {
         for i in 0..(CAPACITY as u32 * 2 + 3) {
             assert!(parsed(&account(1000 + i), KeyType::Ed25519).is_some());
-            assert!(kept() <= CAPACITY, "{} kept", kept());
+            assert!(KEPT.len() <= CAPACITY, "{} kept", KEPT.len());
         }
     }
 }

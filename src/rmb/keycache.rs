@@ -12,6 +12,9 @@
 //! about 160 bytes with the map's own, so 1,024 peers stay under 200 KiB.
 //! A key leaving the cache (evicted, or the cache dropped) is zeroized.
 //!
+//! The same cache keeps the account keys parsed for checking signatures
+//! (account_keys.rs): public keys, which have nothing to wipe.
+//!
 //! Eviction looks for the least recently used entry by a scan: it only
 //! happens after a miss, whose ECDH costs a thousand times more than
 //! scanning 1,024 counters, and it keeps the structure one map.
