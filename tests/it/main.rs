@@ -16,6 +16,7 @@ mod chain;
 mod cli;
 mod clock_check;
 mod collect;
+mod cpu_benchmark;
 mod docs_drift;
 mod docs_links;
 mod faults;

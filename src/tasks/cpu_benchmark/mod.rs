@@ -72,11 +72,14 @@ pub struct CpuBenchmark {
 }
 
 /// The length of the loop and where it must end: the documented 64 Mi steps, or a
-/// short loop for tests of everything around it.
+/// short loop for tests of everything around it (an endless one, with `steps`
+/// at `u64::MAX`, for tests of cancelling; see [`CpuBenchmark::with_workload`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Workload {
-    steps: u64,
-    expected: u64,
+pub struct Workload {
+    /// Steps of each chain.
+    pub steps: u64,
+    /// Where each chain must end for the run to give a score.
+    pub expected: u64,
 }
 
 const SPEC_WORKLOAD: Workload = Workload {
@@ -98,6 +101,13 @@ impl CpuBenchmark {
             workloads_command: config.workloads_command.clone(),
             workload: SPEC_WORKLOAD,
         }
+    }
+
+    /// The same task with another loop than the documented one: for tests,
+    /// which need a short loop, or an endless one to cancel. The daemon never
+    /// calls it.
+    pub fn with_workload(self, workload: Workload) -> Self {
+        Self { workload, ..self }
     }
 
     /// The number reported as `workloads`: 0 when no source is configured or

@@ -1,5 +1,3 @@
-use std::time::Instant;
-
 use super::*;
 
 /// A loop short enough for tests, with the end the reference crate gives.
@@ -153,31 +151,11 @@ async fn a_loop_that_ends_on_another_value_fails_the_run_saying_so() {
     );
 }
 
-#[tokio::test]
-async fn cancelling_a_running_benchmark_stops_it_within_100_ms() {
-    let endless = Workload {
-        steps: u64::MAX,
-        expected: 0,
-    };
-    let t = task(endless, None);
-    let ctx = RunContext::default();
-    let run = t.run(&ctx);
-    tokio::pin!(run);
-    // The run cannot finish by itself: give the loop time to get going.
-    tokio::select! {
-        r = &mut run => panic!("an endless run ended: {r:?}"),
-        _ = tokio::time::sleep(Duration::from_millis(300)) => {}
-    }
-    let cancelled = Instant::now();
-    ctx.cancel.cancel();
-    let err = tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .expect("the run stops at all")
-        .expect_err("a cancelled run has no result");
-    let took = cancelled.elapsed();
-    assert!(took < Duration::from_millis(100), "stopped after {took:?}");
-    assert!(format!("{err:#}").contains("cancelled"), "{err:#}");
-}
+// That a cancelled run stops within 100 ms is checked in
+// tests/it/cpu_benchmark.rs, against the library as the suite builds it:
+// this harness is compiled at opt-level 0 (scripts/suite-rustc), where a
+// block of steps between two looks at the stop flag is about 30 times
+// longer than in the daemon.
 
 #[test]
 fn cpu_lists_are_counted_as_the_kernel_writes_them() {

@@ -20,7 +20,7 @@ pub const SEED: u64 = 0x0a0b_0c0d_1234_5ff0;
 /// Steps of one chain: 64 Mi.
 pub const STEPS: u64 = 64 * 1024 * 1024;
 /// Where a chain of [`STEPS`] from [`SEED`] must end.
-pub(crate) const FINAL: u64 = 0x4092_42b8_972c_b0b1;
+pub const FINAL: u64 = 0x4092_42b8_972c_b0b1;
 /// Steps between two looks at the stop flag (about 1 ms of work).
 pub const CHECK_EVERY: u64 = 1 << 16;
 
@@ -125,7 +125,7 @@ pub(crate) fn timed_chain(
 /// Runs one timed chain on each of `threads` new OS threads, all released
 /// together once every one of them is ready. Returns each thread's outcome,
 /// or the error of a thread that could not be started.
-pub(crate) fn parallel_chains(
+pub fn parallel_chains(
     path: Path,
     threads: usize,
     steps: u64,
@@ -207,8 +207,6 @@ impl StartLine {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     fn crate_chain(seed: u64, steps: u64) -> u64 {
@@ -224,13 +222,12 @@ mod tests {
         paths
     }
 
-    #[test]
-    fn the_full_64_mi_loop_ends_on_the_spec_value_on_both_paths() {
-        let stop = AtomicBool::new(false);
-        for path in paths() {
-            assert_eq!(chain(path, SEED, STEPS, &stop), Ok(FINAL), "{path:?}");
-        }
-    }
+    // The full 64 Mi chain on both paths, and that raised flag stops running
+    // chains within 100 ms, are checked in tests/it/cpu_benchmark.rs, against
+    // the library as the suite builds it: this module's harness is compiled
+    // at opt-level 0 (scripts/suite-rustc), where the portable path alone
+    // takes over a minute and a block of steps between two looks at the
+    // flag is about 30 times longer than in the daemon.
 
     #[test]
     fn blocks_between_flag_checks_do_not_change_the_chain() {
@@ -265,30 +262,6 @@ mod tests {
             assert_eq!(end, Ok(expected));
             assert!(took > Duration::ZERO);
         }
-    }
-
-    #[test]
-    fn raising_the_flag_stops_running_parallel_chains_within_100_ms() {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let (done, finished) = std::sync::mpsc::channel();
-        let flag = stop.clone();
-        std::thread::spawn(move || {
-            let _ = done.send(parallel_chains(Path::detect(), threads, u64::MAX, &flag));
-        });
-        // The chains can never finish by themselves: let them get going.
-        let early = finished.recv_timeout(Duration::from_millis(200));
-        assert!(early.is_err(), "chains of u64::MAX steps ended");
-        let raised = Instant::now();
-        stop.store(true, Ordering::Relaxed);
-        let runs = finished
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the chains stop at all")
-            .expect("threads start");
-        let took = raised.elapsed();
-        assert!(took < Duration::from_millis(100), "stopped after {took:?}");
-        assert_eq!(runs.len(), threads);
-        assert!(runs.iter().all(|(end, _)| *end == Err(Stopped)));
     }
 
     #[test]
