@@ -7,11 +7,15 @@
 //!
 //! [`open`] connects and starts a task that owns the socket: it writes what
 //! is sent through the [`Link`], hands every frame read back as an
-//! [`Event`], sends a WebSocket Ping when nothing was written for
-//! `ping_after`, and gives the connection up when nothing at all was read
-//! for `dead_after` while it was waiting to read (the relay answers Pings,
-//! so a live relay is never silent that long) or when one write is not
-//! taken within `dead_after` (a relay that stopped reading). Reconnecting
+//! [`Event`], sends a WebSocket Ping when nothing was written, or nothing
+//! read, for `ping_after`, and gives the connection up when nothing at all
+//! was read for `dead_after` while it was waiting to read (the relay
+//! answers Pings, so a live relay is never silent that long) or when one
+//! write is not taken within `dead_after` (a relay that stopped reading).
+//! Pinging on a quiet read side too matters to a server: answering a burst
+//! of large requests is a long run of writes with nothing to read, and a
+//! relay that has nothing to send would otherwise look dead after
+//! `dead_after`, with every answer still queued lost. Reconnecting
 //! is the owner's choice: a one-shot caller reports the loss, a server
 //! opens a new link with a fresh token.
 //!
@@ -53,7 +57,8 @@ use crate::util::unix_time::unix_now;
 #[derive(Debug, Clone, Copy)]
 pub struct RelayOptions {
     pub connect_timeout: Duration,
-    /// Send a WebSocket Ping after this long without writing.
+    /// Send a WebSocket Ping after this long without writing, or without
+    /// reading (at most one Ping per `ping_after`).
     pub ping_after: Duration,
     /// Give the connection up after this long without reading anything.
     pub dead_after: Duration,
@@ -334,6 +339,9 @@ async fn run<S>(
     // When the relay was last heard, or when we were last ready to hear it
     // again after holding back: our own waits are not its silence.
     let mut last_read = Instant::now();
+    // When we last sent a Ping: while the relay stays quiet, one per
+    // `ping_after`, not one per turn of the loop.
+    let mut last_ping = Instant::now();
     // Data messages read so far, to find those the guard cut short.
     let mut messages: u64 = 0;
     // Room for the next frame, taken before it is read.
@@ -357,7 +365,7 @@ async fn run<S>(
             )),
         };
     let reason = loop {
-        let ping_at = last_write + options.ping_after;
+        let ping_at = last_write.min(last_read).max(last_ping) + options.ping_after;
         let dead_at = last_read + options.dead_after;
         let reading = room.is_some() && pending.is_none();
         tokio::select! {
@@ -421,6 +429,7 @@ async fn run<S>(
                     break Some(why);
                 }
                 last_write = Instant::now();
+                last_ping = last_write;
             }
             _ = tokio::time::sleep_until(dead_at), if reading => {
                 break Some(format!(

@@ -352,6 +352,67 @@ async fn backpressure_is_not_silence() {
     assert_eq!(g.relay.connections_of(SERVER), 1, "the link reconnected");
 }
 
+/// A server answering a long burst writes for longer than the dead time
+/// with nothing to read: the relay, which has nothing to send, is not
+/// silent but unasked. The link pings while its read side is quiet, the
+/// relay's Pongs are read, and the link stays up with every answer
+/// delivered (it used to ping only when nothing was written, and gave the
+/// relay up after `dead_after`, the answers still queued lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writing_for_longer_than_the_dead_time_is_not_silence() {
+    let g = RmbGrid::start();
+    g.add_caller_and_server(CALLER, SERVER, true);
+    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
+    let quick = RelayOptions {
+        ping_after: Duration::from_millis(300),
+        dead_after: Duration::from_secs(1),
+        ..RelayOptions::default()
+    };
+    let mut link = relay_link::open(&g.relay.url(), &server, SERVER, None, &quick)
+        .await
+        .expect("server connects");
+    let mut caller = caller_link(&g, &RelayOptions::default()).await;
+    wait_for(Duration::from_secs(10), "the caller on the relay", || {
+        g.relay.is_online(CALLER, Some(SID)).then_some(())
+    });
+    // Four dead times of answers, one every 50 ms, nothing sent to us.
+    const ANSWERS: usize = 80;
+    let sender = link.sender();
+    let writing = tokio::spawn(async move {
+        for n in 0..ANSWERS {
+            let mut env = Envelope {
+                uid: format!("long-{n}"),
+                timestamp: zos_perf::unix_time::unix_now(),
+                expiration: 60,
+                source: Some(Address::twin(SERVER)),
+                destination: Some(Address::session(CALLER, Some(SID.into()))),
+                message: Some(Body::Response(envelope::Response {})),
+                payload: Some(Payload::Plain(vec![b'x'; 16 << 10])),
+                ..Envelope::default()
+            };
+            env.sign(&server);
+            sender.send(&env).await.expect("the link is up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut got = 0;
+    while got < ANSWERS {
+        match tokio::time::timeout(Duration::from_secs(10), caller.events.recv()).await {
+            Ok(Some(Event::Envelope(..))) => got += 1,
+            Ok(other) => panic!("after {got} answers: {other:?}"),
+            Err(_) => panic!("only {got} of {ANSWERS} answers arrived"),
+        }
+    }
+    writing.await.expect("writing");
+    // Nothing came to the server but the relay's Pongs: no event at all,
+    // the connection given up least of all.
+    assert!(
+        link.events.try_recv().is_err(),
+        "the server's link reported something"
+    );
+    assert_eq!(g.relay.connections_of(SERVER), 1, "the link reconnected");
+}
+
 /// Item 4: a relay that stops reading our socket while we have replies to
 /// write is given up within the dead time (it was never given up).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
