@@ -393,6 +393,25 @@ impl Ctx {
             None
         };
 
+        // A shutdown that came while the turn or the lease was being taken
+        // (the holder's run, ended by that same shutdown, handed the turn
+        // over) ends this run before it starts: nothing ran, so nothing is
+        // counted as a cancelled run.
+        if self.shutdown.is_cancelled() {
+            if settings.exclusive {
+                *self
+                    .exclusive
+                    .holder
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
+            self.store.update_status(name, |s| s.state = State::Idle);
+            anyhow::bail!("{name}: shut down before the run started");
+        }
+
         let started_at = self.clock.now();
         let started = Instant::now();
         self.store.update_status(name, |s| {
