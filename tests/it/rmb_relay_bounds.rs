@@ -316,11 +316,9 @@ async fn twin_lookups_are_coalesced_and_not_repeated_for_bad_signatures() {
     );
 }
 
-/// Item 3: the owner of a link does not take what it read for longer than
-/// the dead time while the relay keeps sending. That is our slowness, not
-/// the relay's silence: the link stays up and every envelope arrives.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backpressure_is_not_silence() {
+/// A test grid with the caller and the server, and the server's own link
+/// with short times: a Ping after 300 ms, given up after 1 s.
+async fn grid_with_a_quick_server() -> (RmbGrid, Link, Identity) {
     let g = RmbGrid::start();
     g.add_caller_and_server(CALLER, SERVER, true);
     let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
@@ -329,9 +327,18 @@ async fn backpressure_is_not_silence() {
         dead_after: Duration::from_secs(1),
         ..RelayOptions::default()
     };
-    let mut slow = relay_link::open(&g.relay.url(), &server, SERVER, None, &quick)
+    let link = relay_link::open(&g.relay.url(), &server, SERVER, None, &quick)
         .await
         .expect("server connects");
+    (g, link, server)
+}
+
+/// Item 3: the owner of a link does not take what it read for longer than
+/// the dead time while the relay keeps sending. That is our slowness, not
+/// the relay's silence: the link stays up and every envelope arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_is_not_silence() {
+    let (g, mut slow, _) = grid_with_a_quick_server().await;
     let link = caller_link(&g, &RelayOptions::default()).await;
     let who = Identity::from_secret(MNEMONIC_A, KeyType::Sr25519).unwrap();
     const SENT: usize = 600;
@@ -360,17 +367,7 @@ async fn backpressure_is_not_silence() {
 /// relay up after `dead_after`, the answers still queued lost).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writing_for_longer_than_the_dead_time_is_not_silence() {
-    let g = RmbGrid::start();
-    g.add_caller_and_server(CALLER, SERVER, true);
-    let server = Identity::from_secret(MNEMONIC_B, KeyType::Ed25519).unwrap();
-    let quick = RelayOptions {
-        ping_after: Duration::from_millis(300),
-        dead_after: Duration::from_secs(1),
-        ..RelayOptions::default()
-    };
-    let mut link = relay_link::open(&g.relay.url(), &server, SERVER, None, &quick)
-        .await
-        .expect("server connects");
+    let (g, mut link, server) = grid_with_a_quick_server().await;
     let mut caller = caller_link(&g, &RelayOptions::default()).await;
     wait_for(Duration::from_secs(10), "the caller on the relay", || {
         g.relay.is_online(CALLER, Some(SID)).then_some(())
