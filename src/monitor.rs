@@ -85,6 +85,14 @@ struct Exclusive {
     holder: Mutex<Option<&'static str>>,
 }
 
+impl Exclusive {
+    /// Names the task holding the turn (`None`: nobody), for the logs of
+    /// those waiting.
+    fn set_holder(&self, name: Option<&'static str>) {
+        *self.holder.lock().unwrap_or_else(|p| p.into_inner()) = name;
+    }
+}
+
 pub struct Monitor {
     tasks: Vec<Arc<Registered>>,
     store: Arc<ResultStore>,
@@ -355,11 +363,7 @@ impl Ctx {
                     }
                 }
             };
-            *self
-                .exclusive
-                .holder
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(name);
+            self.exclusive.set_holder(Some(name));
             Some(guard)
         } else {
             None
@@ -399,11 +403,7 @@ impl Ctx {
         // counted as a cancelled run.
         if self.shutdown.is_cancelled() {
             if settings.exclusive {
-                *self
-                    .exclusive
-                    .holder
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = None;
+                self.exclusive.set_holder(None);
             }
             if let Some(lease) = lease {
                 lease.release().await;
@@ -454,11 +454,7 @@ impl Ctx {
         // Whatever ended the run, tell work on other threads to stop.
         cancel.cancel();
         if settings.exclusive {
-            *self
-                .exclusive
-                .holder
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = None;
+            self.exclusive.set_holder(None);
         }
         let duration = started.elapsed();
         if let Some(lease) = lease {

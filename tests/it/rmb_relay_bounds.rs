@@ -316,6 +316,23 @@ async fn twin_lookups_are_coalesced_and_not_repeated_for_bad_signatures() {
     );
 }
 
+/// A plain answer of `bytes` bytes from the server to the caller's session,
+/// signed by the server.
+fn answer_to_caller(uid: String, bytes: usize, server: &Identity) -> Envelope {
+    let mut env = Envelope {
+        uid,
+        timestamp: zos_perf::unix_time::unix_now(),
+        expiration: 60,
+        source: Some(Address::twin(SERVER)),
+        destination: Some(Address::session(CALLER, Some(SID.into()))),
+        message: Some(Body::Response(envelope::Response {})),
+        payload: Some(Payload::Plain(vec![b'x'; bytes])),
+        ..Envelope::default()
+    };
+    env.sign(server);
+    env
+}
+
 /// A test grid with the caller and the server, and the server's own link
 /// with short times: a Ping after 300 ms, given up after 1 s.
 async fn grid_with_a_quick_server() -> (RmbGrid, Link, Identity) {
@@ -377,17 +394,7 @@ async fn writing_for_longer_than_the_dead_time_is_not_silence() {
     let sender = link.sender();
     let writing = tokio::spawn(async move {
         for n in 0..ANSWERS {
-            let mut env = Envelope {
-                uid: format!("long-{n}"),
-                timestamp: zos_perf::unix_time::unix_now(),
-                expiration: 60,
-                source: Some(Address::twin(SERVER)),
-                destination: Some(Address::session(CALLER, Some(SID.into()))),
-                message: Some(Body::Response(envelope::Response {})),
-                payload: Some(Payload::Plain(vec![b'x'; 16 << 10])),
-                ..Envelope::default()
-            };
-            env.sign(&server);
+            let env = answer_to_caller(format!("long-{n}"), 16 << 10, &server);
             sender.send(&env).await.expect("the link is up");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -430,17 +437,7 @@ async fn a_relay_that_stops_reading_is_given_up() {
     // 64 replies of 1 MiB, as for a burst of get_all.
     tokio::spawn(async move {
         for n in 0..64 {
-            let mut env = Envelope {
-                uid: format!("big-{n}"),
-                timestamp: zos_perf::unix_time::unix_now(),
-                expiration: 60,
-                source: Some(Address::twin(SERVER)),
-                destination: Some(Address::session(CALLER, Some(SID.into()))),
-                message: Some(Body::Response(envelope::Response {})),
-                payload: Some(Payload::Plain(vec![b'x'; 1 << 20])),
-                ..Envelope::default()
-            };
-            env.sign(&server);
+            let env = answer_to_caller(format!("big-{n}"), 1 << 20, &server);
             if sender.send(&env).await.is_err() {
                 return;
             }
