@@ -333,6 +333,19 @@ fn answer_to_caller(uid: String, bytes: usize, server: &Identity) -> Envelope {
     env
 }
 
+/// Takes `n` envelopes from `link`, each within 10 s; anything else fails
+/// the test, naming how many `what` came.
+async fn receive(link: &mut Link, n: usize, what: &str) {
+    let mut got = 0;
+    while got < n {
+        match tokio::time::timeout(Duration::from_secs(10), link.events.recv()).await {
+            Ok(Some(Event::Envelope(..))) => got += 1,
+            Ok(other) => panic!("after {got} {what}: {other:?}"),
+            Err(_) => panic!("only {got} of {n} {what} arrived"),
+        }
+    }
+}
+
 /// A test grid with the caller and the server, and the server's own link
 /// with short times: a Ping after 300 ms, given up after 1 s.
 async fn grid_with_a_quick_server() -> (RmbGrid, Link, Identity) {
@@ -365,14 +378,7 @@ async fn backpressure_is_not_silence() {
     }
     // Not reading for four dead times, while the channel is full.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let mut got = 0;
-    while got < SENT {
-        match tokio::time::timeout(Duration::from_secs(10), slow.events.recv()).await {
-            Ok(Some(Event::Envelope(..))) => got += 1,
-            Ok(other) => panic!("after {got} envelopes: {other:?}"),
-            Err(_) => panic!("only {got} of {SENT} envelopes arrived"),
-        }
-    }
+    receive(&mut slow, SENT, "envelopes").await;
     assert_eq!(g.relay.connections_of(SERVER), 1, "the link reconnected");
 }
 
@@ -399,14 +405,7 @@ async fn writing_for_longer_than_the_dead_time_is_not_silence() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
-    let mut got = 0;
-    while got < ANSWERS {
-        match tokio::time::timeout(Duration::from_secs(10), caller.events.recv()).await {
-            Ok(Some(Event::Envelope(..))) => got += 1,
-            Ok(other) => panic!("after {got} answers: {other:?}"),
-            Err(_) => panic!("only {got} of {ANSWERS} answers arrived"),
-        }
-    }
+    receive(&mut caller, ANSWERS, "answers").await;
     writing.await.expect("writing");
     // Nothing came to the server but the relay's Pongs: no event at all,
     // the connection given up least of all.
