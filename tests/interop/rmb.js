@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The grid's TypeScript RMB client (@threefold/rmb_direct_client) as an
-// oracle for zos-perf's tests. One operation per run: the name is the first
+// oracle for zos-perf's tests. One operation per run (`batch` runs several): the name is the first
 // argument, the input is a JSON object on standard input, the output one
 // JSON object on standard output. Everything is offline: twin lookups are
 // answered from the `twins` list of the input, never from a chain.
@@ -17,6 +17,9 @@
 //                                                -> {result} or {error}: a real Client.connect/send/read
 //                                                   through a relay; only its chain client is replaced
 //                                                   by one answering from `twins`
+//   batch       {ops: [{op, input}, ...]}        -> {results: [...]}: the operations in order, in
+//                                                   this one run (Node.js and the client take about a
+//                                                   second of CPU to load, per run)
 //   bench       as call, plus {calls, warmup, readCalls}
 //                                                -> {calls, p50_ms, p99_ms, max_ms, read: {...}}: one
 //                                                   connection, `calls` sequential timed round trips
@@ -167,7 +170,18 @@ const ops = {
       return { result: await client.read(uid) };
     } catch (e) {
       return { error: String(e && e.message || e) };
+    } finally {
+      // In a batch the next call may connect with the same session id.
+      await client.disconnect();
     }
+  },
+  async batch({ ops: list }) {
+    const results = [];
+    for (const { op, input } of list || []) {
+      if (op === "batch") throw new Error("a batch cannot hold a batch");
+      results.push(await run(op, input || {}));
+    }
+    return { results };
   },
   async bench(input) {
     const client = await connectClient(input);
@@ -205,11 +219,15 @@ const ops = {
   },
 };
 
+function run(name, input) {
+  const op = ops[name];
+  if (!op) throw new Error(`unknown operation ${name}; known: ${Object.keys(ops).join(", ")}`);
+  return op(input);
+}
+
 async function main() {
-  const op = ops[process.argv[2]];
-  if (!op) throw new Error(`unknown operation ${process.argv[2]}; known: ${Object.keys(ops).join(", ")}`);
   await cryptoWaitReady();
-  const out = await op(await readInput());
+  const out = await run(process.argv[2], await readInput());
   process.stdout.write(JSON.stringify(out) + "\n");
 }
 

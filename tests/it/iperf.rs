@@ -243,9 +243,12 @@ fn one_node_gives_tcp_and_udp_over_v4_and_v6_with_speeds_and_cpu() {
 fn a_busy_server_is_retried_until_it_is_free() {
     let lab = Lab::new(1);
     let s = &lab.servers[0];
-    // Another client keeps the server busy for 2 s.
-    let _busy =
-        s.ns.spawn(&["iperf3", "-c", "127.0.0.1", "-p", "300", "-t", "2"]);
+    // Another client keeps the server busy for 2 s, at 1 Mbit/s: busy is
+    // a matter of the one test slot, not of load, and at full speed it
+    // would take a CPU for those 2 s.
+    let _busy = s.ns.spawn(&[
+        "iperf3", "-c", "127.0.0.1", "-p", "300", "-t", "2", "-b", "1M",
+    ]);
     common::wait_for(
         Duration::from_secs(10),
         "the other client connected",

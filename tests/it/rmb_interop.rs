@@ -11,7 +11,7 @@ use zos_perf::rmb::envelope::{self, Address, Body, Envelope, Payload, Response};
 use zos_perf::rmb::identity::{Identity, KeyType};
 use zos_perf::rmb::{e2e, jwt};
 
-use common::interop::rmb_js as ts;
+use common::interop::rmb_js_batch as ts;
 
 const A: &str = "bottom drive obey lake curtain smoke basket hold race lonely fit walk";
 const B: &str = "legal winner thank year wave sausage worth useful legal winner thank yellow";
@@ -27,8 +27,11 @@ fn twin_json(id: u32, who: &Identity, kt: KeyType) -> Value {
 
 #[test]
 fn keys_from_the_same_mnemonic_are_equal() {
-    for m in [A, B] {
-        let theirs = ts("keys", json!({"mnemonic": m}));
+    let theirs = ts(&[
+        ("keys", json!({"mnemonic": A})),
+        ("keys", json!({"mnemonic": B})),
+    ]);
+    for (m, theirs) in [A, B].into_iter().zip(theirs) {
         let ours = Identity::from_secret(m, KeyType::Ed25519).unwrap();
         assert_eq!(theirs["ed25519"], hex::encode(ours.ed25519_public()));
         assert_eq!(theirs["sr25519"], hex::encode(ours.sr25519_public()));
@@ -42,51 +45,67 @@ fn keys_from_the_same_mnemonic_are_equal() {
 
 #[test]
 fn tokens_verify_both_ways() {
-    for kt in [KeyType::Ed25519, KeyType::Sr25519] {
+    let kts = [KeyType::Ed25519, KeyType::Sr25519];
+    // Per key type: their token, then our token checked against our
+    // account and against the account of the other key type, which must
+    // not accept it.
+    let mut ops = Vec::new();
+    for kt in kts {
         let ours = Identity::from_secret(A, kt).unwrap();
-        let theirs = ts(
-            "jwt",
-            json!({"mnemonic": A, "keyType": kt.as_str(), "twin": 9, "sid": "s1", "nowMs": 1_800_000_000_000u64}),
-        );
-        let token = theirs["token"].as_str().unwrap();
-        let claims = jwt::verify(token, &ours.account_id(), 1_800_000_000).unwrap();
-        assert_eq!((claims.sub, claims.sid.as_deref()), (9, Some("s1")));
-
         let mine = jwt::token(&ours, 9, Some("s1"), 1_800_000_000, 60);
-        let v = ts(
-            "verify-jwt",
-            json!({"token": mine, "account": hex::encode(ours.account_id()), "keyType": kt.as_str()}),
-        );
-        assert_eq!(v["valid"], true, "{kt}");
-        // The other key type's account must not accept it.
         let other = match kt {
             KeyType::Ed25519 => ours.sr25519_public(),
             KeyType::Sr25519 => ours.ed25519_public(),
         };
-        let v = ts(
-            "verify-jwt",
-            json!({"token": mine, "account": hex::encode(other), "keyType": kt.as_str()}),
-        );
-        assert_eq!(v["valid"], false);
+        ops.extend([
+            (
+                "jwt",
+                json!({"mnemonic": A, "keyType": kt.as_str(), "twin": 9, "sid": "s1", "nowMs": 1_800_000_000_000u64}),
+            ),
+            (
+                "verify-jwt",
+                json!({"token": mine, "account": hex::encode(ours.account_id()), "keyType": kt.as_str()}),
+            ),
+            (
+                "verify-jwt",
+                json!({"token": mine, "account": hex::encode(other), "keyType": kt.as_str()}),
+            ),
+        ]);
+    }
+    let out = ts(&ops);
+    for (kt, out) in kts.into_iter().zip(out.chunks(3)) {
+        let ours = Identity::from_secret(A, kt).unwrap();
+        let token = out[0]["token"].as_str().unwrap();
+        let claims = jwt::verify(token, &ours.account_id(), 1_800_000_000).unwrap();
+        assert_eq!((claims.sub, claims.sid.as_deref()), (9, Some("s1")));
+        assert_eq!(out[1]["valid"], true, "{kt}");
+        assert_eq!(out[2]["valid"], false, "{kt}");
     }
 }
 
 #[test]
 fn their_signed_encrypted_request_verifies_and_decrypts_in_ours() {
-    for (kt, encrypt) in [
+    let cases = [
         (KeyType::Ed25519, true),
         (KeyType::Sr25519, true),
         (KeyType::Sr25519, false),
-    ] {
+    ];
+    let b = Identity::from_secret(B, KeyType::Ed25519).unwrap();
+    let ops: Vec<_> = cases
+        .iter()
+        .map(|&(kt, encrypt)| {
+            let a = Identity::from_secret(A, kt).unwrap();
+            (
+                "request",
+                json!({"mnemonic": A, "keyType": kt.as_str(), "source": 42, "sid": "sess9", "dest": 7,
+                       "command": "zos.perf.get", "payload": "{\"Name\":\"iperf\"}", "encrypt": encrypt,
+                       "uid": "11111111-0000-4000-8000-000000000001", "timestamp": 1_800_000_000u64, "expiration": 120,
+                       "twins": [twin_json(42, &a, kt), twin_json(7, &b, KeyType::Ed25519)]}),
+            )
+        })
+        .collect();
+    for ((kt, encrypt), out) in cases.into_iter().zip(ts(&ops)) {
         let a = Identity::from_secret(A, kt).unwrap();
-        let b = Identity::from_secret(B, KeyType::Ed25519).unwrap();
-        let out = ts(
-            "request",
-            json!({"mnemonic": A, "keyType": kt.as_str(), "source": 42, "sid": "sess9", "dest": 7,
-                   "command": "zos.perf.get", "payload": "{\"Name\":\"iperf\"}", "encrypt": encrypt,
-                   "uid": "11111111-0000-4000-8000-000000000001", "timestamp": 1_800_000_000u64, "expiration": 120,
-                   "twins": [twin_json(42, &a, kt), twin_json(7, &b, KeyType::Ed25519)]}),
-        );
         let env =
             Envelope::from_bytes(&hex::decode(out["envelope"].as_str().unwrap()).unwrap()).unwrap();
         env.verify(&a.account_id()).unwrap();
@@ -112,10 +131,14 @@ fn their_signed_encrypted_request_verifies_and_decrypts_in_ours() {
 
 #[test]
 fn our_signed_encrypted_reply_verifies_and_decrypts_in_theirs() {
-    for kt in [KeyType::Ed25519, KeyType::Sr25519] {
+    let kts = [KeyType::Ed25519, KeyType::Sr25519];
+    let caller = Identity::from_secret(A, KeyType::Sr25519).unwrap();
+    let body = br#"{"name":"cpu-benchmark","result":{"single":1.5}}"#;
+    // Per key type: our reply, then the same reply signed by another key,
+    // which the TS client must reject.
+    let mut ops = Vec::new();
+    for kt in kts {
         let node = Identity::from_secret(B, kt).unwrap();
-        let caller = Identity::from_secret(A, KeyType::Sr25519).unwrap();
-        let body = br#"{"name":"cpu-benchmark","result":{"single":1.5}}"#;
         let mut env = Envelope {
             uid: uuid::Uuid::new_v4().to_string(),
             timestamp: 1_800_000_000,
@@ -135,21 +158,24 @@ fn our_signed_encrypted_reply_verifies_and_decrypts_in_theirs() {
             twin_json(7, &node, kt),
             twin_json(42, &caller, KeyType::Sr25519)
         ]);
-        let out = ts(
-            "open",
-            json!({"mnemonic": A, "envelope": hex::encode(env.to_bytes()), "twins": twins}),
-        );
-        assert_eq!(out["verified"], true, "{kt}: {out}");
-        assert_eq!(out["kind"], "response");
-        assert_eq!(out["payload"], String::from_utf8_lossy(body).as_ref());
-
-        // A reply signed by another key is rejected by the TS client.
         let mut forged = env.clone();
         forged.sign(&caller);
-        let out = ts(
-            "open",
-            json!({"mnemonic": A, "envelope": hex::encode(forged.to_bytes()), "twins": twins}),
-        );
-        assert_eq!(out["verified"], false);
+        ops.extend([
+            (
+                "open",
+                json!({"mnemonic": A, "envelope": hex::encode(env.to_bytes()), "twins": twins}),
+            ),
+            (
+                "open",
+                json!({"mnemonic": A, "envelope": hex::encode(forged.to_bytes()), "twins": twins}),
+            ),
+        ]);
+    }
+    let out = ts(&ops);
+    for (kt, out) in kts.into_iter().zip(out.chunks(2)) {
+        assert_eq!(out[0]["verified"], true, "{kt}: {}", out[0]);
+        assert_eq!(out[0]["kind"], "response");
+        assert_eq!(out[0]["payload"], String::from_utf8_lossy(body).as_ref());
+        assert_eq!(out[1]["verified"], false, "{kt}: {}", out[1]);
     }
 }

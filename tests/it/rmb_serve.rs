@@ -10,7 +10,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::interop::rmb_js;
+use common::interop::rmb_js_batch;
 use common::rmbgrid::{spawn_serving, store_fresh_cpu, RmbGrid, MNEMONIC_A, MNEMONIC_B};
 use common::{KillOnDrop, RedisServer};
 use serde_json::{json, Value};
@@ -170,11 +170,12 @@ fn the_typescript_client_calls_the_daemon_and_verifies_its_replies() {
     // An sr25519 and an ed25519 caller, each with a session id of its own.
     // The TypeScript client insists on its pk being on chain (it would
     // update the twin otherwise) and then encrypts, so both calls are
-    // encrypted both ways; plain calls are covered by rmb_e2e.
-    for (i, (kt, pk)) in [(KeyType::Sr25519, true), (KeyType::Ed25519, true)]
-        .into_iter()
-        .enumerate()
-    {
+    // encrypted both ways; plain calls are covered by rmb_e2e. All six
+    // calls in one run of the client (rmb_js_batch), each on a connection
+    // of its own.
+    let callers = [KeyType::Sr25519, KeyType::Ed25519];
+    let mut ops = Vec::new();
+    for (i, kt) in callers.into_iter().enumerate() {
         let id = 400 + i as u32;
         let mnemonic = if i == 0 {
             MNEMONIC_A
@@ -182,30 +183,35 @@ fn the_typescript_client_calls_the_daemon_and_verifies_its_replies() {
             "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
         };
         let who = Identity::from_secret(mnemonic, kt).unwrap();
-        g.add_twin(id, &who, pk);
+        g.add_twin(id, &who, true);
         let twins = json!([
-            twin(id, &who, kt, pk),
+            twin(id, &who, kt, true),
             twin(SERVER, &server, KeyType::Ed25519, true)
         ]);
-        let ask = |command: &str, payload: &str| {
-            rmb_js(
+        for (command, payload) in [
+            ("zos.perf.get", r#"{"Name":"cpu-benchmark"}"#),
+            ("zos.perf.get_all", ""),
+            ("zos.perf.nope", "{}"),
+        ] {
+            ops.push((
                 "call",
                 json!({"mnemonic": mnemonic, "keyType": kt.as_str(), "relayUrl": g.relay.url(),
-                           "sid": format!("ts-{i}"), "twins": twins, "dest": SERVER,
-                           "command": command, "payload": payload}),
-            )
-        };
-        let out = ask("zos.perf.get", r#"{"Name":"cpu-benchmark"}"#);
-        assert_eq!(out["result"], stored, "{kt}: {out}");
-        let out = ask("zos.perf.get_all", "");
-        assert_eq!(out["result"], json!([stored]), "{kt}: {out}");
-        let out = ask("zos.perf.nope", "{}");
+                       "sid": format!("ts-{i}"), "twins": twins, "dest": SERVER,
+                       "command": command, "payload": payload}),
+            ));
+        }
+    }
+    let out = rmb_js_batch(&ops);
+    for (kt, out) in callers.into_iter().zip(out.chunks(3)) {
+        assert_eq!(out[0]["result"], stored, "{kt}: {}", out[0]);
+        assert_eq!(out[1]["result"], json!([stored]), "{kt}: {}", out[1]);
         assert!(
-            out["error"]
+            out[2]["error"]
                 .as_str()
                 .unwrap_or_default()
                 .contains("function is not found"),
-            "{out}"
+            "{kt}: {}",
+            out[2]
         );
     }
 }
