@@ -246,9 +246,8 @@ fn a_busy_server_is_retried_until_it_is_free() {
     // Another client keeps the server busy for 2 s, at 1 Mbit/s: busy is
     // a matter of the one test slot, not of load, and at full speed it
     // would take a CPU for those 2 s.
-    let _busy = s.ns.spawn(&[
-        "iperf3", "-c", "127.0.0.1", "-p", "300", "-t", "2", "-b", "1M",
-    ]);
+    let busy: Vec<&str> = "iperf3 -c 127.0.0.1 -p 300 -t 2 -b 1M".split(' ').collect();
+    let _busy = s.ns.spawn(&busy);
     common::wait_for(
         Duration::from_secs(10),
         "the other client connected",

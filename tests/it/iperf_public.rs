@@ -241,9 +241,10 @@ fn a_busy_server_is_retried_with_the_2026_backoff() {
     let pair = IperfPair::start("ipc", "ips");
     // Another client keeps the server busy for a while (at 1 Mbit/s: the
     // server's one test slot is what is busy, not a CPU).
-    let other = pair.client.spawn(&[
-        "iperf3", "-c", "198.51.100.2", "-p", "300", "-t", "3", "-b", "1M",
-    ]);
+    let busy: Vec<&str> = "iperf3 -c 198.51.100.2 -p 300 -t 3 -b 1M"
+        .split(' ')
+        .collect();
+    let other = pair.client.spawn(&busy);
     wait_for(Duration::from_secs(10), "the other client's test", || {
         let out = pair
             .server
