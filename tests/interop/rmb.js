@@ -2,8 +2,9 @@
 // The grid's TypeScript RMB client (@threefold/rmb_direct_client) as an
 // oracle for zos-perf's tests. One operation per run (`batch` runs
 // several): the name is the first argument, the input is a JSON object on
-// standard input, the output one JSON object on standard output. Everything is offline: twin lookups are
-// answered from the `twins` list of the input, never from a chain.
+// standard input, the output one JSON object on standard output.
+// Everything is offline: twin lookups are answered from the `twins` list of
+// the input, never from a chain.
 //
 // Operations:
 //   keys        {mnemonic}                       -> public keys as the TS client derives them
