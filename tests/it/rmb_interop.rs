@@ -45,14 +45,17 @@ fn keys_from_the_same_mnemonic_are_equal() {
 
 #[test]
 fn tokens_verify_both_ways() {
-    let kts = [KeyType::Ed25519, KeyType::Sr25519];
+    let ids: Vec<(KeyType, Identity)> = [KeyType::Ed25519, KeyType::Sr25519]
+        .into_iter()
+        .map(|kt| (kt, Identity::from_secret(A, kt).unwrap()))
+        .collect();
     // Per key type: their token, then our token checked against our
     // account and against the account of the other key type, which must
     // not accept it.
     let mut ops = Vec::new();
-    for kt in kts {
-        let ours = Identity::from_secret(A, kt).unwrap();
-        let mine = jwt::token(&ours, 9, Some("s1"), 1_800_000_000, 60);
+    for (kt, ours) in &ids {
+        let kt = *kt;
+        let mine = jwt::token(ours, 9, Some("s1"), 1_800_000_000, 60);
         let other = match kt {
             KeyType::Ed25519 => ours.sr25519_public(),
             KeyType::Sr25519 => ours.ed25519_public(),
@@ -73,8 +76,7 @@ fn tokens_verify_both_ways() {
         ]);
     }
     let out = ts(&ops);
-    for (kt, out) in kts.into_iter().zip(out.chunks(3)) {
-        let ours = Identity::from_secret(A, kt).unwrap();
+    for ((kt, ours), out) in ids.iter().zip(out.chunks(3)) {
         let token = out[0]["token"].as_str().unwrap();
         let claims = jwt::verify(token, &ours.account_id(), 1_800_000_000).unwrap();
         assert_eq!((claims.sub, claims.sid.as_deref()), (9, Some("s1")));
@@ -85,27 +87,29 @@ fn tokens_verify_both_ways() {
 
 #[test]
 fn their_signed_encrypted_request_verifies_and_decrypts_in_ours() {
-    let cases = [
+    let cases: Vec<(KeyType, bool, Identity)> = [
         (KeyType::Ed25519, true),
         (KeyType::Sr25519, true),
         (KeyType::Sr25519, false),
-    ];
+    ]
+    .into_iter()
+    .map(|(kt, encrypt)| (kt, encrypt, Identity::from_secret(A, kt).unwrap()))
+    .collect();
     let b = Identity::from_secret(B, KeyType::Ed25519).unwrap();
     let ops: Vec<_> = cases
         .iter()
-        .map(|&(kt, encrypt)| {
-            let a = Identity::from_secret(A, kt).unwrap();
+        .map(|(kt, encrypt, a)| {
             (
                 "request",
                 json!({"mnemonic": A, "keyType": kt.as_str(), "source": 42, "sid": "sess9", "dest": 7,
                        "command": "zos.perf.get", "payload": "{\"Name\":\"iperf\"}", "encrypt": encrypt,
                        "uid": "11111111-0000-4000-8000-000000000001", "timestamp": 1_800_000_000u64, "expiration": 120,
-                       "twins": [twin_json(42, &a, kt), twin_json(7, &b, KeyType::Ed25519)]}),
+                       "twins": [twin_json(42, a, *kt), twin_json(7, &b, KeyType::Ed25519)]}),
             )
         })
         .collect();
-    for ((kt, encrypt), out) in cases.into_iter().zip(ts(&ops)) {
-        let a = Identity::from_secret(A, kt).unwrap();
+    for ((_, encrypt, a), out) in cases.iter().zip(ts(&ops)) {
+        let encrypt = *encrypt;
         let env =
             Envelope::from_bytes(&hex::decode(out["envelope"].as_str().unwrap()).unwrap()).unwrap();
         env.verify(&a.account_id()).unwrap();
